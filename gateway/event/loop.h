@@ -1,0 +1,68 @@
+/*
+ * loop.h - a small single-threaded epoll event loop.
+ *
+ * One epoll fd; timers in a min-heap behind one timerfd; signals through a
+ * signalfd. (A module fed by another thread, e.g. the MQTT client, owns an
+ * eventfd and registers it with loop_add_io.) `now` is read once per
+ * iteration from an injectable monotonic clock and cached, so every callback
+ * of one iteration sees the same time (and tests can drive time).
+ *
+ * Invariants: callbacks run only on the thread that calls loop_run(); a
+ * callback may add or remove any io/timer, including its own; removing an
+ * fd or cancelling a timer guarantees its callback will not run afterwards,
+ * even later in the same iteration. Every function returns 0 or -errno and
+ * leaves output parameters untouched on failure. Nothing here is
+ * thread-safe.
+ *
+ * Used by bfr-gateway and cuffsim.
+ */
+#ifndef BFR_LOOP_H
+#define BFR_LOOP_H
+
+#include <stdint.h>
+#include <sys/epoll.h>
+
+struct loop;
+
+/* Monotonic milliseconds. The default reads CLOCK_MONOTONIC. */
+typedef uint64_t (*loop_clock_fn)(void *clock_data);
+
+typedef void (*loop_io_fn)(struct loop *loop, int fd, uint32_t events, void *user_data);
+typedef void (*loop_timer_fn)(struct loop *loop, uint64_t timer_id, void *user_data);
+typedef void (*loop_signal_fn)(struct loop *loop, int signo, void *user_data);
+
+int loop_new(struct loop **out);
+/* For tests: a loop whose `now` comes from clock_fn(clock_data). */
+int loop_new_with_clock(loop_clock_fn clock_fn, void *clock_data, struct loop **out);
+/* Frees the loop; registered fds are not closed (their owners close them). */
+void loop_free(struct loop *loop);
+
+/* Cached monotonic time of the current iteration, in ms. */
+uint64_t loop_now_ms(const struct loop *loop);
+/* Re-reads the clock now (e.g. before measuring a latency). */
+uint64_t loop_update_now(struct loop *loop);
+
+/* events are EPOLLIN / EPOLLOUT / ...; EPOLLERR and EPOLLHUP are implied. */
+int loop_add_io(struct loop *loop, int fd, uint32_t events, loop_io_fn fn, void *user_data);
+int loop_mod_io(struct loop *loop, int fd, uint32_t events);
+int loop_del_io(struct loop *loop, int fd);
+
+/*
+ * One-shot timer firing at now + delay_ms. *id_out gets a non-zero id that
+ * is never reused while the loop lives. Repeat by re-arming in the callback.
+ */
+int loop_add_timer(struct loop *loop, uint64_t delay_ms, loop_timer_fn fn, void *user_data,
+		   uint64_t *id_out);
+/* -ENOENT if the timer already fired or was cancelled. */
+int loop_cancel_timer(struct loop *loop, uint64_t timer_id);
+
+/* Blocks signo for the process and delivers it through the loop. */
+int loop_add_signal(struct loop *loop, int signo, loop_signal_fn fn, void *user_data);
+
+/* Runs until loop_quit(); returns 0, or -errno if epoll itself failed. */
+int loop_run(struct loop *loop);
+/* Runs at most one iteration, waiting up to timeout_ms (-1: forever). */
+int loop_run_once(struct loop *loop, int timeout_ms);
+void loop_quit(struct loop *loop);
+
+#endif
