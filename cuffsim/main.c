@@ -1,0 +1,5 @@
+/* cuffsim - placeholder until the simulator lands. */
+int main(void)
+{
+	return 1;
+}

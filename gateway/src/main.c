@@ -1,0 +1,5 @@
+/* bfr-gateway - placeholder until the daemon is wired. */
+int main(void)
+{
+	return 1;
+}
