@@ -1,0 +1,597 @@
+/*
+ * loop.c - see loop.h.
+ *
+ * io: a table indexed by fd. Each registration gets a fresh 32-bit
+ * generation, and epoll's data carries (generation << 32 | fd), so an event
+ * fetched before its fd was removed (or removed and re-added) in the same
+ * iteration is recognised as stale and dropped.
+ *
+ * timers: a slab of timer records (reused through a free list) and a binary
+ * min-heap of slab indices ordered by (deadline, id). Ids are
+ * (sequence << TIMER_SLOT_BITS | slot): the slot gives O(1) lookup for
+ * cancel, the ever-growing sequence makes ids unique for the loop's life and
+ * gives FIFO order among equal deadlines. Each record keeps its heap index,
+ * so cancel is O(log n). The heap and slab only grow in loop_add_timer; an
+ * iteration allocates nothing.
+ *
+ * With the default clock one timerfd (CLOCK_MONOTONIC, TFD_TIMER_ABSTIME)
+ * is armed to the earliest deadline just before epoll_wait, only when that
+ * deadline changed. With an injected clock the timerfd would measure the
+ * wrong time, so epoll_wait's timeout is computed from the heap instead.
+ */
+#include "loop.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 64
+#define TIMER_SLOT_BITS 24
+#define TIMER_SLOT_MAX (1u << TIMER_SLOT_BITS)
+#define NO_SLOT UINT32_MAX
+#define NOT_ARMED UINT64_MAX
+#define SIGNAL_MAX 65 /* _NSIG on Linux; signalfd only carries 1..64 */
+
+struct io_entry {
+	loop_io_fn fn;
+	void *user_data;
+	uint32_t events;
+	uint32_t gen; /* 0: free */
+};
+
+struct timer {
+	uint64_t id; /* 0: free */
+	uint64_t deadline;
+	loop_timer_fn fn;
+	void *user_data;
+	uint32_t heap_index; /* while in use */
+	uint32_t next_free;  /* while free */
+};
+
+struct signal_entry {
+	loop_signal_fn fn;
+	void *user_data;
+};
+
+struct loop {
+	int epfd;
+	int timerfd;
+	int sigfd;
+	bool quit;
+
+	loop_clock_fn clock_fn; /* NULL: CLOCK_MONOTONIC + timerfd */
+	void *clock_data;
+	uint64_t now;
+
+	struct io_entry *io;
+	size_t io_cap;
+	uint32_t io_gen;
+
+	struct timer *timers;
+	uint32_t timers_cap;
+	uint32_t *heap;
+	uint32_t heap_cap;
+	uint32_t heap_len;
+	uint32_t free_head;
+	uint64_t timer_seq;
+	uint64_t armed_deadline;
+
+	sigset_t sigmask;
+	struct signal_entry signals[SIGNAL_MAX];
+
+	struct epoll_event events[MAX_EVENTS];
+};
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t read_clock(const struct loop *loop)
+{
+	return loop->clock_fn ? loop->clock_fn(loop->clock_data) : monotonic_ms();
+}
+
+static uint64_t pack_data(uint32_t gen, int fd)
+{
+	return (uint64_t)gen << 32 | (uint32_t)fd;
+}
+
+/* ---- timer heap -------------------------------------------------------- */
+
+static bool timer_before(const struct loop *loop, uint32_t a, uint32_t b)
+{
+	const struct timer *ta = &loop->timers[a];
+	const struct timer *tb = &loop->timers[b];
+
+	if (ta->deadline != tb->deadline)
+		return ta->deadline < tb->deadline;
+	return ta->id < tb->id; /* sequence is in the high bits: FIFO */
+}
+
+static void heap_place(struct loop *loop, uint32_t index, uint32_t slot)
+{
+	loop->heap[index] = slot;
+	loop->timers[slot].heap_index = index;
+}
+
+static void heap_sift_up(struct loop *loop, uint32_t index)
+{
+	uint32_t slot = loop->heap[index];
+
+	while (index > 0) {
+		uint32_t parent = (index - 1) / 2;
+
+		if (!timer_before(loop, slot, loop->heap[parent]))
+			break;
+		heap_place(loop, index, loop->heap[parent]);
+		index = parent;
+	}
+	heap_place(loop, index, slot);
+}
+
+static void heap_sift_down(struct loop *loop, uint32_t index)
+{
+	uint32_t slot = loop->heap[index];
+
+	for (;;) {
+		uint32_t child = 2 * index + 1;
+
+		if (child >= loop->heap_len)
+			break;
+		if (child + 1 < loop->heap_len &&
+		    timer_before(loop, loop->heap[child + 1], loop->heap[child]))
+			child++;
+		if (!timer_before(loop, loop->heap[child], slot))
+			break;
+		heap_place(loop, index, loop->heap[child]);
+		index = child;
+	}
+	heap_place(loop, index, slot);
+}
+
+static void heap_remove(struct loop *loop, uint32_t index)
+{
+	uint32_t last = loop->heap[--loop->heap_len];
+
+	if (index == loop->heap_len)
+		return;
+	heap_place(loop, index, last);
+	/* The moved element may belong above or below its new place. */
+	if (index > 0 && timer_before(loop, last, loop->heap[(index - 1) / 2]))
+		heap_sift_up(loop, index);
+	else
+		heap_sift_down(loop, index);
+}
+
+static void timer_release(struct loop *loop, uint32_t slot)
+{
+	loop->timers[slot].id = 0;
+	loop->timers[slot].fn = NULL;
+	loop->timers[slot].user_data = NULL;
+	loop->timers[slot].next_free = loop->free_head;
+	loop->free_head = slot;
+}
+
+/* Grows slab and heap together; each keeps its new size if the other fails. */
+static int timers_grow(struct loop *loop)
+{
+	uint32_t cap = loop->timers_cap ? loop->timers_cap * 2 : 16;
+	struct timer *timers;
+	uint32_t *heap;
+
+	if (loop->timers_cap >= TIMER_SLOT_MAX)
+		return -ENOSPC;
+	if (cap > TIMER_SLOT_MAX)
+		cap = TIMER_SLOT_MAX;
+	if (loop->heap_cap < cap) {
+		heap = realloc(loop->heap, cap * sizeof(*heap));
+		if (!heap)
+			return -ENOMEM;
+		loop->heap = heap;
+		loop->heap_cap = cap;
+	}
+	timers = realloc(loop->timers, cap * sizeof(*timers));
+	if (!timers)
+		return -ENOMEM;
+	memset(&timers[loop->timers_cap], 0, (cap - loop->timers_cap) * sizeof(*timers));
+	/* Push new slots so the lowest index is handed out first. */
+	for (uint32_t slot = cap; slot-- > loop->timers_cap;) {
+		timers[slot].next_free = loop->free_head;
+		loop->free_head = slot;
+	}
+	loop->timers = timers;
+	loop->timers_cap = cap;
+	return 0;
+}
+
+/* Re-arms the timerfd only when the earliest deadline moved. */
+static int timerfd_sync(struct loop *loop)
+{
+	struct itimerspec its = { 0 };
+	uint64_t deadline = NOT_ARMED;
+
+	if (loop->heap_len > 0)
+		deadline = loop->timers[loop->heap[0]].deadline;
+	if (deadline == loop->armed_deadline)
+		return 0;
+	if (deadline != NOT_ARMED) {
+		its.it_value.tv_sec = (time_t)(deadline / 1000u);
+		its.it_value.tv_nsec = (long)(deadline % 1000u) * 1000000L;
+		if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+			its.it_value.tv_nsec = 1; /* all-zero would disarm */
+	}
+	if (timerfd_settime(loop->timerfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+		return -errno;
+	loop->armed_deadline = deadline;
+	return 0;
+}
+
+/*
+ * Fires every timer due at the cached now, in (deadline, id) order. Timers
+ * added by these callbacks get a later sequence and wait for the next
+ * iteration, so a timer re-arming itself with delay 0 cannot starve io.
+ */
+static void run_timers(struct loop *loop)
+{
+	uint64_t seq_limit = loop->timer_seq;
+
+	while (loop->heap_len > 0) {
+		uint32_t slot = loop->heap[0];
+		struct timer *t = &loop->timers[slot];
+		uint64_t id = t->id;
+		loop_timer_fn fn = t->fn;
+		void *user_data = t->user_data;
+
+		if (t->deadline > loop->now || (id >> TIMER_SLOT_BITS) >= seq_limit)
+			break;
+		heap_remove(loop, 0);
+		/* Released before the call: the callback may re-arm or cancel freely. */
+		timer_release(loop, slot);
+		fn(loop, id, user_data);
+	}
+}
+
+/* ---- internal fds ------------------------------------------------------ */
+
+static void on_timerfd(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	uint64_t expirations;
+
+	/* Only clears readiness; run_timers decides what is due. */
+	while (read(fd, &expirations, sizeof(expirations)) > 0)
+		;
+	/* The kernel disarmed it after expiry; make the next sync re-arm. */
+	loop->armed_deadline = NOT_ARMED;
+}
+
+static void on_signalfd(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct signalfd_siginfo info;
+
+	while (read(fd, &info, sizeof(info)) == (ssize_t)sizeof(info)) {
+		int signo = (int)info.ssi_signo;
+
+		if (signo <= 0 || signo >= SIGNAL_MAX || !loop->signals[signo].fn)
+			continue;
+		loop->signals[signo].fn(loop, signo, loop->signals[signo].user_data);
+	}
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+static int loop_create(loop_clock_fn clock_fn, void *clock_data, struct loop **out)
+{
+	struct loop *loop;
+	int r;
+
+	loop = calloc(1, sizeof(*loop));
+	if (!loop)
+		return -ENOMEM;
+	loop->timerfd = -1;
+	loop->sigfd = -1;
+	loop->free_head = NO_SLOT;
+	loop->timer_seq = 1;
+	loop->armed_deadline = NOT_ARMED;
+	loop->clock_fn = clock_fn;
+	loop->clock_data = clock_data;
+	sigemptyset(&loop->sigmask);
+
+	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (loop->epfd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (!clock_fn) {
+		loop->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (loop->timerfd < 0) {
+			r = -errno;
+			goto fail;
+		}
+		r = loop_add_io(loop, loop->timerfd, EPOLLIN, on_timerfd, NULL);
+		if (r < 0)
+			goto fail;
+	}
+	loop->now = read_clock(loop);
+	*out = loop;
+	return 0;
+fail:
+	loop_free(loop);
+	return r;
+}
+
+int loop_new(struct loop **out)
+{
+	if (!out)
+		return -EINVAL;
+	return loop_create(NULL, NULL, out);
+}
+
+int loop_new_with_clock(loop_clock_fn clock_fn, void *clock_data, struct loop **out)
+{
+	if (!clock_fn || !out)
+		return -EINVAL;
+	return loop_create(clock_fn, clock_data, out);
+}
+
+void loop_free(struct loop *loop)
+{
+	if (!loop)
+		return;
+	/*
+	 * Signals stay blocked: unblocking one that is pending would run its
+	 * default action (usually death) instead of the handler.
+	 */
+	if (loop->sigfd >= 0)
+		close(loop->sigfd);
+	if (loop->timerfd >= 0)
+		close(loop->timerfd);
+	if (loop->epfd >= 0)
+		close(loop->epfd);
+	free(loop->io);
+	free(loop->timers);
+	free(loop->heap);
+	free(loop);
+}
+
+uint64_t loop_now_ms(const struct loop *loop)
+{
+	return loop->now;
+}
+
+uint64_t loop_update_now(struct loop *loop)
+{
+	loop->now = read_clock(loop);
+	return loop->now;
+}
+
+static struct io_entry *io_lookup(struct loop *loop, int fd)
+{
+	if (fd < 0 || (size_t)fd >= loop->io_cap || loop->io[fd].gen == 0)
+		return NULL;
+	return &loop->io[fd];
+}
+
+int loop_add_io(struct loop *loop, int fd, uint32_t events, loop_io_fn fn, void *user_data)
+{
+	struct epoll_event ev = { 0 };
+	struct io_entry *entry;
+
+	if (!loop || !fn)
+		return -EINVAL;
+	if (fd < 0)
+		return -EBADF;
+	if (io_lookup(loop, fd))
+		return -EEXIST;
+	if ((size_t)fd >= loop->io_cap) {
+		size_t cap = loop->io_cap ? loop->io_cap : 16;
+		struct io_entry *io;
+
+		while (cap <= (size_t)fd)
+			cap *= 2;
+		io = realloc(loop->io, cap * sizeof(*io));
+		if (!io)
+			return -ENOMEM;
+		memset(&io[loop->io_cap], 0, (cap - loop->io_cap) * sizeof(*io));
+		loop->io = io;
+		loop->io_cap = cap;
+	}
+	if (++loop->io_gen == 0)
+		loop->io_gen = 1; /* 0 marks a free entry */
+	ev.events = events;
+	ev.data.u64 = pack_data(loop->io_gen, fd);
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	entry = &loop->io[fd];
+	entry->fn = fn;
+	entry->user_data = user_data;
+	entry->events = events;
+	entry->gen = loop->io_gen;
+	return 0;
+}
+
+int loop_mod_io(struct loop *loop, int fd, uint32_t events)
+{
+	struct io_entry *entry;
+	struct epoll_event ev = { 0 };
+
+	if (!loop)
+		return -EINVAL;
+	entry = io_lookup(loop, fd);
+	if (!entry)
+		return -ENOENT;
+	ev.events = events;
+	ev.data.u64 = pack_data(entry->gen, fd);
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+		return -errno;
+	entry->events = events;
+	return 0;
+}
+
+int loop_del_io(struct loop *loop, int fd)
+{
+	struct io_entry *entry;
+
+	if (!loop)
+		return -EINVAL;
+	entry = io_lookup(loop, fd);
+	if (!entry)
+		return -ENOENT;
+	/*
+	 * Failure here means the owner already closed the fd, which removed it
+	 * from epoll; forgetting it is all that is left to do.
+	 */
+	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
+	memset(entry, 0, sizeof(*entry));
+	return 0;
+}
+
+int loop_add_timer(struct loop *loop, uint64_t delay_ms, loop_timer_fn fn, void *user_data,
+		   uint64_t *id_out)
+{
+	struct timer *t;
+	uint32_t slot;
+	int r;
+
+	if (!loop || !fn || !id_out)
+		return -EINVAL;
+	if (loop->free_head == NO_SLOT) {
+		r = timers_grow(loop);
+		if (r < 0)
+			return r;
+	}
+	slot = loop->free_head;
+	t = &loop->timers[slot];
+	loop->free_head = t->next_free;
+	t->id = loop->timer_seq++ << TIMER_SLOT_BITS | slot;
+	t->deadline = delay_ms > UINT64_MAX - loop->now ? UINT64_MAX - 1 : loop->now + delay_ms;
+	t->fn = fn;
+	t->user_data = user_data;
+	loop->heap[loop->heap_len] = slot;
+	t->heap_index = loop->heap_len++;
+	heap_sift_up(loop, t->heap_index);
+	*id_out = t->id;
+	return 0;
+}
+
+int loop_cancel_timer(struct loop *loop, uint64_t timer_id)
+{
+	uint32_t slot = (uint32_t)(timer_id & (TIMER_SLOT_MAX - 1));
+
+	if (!loop)
+		return -EINVAL;
+	if (timer_id == 0 || slot >= loop->timers_cap || loop->timers[slot].id != timer_id)
+		return -ENOENT;
+	heap_remove(loop, loop->timers[slot].heap_index);
+	timer_release(loop, slot);
+	return 0;
+}
+
+int loop_add_signal(struct loop *loop, int signo, loop_signal_fn fn, void *user_data)
+{
+	sigset_t mask, one;
+	int fd, r;
+
+	if (!loop || !fn)
+		return -EINVAL;
+	if (signo <= 0 || signo >= SIGNAL_MAX || signo == SIGKILL || signo == SIGSTOP)
+		return -EINVAL;
+	if (loop->signals[signo].fn)
+		return -EEXIST;
+	mask = loop->sigmask;
+	sigaddset(&mask, signo);
+	/* Blocked first, so a signal arriving meanwhile waits for the signalfd. */
+	sigemptyset(&one);
+	sigaddset(&one, signo);
+	if (sigprocmask(SIG_BLOCK, &one, NULL) < 0)
+		return -errno;
+	fd = signalfd(loop->sigfd, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (loop->sigfd < 0) {
+		r = loop_add_io(loop, fd, EPOLLIN, on_signalfd, NULL);
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
+		loop->sigfd = fd;
+	}
+	loop->sigmask = mask;
+	loop->signals[signo].fn = fn;
+	loop->signals[signo].user_data = user_data;
+	return 0;
+}
+
+static int wait_timeout(struct loop *loop, int timeout_ms)
+{
+	uint64_t deadline, wait;
+
+	if (!loop->clock_fn || loop->heap_len == 0)
+		return timeout_ms;
+	deadline = loop->timers[loop->heap[0]].deadline;
+	wait = deadline > loop->now ? deadline - loop->now : 0;
+	if (timeout_ms >= 0 && (uint64_t)timeout_ms < wait)
+		return timeout_ms;
+	return wait > INT32_MAX ? INT32_MAX : (int)wait;
+}
+
+int loop_run_once(struct loop *loop, int timeout_ms)
+{
+	int n, r;
+
+	if (!loop)
+		return -EINVAL;
+	if (loop->timerfd >= 0) {
+		r = timerfd_sync(loop);
+		if (r < 0)
+			return r;
+	}
+	n = epoll_wait(loop->epfd, loop->events, MAX_EVENTS, wait_timeout(loop, timeout_ms));
+	if (n < 0) {
+		if (errno != EINTR)
+			return -errno;
+		n = 0;
+	}
+	loop->now = read_clock(loop);
+	for (int i = 0; i < n; i++) {
+		uint64_t data = loop->events[i].data.u64;
+		int fd = (int)(uint32_t)data;
+		struct io_entry *entry = io_lookup(loop, fd);
+
+		/* Removed, or removed and re-added, earlier in this iteration. */
+		if (!entry || entry->gen != (uint32_t)(data >> 32))
+			continue;
+		entry->fn(loop, fd, loop->events[i].events, entry->user_data);
+	}
+	run_timers(loop);
+	return 0;
+}
+
+int loop_run(struct loop *loop)
+{
+	int r = 0;
+
+	if (!loop)
+		return -EINVAL;
+	loop->quit = false;
+	while (!loop->quit) {
+		r = loop_run_once(loop, -1);
+		if (r < 0)
+			break;
+	}
+	return r;
+}
+
+void loop_quit(struct loop *loop)
+{
+	loop->quit = true;
+}

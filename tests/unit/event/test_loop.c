@@ -1,0 +1,717 @@
+/* test_loop.c - the event loop: timers (injected clock), io, signals, removal during dispatch. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "loop.h"
+#include "test_alloc.h"
+
+struct fake_clock {
+	uint64_t now;
+	unsigned reads;
+};
+
+static uint64_t fake_now(void *data)
+{
+	struct fake_clock *clock = data;
+
+	clock->reads++;
+	return clock->now;
+}
+
+/* Records the order timers fire in. */
+struct record {
+	uint64_t ids[64];
+	int tags[64];
+	size_t n;
+};
+
+struct tagged {
+	struct record *rec;
+	int tag;
+};
+
+static void on_record(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct tagged *t = user_data;
+
+	assert_true(t->rec->n < 64);
+	t->rec->ids[t->rec->n] = id;
+	t->rec->tags[t->rec->n++] = t->tag;
+}
+
+static struct loop *fake_loop(struct fake_clock *clock)
+{
+	struct loop *loop = NULL;
+
+	assert_int_equal(loop_new_with_clock(fake_now, clock, &loop), 0);
+	assert_non_null(loop);
+	return loop;
+}
+
+static void test_new_rejects_bad_args(void **state)
+{
+	struct loop *loop = (struct loop *)0x1;
+
+	assert_int_equal(loop_new(NULL), -EINVAL);
+	assert_int_equal(loop_new_with_clock(NULL, NULL, &loop), -EINVAL);
+	assert_ptr_equal(loop, (struct loop *)0x1);
+	loop_free(NULL);
+}
+
+static void test_timer_order(void **state)
+{
+	struct fake_clock clock = { .now = 1000 };
+	struct loop *loop = fake_loop(&clock);
+	struct record rec = { 0 };
+	struct tagged t[4] = { { &rec, 30 }, { &rec, 10 }, { &rec, 20 }, { &rec, 40 } };
+	uint64_t id;
+
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(loop_add_timer(loop, (uint64_t)t[i].tag, on_record, &t[i], &id), 0);
+	clock.now = 1009;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(rec.n, 0);
+	clock.now = 1030;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(rec.n, 3);
+	assert_int_equal(rec.tags[0], 10);
+	assert_int_equal(rec.tags[1], 20);
+	assert_int_equal(rec.tags[2], 30);
+	assert_int_equal(loop_now_ms(loop), 1030);
+	clock.now = 2000;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(rec.n, 4);
+	assert_int_equal(rec.tags[3], 40);
+	loop_free(loop);
+}
+
+static void test_equal_deadlines_fifo(void **state)
+{
+	struct fake_clock clock = { .now = 5 };
+	struct loop *loop = fake_loop(&clock);
+	struct record rec = { 0 };
+	struct tagged t[20];
+	uint64_t id;
+
+	for (int i = 0; i < 20; i++) {
+		t[i] = (struct tagged){ &rec, i };
+		assert_int_equal(loop_add_timer(loop, 7, on_record, &t[i], &id), 0);
+	}
+	clock.now = 12;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(rec.n, 20);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(rec.tags[i], i);
+	loop_free(loop);
+}
+
+struct canceller {
+	uint64_t own_id;
+	uint64_t victim_id;
+	int own_result;
+	int victim_result;
+	int runs;
+};
+
+static void on_cancel_other(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct canceller *c = user_data;
+
+	c->runs++;
+	c->own_result = loop_cancel_timer(loop, id);
+	c->victim_result = loop_cancel_timer(loop, c->victim_id);
+}
+
+static void on_must_not_run(struct loop *loop, uint64_t id, void *user_data)
+{
+	fail_msg("cancelled timer ran");
+}
+
+static void test_cancel_inside_callback(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	struct canceller c = { 0 };
+
+	assert_int_equal(loop_add_timer(loop, 10, on_cancel_other, &c, &c.own_id), 0);
+	/* Same deadline, added later: due in the same iteration, cancelled before it runs. */
+	assert_int_equal(loop_add_timer(loop, 10, on_must_not_run, NULL, &c.victim_id), 0);
+	assert_int_not_equal(c.own_id, 0);
+	assert_int_not_equal(c.own_id, c.victim_id);
+	clock.now = 10;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(c.runs, 1);
+	assert_int_equal(c.own_result, -ENOENT); /* already fired */
+	assert_int_equal(c.victim_result, 0);
+	assert_int_equal(loop_cancel_timer(loop, c.victim_id), -ENOENT);
+	assert_int_equal(loop_cancel_timer(loop, 0), -ENOENT);
+	assert_int_equal(loop_cancel_timer(loop, UINT64_MAX), -ENOENT);
+	clock.now = 100;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	loop_free(loop);
+}
+
+static void test_ids_never_reused(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	uint64_t first, second;
+
+	assert_int_equal(loop_add_timer(loop, 1, on_must_not_run, NULL, &first), 0);
+	assert_int_equal(loop_cancel_timer(loop, first), 0);
+	/* Same slot reused, but a different id: the stale id must not cancel it. */
+	assert_int_equal(loop_add_timer(loop, 1, on_must_not_run, NULL, &second), 0);
+	assert_int_not_equal(first, second);
+	assert_int_equal(loop_cancel_timer(loop, first), -ENOENT);
+	assert_int_equal(loop_cancel_timer(loop, second), 0);
+	loop_free(loop);
+}
+
+struct rearm {
+	int runs;
+	int limit;
+	uint64_t seen_now[8];
+};
+
+static void on_rearm(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct rearm *r = user_data;
+	uint64_t next;
+
+	r->seen_now[r->runs++] = loop_now_ms(loop);
+	if (r->runs < r->limit)
+		assert_int_equal(loop_add_timer(loop, 0, on_rearm, r, &next), 0);
+}
+
+static void test_add_timer_from_timer(void **state)
+{
+	struct fake_clock clock = { .now = 50 };
+	struct loop *loop = fake_loop(&clock);
+	struct rearm r = { .limit = 3 };
+	uint64_t id;
+
+	assert_int_equal(loop_add_timer(loop, 0, on_rearm, &r, &id), 0);
+	/* A timer added by a timer (even with delay 0) waits for the next iteration. */
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(r.runs, 1);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(r.runs, 2);
+	/* Fake clock: the wait is computed from the heap, so -1 does not block here. */
+	assert_int_equal(loop_run_once(loop, -1), 0);
+	assert_int_equal(r.runs, 3);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(r.runs, 3);
+	loop_free(loop);
+}
+
+static void test_now_cached_per_iteration(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	struct record rec = { 0 };
+	struct tagged t = { &rec, 1 };
+	uint64_t id;
+	unsigned before;
+
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(loop_add_timer(loop, 1, on_record, &t, &id), 0);
+	clock.now = 1;
+	before = clock.reads;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(rec.n, 5);
+	assert_int_equal(clock.reads - before, 1);
+	clock.now = 77;
+	assert_int_equal(loop_now_ms(loop), 1);
+	assert_int_equal(loop_update_now(loop), 77);
+	assert_int_equal(loop_now_ms(loop), 77);
+	loop_free(loop);
+}
+
+struct many {
+	uint64_t last_deadline;
+	uint64_t last_id;
+	size_t fired;
+	uint64_t *deadline_of; /* by index */
+};
+
+struct many_timer {
+	struct many *m;
+	uint64_t deadline;
+};
+
+static void on_many(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct many_timer *t = user_data;
+	struct many *m = t->m;
+
+	/* Non-decreasing deadlines; equal deadlines in id (insertion) order. */
+	assert_true(t->deadline >= m->last_deadline);
+	if (t->deadline == m->last_deadline)
+		assert_true(id > m->last_id);
+	assert_true(t->deadline <= loop_now_ms(loop));
+	m->last_deadline = t->deadline;
+	m->last_id = id;
+	m->fired++;
+}
+
+static void test_ten_thousand_timers(void **state)
+{
+	enum { N = 10000 };
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	struct many m = { 0 };
+	struct many_timer *t = calloc(N, sizeof(*t));
+	uint64_t *ids = calloc(N, sizeof(*ids));
+	uint32_t seed = 12345;
+	size_t cancelled = 0;
+
+	assert_non_null(t);
+	assert_non_null(ids);
+	for (int i = 0; i < N; i++) {
+		seed = seed * 1103515245u + 12345u;
+		t[i].m = &m;
+		t[i].deadline = (seed >> 8) % 5000; /* many ties */
+		assert_int_equal(loop_add_timer(loop, t[i].deadline, on_many, &t[i], &ids[i]), 0);
+	}
+	for (int i = 0; i < N; i += 3) {
+		assert_int_equal(loop_cancel_timer(loop, ids[i]), 0);
+		cancelled++;
+	}
+	/* Advance time in steps so firing spans many iterations. */
+	for (clock.now = 0; clock.now < 5000; clock.now += 37)
+		assert_int_equal(loop_run_once(loop, 0), 0);
+	clock.now = 5000;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(m.fired, N - cancelled);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(loop_cancel_timer(loop, ids[i]), -ENOENT);
+	free(t);
+	free(ids);
+	loop_free(loop);
+}
+
+static void test_timer_bad_args(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	uint64_t id = 42;
+
+	assert_int_equal(loop_add_timer(loop, 1, NULL, NULL, &id), -EINVAL);
+	assert_int_equal(loop_add_timer(loop, 1, on_must_not_run, NULL, NULL), -EINVAL);
+	assert_int_equal(id, 42);
+	/* A huge delay saturates instead of wrapping into the past. */
+	assert_int_equal(loop_add_timer(loop, UINT64_MAX, on_must_not_run, NULL, &id), 0);
+	clock.now = 1000000;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	loop_free(loop);
+}
+
+/* ---- real clock (timerfd) ------------------------------------------------ */
+
+static void on_flag(struct loop *loop, uint64_t id, void *user_data)
+{
+	(*(int *)user_data)++;
+}
+
+static void on_quit(struct loop *loop, uint64_t id, void *user_data)
+{
+	(*(int *)user_data)++;
+	loop_quit(loop);
+}
+
+static uint64_t real_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void test_timerfd_real_clock(void **state)
+{
+	struct loop *loop = NULL;
+	int early = 0, late = 0, cancelled = 0;
+	uint64_t id, cancel_id, start;
+
+	assert_int_equal(loop_new(&loop), 0);
+	start = real_ms();
+	assert_int_equal(loop_add_timer(loop, 30, on_quit, &late, &id), 0);
+	assert_int_equal(loop_add_timer(loop, 10, on_flag, &early, &id), 0);
+	assert_int_equal(loop_add_timer(loop, 5, on_flag, &cancelled, &cancel_id), 0);
+	assert_int_equal(loop_cancel_timer(loop, cancel_id), 0);
+	/* loop_run blocks in epoll_wait(-1): only the timerfd can wake it. */
+	assert_int_equal(loop_run(loop), 0);
+	assert_int_equal(early, 1);
+	assert_int_equal(late, 1);
+	assert_int_equal(cancelled, 0);
+	assert_true(real_ms() - start >= 30);
+	assert_true(real_ms() - start < 5000);
+	loop_free(loop);
+}
+
+/* ---- io ------------------------------------------------------------------ */
+
+struct io_state {
+	int calls;
+	uint32_t last_events;
+	int other_fd;
+	int deleted_result;
+};
+
+static void on_readable(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct io_state *s = user_data;
+	char buf[16];
+
+	s->calls++;
+	s->last_events = events;
+	if (events & EPOLLIN)
+		(void)read(fd, buf, sizeof(buf));
+}
+
+static void run_until(struct loop *loop, const int *counter, int value)
+{
+	uint64_t deadline = real_ms() + 3000;
+
+	while (*counter < value && real_ms() < deadline)
+		assert_int_equal(loop_run_once(loop, 100), 0);
+	assert_true(*counter >= value);
+}
+
+static void test_io_readiness(void **state)
+{
+	struct loop *loop = NULL;
+	struct io_state s = { 0 };
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(loop_new(&loop), 0);
+	assert_int_equal(loop_add_io(loop, sv[1], EPOLLIN, on_readable, &s), 0);
+	assert_int_equal(loop_add_io(loop, sv[1], EPOLLIN, on_readable, &s), -EEXIST);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(s.calls, 0);
+	assert_int_equal(write(sv[0], "x", 1), 1);
+	run_until(loop, &s.calls, 1);
+	assert_true(s.last_events & EPOLLIN);
+
+	assert_int_equal(loop_mod_io(loop, sv[1], EPOLLOUT), 0);
+	run_until(loop, &s.calls, 2);
+	assert_true(s.last_events & EPOLLOUT);
+
+	assert_int_equal(loop_del_io(loop, sv[1]), 0);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(s.calls, 2);
+	assert_int_equal(loop_del_io(loop, sv[1]), -ENOENT);
+	assert_int_equal(loop_mod_io(loop, sv[1], EPOLLIN), -ENOENT);
+
+	/* Peer hang-up is reported without asking for it. */
+	assert_int_equal(loop_add_io(loop, sv[1], 0, on_readable, &s), 0);
+	close(sv[0]);
+	run_until(loop, &s.calls, 3);
+	assert_true(s.last_events & EPOLLHUP);
+	assert_int_equal(loop_del_io(loop, sv[1]), 0);
+	close(sv[1]);
+	loop_free(loop);
+}
+
+static void test_io_bad_args(void **state)
+{
+	struct loop *loop = NULL;
+	struct io_state s = { 0 };
+	char path[] = "/tmp/bfr-loop-XXXXXX";
+	int fd;
+
+	assert_int_equal(loop_new(&loop), 0);
+	assert_int_equal(loop_add_io(loop, -1, EPOLLIN, on_readable, &s), -EBADF);
+	assert_int_equal(loop_add_io(loop, 0, EPOLLIN, NULL, &s), -EINVAL);
+	assert_int_equal(loop_del_io(loop, -5), -ENOENT);
+	assert_int_equal(loop_del_io(loop, 100000), -ENOENT);
+	/* A regular file cannot be polled: the error comes back, nothing is registered. */
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(loop_add_io(loop, fd, EPOLLIN, on_readable, &s), -EPERM);
+	assert_int_equal(loop_del_io(loop, fd), -ENOENT);
+	close(fd);
+	/* A closed fd: epoll_ctl reports EBADF. */
+	assert_int_equal(loop_add_io(loop, fd, EPOLLIN, on_readable, &s), -EBADF);
+	loop_free(loop);
+}
+
+struct pair_state {
+	struct io_state a, b;
+	int fds[2];
+	int total;
+	int readded_calls;
+};
+
+static void on_readded(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct pair_state *p = user_data;
+
+	p->readded_calls++;
+}
+
+/* Whichever fd is dispatched first removes the other and registers it afresh. */
+static void on_delete_other(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct pair_state *p = user_data;
+	int other = fd == p->fds[0] ? p->fds[1] : p->fds[0];
+
+	p->total++;
+	if (p->total > 1)
+		return;
+	assert_int_equal(loop_del_io(loop, other), 0);
+	assert_int_equal(loop_add_io(loop, other, EPOLLIN, on_readded, p), 0);
+}
+
+static void test_del_during_dispatch(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	struct pair_state p = { 0 };
+	int sa[2], sb[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sa), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sb), 0);
+	p.fds[0] = sa[1];
+	p.fds[1] = sb[1];
+	assert_int_equal(loop_add_io(loop, sa[1], EPOLLIN, on_delete_other, &p), 0);
+	assert_int_equal(loop_add_io(loop, sb[1], EPOLLIN, on_delete_other, &p), 0);
+	assert_int_equal(write(sa[0], "x", 1), 1);
+	assert_int_equal(write(sb[0], "y", 1), 1);
+	/* Both are ready before the wait: one iteration fetches both events. */
+	assert_int_equal(loop_run_once(loop, 1000), 0);
+	assert_int_equal(p.total, 1);
+	/* The stale event of the old registration did not reach the new callback... */
+	assert_int_equal(p.readded_calls, 0);
+	/* ...but the new registration works from the next iteration on. */
+	assert_int_equal(loop_run_once(loop, 1000), 0);
+	assert_true(p.readded_calls >= 1);
+	loop_del_io(loop, sa[1]);
+	loop_del_io(loop, sb[1]);
+	close(sa[0]);
+	close(sa[1]);
+	close(sb[0]);
+	close(sb[1]);
+	loop_free(loop);
+}
+
+static void on_del_self(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	int *calls = user_data;
+
+	(*calls)++;
+	assert_int_equal(loop_del_io(loop, fd), 0);
+}
+
+static void test_del_self_and_closed_fd(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	int calls = 0;
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(loop_add_io(loop, sv[1], EPOLLIN, on_del_self, &calls), 0);
+	assert_int_equal(write(sv[0], "x", 1), 1);
+	assert_int_equal(loop_run_once(loop, 1000), 0);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(calls, 1);
+	/* Closing before deleting is tolerated: the entry is forgotten. */
+	assert_int_equal(loop_add_io(loop, sv[1], EPOLLIN, on_del_self, &calls), 0);
+	close(sv[1]);
+	assert_int_equal(loop_del_io(loop, sv[1]), 0);
+	close(sv[0]);
+	loop_free(loop);
+}
+
+/* ---- signals ------------------------------------------------------------- */
+
+static void on_signal(struct loop *loop, int signo, void *user_data)
+{
+	int *got = user_data;
+
+	*got = signo;
+}
+
+static void test_signal(void **state)
+{
+	struct loop *loop = NULL;
+	int got = 0;
+
+	assert_int_equal(loop_new(&loop), 0);
+	assert_int_equal(loop_add_signal(loop, SIGUSR1, on_signal, &got), 0);
+	assert_int_equal(loop_add_signal(loop, SIGUSR1, on_signal, &got), -EEXIST);
+	assert_int_equal(loop_add_signal(loop, 0, on_signal, &got), -EINVAL);
+	assert_int_equal(loop_add_signal(loop, 65, on_signal, &got), -EINVAL);
+	assert_int_equal(loop_add_signal(loop, SIGKILL, on_signal, &got), -EINVAL);
+	assert_int_equal(loop_add_signal(loop, SIGUSR2, NULL, &got), -EINVAL);
+	assert_int_equal(raise(SIGUSR1), 0);
+	run_until(loop, &got, 1);
+	assert_int_equal(got, SIGUSR1);
+
+	/* A second signal on the same loop shares the signalfd. */
+	got = 0;
+	assert_int_equal(loop_add_signal(loop, SIGUSR2, on_signal, &got), 0);
+	assert_int_equal(raise(SIGUSR2), 0);
+	run_until(loop, &got, 1);
+	assert_int_equal(got, SIGUSR2);
+	loop_free(loop);
+}
+
+/* ---- allocation ---------------------------------------------------------- */
+
+static void test_alloc_failures_new(void **state)
+{
+	struct fake_clock clock = { 0 };
+	int r = -ENOMEM;
+	long n;
+
+	for (n = 0; n < 20 && r != 0; n++) {
+		struct loop *loop = NULL;
+
+		test_alloc_fail_after(n);
+		r = loop_new(&loop);
+		test_alloc_reset();
+		if (r == 0) {
+			loop_free(loop);
+			break;
+		}
+		assert_int_equal(r, -ENOMEM);
+		assert_null(loop);
+	}
+	assert_int_equal(r, 0);
+	r = -ENOMEM;
+	for (n = 0; n < 20 && r != 0; n++) {
+		struct loop *loop = NULL;
+
+		test_alloc_fail_after(n);
+		r = loop_new_with_clock(fake_now, &clock, &loop);
+		test_alloc_reset();
+		if (r == 0)
+			loop_free(loop);
+		else
+			assert_int_equal(r, -ENOMEM);
+	}
+	assert_int_equal(r, 0);
+}
+
+static void test_alloc_failures_grow(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	struct record rec = { 0 };
+	struct tagged t = { &rec, 0 };
+	struct io_state s = { 0 };
+	uint64_t id = 0, kept;
+	int r = -ENOMEM;
+	int highfd, sv[2];
+
+	/* Fill the first chunk of slots, then fail growth at every step. */
+	for (int i = 0; i < 16; i++)
+		assert_int_equal(loop_add_timer(loop, 5, on_record, &t, &kept), 0);
+	for (long n = 0; n < 5 && r != 0; n++) {
+		id = 0;
+		test_alloc_fail_after(n);
+		r = loop_add_timer(loop, 5, on_record, &t, &id);
+		test_alloc_reset();
+		if (r != 0) {
+			assert_int_equal(r, -ENOMEM);
+			assert_int_equal(id, 0);
+		}
+	}
+	assert_int_equal(r, 0);
+	clock.now = 5;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(rec.n, 17);
+
+	/* io table growth fails for a large fd; nothing gets registered. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
+	highfd = dup2(sv[1], 200);
+	assert_int_equal(highfd, 200);
+	test_alloc_fail_after(0);
+	assert_int_equal(loop_add_io(loop, highfd, EPOLLIN, on_readable, &s), -ENOMEM);
+	test_alloc_reset();
+	assert_int_equal(loop_del_io(loop, highfd), -ENOENT);
+	assert_int_equal(loop_add_io(loop, highfd, EPOLLIN, on_readable, &s), 0);
+	assert_int_equal(loop_del_io(loop, highfd), 0);
+	close(highfd);
+	close(sv[0]);
+	close(sv[1]);
+	loop_free(loop);
+}
+
+static void on_periodic(struct loop *loop, uint64_t id, void *user_data)
+{
+	uint64_t next;
+
+	(*(int *)user_data)++;
+	assert_int_equal(loop_add_timer(loop, 1, on_periodic, user_data, &next), 0);
+}
+
+static void test_no_allocation_per_iteration(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	int runs = 0;
+	uint64_t id;
+	int sv[2];
+	struct io_state s = { 0 };
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(loop_add_io(loop, sv[1], EPOLLIN, on_readable, &s), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(loop_add_timer(loop, 1, on_periodic, &runs, &id), 0);
+	test_alloc_reset();
+	for (int i = 0; i < 1000; i++) {
+		clock.now++;
+		assert_int_equal(write(sv[0], "x", 1), 1);
+		assert_int_equal(loop_run_once(loop, 0), 0);
+	}
+	assert_int_equal(test_alloc_count(), 0);
+	assert_int_equal(runs, 4000);
+	assert_int_equal(s.calls, 1000);
+	loop_del_io(loop, sv[1]);
+	close(sv[0]);
+	close(sv[1]);
+	loop_free(loop);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_new_rejects_bad_args),
+		cmocka_unit_test(test_timer_order),
+		cmocka_unit_test(test_equal_deadlines_fifo),
+		cmocka_unit_test(test_cancel_inside_callback),
+		cmocka_unit_test(test_ids_never_reused),
+		cmocka_unit_test(test_add_timer_from_timer),
+		cmocka_unit_test(test_now_cached_per_iteration),
+		cmocka_unit_test(test_ten_thousand_timers),
+		cmocka_unit_test(test_timer_bad_args),
+		cmocka_unit_test(test_timerfd_real_clock),
+		cmocka_unit_test(test_io_readiness),
+		cmocka_unit_test(test_io_bad_args),
+		cmocka_unit_test(test_del_during_dispatch),
+		cmocka_unit_test(test_del_self_and_closed_fd),
+		cmocka_unit_test(test_signal),
+		cmocka_unit_test(test_alloc_failures_new),
+		cmocka_unit_test(test_alloc_failures_grow),
+		cmocka_unit_test(test_no_allocation_per_iteration),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
