@@ -183,6 +183,8 @@ struct att_pdu {
  * than ATT_MAX_MTU is -EMSGSIZE.
  */
 int att_pdu_decode(const uint8_t *buf, size_t len, struct att_pdu *out);
+/* As att_pdu_decode, but -EMSGSIZE for a PDU longer than the bearer's MTU. */
+int att_pdu_decode_mtu(const uint8_t *buf, size_t len, uint16_t mtu, struct att_pdu *out);
 
 /*
  * Encodes pdu into buf (capacity cap, normally the bearer MTU) and stores
@@ -223,6 +225,13 @@ struct att_group_entry {
 };
 int att_read_by_group_next(const struct att_pdu *pdu, size_t *pos, struct att_group_entry *entry);
 
+/* Find By Type Value response: found attribute handle .. group end handle. */
+struct att_handle_range {
+	uint16_t start;
+	uint16_t end;
+};
+int att_find_by_type_next(const struct att_pdu *pdu, size_t *pos, struct att_handle_range *entry);
+
 /* Characteristic declaration value: properties, value handle, UUID. */
 struct att_char_decl {
 	uint8_t properties;
@@ -230,6 +239,8 @@ struct att_char_decl {
 	struct att_uuid uuid;
 };
 int att_char_decl_decode(const uint8_t *value, size_t len, struct att_char_decl *out);
+/* 5 bytes for a 16-bit UUID, 19 for 128-bit; -EINVAL for value handle 0. */
+int att_char_decl_encode(const struct att_char_decl *decl, uint8_t *buf, size_t cap, size_t *len);
 
 /* --- list builder (server side) ---------------------------------------- */
 
@@ -237,7 +248,15 @@ int att_char_decl_decode(const uint8_t *value, size_t len, struct att_char_decl 
  * Builds the list part of a list response within one MTU. All entries of a
  * response must have the same length: att_list_add returns -E2BIG when the
  * entry differs in length from the first one (stop and send what you have),
- * -ENOSPC when it would not fit the MTU.
+ * -ENOSPC when it would not fit the MTU, -EINVAL for an empty entry or one
+ * longer than 255 bytes. rsp_opcode is FIND_INFO_RSP, FIND_BY_TYPE_RSP,
+ * READ_BY_TYPE_RSP or READ_BY_GROUP_TYPE_RSP (any other leaves no room);
+ * mtu is clamped to 23..517. The builder does not truncate values: see
+ * att_read_by_type_max_value. Entries are the wire entries: handle(s) then
+ * value or UUID. Then: pdu.read_by_type_rsp = { b.entry_len, b.buf, b.len }
+ * (Find Information: format = entry_len == 4 ? 1 : 2; Find By Type Value:
+ * pdu.value = { b.buf, b.len }); an empty builder means answer with an
+ * Error Response (Attribute Not Found) instead.
  */
 struct att_list_builder {
 	uint8_t buf[ATT_MAX_MTU];
@@ -247,5 +266,17 @@ struct att_list_builder {
 };
 void att_list_init(struct att_list_builder *b, uint16_t mtu, uint8_t rsp_opcode);
 int att_list_add(struct att_list_builder *b, const uint8_t *entry, size_t entry_len);
+
+/*
+ * Largest attribute value a server may put in one entry of a Read By Type
+ * response, min(mtu - 4, 253), and of a Read By Group Type response,
+ * min(mtu - 6, 251): a longer value is truncated to this (Vol 3 Part F
+ * 3.4.4.2 / 3.4.4.10) before att_list_add; the client reads the rest with
+ * Read Blob. And the largest notification/indication/write value, mtu - 3.
+ * mtu below 23 counts as 23.
+ */
+size_t att_read_by_type_max_value(uint16_t mtu);
+size_t att_read_by_group_max_value(uint16_t mtu);
+size_t att_notification_max_value(uint16_t mtu);
 
 #endif

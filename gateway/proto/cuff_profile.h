@@ -27,6 +27,8 @@ enum bfr_uuid_id {
 	BFR_UUID_FEATURES = 0x0006,
 };
 void bfr_uuid(enum bfr_uuid_id id, struct att_uuid *out);
+/* True and *id set when uuid is one of the six profile UUIDs above. */
+bool bfr_uuid_id_of(const struct att_uuid *uuid, enum bfr_uuid_id *id);
 
 /* --- Cuff Pressure (notify) -------------------------------------------- */
 
@@ -53,7 +55,12 @@ struct bfr_sample {
 	uint16_t status;
 };
 
-/* Value is `u8 n` then n samples; n must be >= 1 and match len exactly. */
+/*
+ * Value is `u8 n` then n samples; n must be 1..BFR_MAX_SAMPLES_PER_NTF and
+ * len exactly 1 + 14n (-EBADMSG); -ENOSPC when n > cap. Encode maps NAN to
+ * SFLOAT NaN and +-INFINITY to +-INF; -EINVAL for n out of range or a finite
+ * value SFLOAT cannot hold, -ENOSPC when buf is too small.
+ */
 int bfr_pressure_decode(const uint8_t *buf, size_t len, struct bfr_sample *out,
 			size_t cap, size_t *n_out);
 int bfr_pressure_encode(const struct bfr_sample *samples, size_t n, uint8_t *buf,
@@ -113,6 +120,11 @@ struct bfr_cp_request {
  * ranges of enums (reason 0..2, cue 0..4); an unknown opcode is -ENOTSUP so
  * the cuff can answer NOT_SUPPORTED. A SET_TARGET or MEASURE_LOP pressure
  * that is a special SFLOAT or negative is -ERANGE (answer INVALID_PARAMETER).
+ *
+ * Exact lengths: SET_TARGET 5, DEFLATE 2, MEASURE_LOP 3, CUE 2, IDENTIFY 1,
+ * SET_SUPERVISION 3 (anything else -EBADMSG). Out-of-range reason or cue and
+ * a SET_SUPERVISION timeout of 0 (it would disable the fail-safe) are
+ * -ERANGE as well. Encode refuses the same values with -EINVAL.
  */
 int bfr_cp_request_encode(const struct bfr_cp_request *req, uint8_t *buf, size_t cap,
 			  size_t *len);
@@ -126,6 +138,13 @@ struct bfr_cp_response {
 };
 int bfr_cp_response_encode(const struct bfr_cp_response *rsp, uint8_t *buf, size_t cap,
 			   size_t *len);
+/*
+ * Wire: 0x80, req_opcode, result, then `sfloat lop` exactly when req_opcode
+ * is MEASURE_LOP and result SUCCESS (5 bytes, else 3). Decode: -EBADMSG for
+ * a first byte other than 0x80, req_opcode 0 or 0x80, result > 5, or a
+ * length that disagrees. Encode: -EINVAL for the same, and when has_lop
+ * disagrees with that rule.
+ */
 int bfr_cp_response_decode(const uint8_t *buf, size_t len, struct bfr_cp_response *out);
 
 /* --- Cuff Status (read + notify) ---------------------------------------- */
@@ -158,6 +177,7 @@ struct bfr_status {
 	uint16_t cuff_width_mm;
 };
 int bfr_status_encode(const struct bfr_status *st, uint8_t *buf, size_t cap, size_t *len);
+/* Exactly 8 bytes; state 0..5 and battery 0..100 else -EBADMSG; all fault bits kept. */
 int bfr_status_decode(const uint8_t *buf, size_t len, struct bfr_status *out);
 
 /* --- Cuff Supervision (write without response) -------------------------- */
@@ -165,6 +185,10 @@ int bfr_status_decode(const uint8_t *buf, size_t len, struct bfr_status *out);
 #define BFR_SUPERVISION_WIRE_SIZE 2
 #define BFR_SUPERVISION_DEFAULT_TIMEOUT_MS 3000
 #define BFR_SUPERVISION_ACTIVE_ABOVE_MMHG 10.0
+
+/* `u16 token`, exactly 2 bytes (-EBADMSG otherwise); any token value is valid. */
+int bfr_supervision_encode(uint16_t token, uint8_t *buf, size_t cap, size_t *len);
+int bfr_supervision_decode(const uint8_t *buf, size_t len, uint16_t *token);
 
 /* --- Cuff Features (read) ----------------------------------------------- */
 
@@ -184,8 +208,13 @@ struct bfr_features {
 	uint16_t feature_bits;
 };
 int bfr_features_encode(const struct bfr_features *f, uint8_t *buf, size_t cap, size_t *len);
+/*
+ * Exactly 9 bytes; limb 0..1 and sample_rate_hz > 0 else -EBADMSG. Encode
+ * also wants a finite, non-negative max_pressure_mmhg (-EINVAL).
+ */
 int bfr_features_decode(const uint8_t *buf, size_t len, struct bfr_features *out);
 
+/* Static strings; "unknown" for values outside the enums. */
 const char *bfr_cp_opcode_name(uint8_t opcode);
 const char *bfr_cp_result_name(uint8_t result);
 const char *bfr_cuff_state_name(uint8_t state);
