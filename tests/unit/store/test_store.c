@@ -1,0 +1,391 @@
+/* test_store.c - records, the writer thread, completions, bounds, disk errors. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "store_test_util.h"
+#include "test_alloc.h"
+
+struct fixture {
+	char *dir;
+	struct store *st;
+	struct seen seen;
+};
+
+static int open_store(struct fixture *f, const struct store_config *base)
+{
+	struct store_config cfg = base ? *base : (struct store_config){ 0 };
+	char err[256] = "";
+	int ret;
+
+	cfg.data_dir = f->dir;
+	ret = store_open(&cfg, &f->st, err, sizeof(err));
+	if (ret == 0)
+		store_set_completion_cb(f->st, seen_cb, &f->seen);
+	return ret;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->dir = make_tmpdir();
+	assert_non_null(f->dir);
+	assert_int_equal(open_store(f, NULL), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	store_close(f->st, NULL);
+	rm_rf(f->dir);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+/* Waits for n more committed records than already seen. */
+static void wait_committed(struct fixture *f, size_t n)
+{
+	struct count_goal g = { .seen = &f->seen, .committed = n };
+
+	assert_true(wait_until(f->st, goal_reached, &g, 5000));
+}
+
+/* A second, independent connection: what a restarted gateway would read. */
+static long long query_int(struct fixture *f, const char *sql)
+{
+	char path[512];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	long long v = -1;
+
+	snprintf(path, sizeof(path), "%s/%s", f->dir, STORE_DB_NAME);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static const struct store_alarm alarm_active = {
+	.alarm_id = "a-1", .cuff = "bay1", .session_id = "s-1", .code = "over_pressure",
+	.priority = "high", .kind = "physiological", .state = "active",
+	.condition_present = true, .raised_ms = 1000, .message = "pressure above ceiling",
+	.values_json = "{\"pressure_mmHg\":262}",
+};
+
+static void test_records_commit_in_order(void **state)
+{
+	struct fixture *f = *state;
+	struct store_alarm acked = alarm_active;
+	struct store_stats stats;
+	size_t k;
+
+	acked.state = "acknowledged";
+	acked.acked_ms = 2000;
+	acked.acked_by = "nurse-1";
+	assert_int_equal(store_session_begin(f->st, "s-1", "{\"exercises\":[]}", "p-42", 100, 1),
+			 0);
+	assert_int_equal(store_session_event(f->st, "s-1", 1, "started", "{}", 101, 2), 0);
+	assert_int_equal(store_session_event(f->st, "s-1", 2, "phase", "{\"phase\":\"lop\"}", 102,
+					     3),
+			 0);
+	assert_int_equal(store_lop_record(f->st, "bay1", "s-1", 182.5, 103, 4), 0);
+	assert_int_equal(store_set_figures(f->st, "s-1", 1, 1, "bay1", "{\"mean\":150}", 5), 0);
+	assert_int_equal(store_set_figures(f->st, "s-1", 1, 1, "bay1", "{\"mean\":151}", 6), 0);
+	assert_int_equal(store_alarm_record(f->st, &alarm_active, 1000, 7), 0);
+	assert_int_equal(store_alarm_record(f->st, &acked, 2000, 8), 0);
+	assert_int_equal(store_session_state(f->st, "s-1", "{\"phase\":\"set\"}", 9), 0);
+	assert_int_equal(store_session_end(f->st, "s-1", "completed", 3000, 10), 0);
+	wait_committed(f, 10);
+
+	for (k = 0; k < 10; k++) {
+		assert_int_equal(f->seen.c[k].kind, STORE_DONE_COMMITTED);
+		assert_int_equal(f->seen.c[k].tag, k + 1);
+	}
+	assert_int_equal(f->seen.c[6].rec, STORE_REC_ALARM);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM session_events"), 2);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM set_figures"), 1);
+	assert_int_equal(query_int(f, "SELECT json_extract(figures,'$.mean') FROM set_figures"),
+			 151);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM alarm_history"), 2);
+	assert_int_equal(query_int(f, "SELECT acked_ms FROM alarms WHERE alarm_id='a-1'"), 2000);
+	assert_int_equal(query_int(f, "SELECT ended_ms FROM sessions"), 3000);
+	assert_int_equal(query_int(f, "SELECT lop_mmhg * 10 FROM lop_measurements"), 1825);
+	store_get_stats(f->st, &stats);
+	assert_int_equal(stats.committed, 10);
+	assert_int_equal(stats.queued_records, 0);
+	assert_int_equal(stats.queued_bytes, 0);
+	assert_true(stats.healthy);
+	assert_true(stats.batches >= 1);
+}
+
+static void test_bad_arguments_change_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct store_alarm bad = alarm_active;
+	struct store_outbox_msg m = { .topic = "t", .payload = "x", .len = 1, .qos = 1 };
+	struct store_stats stats;
+	char *huge = malloc(2 * 1024 * 1024);
+
+	assert_non_null(huge);
+	memset(huge, 'a', 2 * 1024 * 1024 - 1);
+	huge[2 * 1024 * 1024 - 1] = '\0';
+	assert_int_equal(store_session_begin(f->st, "s", "{not json", NULL, 1, 0), -EINVAL);
+	assert_int_equal(store_session_begin(f->st, "s", "", NULL, 1, 0), -EINVAL);
+	assert_int_equal(store_session_begin(f->st, "s", NULL, NULL, 1, 0), -EINVAL);
+	assert_int_equal(store_session_begin(f->st, "", "{}", NULL, 1, 0), -EINVAL);
+	assert_int_equal(store_session_begin(f->st, NULL, "{}", NULL, 1, 0), -EINVAL);
+	assert_int_equal(store_session_begin(f->st, huge, "{}", NULL, 1, 0), -E2BIG);
+	assert_int_equal(store_session_begin(f->st, "s", huge, NULL, 1, 0), -E2BIG);
+	assert_int_equal(store_session_begin(NULL, "s", "{}", NULL, 1, 0), -EINVAL);
+	assert_int_equal(store_session_state(f->st, "s", "[1,", 0), -EINVAL);
+	assert_int_equal(store_session_end(f->st, "s", "exploded", 1, 0), -EINVAL);
+	assert_int_equal(store_session_end(f->st, "s", NULL, 1, 0), -EINVAL);
+	assert_int_equal(store_session_event(f->st, "s", 0, "rep", "{}", 1, 0), -EINVAL);
+	assert_int_equal(store_session_event(f->st, "s", 1, "", "{}", 1, 0), -EINVAL);
+	assert_int_equal(store_session_event(f->st, "s", 1, "rep", "{\"a\":}", 1, 0), -EINVAL);
+	assert_int_equal(store_set_figures(f->st, "s", 1, 1, NULL, "{}", 0), -EINVAL);
+	assert_int_equal(store_set_figures(f->st, "s", 1, 1, "c", "nan", 0), -EINVAL);
+	bad.priority = "urgent";
+	assert_int_equal(store_alarm_record(f->st, &bad, 1, 0), -EINVAL);
+	bad = alarm_active;
+	bad.kind = NULL;
+	assert_int_equal(store_alarm_record(f->st, &bad, 1, 0), -EINVAL);
+	bad = alarm_active;
+	bad.state = "gone";
+	assert_int_equal(store_alarm_record(f->st, &bad, 1, 0), -EINVAL);
+	bad = alarm_active;
+	bad.values_json = "{'single':1}";
+	assert_int_equal(store_alarm_record(f->st, &bad, 1, 0), -EINVAL);
+	assert_int_equal(store_alarm_record(f->st, NULL, 1, 0), -EINVAL);
+	assert_int_equal(store_lop_record(f->st, "c", NULL, -3, 1, 0), -EINVAL);
+	assert_int_equal(store_lop_record(f->st, "c", NULL, NAN, 1, 0), -EINVAL);
+	m.qos = 3;
+	assert_int_equal(store_outbox_insert(f->st, &m, 0), -EINVAL);
+	m.qos = 1;
+	m.payload = NULL;
+	assert_int_equal(store_outbox_insert(f->st, &m, 0), -EINVAL);
+	m.payload = huge;
+	m.len = 2 * 1024 * 1024;
+	assert_int_equal(store_outbox_insert(f->st, &m, 0), -E2BIG);
+	m.len = 1;
+	m.topic = "";
+	assert_int_equal(store_outbox_insert(f->st, &m, 0), -EINVAL);
+	assert_int_equal(store_outbox_delete(f->st, 0, 0), -EINVAL);
+	free(huge);
+
+	store_get_stats(f->st, &stats);
+	assert_int_equal(stats.queued_records, 0);
+	assert_int_equal(stats.committed, 0);
+	assert_int_equal(store_flush(f->st, 1000), 0);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM sessions"), 0);
+}
+
+/* A record the database refuses fails alone; the rest of its batch commits. */
+static void test_rejected_record_does_not_block_batch(void **state)
+{
+	struct fixture *f = *state;
+	struct count_goal g = { .seen = &f->seen, .committed = 3, .rejected = 3 };
+
+	assert_int_equal(store_session_begin(f->st, "s-1", "{}", NULL, 1, 1), 0);
+	assert_int_equal(store_session_event(f->st, "s-1", 1, "started", "{}", 2, 2), 0);
+	assert_int_equal(store_session_event(f->st, "nope", 1, "started", "{}", 2, 3), 0);
+	assert_int_equal(store_session_event(f->st, "s-1", 1, "started", "{}", 2, 4), 0);
+	assert_int_equal(store_session_state(f->st, "nope", "{}", 5), 0);
+	assert_int_equal(store_session_event(f->st, "s-1", 2, "phase", "{}", 3, 6), 0);
+	assert_true(wait_until(f->st, goal_reached, &g, 5000));
+	assert_int_equal(f->seen.c[2].kind, STORE_DONE_REJECTED);
+	assert_int_equal(f->seen.c[2].error, -EEXIST); /* foreign key */
+	assert_int_equal(f->seen.c[3].kind, STORE_DONE_REJECTED);
+	assert_int_equal(f->seen.c[3].error, -EEXIST); /* duplicate seq */
+	assert_int_equal(f->seen.c[4].kind, STORE_DONE_REJECTED);
+	assert_int_equal(f->seen.c[4].error, -ENOENT);
+	assert_int_equal(f->seen.c[5].kind, STORE_DONE_COMMITTED);
+	assert_int_equal(query_int(f, "SELECT group_concat(seq, '') FROM session_events"), 12);
+}
+
+static void test_open_sessions_survive_restart(void **state)
+{
+	struct fixture *f = *state;
+	char **ids = NULL;
+	size_t n = 99;
+
+	assert_int_equal(store_session_begin(f->st, "s-old", "{}", NULL, 10, 1), 0);
+	assert_int_equal(store_session_begin(f->st, "s-done", "{}", NULL, 20, 2), 0);
+	assert_int_equal(store_session_begin(f->st, "s-new", "{}", NULL, 30, 3), 0);
+	assert_int_equal(store_session_end(f->st, "s-done", "stopped", 25, 4), 0);
+	wait_committed(f, 4);
+	store_close(f->st, NULL);
+	assert_int_equal(open_store(f, NULL), 0);
+	assert_int_equal(store_list_open_sessions(f->st, &ids, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(ids[0], "s-old");
+	assert_string_equal(ids[1], "s-new");
+	assert_null(ids[2]);
+	store_strv_free(ids);
+}
+
+/* Above half the bound only critical records get in; at the bound nothing. */
+static void test_queue_bound(void **state)
+{
+	struct fixture *f = *state;
+	struct store_config cfg = { .queue_max_bytes = 64 * 1024, .queue_max_records = 100000 };
+	struct store_outbox_msg snap = { .topic = "cuff/1/state", .qos = 1, .retain = true,
+					 .droppable = true };
+	struct store_outbox_msg ev = { .topic = "session/1/event", .qos = 1 };
+	char payload[1000];
+	struct store_stats stats;
+	int k, ret, droppable_ok = 0, critical_ok = 0;
+
+	memset(payload, 'x', sizeof(payload));
+	snap.payload = ev.payload = payload;
+	snap.len = ev.len = sizeof(payload);
+	store_close(f->st, NULL);
+	assert_int_equal(open_store(f, &cfg), 0);
+	/* A read-only database keeps every batch failing, so the queue fills. */
+	assert_int_equal(store_test_exec(f->st, "PRAGMA query_only = 1"), 0);
+	for (k = 0; k < 200; k++) {
+		ret = store_outbox_insert(f->st, &snap, 1);
+		if (ret == -EAGAIN)
+			break;
+		assert_int_equal(ret, 0);
+		droppable_ok++;
+	}
+	for (k = 0; k < 200; k++) {
+		ret = store_outbox_insert(f->st, &ev, 2);
+		if (ret == -EAGAIN)
+			break;
+		assert_int_equal(ret, 0);
+		critical_ok++;
+	}
+	store_get_stats(f->st, &stats);
+	assert_true(droppable_ok > 20 && droppable_ok < 33);
+	assert_true(critical_ok > 20 && critical_ok < 33);
+	assert_true(stats.queued_bytes <= cfg.queue_max_bytes);
+	assert_int_equal(stats.rejected_full, 2);
+	assert_int_equal(store_outbox_insert(f->st, &ev, 2), -EAGAIN);
+	/* The disk comes back: everything queued is committed, in order. */
+	assert_int_equal(store_test_exec(f->st, "PRAGMA query_only = 0"), 0);
+	{
+		struct count_goal g = { .seen = &f->seen,
+					.committed = (size_t)(droppable_ok + critical_ok) };
+
+		assert_true(wait_until(f->st, goal_reached, &g, 10000));
+	}
+	assert_int_equal(query_int(f, "SELECT count(*) FROM outbox"), droppable_ok + critical_ok);
+	assert_int_equal(store_outbox_insert(f->st, &ev, 2), 0);
+}
+
+/* SQLITE_FULL: nothing is lost, the caller is told, the retry commits it all. */
+static void test_disk_full_then_recovery(void **state)
+{
+	struct fixture *f = *state;
+	struct count_goal g = { .seen = &f->seen, .disk_errors = 1 };
+	struct store_stats stats;
+	char payload[2048];
+	int k;
+
+	memset(payload, '7', sizeof(payload) - 1);
+	payload[sizeof(payload) - 1] = '\0';
+	assert_int_equal(store_session_begin(f->st, "s-1", "{}", NULL, 1, 1), 0);
+	wait_committed(f, 1);
+	{
+		char sql[64];
+		long long pages = query_int(f, "PRAGMA page_count");
+
+		snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld", pages + 1);
+		assert_int_equal(store_test_exec(f->st, sql), 0);
+	}
+	for (k = 1; k <= 40; k++) {
+		char json[2100];
+
+		snprintf(json, sizeof(json), "\"%s\"", payload);
+		assert_int_equal(store_session_event(f->st, "s-1", (uint32_t)k, "rep", json, k,
+						     (uint64_t)k + 100),
+				 0);
+	}
+	assert_true(wait_until(f->st, goal_reached, &g, 5000));
+	assert_int_equal(f->seen.last_disk_error, -ENOSPC);
+	store_get_stats(f->st, &stats);
+	assert_false(stats.healthy);
+	assert_int_equal(stats.last_error, -ENOSPC);
+	assert_true(stats.queued_records > 0);
+
+	assert_int_equal(store_test_exec(f->st, "PRAGMA max_page_count = 1073741823"), 0);
+	g.committed = 41;
+	g.disk_ok = 1;
+	assert_true(wait_until(f->st, goal_reached, &g, 10000));
+	assert_int_equal(query_int(f, "SELECT count(*) FROM session_events"), 40);
+	assert_int_equal(query_int(f, "SELECT max(seq) = count(*) FROM session_events"), 1);
+	{
+		/* Completions arrive in enqueue order, after the error report. */
+		uint64_t want = 101;
+		size_t i;
+
+		for (i = 0; i < f->seen.n; i++) {
+			if (f->seen.c[i].kind == STORE_DONE_COMMITTED && f->seen.c[i].tag > 100)
+				assert_int_equal(f->seen.c[i].tag, want++);
+		}
+		assert_int_equal(want, 141);
+	}
+	assert_true(f->seen.c[f->seen.n - 1].kind == STORE_DONE_DISK_OK);
+}
+
+/* Closing while the disk fails gives up after one attempt and says how much. */
+static void test_close_while_failing_reports_loss(void **state)
+{
+	struct fixture *f = *state;
+	size_t lost = 0;
+	int k;
+
+	assert_int_equal(store_test_exec(f->st, "PRAGMA query_only = 1"), 0);
+	for (k = 1; k <= 5; k++)
+		assert_int_equal(store_lop_record(f->st, "c", NULL, 150, k, 0), 0);
+	store_close(f->st, &lost);
+	assert_int_equal(lost, 5);
+	assert_int_equal(open_store(f, NULL), 0);
+}
+
+static void test_enqueue_allocation_failure(void **state)
+{
+	struct fixture *f = *state;
+	struct store_stats stats;
+
+	test_alloc_fail_after(0);
+	assert_int_equal(store_session_begin(f->st, "s-1", "{}", NULL, 1, 1), -ENOMEM);
+	assert_int_equal(store_outbox_delete(f->st, 5, 1), -ENOMEM);
+	test_alloc_reset();
+	store_get_stats(f->st, &stats);
+	assert_int_equal(stats.queued_records, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_records_commit_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_arguments_change_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rejected_record_does_not_block_batch, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_open_sessions_survive_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_full_then_recovery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_while_failing_reports_loss, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_enqueue_allocation_failure, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
