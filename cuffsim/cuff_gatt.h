@@ -1,0 +1,109 @@
+/*
+ * cuff_gatt.h - the GATT server of one simulated cuff: attribute database
+ * and ATT request handling, PDUs in, PDUs out.
+ *
+ * No I/O: cuff_gatt_receive() takes one PDU as it arrived on the bearer and
+ * every PDU the server emits (responses, notifications, indications) goes
+ * out through ops->send. Dynamic values (status, features, battery) are read
+ * through ops->read and writes to the control point and supervision
+ * characteristics are handed to ops->write, so the same server can sit on a
+ * socket, a socketpair in a test, or nothing at all.
+ *
+ * Invariants: every request gets exactly one response or Error Response
+ * (never silence); Write Commands and confirmations never get one; a
+ * malformed PDU is answered with Invalid PDU and counted; at most one
+ * indication is outstanding, later ones queue (bounded) until the client
+ * confirms; notifications and indications go out only when the client
+ * enabled them in the CCCD of this connection. cuff_gatt_reset() starts a
+ * new connection: MTU back to 23, CCCDs cleared, indication queue emptied.
+ */
+#ifndef CUFFSIM_CUFF_GATT_H
+#define CUFFSIM_CUFF_GATT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cuff_profile.h"
+
+struct cuff_gatt;
+
+/* Characteristics whose values are not constant. */
+enum cuff_gatt_char {
+	CUFF_CHAR_PRESSURE,
+	CUFF_CHAR_CONTROL_POINT,
+	CUFF_CHAR_STATUS,
+	CUFF_CHAR_SUPERVISION,
+	CUFF_CHAR_FEATURES,
+	CUFF_CHAR_BATTERY,
+	CUFF_CHAR_SERVICE_CHANGED,
+	CUFF_CHAR_COUNT,
+};
+
+struct cuff_gatt_ops {
+	/* One PDU for the bearer. A failure is counted, never retried. */
+	int (*send)(const uint8_t *pdu, size_t len, void *user_data);
+	/* Current value of STATUS, FEATURES or BATTERY into buf; 0 or -errno. */
+	int (*read)(enum cuff_gatt_char ch, uint8_t *buf, size_t cap, size_t *len,
+		    void *user_data);
+	/*
+	 * A write to CONTROL_POINT (after the Write Response has been sent,
+	 * so a result indication sent from here follows it) or SUPERVISION.
+	 */
+	void (*write)(enum cuff_gatt_char ch, const uint8_t *value, size_t len, void *user_data);
+};
+
+struct cuff_gatt_config {
+	unsigned handle_shift;   /* filler handles before the BFR service, 0..1000 */
+	const char *device_name; /* GAP device name, <= 20 bytes */
+	const char *serial;      /* 0x2A25, <= 20 bytes, unique per cuff */
+	uint16_t server_mtu;     /* answered to Exchange MTU; 23..517 */
+};
+
+struct cuff_gatt_stats {
+	uint64_t att_requests;   /* requests received (answered one way or another) */
+	uint64_t malformed_pdus; /* answered with Invalid PDU (or dropped commands) */
+	uint64_t error_responses;
+	uint64_t notifications;
+	uint64_t indications;
+	uint64_t send_failures;
+	uint64_t indications_dropped; /* queue full */
+};
+
+#define CUFF_GATT_MAX_SHIFT 1000
+/* ATT error from the CSS for a control point whose CCCD is not enabled. */
+#define CUFF_GATT_ERR_CCCD_IMPROPER 0xFD
+
+int cuff_gatt_new(const struct cuff_gatt_config *cfg, const struct cuff_gatt_ops *ops,
+		  void *user_data, struct cuff_gatt **out);
+void cuff_gatt_free(struct cuff_gatt *g);
+
+/* A new bearer (connection): per-connection state back to defaults. */
+void cuff_gatt_reset(struct cuff_gatt *g);
+
+/* Handles one received PDU. 0, or -errno only when sending failed. */
+int cuff_gatt_receive(struct cuff_gatt *g, const uint8_t *pdu, size_t len);
+
+/* Samples that fit one pressure notification at the current MTU (>= 1). */
+size_t cuff_gatt_max_batch(const struct cuff_gatt *g);
+
+/*
+ * Notifies n pressure samples. 1 when sent, 0 when the client has not
+ * enabled notifications, -EMSGSIZE when n does not fit the MTU, or the
+ * send error.
+ */
+int cuff_gatt_notify_pressure(struct cuff_gatt *g, const struct bfr_sample *s, size_t n);
+/* Notifies STATUS or BATTERY (value read through ops->read). 1, 0, -errno. */
+int cuff_gatt_notify(struct cuff_gatt *g, enum cuff_gatt_char ch);
+/*
+ * Indicates a control-point result; queued while another indication waits
+ * for its confirmation. 1 sent or queued, 0 indications not enabled,
+ * -ENOBUFS queue full (counted).
+ */
+int cuff_gatt_indicate_cp(struct cuff_gatt *g, const struct bfr_cp_response *rsp);
+
+uint16_t cuff_gatt_mtu(const struct cuff_gatt *g);
+/* Value handle of a characteristic (for tests and diagnostics). */
+uint16_t cuff_gatt_value_handle(const struct cuff_gatt *g, enum cuff_gatt_char ch);
+void cuff_gatt_get_stats(const struct cuff_gatt *g, struct cuff_gatt_stats *out);
+
+#endif
