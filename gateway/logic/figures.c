@@ -51,7 +51,8 @@ int figures_add(struct figures_acc *f, uint64_t t_ms, double p_mmHg)
 		f->min_mmHg = p_mmHg;
 		f->max_mmHg = p_mmHg;
 	} else {
-		credit(f, f->last_mmHg, hold(f->last_ms, t_ms));
+		if (f->open)
+			credit(f, f->last_mmHg, hold(f->last_ms, t_ms));
 		if (p_mmHg < f->min_mmHg)
 			f->min_mmHg = p_mmHg;
 		if (p_mmHg > f->max_mmHg)
@@ -60,6 +61,19 @@ int figures_add(struct figures_acc *f, uint64_t t_ms, double p_mmHg)
 	f->samples++;
 	f->last_ms = t_ms;
 	f->last_mmHg = p_mmHg;
+	f->open = 1;
+	return 0;
+}
+
+int figures_gap(struct figures_acc *f, uint64_t t_ms)
+{
+	if (!f || (f->samples > 0 && t_ms < f->last_ms))
+		return -EINVAL;
+	if (f->samples > 0 && f->open) {
+		credit(f, f->last_mmHg, hold(f->last_ms, t_ms));
+		f->last_ms = t_ms;
+		f->open = 0;
+	}
 	return 0;
 }
 
@@ -75,7 +89,7 @@ int figures_result(const struct figures_acc *f, uint64_t end_ms, struct set_figu
 
 	/* Work on a copy so the running accumulator stays untouched. */
 	closed = *f;
-	if (end_ms > closed.last_ms)
+	if (closed.open && end_ms > closed.last_ms)
 		credit(&closed, closed.last_mmHg, hold(closed.last_ms, end_ms));
 
 	memset(&r, 0, sizeof(r));

@@ -30,6 +30,7 @@ struct figures_acc {
 	uint64_t first_ms;
 	uint64_t last_ms;
 	double last_mmHg;
+	int open;             /* the last sample's hold runs until the next one */
 	double min_mmHg;
 	double max_mmHg;
 	/* Accumulated over closed hold intervals (all ms-weighted). */
@@ -59,6 +60,11 @@ int figures_init(struct figures_acc *f, double target_mmHg, double lop_mmHg);
 /* Adds one sample taken at t_ms. -EINVAL (nothing changed) when p is not
  * finite or negative, or t_ms is before the previous sample. */
 int figures_add(struct figures_acc *f, uint64_t t_ms, double p_mmHg);
+
+/* Closes the last sample's hold at t_ms (e.g. the set is paused): the time
+ * until the next sample is not covered. -EINVAL when t_ms is before the
+ * last sample. */
+int figures_gap(struct figures_acc *f, uint64_t t_ms);
 
 /* Figures as if the set ended at end_ms (>= last sample; an earlier end_ms
  * closes nothing more). -ENODATA when there was no sample. */

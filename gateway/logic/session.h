@@ -1,0 +1,271 @@
+/*
+ * session.h - exercise-session timing: a pure, deterministic state machine.
+ *
+ * A session runs a plan (exercises of sets of reps, or KAATSU-style cycles)
+ * on one or two cuffs per exercise. Inputs are calls carrying a monotonic
+ * `now_ms` (pressure samples, LOP results, pause/resume/stop/abort, timer
+ * ticks); outputs are actions for the cuffs and events for MQTT, delivered
+ * synchronously through the callbacks given at creation, plus the state for
+ * `session/{id}/state` and the next deadline for the caller's one timer.
+ *
+ * Invariants:
+ *  - No I/O, no clock reads, no allocation after session_new(). Time only
+ *    comes in as monotonic ms and must never go backwards: a call with an
+ *    earlier `now_ms` than a previous one is refused (-EINVAL) and changes
+ *    nothing. Wall-clock jumps therefore cannot reach the session at all.
+ *  - Every input first runs the deadlines that fell due up to `now_ms`, each
+ *    at its own scheduled time, so a late timer never shifts the schedule.
+ *  - Event seq numbers start at 1 and have no gaps.
+ *  - Whenever the session leaves a phase that holds pressure (pause, stop,
+ *    abort, rest of intermittent/cycle, end of exercise) it emits DEFLATE for
+ *    every cuff of the exercise; it never leaves a cuff inflated on its own.
+ *  - Safety limits are enforced elsewhere (the safety engine); the session
+ *    only asks the caller's check_target() before every SET_TARGET and
+ *    aborts with "limit_exceeded" when refused.
+ *  - Callbacks run inside session calls; they may read the session with the
+ *    const getters but must not call any other session function on it.
+ */
+#ifndef BFR_SESSION_H
+#define BFR_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cuff_profile.h"
+#include "figures.h"
+
+/* Plan bounds (the command validator enforces the same numbers). */
+#define SESSION_MAX_EXERCISES 10
+#define SESSION_MAX_SETS 10      /* sets per exercise; cycles per exercise */
+#define SESSION_MAX_CUFFS 2      /* cuffs per exercise (bilateral) */
+#define SESSION_ID_MAX 64        /* code points of an id */
+#define SESSION_NAME_MAX 64      /* code points of an exercise name */
+/* Buffer sizes: a code point is at most 4 UTF-8 bytes. */
+#define SESSION_ID_BUF (SESSION_ID_MAX * 4 + 1)
+#define SESSION_NAME_BUF (SESSION_NAME_MAX * 4 + 1)
+
+#define SESSION_PCT_LOP_MIN 10
+#define SESSION_PCT_LOP_MAX 100
+#define SESSION_REPS_MIN 1
+#define SESSION_REPS_MAX 100
+#define SESSION_TEMPO_MIN_S 1
+#define SESSION_TEMPO_MAX_S 10
+#define SESSION_REST_MAX_S 600
+#define SESSION_REPERFUSION_MIN_S 60
+#define SESSION_REPERFUSION_MAX_S 600
+#define SESSION_CYCLE_MIN_S 5    /* on_s and off_s */
+#define SESSION_CYCLE_MAX_S 600
+/* Plausible limb occlusion pressure (DESIGN §4 LOP validity). */
+#define SESSION_LOP_MIN_MMHG 50.0
+#define SESSION_LOP_MAX_MMHG 350.0
+/* Cycle mode: the first cycle starts at no less than this % of the target
+ * and each cycle adds SESSION_CYCLE_STEP_PCT, capped at the target. */
+#define SESSION_CYCLE_START_MIN_PCT 50
+#define SESSION_CYCLE_STEP_PCT 10
+
+enum session_mode {
+	SESSION_MODE_CONTINUOUS = 0, /* inflated through sets and rests */
+	SESSION_MODE_INTERMITTENT,   /* deflated during rests */
+	SESSION_MODE_CYCLE,          /* on_s inflated / off_s deflated, stepped, no reps */
+};
+
+struct session_exercise {
+	char name[SESSION_NAME_BUF];
+	unsigned n_cuffs;
+	char cuffs[SESSION_MAX_CUFFS][SESSION_ID_BUF];
+	unsigned pct_lop;
+	enum session_mode mode;
+	/* continuous / intermittent */
+	unsigned n_sets;
+	unsigned sets[SESSION_MAX_SETS]; /* reps per set */
+	unsigned tempo_up_s;
+	unsigned tempo_down_s;
+	unsigned rest_s;                 /* 0: the next set follows at once */
+	/* cycle */
+	unsigned on_s;
+	unsigned off_s;
+	unsigned cycles;
+	/* all modes */
+	unsigned reperfusion_s;          /* deflated time before the next exercise */
+};
+
+struct session_plan {
+	unsigned n_exercises;
+	struct session_exercise exercises[SESSION_MAX_EXERCISES];
+};
+
+enum session_phase {
+	SESSION_PHASE_IDLE = 0, /* created, not started */
+	SESSION_PHASE_LOP,
+	SESSION_PHASE_INFLATING,
+	SESSION_PHASE_SET,      /* a set of reps, or the "on" part of a cycle */
+	SESSION_PHASE_REST,     /* between sets, or the "off" part of a cycle */
+	SESSION_PHASE_DEFLATING,
+	SESSION_PHASE_REPERFUSION,
+	SESSION_PHASE_PAUSED,
+	SESSION_PHASE_COMPLETED,
+	SESSION_PHASE_STOPPED,
+	SESSION_PHASE_ABORTED,
+};
+
+enum session_action_kind {
+	SESSION_ACT_SET_TARGET = 0,
+	SESSION_ACT_DEFLATE,
+	SESSION_ACT_CUE,
+	SESSION_ACT_MEASURE_LOP,
+};
+
+struct session_action {
+	enum session_action_kind kind;
+	const char *cuff;
+	double target_mmHg;             /* SET_TARGET */
+	uint16_t ramp_ms;               /* SET_TARGET */
+	enum bfr_deflate_reason reason; /* DEFLATE */
+	enum bfr_cue cue;               /* CUE */
+};
+
+enum session_event_type {
+	SESSION_EV_STARTED = 0,
+	SESSION_EV_LOP_MEASURED,
+	SESSION_EV_PHASE,
+	SESSION_EV_REP,
+	SESSION_EV_ALARM,
+	SESSION_EV_REFUSED,
+	SESSION_EV_PAUSED,
+	SESSION_EV_RESUMED,
+	SESSION_EV_COMPLETED,
+	SESSION_EV_STOPPED,
+	SESSION_EV_ABORTED,
+};
+
+/* Pointers inside are valid only during the callback. */
+struct session_event {
+	uint32_t seq;
+	enum session_event_type type;
+	uint64_t t_ms;            /* monotonic time the event belongs to */
+	enum session_phase phase; /* phase after the event */
+	int exercise;             /* 0-based, -1 before the first */
+	const char *exercise_name; /* NULL before the first */
+	unsigned set;             /* 1-based, 0 outside sets */
+	unsigned rep;             /* 1-based, 0 outside sets */
+	const char *cuff;         /* LOP_MEASURED */
+	double lop_mmHg;          /* LOP_MEASURED */
+	const char *reason;       /* ABORTED / STOPPED / REFUSED code; ALARM: alarm id */
+	const char *message;      /* human-readable detail, may be NULL */
+};
+
+struct session_state {
+	enum session_phase phase;      /* SESSION_PHASE_PAUSED while paused */
+	enum session_phase paused_phase; /* the frozen phase, when paused */
+	int exercise;                  /* 0-based, -1 before the first */
+	const char *exercise_name;
+	unsigned n_exercises;
+	unsigned set;                  /* 1-based, 0 outside sets */
+	unsigned n_sets;
+	unsigned rep;                  /* reps cued so far in this set */
+	int32_t seconds_left;          /* rounded up; -1 when waiting on the cuffs */
+	double inflation_s;            /* cumulative, including the running interval */
+	uint32_t last_seq;
+	const char *reason;            /* outcome reason once stopped/aborted, else NULL */
+};
+
+struct session_config {
+	uint32_t inflate_timeout_ms; /* inflating longer than this aborts */
+	uint32_t deflate_timeout_ms; /* deflating longer than this aborts */
+	uint32_t lop_timeout_ms;     /* waiting for a LOP result longer aborts */
+	uint16_t ramp_ms;            /* SET_TARGET ramp */
+	double inflated_band_mmHg;   /* |p - target| <= this counts as inflated */
+	double deflated_mmHg;        /* p < this counts as deflated */
+};
+
+struct session_callbacks {
+	void (*action)(const struct session_action *action, void *user_data);
+	void (*event)(const struct session_event *event, void *user_data);
+	/* Optional prescription check before every SET_TARGET: 0 allows, -errno
+	 * refuses (the session then aborts with reason "limit_exceeded"). The
+	 * wiring plugs limits_check_prescription() in here. */
+	int (*check_target)(const char *cuff, double target_mmHg, double lop_mmHg,
+			    unsigned pct_lop, void *user_data);
+	void *user_data;
+};
+
+struct session;
+
+/* Defaults: inflate 30 s, deflate 5 s, LOP 60 s timeouts, ramp 2 s, band
+ * 10 mmHg, deflated below 20 mmHg. */
+void session_config_default(struct session_config *cfg);
+
+/* Checks every plan bound above; -EINVAL when the plan is out of range. */
+int session_plan_check(const struct session_plan *plan);
+
+/* cfg NULL: defaults. id is an id (1..64 code points). -EINVAL on a bad plan,
+ * id or callbacks (action and event are required); -ENOMEM. */
+int session_new(const char *id, const struct session_plan *plan,
+		const struct session_config *cfg, const struct session_callbacks *cb,
+		struct session **out);
+void session_free(struct session *s);
+
+/* A valid, fresh LOP known before start (the wiring checks its age). Cuffs
+ * without one get a `lop` phase before their first exercise. -ENOENT for a
+ * cuff not in the plan, -ERANGE outside 50..350 mmHg, -EBUSY once started. */
+int session_set_lop(struct session *s, const char *cuff, double lop_mmHg);
+
+/* IDLE -> started; -EBUSY when already started. */
+int session_start(struct session *s, uint64_t now_ms);
+
+/* Runs every deadline due at or before now_ms. */
+int session_tick(struct session *s, uint64_t now_ms);
+
+/* The earliest time session_tick() has work; -ENOENT when nothing is timed
+ * (idle, paused, waiting on the cuffs without timeout, or ended). */
+int session_next_deadline(const struct session *s, uint64_t *out_ms);
+
+/* One pressure sample of a cuff, received at now_ms. -ENOENT for a cuff not
+ * in the plan; -EINVAL for a non-finite or negative pressure. */
+int session_pressure(struct session *s, const char *cuff, double mmHg, uint64_t now_ms);
+
+/* Result of MEASURE_LOP. ok false (the cuff failed) or a LOP outside
+ * 50..350 mmHg aborts the session with reason "lop_invalid" (the call
+ * still returns 0: the input was well-formed). -ENOENT for a cuff not in
+ * the plan; -EALREADY when no measurement of that cuff is pending. */
+int session_lop_result(struct session *s, const char *cuff, bool ok, double lop_mmHg,
+		       uint64_t now_ms);
+
+/* -EBUSY (and a `refused` event with reason "bad_state") when the session is
+ * not in a state that allows it: pause needs a running phase other than
+ * lop; resume needs a paused session. */
+int session_pause(struct session *s, uint64_t now_ms);
+int session_resume(struct session *s, uint64_t now_ms);
+/* Deflates and ends as stopped. -EBUSY when already ended. */
+int session_stop(struct session *s, uint64_t now_ms);
+/* E-stop or a safety deflate: deflates with `reason` and ends as aborted
+ * with reason_code (e.g. "estop", "over_pressure"). -EBUSY when ended. */
+int session_abort(struct session *s, const char *reason_code, enum bfr_deflate_reason reason,
+		  uint64_t now_ms);
+
+/* Adds an `alarm` event referring to alarm_id (seq stays contiguous). */
+int session_note_alarm(struct session *s, const char *alarm_id, uint64_t now_ms);
+/* Adds a `refused` event, e.g. when the safety engine refused inflation. */
+int session_note_refused(struct session *s, const char *code, const char *message,
+			 uint64_t now_ms);
+
+int session_get_state(const struct session *s, uint64_t now_ms, struct session_state *out);
+const char *session_id(const struct session *s);
+const struct session_plan *session_plan(const struct session *s);
+bool session_ended(const struct session *s);
+
+/* Figures of one finished set (cycle: one "on" period) of one cuff (index
+ * into the exercise's cuffs). -ENOENT when out of range or not finished,
+ * -ENODATA when it had no samples. */
+int session_set_figures(const struct session *s, unsigned exercise, unsigned set,
+			unsigned cuff_index, struct set_figures *out);
+
+const char *session_phase_name(enum session_phase phase);
+const char *session_event_type_name(enum session_event_type type);
+const char *session_mode_name(enum session_mode mode);
+/* Pressure of an exercise's cycle (0-based) in % of its target: starts at
+ * max(50, 100 - 10 * (cycles - 1)) and steps +10 per cycle up to 100, so
+ * the last cycle always reaches the target. 100 for other modes. */
+unsigned session_cycle_step_pct(const struct session_exercise *ex, unsigned cycle);
+
+#endif
