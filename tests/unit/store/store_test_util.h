@@ -30,7 +30,7 @@ struct seen {
 	int last_disk_error;
 };
 
-static void seen_cb(const struct store_completion *c, void *user_data)
+static inline void seen_cb(const struct store_completion *c, void *user_data)
 {
 	struct seen *s = user_data;
 
@@ -56,7 +56,7 @@ static void seen_cb(const struct store_completion *c, void *user_data)
 	}
 }
 
-static uint64_t test_now_ms(void)
+static inline uint64_t test_now_ms(void)
 {
 	struct timespec ts;
 
@@ -65,7 +65,7 @@ static uint64_t test_now_ms(void)
 }
 
 /* Dispatches completions until cond(arg) holds; false after timeout_ms. */
-static bool wait_until(struct store *st, bool (*cond)(void *arg), void *arg, int timeout_ms)
+static inline bool wait_until(struct store *st, bool (*cond)(void *arg), void *arg, int timeout_ms)
 {
 	uint64_t deadline = test_now_ms() + (uint64_t)timeout_ms;
 
@@ -88,7 +88,7 @@ struct count_goal {
 	size_t committed, rejected, disk_errors, disk_ok;
 };
 
-static bool goal_reached(void *arg)
+static inline bool goal_reached(void *arg)
 {
 	struct count_goal *g = arg;
 
@@ -96,7 +96,7 @@ static bool goal_reached(void *arg)
 	       g->seen->disk_errors >= g->disk_errors && g->seen->disk_ok >= g->disk_ok;
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static inline int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	(void)sb;
 	(void)flag;
@@ -104,12 +104,12 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 	return remove(path);
 }
 
-static void rm_rf(const char *dir)
+static inline void rm_rf(const char *dir)
 {
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static char *make_tmpdir(void)
+static inline char *make_tmpdir(void)
 {
 	char tmpl[] = "/tmp/bfr-store-test-XXXXXX";
 	char *d = mkdtemp(tmpl);

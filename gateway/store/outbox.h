@@ -1,0 +1,116 @@
+/*
+ * outbox.h - the MQTT store-and-forward outbox: every QoS 1 message is on
+ * disk before it may be published, and leaves the disk only on PUBACK.
+ *
+ * Life of a message: outbox_append() copies it and queues an INSERT with the
+ * store's writer; the row exists in memory but is invisible. When the store
+ * reports the commit (the wiring passes each store completion to
+ * outbox_handle_completion()), the row gets its id - the global send order -
+ * and the ready callback fires. The wiring then reads rows with
+ * outbox_next(after_id, ...) into its in-flight window, publishes them, and
+ * calls outbox_ack(id) on PUBACK, which queues the DELETE (batched with other
+ * writes). After a restart, outbox_load_pending() reloads every row in id
+ * order, so they drain in the order they were recorded. Delivery is
+ * at-least-once: a row whose DELETE was not yet committed at a crash is sent
+ * again; consumers dedupe on msg_id.
+ *
+ * Memory: committed-but-unacknowledged rows are kept in memory too, so the
+ * loop never reads the disk to publish. The outbox is therefore bounded in
+ * bytes (topic + payload + msg_id), max_bytes:
+ *   - fill ratio >= OUTBOX_ALARM_RATIO (0.8): the wiring raises a technical
+ *     alarm (outbox_over_alarm_level());
+ *   - fill ratio >= 1: droppable rows (OUTBOX_DROPPABLE: retained state
+ *     snapshots) are refused with -ENOBUFS; every other row (events, alarms,
+ *     summaries) is still accepted, so the ratio may exceed 1.
+ * Coalescing: a new OUTBOX_DROPPABLE retained row replaces older droppable
+ * retained rows on the same topic that were never returned by outbox_next()
+ * (their rows are deleted; the new row takes its place at the end of the
+ * order). Rows once handed out are never coalesced, so the caller's in-flight
+ * ids stay valid.
+ *
+ * Loop thread only. Row pointers from outbox_next() stay valid until that row
+ * is acknowledged or the outbox is freed.
+ */
+#ifndef BFR_OUTBOX_H
+#define BFR_OUTBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define OUTBOX_ALARM_RATIO 0.8
+
+/* outbox_append flags */
+#define OUTBOX_RETAIN 0x1u
+#define OUTBOX_DROPPABLE 0x2u /* superseded by a newer retained row on its topic */
+
+struct outbox;
+
+struct outbox_row {
+	int64_t id;
+	const char *topic;
+	const void *payload;
+	size_t len;
+	int qos;
+	bool retain;
+	bool droppable;
+	const char *msg_id; /* may be NULL */
+	int64_t created_ms;
+};
+
+struct outbox_stats {
+	size_t depth;	    /* rows held (committing + committed), coalesced ones excluded */
+	size_t bytes;	    /* their topic + payload + msg_id bytes */
+	size_t committing;  /* appended, commit not yet reported */
+	uint64_t coalesced; /* droppable rows replaced by a newer one */
+	uint64_t refused;   /* droppable rows refused at the bound (-ENOBUFS) */
+	uint64_t failed;    /* rows the database rejected (not published) */
+	uint64_t delete_failed; /* acks whose DELETE could not be queued (resent after restart) */
+};
+
+typedef void (*outbox_ready_fn)(struct outbox *outbox, void *user_data);
+
+/* max_bytes > 0. The store must outlive the outbox. */
+int outbox_new(struct store *store, size_t max_bytes, struct outbox **out);
+void outbox_free(struct outbox *outbox);
+
+/* Called after rows became publishable (ids committed). */
+void outbox_set_ready_cb(struct outbox *outbox, outbox_ready_fn fn, void *user_data);
+
+/* Start-up only (reads the disk): loads every stored row, in id order, as
+ * committed and not handed out. -EBUSY if the outbox is not empty. */
+int outbox_load_pending(struct outbox *outbox);
+
+/*
+ * Queues a message for commit. flags: OUTBOX_RETAIN, OUTBOX_DROPPABLE (needs
+ * OUTBOX_RETAIN). Returns 0, -EINVAL, -ENOBUFS (droppable row over the bound),
+ * -EAGAIN (the store's queue is full: the caller keeps the message and should
+ * raise storage_error), -ENOMEM.
+ */
+int outbox_append(struct outbox *outbox, const char *topic, const void *payload, size_t len,
+		  int qos, unsigned flags, const char *msg_id, int64_t created_ms);
+
+/* Consumes store completions about outbox rows (returns true), ignores
+ * others (false). Call it from the store's completion callback. */
+bool outbox_handle_completion(struct outbox *outbox, const struct store_completion *c);
+
+/*
+ * Up to max committed rows with id > after_id, in id order, into rows[];
+ * *n gets the count (0 when none is ready). Marks them handed out.
+ */
+int outbox_next(struct outbox *outbox, int64_t after_id, size_t max,
+		const struct outbox_row **rows, size_t *n);
+
+/* PUBACK for id: forgets the row and queues its DELETE. -ENOENT unknown id. */
+int outbox_ack(struct outbox *outbox, int64_t id);
+
+size_t outbox_depth(const struct outbox *outbox);
+size_t outbox_bytes(const struct outbox *outbox);
+/* bytes / max_bytes (may exceed 1.0, see above). */
+double outbox_fill_ratio(const struct outbox *outbox);
+bool outbox_over_alarm_level(const struct outbox *outbox);
+void outbox_get_stats(const struct outbox *outbox, struct outbox_stats *out);
+
+#endif
