@@ -24,7 +24,7 @@ Rules kept here so that tests need not repeat them:
 
 Environment: BFR_BUILD_DIR (default ./build, else <source>/build), BFR_SOURCE_DIR,
 BFR_KEEP_TMP=1 keeps the temporary directory, BFR_MQTT_KEEPALIVE_S (the
-gateway's MQTT keepalive, default 10).
+keepalive written into the gateway's config, default 5).
 """
 
 import json
@@ -60,7 +60,7 @@ def _default_build_dir():
 
 BUILD_DIR = _default_build_dir()
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-KEEPALIVE_S = float(os.environ.get("BFR_MQTT_KEEPALIVE_S", "10"))
+KEEPALIVE_S = int(os.environ.get("BFR_MQTT_KEEPALIVE_S", "5"))
 SITE = "it-site"
 GATEWAY_ID = "it-gw"
 PREFIX = "bfr/v1/%s/%s" % (SITE, GATEWAY_ID)
@@ -343,7 +343,7 @@ def _q(s):
 
 
 def gateway_config(data_dir, mqtt_uri, cuffs, gateway_id=GATEWAY_ID, site=SITE,
-                   telemetry_hz=10, extra=""):
+                   telemetry_hz=10, keepalive_s=KEEPALIVE_S, extra=""):
     """libconfig text (DESIGN section 8). cuffs: list of dicts with id, address, limb
     and optionally limits = {max_pressure_mmHg, max_pct_lop}."""
     items = []
@@ -357,14 +357,14 @@ def gateway_config(data_dir, mqtt_uri, cuffs, gateway_id=GATEWAY_ID, site=SITE,
     return ("# written by tests/integration/harness.py\n"
             "gateway = { id = %s; site = %s; data_dir = %s; };\n"
             "mqtt = { uri = %s; client_id = %s; username = \"\"; password_file = \"\";\n"
-            "         telemetry_hz = %d;\n"
+            "         telemetry_hz = %d; keepalive_s = %d;\n"
             "         tls = { ca_file = \"\"; cert_file = \"\"; key_file = \"\"; }; };\n"
             "ble = { security = \"medium\"; };\n"
             "limits = { leg = { max_pressure_mmHg = 250; max_pct_lop = 80; };\n"
             "           arm = { max_pressure_mmHg = 200; max_pct_lop = 60; }; };\n"
             "cuffs = (\n%s\n);\n%s"
             % (_q(gateway_id), _q(site), _q(data_dir), _q(mqtt_uri), _q(gateway_id),
-               telemetry_hz, ",\n".join(items), extra))
+               telemetry_hz, keepalive_s, ",\n".join(items), extra))
 
 
 def sim_cuffs(sim, limb="leg"):
