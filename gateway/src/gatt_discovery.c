@@ -85,7 +85,7 @@ struct gatt_discovery {
 
 	struct service services[MAX_SERVICES];
 	size_t n_services;
-	int scan[3]; /* services whose characteristics we read: BFR, Battery, DIS */
+	int scan[4]; /* services whose characteristics we read: BFR, Battery, DIS, GATT */
 	size_t n_scan, scan_pos;
 
 	struct chr chars[MAX_CHARS];
@@ -508,8 +508,9 @@ static void next_step(struct gatt_discovery *d)
 		break;
 	case STEP_SERVICES: {
 		int bfr = find_bfr_service(d);
-		int extra[2] = { find_service_16(d, ATT_UUID_BATTERY_SERVICE),
-				 find_service_16(d, ATT_UUID_DEVICE_INFO_SERVICE) };
+		int extra[3] = { find_service_16(d, ATT_UUID_BATTERY_SERVICE),
+				 find_service_16(d, ATT_UUID_DEVICE_INFO_SERVICE),
+				 find_service_16(d, ATT_UUID_GATT_SERVICE) };
 		struct att_uuid u;
 		char text[37];
 
@@ -523,7 +524,7 @@ static void next_step(struct gatt_discovery *d)
 		d->step = STEP_CHARS;
 		d->n_scan = 0;
 		d->scan[d->n_scan++] = bfr;
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < 3; i++)
 			if (extra[i] >= 0)
 				d->scan[d->n_scan++] = extra[i];
 		d->h.service_start = d->services[bfr].start;
