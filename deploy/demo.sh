@@ -160,8 +160,9 @@ CUFF_IDS=(bay1-left-thigh bay1-right-thigh bay2-left-thigh bay2-right-thigh)
 } >"$TMP/gateway.conf"
 
 say "bfr-gateway -c $TMP/gateway.conf"
-"$BUILD/bfr-gateway" -c "$TMP/gateway.conf" --check >"$TMP/check.log" 2>&1 ||
-	{ cat "$TMP/check.log" >&2; die "the generated configuration was refused"; }
+rc=0
+"$BUILD/bfr-gateway" -c "$TMP/gateway.conf" --check >"$TMP/check.log" 2>&1 || rc=$?
+[ $rc = 0 ] || die "bfr-gateway --check refused the generated configuration (status $rc)"
 start bfr-gateway "$TMP/gateway.log" "$BUILD/bfr-gateway" -c "$TMP/gateway.conf"
 
 # --- 3. watch MQTT -------------------------------------------------------------------
@@ -257,11 +258,11 @@ try:
             if not sent and len(connected) == len(cuffs):
                 sent = True
                 # A short plan on two cuffs; docs/sessions.md has the full command.
-                cmd = {"request_id": request_id, "session_id": "demo-%s" % request_id[:6],
-                       "cuffs": cuffs[:2],
-                       "plan": [{"name": "knee extension", "cuffs": cuffs[:2], "pct_lop": 60,
-                                 "sets": [5, 5], "tempo_s": [1, 1], "rest_s": 5,
-                                 "reperfusion_s": 60, "mode": "continuous"}]}
+                cmd = {"request_id": request_id, "patient": "demo-patient",
+                       "plan": {"exercises": [{
+                           "name": "knee extension", "cuffs": cuffs[:2], "mode": "continuous",
+                           "pct_lop": 60, "sets": [5, 5], "tempo_s": [1, 1], "rest_s": 5,
+                           "reperfusion_s": 60}]}}
                 props = Properties(PacketTypes.PUBLISH)
                 props.ResponseTopic = "%s/reply/demo-%s" % (prefix, request_id)
                 props.CorrelationData = request_id.encode()
