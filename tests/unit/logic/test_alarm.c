@@ -1,0 +1,467 @@
+/* test_alarm.c - the IEC 60601-1-8 alarm model (docs/safety.md SR-19, SR-20). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alarm.h"
+#include "test_alloc.h"
+
+#define MAX_RECS 64
+
+struct rec_log {
+	size_t n;
+	struct alarm_record r[MAX_RECS];
+};
+
+static struct rec_log log_;
+
+static void on_record(const struct alarm_record *rec, void *user_data)
+{
+	struct rec_log *l = user_data;
+
+	assert_true(l->n < MAX_RECS);
+	l->r[l->n++] = *rec;
+}
+
+static const struct alarm_record *last(void)
+{
+	assert_true(log_.n > 0);
+	return &log_.r[log_.n - 1];
+}
+
+static struct alarm_table *mk(size_t cap)
+{
+	struct alarm_table *t = NULL;
+
+	memset(&log_, 0, sizeof(log_));
+	assert_int_equal(alarm_table_new("gw1", cap, 1, on_record, &log_, &t), 0);
+	return t;
+}
+
+static const struct alarm_values v1 = { 251, 150, 250, NAN };
+
+static void test_SR_19_raise_creates_active_record(void **state)
+{
+	struct alarm_table *t = mk(32);
+	char id[ALARM_ID_MAX] = "";
+	const struct alarm_record *r;
+
+	(void)state;
+	assert_int_equal(alarm_raise(t, "bay1", "s-1", ALARM_OVER_PRESSURE_CEILING, NULL, &v1,
+				     5000, id),
+			 0);
+	assert_string_equal(id, "gw1-1");
+	assert_int_equal(log_.n, 1);
+	r = last();
+	assert_string_equal(r->alarm_id, "gw1-1");
+	assert_string_equal(r->cuff, "bay1");
+	assert_string_equal(r->session_id, "s-1");
+	assert_int_equal(r->code, ALARM_OVER_PRESSURE_CEILING);
+	assert_int_equal(r->priority, ALARM_PRIO_HIGH);
+	assert_int_equal(r->kind, ALARM_KIND_PHYSIOLOGICAL);
+	assert_int_equal(r->state, ALARM_STATE_ACTIVE);
+	assert_true(r->condition_present);
+	assert_int_equal(r->raised_at_ms, 5000);
+	assert_int_equal(r->acked_at_ms, 0);
+	assert_int_equal(r->cleared_at_ms, 0);
+	assert_string_equal(r->message, "pressure above ceiling, deflating");
+	assert_true(r->values.pressure_mmhg == 251 && isnan(r->values.duration_s));
+	assert_int_equal(alarm_open_count(t), 1);
+	alarm_table_free(t);
+}
+
+static void test_SR_19_reraise_updates_no_duplicate(void **state)
+{
+	struct alarm_table *t = mk(32);
+	struct alarm_values v2 = v1;
+	char id[ALARM_ID_MAX] = "";
+
+	(void)state;
+	alarm_raise(t, "bay1", NULL, ALARM_PRESSURE_HIGH, NULL, &v1, 1000, NULL);
+	/* Identical re-raise: nothing changed, nothing emitted. */
+	assert_int_equal(alarm_raise(t, "bay1", NULL, ALARM_PRESSURE_HIGH, NULL, &v1, 1100, id), 0);
+	assert_int_equal(log_.n, 1);
+	assert_string_equal(id, "gw1-1");
+	v2.pressure_mmhg = 260;
+	assert_int_equal(alarm_raise(t, "bay1", NULL, ALARM_PRESSURE_HIGH, NULL, &v2, 1200, id), 0);
+	assert_int_equal(log_.n, 2);
+	assert_string_equal(last()->alarm_id, "gw1-1");
+	assert_true(last()->values.pressure_mmhg == 260);
+	assert_int_equal(last()->raised_at_ms, 1000);
+	assert_int_equal(alarm_open_count(t), 1);
+	/* Same code on another cuff is another alarm. */
+	alarm_raise(t, "bay2", NULL, ALARM_PRESSURE_HIGH, NULL, &v1, 1300, id);
+	assert_string_equal(id, "gw1-2");
+	assert_int_equal(alarm_open_count(t), 2);
+	alarm_table_free(t);
+}
+
+static void test_SR_19_non_latching_clears_with_condition(void **state)
+{
+	struct alarm_table *t = mk(32);
+	char id[ALARM_ID_MAX];
+
+	(void)state;
+	alarm_raise(t, "bay1", NULL, ALARM_LEAK, NULL, NULL, 1000, NULL);
+	assert_int_equal(alarm_condition_cleared(t, "bay1", ALARM_LEAK, 2000), 0);
+	assert_int_equal(last()->state, ALARM_STATE_CLEARED);
+	assert_false(last()->condition_present);
+	assert_int_equal(last()->cleared_at_ms, 2000);
+	assert_int_equal(alarm_open_count(t), 0);
+	/* Clearing again is idempotent and silent. */
+	assert_int_equal(alarm_condition_cleared(t, "bay1", ALARM_LEAK, 2100), 0);
+	assert_int_equal(log_.n, 2);
+	/* A new occurrence is a new alarm with a new id. */
+	alarm_raise(t, "bay1", NULL, ALARM_LEAK, NULL, NULL, 3000, id);
+	assert_string_equal(id, "gw1-2");
+	alarm_table_free(t);
+}
+
+static void test_SR_19_medium_acked_then_condition_clears(void **state)
+{
+	struct alarm_table *t = mk(32);
+	char id[ALARM_ID_MAX];
+
+	(void)state;
+	alarm_raise(t, "bay1", NULL, ALARM_PRESSURE_LOW, NULL, NULL, 1000, id);
+	assert_int_equal(alarm_ack(t, id, "nurse", 1500), 0);
+	assert_int_equal(last()->state, ALARM_STATE_ACKNOWLEDGED);
+	assert_int_equal(alarm_condition_cleared(t, "bay1", ALARM_PRESSURE_LOW, 2000), 0);
+	assert_int_equal(last()->state, ALARM_STATE_CLEARED);
+	alarm_table_free(t);
+}
+
+static void test_SR_19_high_latches_until_acknowledged(void **state)
+{
+	struct alarm_table *t = mk(32);
+	char id[ALARM_ID_MAX];
+
+	(void)state;
+	alarm_raise(t, "bay1", NULL, ALARM_FULL_OCCLUSION, NULL, NULL, 1000, id);
+	assert_true(alarm_has_unacked_high(t, "bay1"));
+	assert_false(alarm_has_unacked_high(t, "bay2"));
+	assert_int_equal(alarm_condition_cleared(t, "bay1", ALARM_FULL_OCCLUSION, 2000), 0);
+	/* Condition gone, alarm stays open and active. */
+	assert_int_equal(last()->state, ALARM_STATE_ACTIVE);
+	assert_false(last()->condition_present);
+	assert_int_equal(last()->cleared_at_ms, 0);
+	assert_int_equal(alarm_open_count(t), 1);
+	assert_true(alarm_has_unacked_high(t, "bay1"));
+	/* The condition coming back re-uses the same alarm. */
+	alarm_raise(t, "bay1", NULL, ALARM_FULL_OCCLUSION, NULL, NULL, 2500, NULL);
+	assert_true(last()->condition_present);
+	assert_string_equal(last()->alarm_id, id);
+	alarm_condition_cleared(t, "bay1", ALARM_FULL_OCCLUSION, 2600);
+	/* Acknowledging a latched alarm whose condition is gone clears it. */
+	assert_int_equal(alarm_ack(t, id, "dr-who", 3000), 0);
+	assert_int_equal(last()->state, ALARM_STATE_CLEARED);
+	assert_int_equal(last()->acked_at_ms, 3000);
+	assert_string_equal(last()->acked_by, "dr-who");
+	assert_int_equal(last()->cleared_at_ms, 3000);
+	assert_false(alarm_has_unacked_high(t, "bay1"));
+	assert_int_equal(alarm_open_count(t), 0);
+	assert_int_equal(alarm_ack(t, id, "dr-who", 3100), -ENOENT);
+	alarm_table_free(t);
+}
+
+static void test_SR_19_high_acked_while_present(void **state)
+{
+	struct alarm_table *t = mk(32);
+	char id[ALARM_ID_MAX];
+
+	(void)state;
+	alarm_raise(t, "bay1", NULL, ALARM_DEFLATE_FAILED, NULL, NULL, 1000, id);
+	assert_int_equal(alarm_ack(t, id, "nurse", 1500), 0);
+	assert_int_equal(last()->state, ALARM_STATE_ACKNOWLEDGED);
+	assert_true(last()->condition_present);
+	assert_false(alarm_has_unacked_high(t, "bay1"));
+	assert_int_equal(alarm_ack(t, id, "nurse", 1600), -EALREADY);
+	/* Still present: re-raise keeps it acknowledged. */
+	alarm_raise(t, "bay1", NULL, ALARM_DEFLATE_FAILED, "again", NULL, 1700, NULL);
+	assert_int_equal(last()->state, ALARM_STATE_ACKNOWLEDGED);
+	alarm_condition_cleared(t, "bay1", ALARM_DEFLATE_FAILED, 2000);
+	assert_int_equal(last()->state, ALARM_STATE_CLEARED);
+	alarm_table_free(t);
+}
+
+static void test_SR_19_ack_affects_no_other_alarm(void **state)
+{
+	struct alarm_table *t = mk(32);
+	char a[ALARM_ID_MAX], b[ALARM_ID_MAX];
+	struct alarm_record before;
+	const struct alarm_record *rb;
+	size_t n;
+
+	(void)state;
+	alarm_raise(t, "bay1", NULL, ALARM_OVER_PRESSURE_CEILING, NULL, NULL, 1000, a);
+	alarm_raise(t, "bay1", NULL, ALARM_TELEMETRY_LOST, NULL, NULL, 1001, b);
+	rb = alarm_find_open(t, "bay1", ALARM_TELEMETRY_LOST);
+	assert_non_null(rb);
+	before = *rb;
+	n = log_.n;
+	assert_int_equal(alarm_ack(t, a, "nurse", 2000), 0);
+	assert_int_equal(log_.n, n + 1); /* exactly one record, for a */
+	assert_string_equal(last()->alarm_id, a);
+	rb = alarm_find_open(t, "bay1", ALARM_TELEMETRY_LOST);
+	assert_memory_equal(&before, rb, sizeof(before));
+	assert_true(alarm_has_unacked_high(t, "bay1"));
+	alarm_table_free(t);
+}
+
+static void test_SR_19_gateway_wide_estop(void **state)
+{
+	struct alarm_table *t = mk(32);
+	char id[ALARM_ID_MAX];
+
+	(void)state;
+	assert_int_equal(alarm_raise(t, "", NULL, ALARM_ESTOP, NULL, NULL, 1000, id), 0);
+	/* An unacknowledged e-stop blocks every cuff. */
+	assert_true(alarm_has_unacked_high(t, "bay1"));
+	assert_true(alarm_has_unacked_high(t, "bay9"));
+	assert_int_equal(alarm_raise(t, "bay1", NULL, ALARM_ESTOP, NULL, NULL, 1000, NULL), -EINVAL);
+	assert_int_equal(alarm_raise(t, "", NULL, ALARM_LEAK, NULL, NULL, 1000, NULL), -EINVAL);
+	alarm_condition_cleared(t, "", ALARM_ESTOP, 1100);
+	alarm_ack(t, id, "op", 1200);
+	assert_false(alarm_has_unacked_high(t, "bay1"));
+	alarm_table_free(t);
+}
+
+static void test_SR_19_garbage_changes_nothing(void **state)
+{
+	struct alarm_table *t = mk(32);
+	char longs[200];
+	char id[ALARM_ID_MAX];
+
+	(void)state;
+	memset(longs, 'x', sizeof(longs) - 1);
+	longs[sizeof(longs) - 1] = '\0';
+	alarm_raise(t, "bay1", NULL, ALARM_LEAK, NULL, NULL, 1000, id);
+	log_.n = 0;
+	assert_int_equal(alarm_raise(t, "bay1", NULL, (enum alarm_code)99, NULL, NULL, 1, NULL),
+			 -EINVAL);
+	assert_int_equal(alarm_raise(t, "bay1", NULL, (enum alarm_code)-1, NULL, NULL, 1, NULL),
+			 -EINVAL);
+	assert_int_equal(alarm_raise(t, longs, NULL, ALARM_LEAK, NULL, NULL, 1, NULL), -EINVAL);
+	assert_int_equal(alarm_raise(t, "bay\n1", NULL, ALARM_LEAK, NULL, NULL, 1, NULL), -EINVAL);
+	assert_int_equal(alarm_raise(t, NULL, NULL, ALARM_LEAK, NULL, NULL, 1, NULL), -EINVAL);
+	assert_int_equal(alarm_raise(t, "bay1", longs, ALARM_LEAK, NULL, NULL, 1, NULL), -EINVAL);
+	assert_int_equal(alarm_raise(t, "bay1", NULL, ALARM_LEAK, longs, NULL, 1, NULL), -EINVAL);
+	assert_int_equal(alarm_raise(t, "bay1", NULL, ALARM_LEAK, "", NULL, 1, NULL), -EINVAL);
+	assert_int_equal(alarm_raise(NULL, "bay1", NULL, ALARM_LEAK, NULL, NULL, 1, NULL), -EINVAL);
+	assert_int_equal(alarm_ack(t, id, "", 1), -EINVAL);
+	assert_int_equal(alarm_ack(t, id, longs, 1), -EINVAL);
+	assert_int_equal(alarm_ack(t, id, "a\tb", 1), -EINVAL);
+	assert_int_equal(alarm_ack(t, "gw1-999", "nurse", 1), -ENOENT);
+	assert_int_equal(alarm_ack(t, NULL, "nurse", 1), -EINVAL);
+	assert_int_equal(alarm_condition_cleared(t, NULL, ALARM_LEAK, 1), -EINVAL);
+	assert_int_equal(alarm_condition_cleared(t, "bay1", (enum alarm_code)50, 1), -EINVAL);
+	assert_int_equal(log_.n, 0);
+	assert_int_equal(alarm_open_count(t), 1);
+	assert_int_equal(alarm_find_open(t, "bay1", ALARM_LEAK)->state, ALARM_STATE_ACTIVE);
+	alarm_table_free(t);
+}
+
+static void test_table_new_garbage_and_alloc_failure(void **state)
+{
+	struct alarm_table *t = NULL;
+
+	(void)state;
+	assert_int_equal(alarm_table_new("", 8, 1, NULL, NULL, &t), -EINVAL);
+	assert_int_equal(alarm_table_new(NULL, 8, 1, NULL, NULL, &t), -EINVAL);
+	assert_int_equal(alarm_table_new("gw", 0, 1, NULL, NULL, &t), -EINVAL);
+	assert_int_equal(alarm_table_new("gw", 8, 0, NULL, NULL, &t), -EINVAL);
+	assert_int_equal(alarm_table_new("gw", 8, 1, NULL, NULL, NULL), -EINVAL);
+	for (long n = 0; n < 3; n++) {
+		test_alloc_fail_after(n);
+		assert_int_equal(alarm_table_new("gw", 8, 1, NULL, NULL, &t), -ENOMEM);
+		assert_null(t);
+	}
+	test_alloc_fail_after(3);
+	assert_int_equal(alarm_table_new("gw", 8, 1, NULL, NULL, &t), 0);
+	test_alloc_reset();
+	alarm_table_free(t);
+}
+
+static void test_SR_19_ids_unique_and_seeded(void **state)
+{
+	struct alarm_table *t = NULL;
+	char id[ALARM_ID_MAX];
+
+	(void)state;
+	assert_int_equal(alarm_table_new("clinic-a-gw1", 32, 41, NULL, NULL, &t), 0);
+	alarm_raise(t, "bay1", NULL, ALARM_LEAK, NULL, NULL, 1, id);
+	assert_string_equal(id, "clinic-a-gw1-41");
+	alarm_condition_cleared(t, "bay1", ALARM_LEAK, 2);
+	alarm_raise(t, "bay1", NULL, ALARM_LEAK, NULL, NULL, 3, id);
+	assert_string_equal(id, "clinic-a-gw1-42");
+	assert_int_equal(alarm_next_seq(t), 43);
+	alarm_table_free(t);
+}
+
+static void test_SR_20_full_table_never_drops_high(void **state)
+{
+	struct alarm_table *t = mk(ALARM_HIGH_RESERVE + 2);
+	const struct alarm_record *evicted;
+
+	(void)state;
+	/* Two non-HIGH fill the table down to the HIGH reserve. */
+	assert_int_equal(alarm_raise(t, "c1", NULL, ALARM_BATTERY_LOW, NULL, NULL, 1, NULL), 0);
+	assert_int_equal(alarm_raise(t, "c1", NULL, ALARM_LEAK, NULL, NULL, 2, NULL), 0);
+	assert_int_equal(alarm_raise(t, "c2", NULL, ALARM_LEAK, NULL, NULL, 3, NULL), -ENOSPC);
+	/* The reserve takes HIGH alarms. */
+	assert_int_equal(alarm_raise(t, "c1", NULL, ALARM_OVER_PRESSURE_CEILING, NULL, NULL, 4,
+				     NULL),
+			 0);
+	assert_int_equal(alarm_raise(t, "c2", NULL, ALARM_OVER_PRESSURE_CEILING, NULL, NULL, 5,
+				     NULL),
+			 0);
+	assert_int_equal(alarm_raise(t, "c3", NULL, ALARM_OVER_PRESSURE_CEILING, NULL, NULL, 6,
+				     NULL),
+			 0);
+	assert_int_equal(alarm_raise(t, "c4", NULL, ALARM_OVER_PRESSURE_CEILING, NULL, NULL, 7,
+				     NULL),
+			 0);
+	assert_int_equal(alarm_open_count(t), 6);
+	/* Full: a HIGH evicts the LOW first (emitted as cleared "evicted"). */
+	assert_int_equal(alarm_raise(t, "c5", NULL, ALARM_SENSOR_FAULT, NULL, NULL, 8, NULL), 0);
+	evicted = &log_.r[log_.n - 2];
+	assert_int_equal(evicted->code, ALARM_BATTERY_LOW);
+	assert_int_equal(evicted->state, ALARM_STATE_CLEARED);
+	assert_string_equal(evicted->message, "evicted");
+	assert_int_equal(last()->code, ALARM_SENSOR_FAULT);
+	/* Then the MEDIUM. */
+	assert_int_equal(alarm_raise(t, "c6", NULL, ALARM_SENSOR_FAULT, NULL, NULL, 9, NULL), 0);
+	assert_int_equal(log_.r[log_.n - 2].code, ALARM_LEAK);
+	/* Only a table full of HIGH alarms refuses a HIGH. */
+	assert_int_equal(alarm_raise(t, "c7", NULL, ALARM_SENSOR_FAULT, NULL, NULL, 10, NULL),
+			 -ENOSPC);
+	assert_int_equal(alarm_open_count(t), 6);
+	alarm_table_free(t);
+}
+
+static void test_SR_20_capacity_for_never_fills(void **state)
+{
+	struct alarm_table *t = NULL;
+	char cuff[8];
+
+	(void)state;
+	assert_int_equal(alarm_table_new("gw", alarm_table_capacity_for(3), 1, NULL, NULL, &t), 0);
+	for (int c = 0; c < 3; c++) {
+		snprintf(cuff, sizeof(cuff), "c%d", c);
+		for (int k = 0; k < ALARM_CODE_COUNT; k++) {
+			if (alarm_code_gateway_wide((enum alarm_code)k))
+				continue;
+			assert_int_equal(alarm_raise(t, cuff, NULL, (enum alarm_code)k, NULL, NULL,
+						     1, NULL),
+					 0);
+		}
+	}
+	for (int k = 0; k < ALARM_CODE_COUNT; k++) {
+		if (alarm_code_gateway_wide((enum alarm_code)k))
+			assert_int_equal(
+				alarm_raise(t, "", NULL, (enum alarm_code)k, NULL, NULL, 1, NULL), 0);
+	}
+	alarm_table_free(t);
+}
+
+static void test_raise_ack_clear_never_allocate(void **state)
+{
+	struct alarm_table *t = mk(32);
+	char id[ALARM_ID_MAX];
+	const struct alarm_record *list[4];
+	size_t n;
+
+	(void)state;
+	test_alloc_fail_after(0);
+	assert_int_equal(alarm_raise(t, "b", NULL, ALARM_TELEMETRY_LOST, NULL, NULL, 1, id), 0);
+	assert_int_equal(alarm_ack(t, id, "x", 2), 0);
+	assert_int_equal(alarm_condition_cleared(t, "b", ALARM_TELEMETRY_LOST, 3), 0);
+	assert_int_equal(alarm_list_open(t, NULL, list, 4, &n), 0);
+	assert_int_equal(test_alloc_count(), 0);
+	test_alloc_reset();
+	alarm_table_free(t);
+}
+
+static void test_list_open_in_raise_order(void **state)
+{
+	struct alarm_table *t = mk(32);
+	const struct alarm_record *list[2];
+	size_t n = 0;
+
+	(void)state;
+	alarm_raise(t, "b", NULL, ALARM_LEAK, NULL, NULL, 1, NULL);
+	alarm_raise(t, "a", NULL, ALARM_LEAK, NULL, NULL, 2, NULL);
+	alarm_raise(t, "b", NULL, ALARM_BATTERY_LOW, NULL, NULL, 3, NULL);
+	alarm_condition_cleared(t, "b", ALARM_LEAK, 4);
+	alarm_raise(t, "b", NULL, ALARM_LEAK, NULL, NULL, 5, NULL);
+	assert_int_equal(alarm_list_open(t, NULL, list, 2, &n), 0);
+	assert_int_equal(n, 3); /* total, though only 2 fit */
+	assert_string_equal(list[0]->alarm_id, "gw1-2");
+	assert_string_equal(list[1]->alarm_id, "gw1-3");
+	assert_int_equal(alarm_list_open(t, "b", list, 2, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(list[0]->code, ALARM_BATTERY_LOW);
+	assert_int_equal(list[1]->code, ALARM_LEAK);
+	assert_int_equal(alarm_list_open(t, NULL, NULL, 2, &n), -EINVAL);
+	alarm_table_free(t);
+}
+
+static void test_code_table(void **state)
+{
+	static const char *const names[ALARM_CODE_COUNT] = {
+		"over_pressure_ceiling", "full_occlusion", "pressure_high", "pressure_low",
+		"leak", "inflation_time", "inflation_time_warning", "session_inflation_total",
+		"telemetry_lost", "link_lost_inflated", "deflate_failed", "sensor_fault",
+		"supervision_deflated", "battery_low", "battery_critical", "lop_invalid",
+		"estop", "outbox_full", "storage_error",
+	};
+	enum alarm_code c;
+
+	(void)state;
+	for (int i = 0; i < ALARM_CODE_COUNT; i++) {
+		assert_string_equal(alarm_code_name((enum alarm_code)i), names[i]);
+		assert_int_equal(alarm_code_from_name(names[i], &c), 0);
+		assert_int_equal(c, i);
+		assert_true(alarm_code_latching((enum alarm_code)i) ==
+			    (alarm_code_priority((enum alarm_code)i) == ALARM_PRIO_HIGH));
+	}
+	assert_int_equal(alarm_code_from_name("nope", &c), -ENOENT);
+	assert_string_equal(alarm_code_name(ALARM_CODE_COUNT), "unknown");
+	assert_int_equal(alarm_code_priority(ALARM_INFLATION_TIME_WARNING), ALARM_PRIO_LOW);
+	assert_int_equal(alarm_code_priority(ALARM_SESSION_INFLATION_TOTAL), ALARM_PRIO_MEDIUM);
+	assert_int_equal(alarm_code_kind(ALARM_OUTBOX_FULL), ALARM_KIND_TECHNICAL);
+	assert_true(alarm_code_gateway_wide(ALARM_STORAGE_ERROR));
+	assert_string_equal(alarm_priority_name(ALARM_PRIO_MEDIUM), "medium");
+	assert_string_equal(alarm_kind_name(ALARM_KIND_PHYSIOLOGICAL), "physiological");
+	assert_string_equal(alarm_state_name(ALARM_STATE_ACKNOWLEDGED), "acknowledged");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_SR_19_raise_creates_active_record),
+		cmocka_unit_test(test_SR_19_reraise_updates_no_duplicate),
+		cmocka_unit_test(test_SR_19_non_latching_clears_with_condition),
+		cmocka_unit_test(test_SR_19_medium_acked_then_condition_clears),
+		cmocka_unit_test(test_SR_19_high_latches_until_acknowledged),
+		cmocka_unit_test(test_SR_19_high_acked_while_present),
+		cmocka_unit_test(test_SR_19_ack_affects_no_other_alarm),
+		cmocka_unit_test(test_SR_19_gateway_wide_estop),
+		cmocka_unit_test(test_SR_19_garbage_changes_nothing),
+		cmocka_unit_test(test_table_new_garbage_and_alloc_failure),
+		cmocka_unit_test(test_SR_19_ids_unique_and_seeded),
+		cmocka_unit_test(test_SR_20_full_table_never_drops_high),
+		cmocka_unit_test(test_SR_20_capacity_for_never_fills),
+		cmocka_unit_test(test_raise_ack_clear_never_allocate),
+		cmocka_unit_test(test_list_open_in_raise_order),
+		cmocka_unit_test(test_code_table),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
