@@ -258,11 +258,6 @@ static bool response_has_lop(uint8_t req_opcode, uint8_t result)
 	return req_opcode == BFR_CP_MEASURE_LOP && result == BFR_RESULT_SUCCESS;
 }
 
-/* Any request opcode may be answered (NOT_SUPPORTED for unknown ones), except 0 and 0x80. */
-static bool response_req_valid(uint8_t req_opcode)
-{
-	return req_opcode != 0 && req_opcode != BFR_CP_RESPONSE;
-}
 
 int bfr_cp_response_encode(const struct bfr_cp_response *rsp, uint8_t *buf, size_t cap,
 			   size_t *len)
@@ -270,8 +265,12 @@ int bfr_cp_response_encode(const struct bfr_cp_response *rsp, uint8_t *buf, size
 	uint8_t scratch[5];
 	struct byte_writer w;
 
-	if (!rsp || !response_req_valid(rsp->req_opcode) ||
-	    rsp->result > BFR_RESULT_LIMIT_EXCEEDED ||
+	/*
+	 * Any req_opcode may be answered: a cuff must answer garbage too (0
+	 * for an empty write), never stay silent; the client matches it
+	 * against what it sent.
+	 */
+	if (!rsp || rsp->result > BFR_RESULT_LIMIT_EXCEEDED ||
 	    rsp->has_lop != response_has_lop(rsp->req_opcode, rsp->result))
 		return -EINVAL;
 	writer_init(&w, scratch, sizeof(scratch));
@@ -297,7 +296,7 @@ int bfr_cp_response_decode(const uint8_t *buf, size_t len, struct bfr_cp_respons
 	memset(&rsp, 0, sizeof(rsp));
 	rsp.req_opcode = buf[1];
 	rsp.result = buf[2];
-	if (!response_req_valid(rsp.req_opcode) || rsp.result > BFR_RESULT_LIMIT_EXCEEDED)
+	if (rsp.result > BFR_RESULT_LIMIT_EXCEEDED)
 		return -EBADMSG;
 	rsp.has_lop = response_has_lop(rsp.req_opcode, rsp.result);
 	if (len != (rsp.has_lop ? 5u : 3u))

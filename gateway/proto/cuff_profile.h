@@ -140,10 +140,11 @@ int bfr_cp_response_encode(const struct bfr_cp_response *rsp, uint8_t *buf, size
 			   size_t *len);
 /*
  * Wire: 0x80, req_opcode, result, then `sfloat lop` exactly when req_opcode
- * is MEASURE_LOP and result SUCCESS (5 bytes, else 3). Decode: -EBADMSG for
- * a first byte other than 0x80, req_opcode 0 or 0x80, result > 5, or a
- * length that disagrees. Encode: -EINVAL for the same, and when has_lop
- * disagrees with that rule.
+ * is MEASURE_LOP and result SUCCESS (5 bytes, else 3). Any req_opcode is
+ * valid (a cuff answers unknown opcodes, and 0 for an empty write). Decode:
+ * -EBADMSG for a first byte other than 0x80, result > 5, or a length that
+ * disagrees. Encode: -EINVAL for result > 5 and when has_lop disagrees with
+ * that rule.
  */
 int bfr_cp_response_decode(const uint8_t *buf, size_t len, struct bfr_cp_response *out);
 

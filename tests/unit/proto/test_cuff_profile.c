@@ -385,6 +385,16 @@ static void test_cp_responses(void **state)
 	assert_false(r.has_lop);
 	assert_int_equal(bfr_cp_response_decode(unknown_op, sizeof(unknown_op), &r), 0);
 	assert_int_equal(r.result, BFR_RESULT_NOT_SUPPORTED);
+	/* Answers to garbage: an empty write (req_opcode 0) and a written 0x80. */
+	static const uint8_t to_empty[] = { 0x80, 0x00, 0x02 };
+	static const uint8_t to_0x80[] = { 0x80, 0x80, 0x01 };
+	assert_int_equal(bfr_cp_response_decode(to_empty, sizeof(to_empty), &r), 0);
+	assert_int_equal(r.req_opcode, 0);
+	assert_int_equal(bfr_cp_response_encode(&r, buf, sizeof(buf), &len), 0);
+	assert_memory_equal(buf, to_empty, 3);
+	assert_int_equal(bfr_cp_response_decode(to_0x80, sizeof(to_0x80), &r), 0);
+	assert_int_equal(bfr_cp_response_encode(&r, buf, sizeof(buf), &len), 0);
+	assert_memory_equal(buf, to_0x80, 3);
 	assert_int_equal(bfr_cp_response_decode(lop_nan, sizeof(lop_nan), &r), 0);
 	assert_true(r.has_lop);
 	assert_true(isnan(r.lop_mmhg));
@@ -402,8 +412,6 @@ static void test_cp_responses(void **state)
 		{ { 0 }, 0 },
 		{ { 0x81, 0x01, 0x00 }, 3 },             /* not a response */
 		{ { 0x01, 0x01, 0x00 }, 3 },
-		{ { 0x80, 0x00, 0x00 }, 3 },             /* req_opcode 0 */
-		{ { 0x80, 0x80, 0x00 }, 3 },             /* response to a response */
 		{ { 0x80, 0x01, 0x00, 0x00 }, 4 },
 		{ { 0x80, 0x03, 0x00, 0x7A, 0xF6, 0x00 }, 6 },
 	};
@@ -424,8 +432,7 @@ static void test_cp_responses(void **state)
 		{ BFR_CP_MEASURE_LOP, BFR_RESULT_FAILED, true, 100 },
 		{ BFR_CP_SET_TARGET, BFR_RESULT_SUCCESS, true, 100 },
 		{ BFR_CP_SET_TARGET, 6, false, 0 },
-		{ 0, BFR_RESULT_SUCCESS, false, 0 },
-		{ BFR_CP_RESPONSE, BFR_RESULT_SUCCESS, false, 0 },
+		{ BFR_CP_SET_TARGET, 0xFF, false, 0 },
 		{ BFR_CP_MEASURE_LOP, BFR_RESULT_SUCCESS, true, 1e12 },
 	};
 	len = 31;
