@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "store_private.h"
 #include "store_test_util.h"
 #include "test_alloc.h"
 
@@ -359,6 +360,32 @@ static void test_close_while_failing_reports_loss(void **state)
 	assert_int_equal(open_store(f, NULL), 0);
 }
 
+/*
+ * The loop's enqueue must not wait for the disk. Holding the connection lock
+ * stands in for a writer stuck in a long fsync: if enqueueing needed it, this
+ * test would deadlock (and hit ctest's timeout) instead of passing.
+ */
+static void test_enqueue_does_not_wait_for_disk(void **state)
+{
+	struct fixture *f = *state;
+	struct store_stats stats;
+	int k;
+
+	assert_int_equal(store_session_begin(f->st, "s-1", "{}", NULL, 1, 1), 0);
+	wait_committed(f, 1);
+	(void)store_db_acquire(f->st);
+	for (k = 1; k <= 2000; k++)
+		assert_int_equal(store_session_event(f->st, "s-1", (uint32_t)k, "rep", "{}", k,
+						     (uint64_t)k + 1),
+				 0);
+	store_get_stats(f->st, &stats);
+	assert_true(stats.queued_records >= 1000); /* at most one batch was taken */
+	assert_int_equal(store_dispatch_completions(f->st), 0);
+	store_db_release(f->st);
+	wait_committed(f, 2001);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM session_events"), 2000);
+}
+
 static void test_enqueue_allocation_failure(void **state)
 {
 	struct fixture *f = *state;
@@ -384,6 +411,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_disk_full_then_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_while_failing_reports_loss, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_enqueue_does_not_wait_for_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enqueue_allocation_failure, setup, teardown),
 	};
 
