@@ -10,6 +10,17 @@
  * Supported" and a client can count it.
  *
  * Both the gateway's ATT client and cuffsim's ATT server use this file.
+ *
+ * Rules beyond plain lengths: an Error Response with error code 0 is
+ * malformed; list responses must be non-empty, a whole number of entries
+ * and in strictly ascending handle order (Find By Type Value and Read By
+ * Group Type ranges must not overlap), since discovery continues after the
+ * last handle and a list going backwards would loop it. An MTU below 23 is
+ * legal on the wire (the bearer uses 23 then), so the codec accepts it.
+ * Whatever att_pdu_encode produces, att_pdu_decode accepts, and a decoded
+ * PDU re-encodes to the same bytes (a 128-bit type UUID on the Base UUID
+ * re-encodes in its 2-byte form). Encoding checks the same rules (-EINVAL)
+ * and never produces more than ATT_MAX_MTU bytes (-ENOSPC).
  */
 #ifndef BFR_ATT_H
 #define BFR_ATT_H
@@ -207,7 +218,14 @@ struct att_info_entry {
 	uint16_t handle;
 	struct att_uuid type;
 };
-/* Find Information response; returns 1 with *entry set, 0 at the end. */
+/*
+ * Iterators: start with *pos = 0; each returns 1 with *entry set and *pos
+ * advanced, 0 at the end, -EINVAL when the PDU has another opcode, and
+ * -EBADMSG (pos unchanged) if a hand-built PDU's list is torn; lists from
+ * att_pdu_decode never are.
+ *
+ * Find Information response.
+ */
 int att_find_info_next(const struct att_pdu *pdu, size_t *pos, struct att_info_entry *entry);
 
 struct att_type_entry {

@@ -5,6 +5,13 @@
  * 12-bit mantissa; value = mantissa * 10^exponent. Reserved mantissas (with
  * exponent 0) encode the special values below. Decoding never invents a
  * number: a special value is reported as its class and *value is untouched.
+ * Those mantissas (0x7FE..0x802) with any other exponent are reserved by
+ * the standard too and decode as SFLOAT_CLASS_RESERVED, so a number's
+ * mantissa is always within -2045..+2045.
+ *
+ * Precision: with the most precise encoding, pressures keep 0.1 mmHg up to
+ * 204.5 and whole mmHg above (250.4 -> 250). Values that round to zero at
+ * 10^-8 encode as 0x0000.
  */
 #ifndef BFR_SFLOAT_H
 #define BFR_SFLOAT_H
