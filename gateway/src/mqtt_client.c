@@ -1,0 +1,914 @@
+/*
+ * mqtt_client.c - see mqtt_client.h.
+ *
+ * Threads: Paho calls the static paho_* functions on its own threads. They
+ * touch only the event queue (under `lock`) and the eventfd. Everything
+ * else in struct mqtt_client belongs to the loop thread.
+ *
+ * Allocation on Paho's threads is avoided where losing an event would hurt:
+ * connection events are nodes embedded in the client, and each publish
+ * carries its own completion node (allocated by publish() on the loop
+ * thread, passed to Paho as the callback context). Only an incoming message
+ * is copied on Paho's thread; if that allocation fails we return 0 from
+ * messageArrived, which makes Paho deliver the message again later.
+ *
+ * Reconnect is ours, not Paho's automaticReconnect: the delay is jittered
+ * (a fleet of gateways must not reconnect in lockstep after a broker
+ * restart), subscriptions are re-sent and on_connected fires in one place,
+ * and the loop thread always knows which connect attempt is outstanding
+ * (there is at most one). It also stays clear of Paho 1.3.12's reconnect
+ * leak (paho.mqtt.c #1689).
+ */
+#include "mqtt_client.h"
+
+#include <MQTTAsync.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_KEEPALIVE_S 10
+#define DEFAULT_RECONNECT_MIN_MS 1000
+#define DEFAULT_RECONNECT_MAX_MS 30000
+#define CONNECT_TIMEOUT_S 10
+#define DISCONNECT_TIMEOUT_MS 1000
+#define REASON_MAX 160
+
+enum event_type {
+	EVENT_CONNECT_OK,
+	EVENT_CONNECT_FAILED,
+	EVENT_LOST,
+	EVENT_MESSAGE,
+	EVENT_PUBLISH_DONE,
+};
+
+struct event {
+	struct event *next;
+	enum event_type type;
+	bool queued;
+};
+
+struct message_event {
+	struct event ev;
+	char *topic;
+	uint8_t *payload;
+	size_t len;
+	char *response_topic;
+	uint8_t *correlation;
+	size_t correlation_len;
+	char data[]; /* topic, payload, response topic, correlation */
+};
+
+struct publish_op {
+	struct event ev;
+	struct mqtt_client *client;
+	uint64_t tag;
+	int result;        /* written by Paho's thread under lock */
+	bool silent;       /* a reply: nobody to tell */
+	bool reported;     /* failed locally when the connection dropped */
+	struct publish_op *prev, *next; /* in-flight list, loop thread */
+};
+
+struct subscription {
+	struct subscription *next;
+	int qos;
+	char filter[];
+};
+
+enum state {
+	STATE_IDLE,
+	STATE_CONNECTING,
+	STATE_CONNECTED,
+	STATE_BACKOFF,
+};
+
+struct mqtt_client {
+	struct loop *loop;
+	MQTTAsync handle;
+	struct mqtt_client_callbacks cb;
+	void *user_data;
+	int efd;
+
+	char *uri, *client_id, *username, *password, *ca_file, *cert_file, *key_file;
+	char *will_topic;
+	void *will_payload;
+	size_t will_len;
+	int will_qos;
+	bool will_retain;
+	bool tls;
+	unsigned keepalive_s;
+	unsigned reconnect_min_ms, reconnect_max_ms, backoff_ms;
+	uint32_t rng;
+
+	enum state state;
+	uint64_t reconnect_timer;
+	struct subscription *subs;
+	struct publish_op *inflight;
+
+	/* Shared with Paho's threads. */
+	pthread_mutex_t lock;
+	struct event *head, *tail;
+	struct event connect_ev; /* EVENT_CONNECT_OK or _FAILED */
+	struct event lost_ev;
+	bool session_present;
+	char connect_reason[REASON_MAX];
+	char lost_reason[REASON_MAX];
+	bool disconnect_done;
+};
+
+/* ---- Paho's threads ------------------------------------------------------ */
+
+static void kick(struct mqtt_client *c)
+{
+	uint64_t one = 1;
+
+	/* Only fails when the counter would overflow: then it is readable anyway. */
+	if (write(c->efd, &one, sizeof(one)) < 0)
+		return;
+}
+
+/* Caller holds c->lock. */
+static void enqueue_locked(struct mqtt_client *c, struct event *ev)
+{
+	ev->next = NULL;
+	ev->queued = true;
+	if (c->tail)
+		c->tail->next = ev;
+	else
+		c->head = ev;
+	c->tail = ev;
+}
+
+static void enqueue(struct mqtt_client *c, struct event *ev)
+{
+	pthread_mutex_lock(&c->lock);
+	enqueue_locked(c, ev);
+	pthread_mutex_unlock(&c->lock);
+	kick(c);
+}
+
+static void paho_connect_ok(void *context, MQTTAsync_successData5 *response)
+{
+	struct mqtt_client *c = context;
+
+	pthread_mutex_lock(&c->lock);
+	c->session_present = response && response->alt.connect.sessionPresent;
+	c->connect_ev.type = EVENT_CONNECT_OK;
+	if (!c->connect_ev.queued)
+		enqueue_locked(c, &c->connect_ev);
+	pthread_mutex_unlock(&c->lock);
+	kick(c);
+}
+
+static void paho_connect_failed(void *context, MQTTAsync_failureData5 *response)
+{
+	struct mqtt_client *c = context;
+
+	pthread_mutex_lock(&c->lock);
+	if (response && response->reasonCode != MQTTREASONCODE_SUCCESS)
+		snprintf(c->connect_reason, sizeof(c->connect_reason), "broker refused: %s",
+			 MQTTReasonCode_toString(response->reasonCode));
+	else
+		snprintf(c->connect_reason, sizeof(c->connect_reason), "%s (code %d)",
+			 response && response->message ? response->message : "connect failed",
+			 response ? response->code : 0);
+	c->connect_ev.type = EVENT_CONNECT_FAILED;
+	if (!c->connect_ev.queued)
+		enqueue_locked(c, &c->connect_ev);
+	pthread_mutex_unlock(&c->lock);
+	kick(c);
+}
+
+static void lost(struct mqtt_client *c, const char *reason)
+{
+	pthread_mutex_lock(&c->lock);
+	/* A server DISCONNECT may be followed by connectionLost: one event. */
+	if (!c->lost_ev.queued) {
+		snprintf(c->lost_reason, sizeof(c->lost_reason), "%s", reason);
+		c->lost_ev.type = EVENT_LOST;
+		enqueue_locked(c, &c->lost_ev);
+	}
+	pthread_mutex_unlock(&c->lock);
+	kick(c);
+}
+
+static void paho_connection_lost(void *context, char *cause)
+{
+	lost(context, cause && cause[0] ? cause : "connection lost");
+}
+
+static void paho_disconnected(void *context, MQTTProperties *properties,
+			      enum MQTTReasonCodes reason)
+{
+	char text[REASON_MAX];
+
+	snprintf(text, sizeof(text), "broker disconnected: %s", MQTTReasonCode_toString(reason));
+	lost(context, text);
+}
+
+static const MQTTProperty *find_property(MQTTProperties *props, enum MQTTPropertyCodes id)
+{
+	return props ? MQTTProperties_getProperty(props, id) : NULL;
+}
+
+static int paho_message(void *context, char *topic, int topic_len, MQTTAsync_message *m)
+{
+	struct mqtt_client *c = context;
+	const MQTTProperty *rt = find_property(&m->properties, MQTTPROPERTY_CODE_RESPONSE_TOPIC);
+	const MQTTProperty *cd = find_property(&m->properties, MQTTPROPERTY_CODE_CORRELATION_DATA);
+	size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+	size_t plen = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
+	size_t rlen = rt ? (size_t)rt->value.data.len : 0;
+	size_t clen = cd ? (size_t)cd->value.data.len : 0;
+	struct message_event *me;
+	char *p;
+
+	me = malloc(sizeof(*me) + tlen + 1 + plen + 1 + rlen + 1 + clen);
+	if (!me)
+		return 0; /* Paho keeps the message and offers it again */
+	memset(me, 0, sizeof(*me));
+	me->ev.type = EVENT_MESSAGE;
+	p = me->data;
+	me->topic = p;
+	memcpy(p, topic, tlen);
+	p[tlen] = '\0';
+	p += tlen + 1;
+	me->payload = (uint8_t *)p;
+	if (plen)
+		memcpy(p, m->payload, plen);
+	p[plen] = '\0';
+	me->len = plen;
+	p += plen + 1;
+	if (rt) {
+		me->response_topic = p;
+		memcpy(p, rt->value.data.data, rlen);
+		p[rlen] = '\0';
+		p += rlen + 1;
+	}
+	if (cd) {
+		me->correlation = (uint8_t *)p;
+		memcpy(p, cd->value.data.data, clen);
+		me->correlation_len = clen;
+	}
+	MQTTAsync_freeMessage(&m);
+	MQTTAsync_free(topic);
+	enqueue(c, &me->ev);
+	return 1;
+}
+
+static void paho_publish_ok(void *context, MQTTAsync_successData5 *response)
+{
+	struct publish_op *op = context;
+
+	pthread_mutex_lock(&op->client->lock);
+	op->result = 0;
+	enqueue_locked(op->client, &op->ev);
+	pthread_mutex_unlock(&op->client->lock);
+	kick(op->client);
+}
+
+static void paho_publish_failed(void *context, MQTTAsync_failureData5 *response)
+{
+	struct publish_op *op = context;
+	int result = -EIO;
+
+	if (response && response->reasonCode == MQTTREASONCODE_NOT_AUTHORIZED)
+		result = -EACCES;
+	pthread_mutex_lock(&op->client->lock);
+	op->result = result;
+	enqueue_locked(op->client, &op->ev);
+	pthread_mutex_unlock(&op->client->lock);
+	kick(op->client);
+}
+
+/* Nobody in the loop can act on a refused subscription; the operator can. */
+static void paho_subscribe_ok(void *context, MQTTAsync_successData5 *response)
+{
+	struct subscription *sub = context;
+
+	if (response && response->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR)
+		fprintf(stderr, "mqtt: subscribe \"%s\" refused: %s\n", sub->filter,
+			MQTTReasonCode_toString(response->reasonCode));
+}
+
+static void paho_subscribe_failed(void *context, MQTTAsync_failureData5 *response)
+{
+	struct subscription *sub = context;
+
+	fprintf(stderr, "mqtt: subscribe \"%s\" failed: %s\n", sub->filter,
+		response && response->message ? response->message : "unknown error");
+}
+
+static void paho_disconnect_done(void *context)
+{
+	struct mqtt_client *c = context;
+
+	pthread_mutex_lock(&c->lock);
+	c->disconnect_done = true;
+	pthread_mutex_unlock(&c->lock);
+	kick(c);
+}
+
+static void paho_disconnect_ok(void *context, MQTTAsync_successData5 *response)
+{
+	paho_disconnect_done(context);
+}
+
+static void paho_disconnect_failed(void *context, MQTTAsync_failureData5 *response)
+{
+	paho_disconnect_done(context);
+}
+
+/* ---- loop thread --------------------------------------------------------- */
+
+static int paho_errno(int rc)
+{
+	switch (rc) {
+	case MQTTASYNC_SUCCESS:
+		return 0;
+	case MQTTASYNC_DISCONNECTED:
+		return -ENOTCONN;
+	case MQTTASYNC_BAD_UTF8_STRING:
+	case MQTTASYNC_NULL_PARAMETER:
+	case MQTTASYNC_BAD_QOS:
+	case MQTTASYNC_BAD_STRUCTURE:
+	case MQTTASYNC_BAD_PROTOCOL:
+	case MQTTASYNC_BAD_MQTT_OPTION:
+	case MQTTASYNC_WRONG_MQTT_VERSION:
+	case MQTTASYNC_0_LEN_WILL_TOPIC:
+		return -EINVAL;
+	case MQTTASYNC_MAX_MESSAGES_INFLIGHT:
+	case MQTTASYNC_MAX_BUFFERED_MESSAGES:
+	case MQTTASYNC_MAX_BUFFERED:
+	case MQTTASYNC_NO_MORE_MSGIDS:
+		return -EAGAIN;
+	case MQTTASYNC_SSL_NOT_SUPPORTED:
+		return -EPROTONOSUPPORT;
+	default:
+		return -EIO;
+	}
+}
+
+/*
+ * Paho starts its threads inside these calls; with every signal blocked
+ * meanwhile they inherit a full mask, so process-directed signals always
+ * reach the loop's signalfd and never a Paho thread.
+ */
+static void block_signals(sigset_t *saved)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, saved);
+}
+
+static void restore_signals(const sigset_t *saved)
+{
+	pthread_sigmask(SIG_SETMASK, saved, NULL);
+}
+
+static void schedule_reconnect(struct mqtt_client *c);
+
+static void on_reconnect_timer(struct loop *loop, uint64_t id, void *user_data);
+
+static void issue_connect(struct mqtt_client *c)
+{
+	MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer5;
+	MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
+	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	sigset_t saved;
+	int rc;
+
+	opts.keepAliveInterval = (int)c->keepalive_s;
+	opts.cleanstart = 1;
+	opts.connectTimeout = CONNECT_TIMEOUT_S;
+	opts.automaticReconnect = 0;
+	opts.username = c->username;
+	opts.password = c->password;
+	opts.onSuccess5 = paho_connect_ok;
+	opts.onFailure5 = paho_connect_failed;
+	opts.context = c;
+	if (c->will_topic) {
+		will.topicName = c->will_topic;
+		if (c->will_len) {
+			will.payload.data = c->will_payload;
+			will.payload.len = (int)c->will_len;
+		} else {
+			will.message = ""; /* Paho reads a string will when there is no payload */
+		}
+		will.qos = c->will_qos;
+		will.retained = c->will_retain;
+		opts.will = &will;
+	}
+	if (c->tls) {
+		ssl.trustStore = c->ca_file;
+		ssl.keyStore = c->cert_file;
+		ssl.privateKey = c->key_file;
+		ssl.enableServerCertAuth = 1;
+		ssl.verify = 1;
+		opts.ssl = &ssl;
+	}
+	c->state = STATE_CONNECTING;
+	block_signals(&saved);
+	rc = MQTTAsync_connect(c->handle, &opts);
+	restore_signals(&saved);
+	if (rc != MQTTASYNC_SUCCESS) {
+		fprintf(stderr, "mqtt: connect to %s: error %d\n", c->uri, rc);
+		schedule_reconnect(c);
+	}
+}
+
+static uint32_t next_random(struct mqtt_client *c)
+{
+	/* xorshift32: jitter only, not security. */
+	c->rng ^= c->rng << 13;
+	c->rng ^= c->rng >> 17;
+	c->rng ^= c->rng << 5;
+	return c->rng;
+}
+
+static void schedule_reconnect(struct mqtt_client *c)
+{
+	/* "Equal jitter": between half and all of the current backoff. */
+	uint64_t delay = c->backoff_ms / 2 + next_random(c) % (c->backoff_ms / 2 + 1);
+
+	c->backoff_ms = c->backoff_ms > c->reconnect_max_ms / 2 ? c->reconnect_max_ms
+								 : c->backoff_ms * 2;
+	c->state = STATE_BACKOFF;
+	if (loop_add_timer(c->loop, delay, on_reconnect_timer, c, &c->reconnect_timer) < 0) {
+		/* Without a timer there is no later: try again right away. */
+		c->reconnect_timer = 0;
+		issue_connect(c);
+	}
+}
+
+static void on_reconnect_timer(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct mqtt_client *c = user_data;
+
+	c->reconnect_timer = 0;
+	issue_connect(c);
+}
+
+static void send_subscribe(struct mqtt_client *c, struct subscription *sub)
+{
+	MQTTAsync_responseOptions ropts = MQTTAsync_responseOptions_initializer;
+	int rc;
+
+	ropts.onSuccess5 = paho_subscribe_ok;
+	ropts.onFailure5 = paho_subscribe_failed;
+	ropts.context = sub;
+	rc = MQTTAsync_subscribe(c->handle, sub->filter, sub->qos, &ropts);
+	if (rc != MQTTASYNC_SUCCESS)
+		fprintf(stderr, "mqtt: subscribe \"%s\": error %d\n", sub->filter, rc);
+}
+
+static void inflight_remove(struct mqtt_client *c, struct publish_op *op)
+{
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		c->inflight = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	op->prev = op->next = NULL;
+}
+
+static void handle_connected(struct mqtt_client *c, bool session_present)
+{
+	c->state = STATE_CONNECTED;
+	c->backoff_ms = c->reconnect_min_ms;
+	for (struct subscription *sub = c->subs; sub; sub = sub->next)
+		send_subscribe(c, sub);
+	if (c->cb.on_connected)
+		c->cb.on_connected(c, session_present, c->user_data);
+}
+
+static void handle_lost(struct mqtt_client *c, const char *reason)
+{
+	if (c->state != STATE_CONNECTED)
+		return;
+	schedule_reconnect(c);
+	/*
+	 * No PUBACK can come for these any more; the caller's outbox resends
+	 * them after the reconnect. Their nodes stay until Paho lets go.
+	 */
+	for (struct publish_op *op = c->inflight; op; op = op->next) {
+		if (op->reported || op->silent)
+			continue;
+		op->reported = true;
+		if (c->cb.on_publish_done)
+			c->cb.on_publish_done(c, op->tag, -ECONNRESET, c->user_data);
+	}
+	if (c->cb.on_disconnected)
+		c->cb.on_disconnected(c, reason, c->user_data);
+}
+
+static void handle_event(struct mqtt_client *c, struct event *ev, bool session_present,
+			 const char *reason)
+{
+	switch (ev->type) {
+	case EVENT_CONNECT_OK:
+		handle_connected(c, session_present);
+		break;
+	case EVENT_CONNECT_FAILED:
+		fprintf(stderr, "mqtt: connect to %s failed: %s\n", c->uri, reason);
+		schedule_reconnect(c);
+		break;
+	case EVENT_LOST:
+		handle_lost(c, reason);
+		break;
+	case EVENT_MESSAGE: {
+		struct message_event *me = (struct message_event *)ev;
+
+		if (c->cb.on_message)
+			c->cb.on_message(c, me->topic, me->payload, me->len, me->response_topic,
+					 me->correlation, me->correlation_len, c->user_data);
+		free(me);
+		break;
+	}
+	case EVENT_PUBLISH_DONE: {
+		struct publish_op *op = (struct publish_op *)ev;
+
+		inflight_remove(c, op);
+		if (!op->reported && !op->silent && c->cb.on_publish_done)
+			c->cb.on_publish_done(c, op->tag, op->result, c->user_data);
+		free(op);
+		break;
+	}
+	}
+}
+
+/* One event at a time: an embedded node may be queued again as soon as it is out. */
+static void drain(struct mqtt_client *c)
+{
+	for (;;) {
+		char reason[REASON_MAX] = "";
+		bool session_present = false;
+		struct event *ev;
+
+		pthread_mutex_lock(&c->lock);
+		ev = c->head;
+		if (ev) {
+			c->head = ev->next;
+			if (!c->head)
+				c->tail = NULL;
+			ev->queued = false;
+			if (ev == &c->connect_ev) {
+				session_present = c->session_present;
+				memcpy(reason, c->connect_reason, sizeof(reason));
+			} else if (ev == &c->lost_ev) {
+				memcpy(reason, c->lost_reason, sizeof(reason));
+			}
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (!ev)
+			return;
+		handle_event(c, ev, session_present, reason);
+	}
+}
+
+static void on_eventfd(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	uint64_t count;
+
+	if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		return;
+	drain(user_data);
+}
+
+/* ---- public -------------------------------------------------------------- */
+
+static int dup_opt(const char *s, char **out)
+{
+	*out = NULL;
+	if (!s || !s[0])
+		return 0;
+	*out = strdup(s);
+	return *out ? 0 : -ENOMEM;
+}
+
+static bool uri_is_tls(const char *uri)
+{
+	return strncmp(uri, "mqtts://", 8) == 0 || strncmp(uri, "ssl://", 6) == 0 ||
+	       strncmp(uri, "wss://", 6) == 0;
+}
+
+int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options,
+		    const struct mqtt_client_callbacks *callbacks, void *user_data,
+		    struct mqtt_client **out)
+{
+	MQTTAsync_createOptions copts = MQTTAsync_createOptions_initializer5;
+	struct mqtt_client *c;
+	sigset_t saved;
+	int r, rc;
+
+	if (!loop || !options || !out || !options->uri || !options->uri[0] ||
+	    !options->client_id || !options->client_id[0])
+		return -EINVAL;
+	if (options->will_topic && (options->will_qos < 0 || options->will_qos > 2 ||
+				    (options->will_len && !options->will_payload)))
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->efd = -1;
+	c->loop = loop;
+	if (callbacks)
+		c->cb = *callbacks;
+	c->user_data = user_data;
+	c->keepalive_s = options->keepalive_s ? options->keepalive_s : DEFAULT_KEEPALIVE_S;
+	c->reconnect_min_ms = options->reconnect_min_ms ? options->reconnect_min_ms
+							: DEFAULT_RECONNECT_MIN_MS;
+	c->reconnect_max_ms = options->reconnect_max_ms ? options->reconnect_max_ms
+							: DEFAULT_RECONNECT_MAX_MS;
+	if (c->reconnect_max_ms < c->reconnect_min_ms)
+		c->reconnect_max_ms = c->reconnect_min_ms;
+	c->backoff_ms = c->reconnect_min_ms;
+	c->rng = (uint32_t)(uintptr_t)c ^ (uint32_t)time(NULL) ^ 0x9e3779b9u;
+	if (c->rng == 0)
+		c->rng = 1;
+	c->will_qos = options->will_qos;
+	c->will_retain = options->will_retain;
+	c->tls = uri_is_tls(options->uri);
+	pthread_mutex_init(&c->lock, NULL);
+
+	r = dup_opt(options->uri, &c->uri);
+	if (r == 0)
+		r = dup_opt(options->client_id, &c->client_id);
+	if (r == 0)
+		r = dup_opt(options->username, &c->username);
+	if (r == 0)
+		r = dup_opt(options->password, &c->password);
+	if (r == 0)
+		r = dup_opt(options->ca_file, &c->ca_file);
+	if (r == 0)
+		r = dup_opt(options->cert_file, &c->cert_file);
+	if (r == 0)
+		r = dup_opt(options->key_file, &c->key_file);
+	if (r == 0)
+		r = dup_opt(options->will_topic, &c->will_topic);
+	if (r < 0)
+		goto fail;
+	if (c->will_topic && options->will_len) {
+		c->will_payload = malloc(options->will_len);
+		if (!c->will_payload) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		memcpy(c->will_payload, options->will_payload, options->will_len);
+		c->will_len = options->will_len;
+	}
+
+	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (c->efd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = loop_add_io(loop, c->efd, EPOLLIN, on_eventfd, c);
+	if (r < 0) {
+		close(c->efd);
+		c->efd = -1;
+		goto fail;
+	}
+
+	/* No Paho buffering while disconnected: the caller's outbox does that. */
+	copts.sendWhileDisconnected = 0;
+	copts.MQTTVersion = MQTTVERSION_5;
+	block_signals(&saved);
+	rc = MQTTAsync_createWithOptions(&c->handle, c->uri, c->client_id,
+					 MQTTCLIENT_PERSISTENCE_NONE, NULL, &copts);
+	restore_signals(&saved);
+	if (rc != MQTTASYNC_SUCCESS) {
+		c->handle = NULL;
+		r = rc == MQTTASYNC_FAILURE ? -ENOMEM : paho_errno(rc);
+		goto fail;
+	}
+	rc = MQTTAsync_setCallbacks(c->handle, c, paho_connection_lost, paho_message, NULL);
+	if (rc == MQTTASYNC_SUCCESS)
+		rc = MQTTAsync_setDisconnected(c->handle, c, paho_disconnected);
+	if (rc != MQTTASYNC_SUCCESS) {
+		r = paho_errno(rc);
+		goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	mqtt_client_free(c);
+	return r;
+}
+
+int mqtt_client_start(struct mqtt_client *client)
+{
+	if (!client)
+		return -EINVAL;
+	if (client->state != STATE_IDLE)
+		return -EALREADY;
+	issue_connect(client);
+	return 0;
+}
+
+static int publish(struct mqtt_client *c, const char *topic, const void *payload, size_t len,
+		   int qos, bool retain, uint64_t tag, const uint8_t *correlation,
+		   size_t correlation_len, bool silent)
+{
+	MQTTAsync_responseOptions ropts = MQTTAsync_responseOptions_initializer;
+	MQTTAsync_message msg = MQTTAsync_message_initializer;
+	struct publish_op *op;
+	int rc;
+
+	if (!c || !topic || !topic[0] || (len && !payload) || qos < 0 || qos > 2 ||
+	    len > INT32_MAX || correlation_len > UINT16_MAX || (correlation_len && !correlation))
+		return -EINVAL;
+	if (c->state != STATE_CONNECTED)
+		return -ENOTCONN;
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	op->ev.type = EVENT_PUBLISH_DONE;
+	op->client = c;
+	op->tag = tag;
+	op->silent = silent;
+	/* Listed before Paho can answer, so a fast completion finds it. */
+	op->next = c->inflight;
+	if (c->inflight)
+		c->inflight->prev = op;
+	c->inflight = op;
+
+	msg.payload = (void *)payload;
+	msg.payloadlen = (int)len;
+	msg.qos = qos;
+	msg.retained = retain;
+	if (correlation) {
+		MQTTProperty prop = { .identifier = MQTTPROPERTY_CODE_CORRELATION_DATA };
+
+		prop.value.data.data = (char *)correlation;
+		prop.value.data.len = (int)correlation_len;
+		if (MQTTProperties_add(&msg.properties, &prop) != 0) {
+			rc = MQTTASYNC_FAILURE;
+			goto fail;
+		}
+	}
+	ropts.onSuccess5 = paho_publish_ok;
+	ropts.onFailure5 = paho_publish_failed;
+	ropts.context = op;
+	rc = MQTTAsync_sendMessage(c->handle, topic, &msg, &ropts);
+	MQTTProperties_free(&msg.properties);
+	if (rc != MQTTASYNC_SUCCESS)
+		goto fail;
+	return 0;
+fail:
+	inflight_remove(c, op);
+	free(op);
+	return rc == MQTTASYNC_FAILURE ? -EIO : paho_errno(rc);
+}
+
+int mqtt_client_publish(struct mqtt_client *client, const char *topic, const void *payload,
+			size_t len, int qos, bool retain, uint64_t tag)
+{
+	return publish(client, topic, payload, len, qos, retain, tag, NULL, 0, false);
+}
+
+int mqtt_client_publish_reply(struct mqtt_client *client, const char *response_topic,
+			      const uint8_t *correlation, size_t correlation_len,
+			      const void *payload, size_t len)
+{
+	return publish(client, response_topic, payload, len, 1, false, 0, correlation,
+		       correlation_len, true);
+}
+
+int mqtt_client_subscribe(struct mqtt_client *client, const char *filter, int qos)
+{
+	struct subscription *sub, **tail;
+	size_t len;
+
+	if (!client || !filter || !filter[0] || qos < 0 || qos > 2)
+		return -EINVAL;
+	len = strlen(filter);
+	if (len > UINT16_MAX)
+		return -EINVAL;
+	for (sub = client->subs; sub; sub = sub->next)
+		if (strcmp(sub->filter, filter) == 0)
+			return -EEXIST;
+	sub = calloc(1, sizeof(*sub) + len + 1);
+	if (!sub)
+		return -ENOMEM;
+	sub->qos = qos;
+	memcpy(sub->filter, filter, len + 1);
+	for (tail = &client->subs; *tail; tail = &(*tail)->next)
+		;
+	*tail = sub;
+	if (client->state == STATE_CONNECTED)
+		send_subscribe(client, sub);
+	return 0;
+}
+
+bool mqtt_client_is_connected(const struct mqtt_client *client)
+{
+	return client && client->state == STATE_CONNECTED;
+}
+
+static bool disconnect_done(struct mqtt_client *c)
+{
+	bool done;
+
+	pthread_mutex_lock(&c->lock);
+	done = c->disconnect_done;
+	pthread_mutex_unlock(&c->lock);
+	return done;
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Blocks the loop thread for at most ~DISCONNECT_TIMEOUT_MS: shutdown only. */
+static void disconnect(struct mqtt_client *c)
+{
+	MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer5;
+	uint64_t deadline;
+
+	opts.timeout = DISCONNECT_TIMEOUT_MS;
+	opts.onSuccess5 = paho_disconnect_ok;
+	opts.onFailure5 = paho_disconnect_failed;
+	opts.context = c;
+	/* A deliberate shutdown still tells everyone the gateway is offline. */
+	if (c->will_topic)
+		opts.reasonCode = MQTTREASONCODE_DISCONNECT_WITH_WILL_MESSAGE;
+	if (MQTTAsync_disconnect(c->handle, &opts) != MQTTASYNC_SUCCESS)
+		return;
+	deadline = monotonic_ms() + DISCONNECT_TIMEOUT_MS + 500;
+	while (!disconnect_done(c)) {
+		struct pollfd pfd = { .fd = c->efd, .events = POLLIN };
+		uint64_t now = monotonic_ms();
+		uint64_t count;
+
+		if (now >= deadline)
+			break;
+		if (poll(&pfd, 1, (int)(deadline - now)) > 0 &&
+		    read(c->efd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+			break;
+	}
+}
+
+void mqtt_client_free(struct mqtt_client *client)
+{
+	struct mqtt_client *c = client;
+
+	if (!c)
+		return;
+	if (c->reconnect_timer)
+		loop_cancel_timer(c->loop, c->reconnect_timer);
+	if (c->handle) {
+		if (c->state == STATE_CONNECTED || c->state == STATE_CONNECTING)
+			disconnect(c);
+		/* After this no Paho thread touches the client. */
+		MQTTAsync_destroy(&c->handle);
+	}
+	/* Undelivered events: only messages own their memory. */
+	for (struct event *ev = c->head, *next; ev; ev = next) {
+		next = ev->next;
+		if (ev->type == EVENT_MESSAGE)
+			free(ev);
+	}
+	while (c->inflight) {
+		struct publish_op *op = c->inflight;
+
+		c->inflight = op->next;
+		free(op);
+	}
+	while (c->subs) {
+		struct subscription *sub = c->subs;
+
+		c->subs = sub->next;
+		free(sub);
+	}
+	if (c->efd >= 0) {
+		loop_del_io(c->loop, c->efd);
+		close(c->efd);
+	}
+	pthread_mutex_destroy(&c->lock);
+	free(c->uri);
+	free(c->client_id);
+	free(c->username);
+	if (c->password) {
+		explicit_bzero(c->password, strlen(c->password));
+		free(c->password);
+	}
+	free(c->ca_file);
+	free(c->cert_file);
+	free(c->key_file);
+	free(c->will_topic);
+	free(c->will_payload);
+	free(c);
+}
