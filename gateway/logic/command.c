@@ -377,10 +377,11 @@ static int check_text(json_t *v, const char *path, enum text_rule rule, size_t m
 	if (n > max_cp)
 		return fail(err, CMD_ERR_OUT_OF_RANGE, "%s: %zu characters, at most %zu", path, n,
 			    max_cp);
-	if (strlen(s) >= cap) /* cannot happen with cap >= 4 * max_cp + 1 */
-		return fail(err, CMD_ERR_OUT_OF_RANGE, "%s: too long", path);
-	if (out)
+	if (out) {
+		if (strlen(s) >= cap) /* cannot happen with cap >= 4 * max_cp + 1 */
+			return fail(err, CMD_ERR_OUT_OF_RANGE, "%s: too long", path);
 		memcpy(out, s, strlen(s) + 1);
+	}
 	return 0;
 }
 
@@ -772,7 +773,9 @@ int command_parse(enum command_verb verb, const void *payload, size_t len,
 	root = json_loadb(payload ? payload : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
 			  &jerr);
 	if (!root) {
-		if (json_error_code(&jerr) == json_error_out_of_memory) {
+		/* jansson 2.14 reports a failed allocation in lex_init() with no
+		 * error text at all; a real syntax error always has one. */
+		if (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0]) {
 			fail(err, CMD_ERR_INTERNAL, "out of memory");
 			ret = -ENOMEM;
 		} else {
