@@ -88,6 +88,7 @@ static void track_deflate(struct safety_state *s, uint64_t now)
 	s->deflate_ok_seen = false;
 	s->target_mmhg = 0;
 	s->band_armed = false;
+	s->measuring_lop = false;
 }
 
 /*
@@ -163,6 +164,9 @@ static void on_sample(struct ctx *c, double p, uint16_t status)
 		set_cond(c, ALARM_OVER_PRESSURE_CEILING, true,
 			 vals(p, t, l->max_pressure_mmhg, NAN));
 		deflate_now(c, BFR_DEFLATE_SAFETY);
+		/* A sample proves the link carries data: send even if LINK_DOWN raced it. */
+		c->deflate = true;
+		c->deflate_reason = BFR_DEFLATE_SAFETY;
 	} else if (isfinite(p)) {
 		set_cond(c, ALARM_OVER_PRESSURE_CEILING, false, no_values);
 	}
@@ -183,6 +187,11 @@ static void on_sample(struct ctx *c, double p, uint16_t status)
 	set_cond(c, ALARM_SENSOR_FAULT, false, no_values);
 	s->have_pressure = true;
 	s->pressure_mmhg = p;
+	if (s->link_fresh) {
+		s->link_fresh = false;
+		if (p > SAFETY_INFLATED_ABOVE_MMHG && s->target_mmhg <= 0 && !s->deflate_pending)
+			deflate_now(c, BFR_DEFLATE_SAFETY);
+	}
 
 	if (status & BFR_ST_SUPERVISION_DEFLATED) {
 		if (!present(s, ALARM_SUPERVISION_DEFLATED)) {
@@ -204,7 +213,8 @@ static void on_sample(struct ctx *c, double p, uint16_t status)
 		set_cond(c, ALARM_LINK_LOST_INFLATED, false, no_values);
 
 	/* Full occlusion: p >= full_occlusion_pct of a known LOP. */
-	if (!isnan(s->lop_mmhg) && p >= s->lop_mmhg * l->full_occlusion_pct / 100.0) {
+	if (!s->measuring_lop && !isnan(s->lop_mmhg) &&
+	    p >= s->lop_mmhg * l->full_occlusion_pct / 100.0) {
 		if (s->occlusion_since_ms == SAFETY_NEVER)
 			s->occlusion_since_ms = now;
 	} else {
@@ -306,6 +316,35 @@ int safety_check_target(const struct safety_state *s, uint64_t now_ms, double ta
 	return safety_may_inflate(s, now_ms, unacked_high, reason);
 }
 
+static void push_refuse(struct ctx *c, enum limits_refusal why, double target)
+{
+	struct safety_action a = { 0 };
+
+	a.type = SAFETY_ACT_REFUSE;
+	a.refusal = why;
+	a.message = limits_refusal_name(why);
+	a.values = vals(cur_pressure(c->s), target, NAN, NAN);
+	push(c, &a);
+}
+
+static void on_lop_measure(struct ctx *c, bool unacked_high)
+{
+	struct safety_state *s = c->s;
+	enum limits_refusal why = LIMITS_OK;
+
+	if (s->target_mmhg > 0)
+		why = LIMITS_REFUSE_SAFETY_CONDITION; /* never measure over a running exercise */
+	else
+		safety_may_inflate(s, c->now, unacked_high, &why);
+	if (why != LIMITS_OK) {
+		push_refuse(c, why, NAN);
+		return;
+	}
+	s->measuring_lop = true;
+	s->reperfusion_due = false;
+	s->occlusion_since_ms = SAFETY_NEVER;
+}
+
 static void on_inflate(struct ctx *c, double target, bool unacked_high)
 {
 	struct safety_state *s = c->s;
@@ -324,15 +363,10 @@ static void on_inflate(struct ctx *c, double target, bool unacked_high)
 		r = safety_check_target(s, c->now, target, unacked_high, &why);
 	}
 	if (r < 0) {
-		struct safety_action a = { 0 };
-
-		a.type = SAFETY_ACT_REFUSE;
-		a.refusal = why;
-		a.message = limits_refusal_name(why);
-		a.values = vals(cur_pressure(s), target, NAN, NAN);
-		push(c, &a);
+		push_refuse(c, why, target);
 		return;
 	}
+	s->measuring_lop = false;
 	if (s->target_mmhg <= 0)
 		s->reperfusion_due = false;
 	if (target != s->target_mmhg)
@@ -448,6 +482,7 @@ static int validate(const struct safety_state *s, const struct safety_event *ev,
 	case SAFETY_EV_INFLATE_CMD:
 	case SAFETY_EV_SESSION_START:
 	case SAFETY_EV_SESSION_END:
+	case SAFETY_EV_LOP_MEASURE:
 		return 0;
 	case SAFETY_EV_DEFLATE_CMD:
 		return ev->deflate.reason <= BFR_DEFLATE_ESTOP ? 0 : -EINVAL;
@@ -480,6 +515,7 @@ static void apply(struct ctx *c, const struct safety_event *ev)
 	case SAFETY_EV_LINK_UP:
 		s->link_up = true;
 		s->link_up_ms = c->now;
+		s->link_fresh = true;
 		/* What happened while we could not see is unknown: deflate first. */
 		if (s->deflate_pending || present(s, ALARM_LINK_LOST_INFLATED)) {
 			s->deflate_pending = false;
@@ -504,6 +540,12 @@ static void apply(struct ctx *c, const struct safety_event *ev)
 	case SAFETY_EV_CP_RESULT:
 		if (ev->cp_result.opcode == BFR_CP_DEFLATE)
 			s->deflate_ok_seen = ev->cp_result.result == BFR_RESULT_SUCCESS;
+		if (ev->cp_result.opcode == BFR_CP_MEASURE_LOP &&
+		    ev->cp_result.result != BFR_RESULT_SUCCESS)
+			s->measuring_lop = false;
+		break;
+	case SAFETY_EV_LOP_MEASURE:
+		on_lop_measure(c, ev->lop_measure.unacked_high);
 		break;
 	case SAFETY_EV_SESSION_START:
 		s->in_session = true;
@@ -528,6 +570,7 @@ static void apply(struct ctx *c, const struct safety_event *ev)
 			set_cond(c, ALARM_LOP_INVALID, false, no_values);
 		}
 		s->occlusion_since_ms = SAFETY_NEVER;
+		s->measuring_lop = false;
 		break;
 	case SAFETY_EV_BATTERY:
 		s->battery_pct = ev->battery.pct;
@@ -698,6 +741,8 @@ const char *safety_event_name(enum safety_event_type t)
 		return "lop_set";
 	case SAFETY_EV_BATTERY:
 		return "battery";
+	case SAFETY_EV_LOP_MEASURE:
+		return "lop_measure";
 	}
 	return "unknown";
 }

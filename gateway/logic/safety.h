@@ -25,6 +25,11 @@
  *
  * "Inflated" = a target > 0 is commanded, or the latest valid pressure is
  * above SAFETY_INFLATED_ABOVE_MMHG (10 mmHg, the cuff's supervision threshold).
+ * A cuff found inflated by the first sample after LINK_UP, with nothing
+ * commanded, is deflated: nothing on this link asked for that pressure.
+ * During a LOP measurement (LOP_MEASURE until LOP_SET, a failed MEASURE_LOP
+ * result or DEFLATE_CMD) full occlusion and the band are not checked, since
+ * occluding is the point; the ceiling, sensor, telemetry and time limits are.
  */
 #ifndef BFR_SAFETY_H
 #define BFR_SAFETY_H
@@ -57,6 +62,7 @@ enum safety_event_type {
 	SAFETY_EV_SESSION_END,
 	SAFETY_EV_LOP_SET,      /* a LOP measurement result (NAN if it failed) */
 	SAFETY_EV_BATTERY,
+	SAFETY_EV_LOP_MEASURE,  /* BEFORE sending MEASURE_LOP: may answer REFUSE */
 };
 
 struct safety_event {
@@ -71,6 +77,9 @@ struct safety_event {
 			double target_mmhg;
 			bool unacked_high; /* alarm_has_unacked_high() for this cuff */
 		} inflate;
+		struct {
+			bool unacked_high;
+		} lop_measure;
 		struct {
 			uint8_t reason; /* enum bfr_deflate_reason */
 			/* Intermittent-mode rest inside an exercise: does not start
@@ -95,7 +104,7 @@ enum safety_action_type {
 	SAFETY_ACT_DEFLATE = 1, /* write DEFLATE(deflate_reason) to the control point now */
 	SAFETY_ACT_RAISE,       /* alarm_raise(cuff, session, code, message, &values) */
 	SAFETY_ACT_CLEAR,       /* alarm_condition_cleared(cuff, code) */
-	SAFETY_ACT_REFUSE,      /* the INFLATE_CMD is refused: do not send SET_TARGET */
+	SAFETY_ACT_REFUSE,      /* INFLATE_CMD / LOP_MEASURE refused: send nothing */
 };
 
 struct safety_action {
@@ -123,6 +132,8 @@ struct safety_state {
 	uint16_t status;
 	uint64_t last_sample_ms;
 	bool sensor_bad;
+	bool link_fresh;
+	bool measuring_lop;
 	double target_mmhg;
 	bool inflated;
 	uint64_t inflated_since_ms;

@@ -256,6 +256,7 @@ static void test_SR_01_ceiling_arm_and_override(void **state)
 	assert_int_equal(limits_override(&f.lim, LIMITS_F_MAX_PRESSURE, 220, NULL), 0);
 	assert_int_equal(safety_init(&f.s, &f.lim, f.now), 0);
 	simple(SAFETY_EV_LINK_UP);
+	sample(0);
 	sample(220.0);
 	assert_false(deflated());
 	sample(220.1);
@@ -659,6 +660,28 @@ static void test_SR_10_link_lost_while_deflated_is_quiet(void **state)
 	assert_int_equal(f.n, 0);
 }
 
+static void test_SR_10_cuff_found_inflated_at_connect_is_deflated(void **state)
+{
+	(void)state;
+	simple(SAFETY_EV_LINK_DOWN);
+	f.now += 100;
+	simple(SAFETY_EV_LINK_UP);
+	f.now += 100;
+	sample(10.1); /* first sample after connect, nothing commanded */
+	assert_true(deflated());
+	f.now += 100;
+	sample(10.1);
+	assert_false(deflated()); /* only the first sample decides */
+	/* Found at exactly 10 mmHg: not inflated, nothing to do. */
+	simple(SAFETY_EV_LINK_DOWN);
+	simple(SAFETY_EV_LINK_UP);
+	sample(5);
+	simple(SAFETY_EV_LINK_DOWN);
+	simple(SAFETY_EV_LINK_UP);
+	sample(10.0);
+	assert_false(deflated());
+}
+
 /* ---- SR-11 deflation not confirmed / SR-12 re-issue -------------------------------- */
 
 static void test_SR_11_deflate_failed_after_5s(void **state)
@@ -863,6 +886,59 @@ static void test_SR_15_lop_too_old(void **state)
 	assert_int_equal(refused(), LIMITS_REFUSE_LOP_TOO_OLD);
 }
 
+static void lop_measure(bool unacked_high)
+{
+	struct safety_event ev = { .type = SAFETY_EV_LOP_MEASURE };
+
+	ev.lop_measure.unacked_high = unacked_high;
+	feed(ev);
+}
+
+static void test_SR_15_lop_measurement_suspends_occlusion_only(void **state)
+{
+	uint64_t t;
+
+	(void)state;
+	lop_measure(true);
+	assert_int_equal(refused(), LIMITS_REFUSE_UNACKED_HIGH);
+	lop_measure(false);
+	assert_int_equal(refused(), LIMITS_OK);
+	t = f.now;
+	/* Occluding above the old LOP for 5 s is the measurement, not an alarm. */
+	hold_quiet(230, 0, t + 5000);
+	/* The ceiling still applies. */
+	f.now += 100;
+	sample(250.1);
+	assert_true(deflated());
+	assert_false(raised(ALARM_FULL_OCCLUSION));
+	/* A new LOP ends the measurement: occlusion is checked again. */
+	setup_limb(BFR_LIMB_LEG);
+	lop_measure(false);
+	f.now += 100;
+	sample(220);
+	lop_set(210, f.now);
+	t = f.now;
+	sample(220);
+	hold_no(220, 0, t + 2000, ALARM_FULL_OCCLUSION);
+	f.now = t + 2001;
+	sample(220);
+	assert_true(raised(ALARM_FULL_OCCLUSION));
+	assert_true(deflated());
+}
+
+static void test_SR_15_lop_measurement_refused_over_exercise(void **state)
+{
+	(void)state;
+	start_exercise(150);
+	lop_measure(false);
+	assert_int_equal(refused(), LIMITS_REFUSE_SAFETY_CONDITION);
+	simple(SAFETY_EV_LINK_DOWN);
+	setup_limb(BFR_LIMB_LEG);
+	simple(SAFETY_EV_LINK_DOWN);
+	lop_measure(false);
+	assert_int_equal(refused(), LIMITS_REFUSE_LINK_DOWN);
+}
+
 /* ---- SR-16 battery ------------------------------------------------------------------ */
 
 static void test_SR_16_battery_thresholds(void **state)
@@ -1033,8 +1109,15 @@ static void test_property_random_streams(void **state)
 				ev.cp_result.result = (uint8_t)rnd(6);
 			} else if (k < 96) {
 				ev.type = rnd(2) ? SAFETY_EV_LINK_DOWN : SAFETY_EV_LINK_UP;
-			} else if (k < 98) {
+			} else if (k < 97) {
 				ev.type = rnd(2) ? SAFETY_EV_SESSION_START : SAFETY_EV_SESSION_END;
+			} else if (k < 98 && rnd(2)) {
+				ev.type = SAFETY_EV_LOP_MEASURE;
+				ev.lop_measure.unacked_high = rnd(4) == 0;
+			} else if (k < 98) {
+				ev.type = SAFETY_EV_LOP_SET;
+				ev.lop.lop_mmhg = (double)rnd(4000) / 10.0;
+				ev.lop.measured_at_ms = f.now - rnd(1000);
 			} else {
 				ev.type = SAFETY_EV_BATTERY;
 				ev.battery.pct = (int)rnd(101);
@@ -1042,7 +1125,7 @@ static void test_property_random_streams(void **state)
 			feed(ev);
 			/* Over the ceiling never goes without a DEFLATE in the same call. */
 			if (over)
-				assert_true(deflated() || !f.s.link_up);
+				assert_true(deflated());
 			assert_true(count(SAFETY_ACT_DEFLATE, -1) <= 1);
 			if (deflated())
 				assert_int_equal(f.a[0].type, SAFETY_ACT_DEFLATE);
@@ -1094,6 +1177,7 @@ int main(void)
 		cmocka_unit_test_setup(test_SR_09_no_telemetry_alarm_when_deflated, setup),
 		cmocka_unit_test_setup(test_SR_10_link_lost_inflated_until_seen_deflated, setup),
 		cmocka_unit_test_setup(test_SR_10_link_lost_while_deflated_is_quiet, setup),
+		cmocka_unit_test_setup(test_SR_10_cuff_found_inflated_at_connect_is_deflated, setup),
 		cmocka_unit_test_setup(test_SR_11_deflate_failed_after_5s, setup),
 		cmocka_unit_test_setup(test_SR_11_deflate_confirmed_in_time_is_quiet, setup),
 		cmocka_unit_test_setup(test_SR_12_deflate_resent_every_1s_without_success, setup),
@@ -1104,6 +1188,8 @@ int main(void)
 		cmocka_unit_test_setup(test_SR_14_supervision_deflated_bit, setup),
 		cmocka_unit_test_setup(test_SR_15_lop_invalid_refuses_inflation, setup),
 		cmocka_unit_test_setup(test_SR_15_lop_too_old, setup),
+		cmocka_unit_test_setup(test_SR_15_lop_measurement_suspends_occlusion_only, setup),
+		cmocka_unit_test_setup(test_SR_15_lop_measurement_refused_over_exercise, setup),
 		cmocka_unit_test_setup(test_SR_16_battery_thresholds, setup),
 		cmocka_unit_test_setup(test_SR_17_unacked_high_blocks_new_inflation, setup),
 		cmocka_unit_test_setup(test_SR_21_safety_path_never_allocates, setup),
