@@ -420,6 +420,86 @@ static void test_opcode_facts(void **state)
 	assert_string_equal(att_error_name(0x80), "unknown");
 }
 
+/* A 21-byte request whose UUID lies on the Base UUID re-encodes as 7 bytes. */
+static void test_uuid_shrinks_on_reencode(void **state)
+{
+	static const uint8_t req21[] = { 0x10, 0x01, 0x00, 0xFF, 0xFF, 0xFB, 0x34, 0x9B,
+					 0x5F, 0x80, 0x00, 0x00, 0x80, 0x00, 0x10, 0x00,
+					 0x00, 0x00, 0x28, 0x00, 0x00 };
+	static const uint8_t req7[] = { 0x10, 0x01, 0x00, 0xFF, 0xFF, 0x00, 0x28 };
+	struct att_pdu p;
+	uint8_t out[32];
+	size_t len;
+
+	assert_int_equal(att_pdu_decode(req21, sizeof(req21), &p), 0);
+	assert_int_equal(att_pdu_encode(&p, out, sizeof(out), &len), 0);
+	assert_int_equal(len, sizeof(req7));
+	assert_memory_equal(out, req7, len);
+}
+
+/*
+ * Deterministic garbage (the fuzzer's invariants, inside ctest): every
+ * buffer either decodes and re-encodes to itself, or fails with one of the
+ * documented errors and leaves the output untouched.
+ */
+static uint32_t rng_state = 0x12345678;
+
+static uint32_t rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 17;
+	rng_state ^= rng_state << 5;
+	return rng_state;
+}
+
+static void test_decode_garbage(void **state)
+{
+	static const uint8_t ops[] = { 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
+				       0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x10, 0x11, 0x12,
+				       0x13, 0x1B, 0x1D, 0x1E, 0x52, 0x16, 0xD2 };
+	uint8_t buf[ATT_MAX_MTU + 4], out[ATT_MAX_MTU];
+	long accepted = 0, rejected = 0;
+
+	for (int iter = 0; iter < 200000; iter++) {
+		size_t len = (rng() % 8 == 0) ? rng() % sizeof(buf) : rng() % 48;
+		struct att_pdu p;
+		size_t olen;
+		int rc;
+
+		for (size_t i = 0; i < len; i++)
+			buf[i] = (uint8_t)rng();
+		/* Small handles and lengths so lists have a chance to be well formed. */
+		if (len > 0)
+			buf[0] = ops[rng() % sizeof(ops)];
+		for (size_t i = 1; i < len && i < 8; i++)
+			if (rng() % 2)
+				buf[i] = (uint8_t)(rng() % 8);
+
+		fill_sentinel(&p);
+		rc = att_pdu_decode(buf, len, &p);
+		if (rc < 0) {
+			assert_true(rc == -EBADMSG || rc == -ENOTSUP || rc == -EMSGSIZE);
+			assert_untouched(&p);
+			rejected++;
+			continue;
+		}
+		accepted++;
+		assert_int_equal(att_pdu_encode(&p, out, sizeof(out), &olen), 0);
+		if ((p.opcode == ATT_OP_READ_BY_TYPE_REQ ||
+		     p.opcode == ATT_OP_READ_BY_GROUP_TYPE_REQ) &&
+		    att_uuid_is16(&p.read_by_type_req.type, NULL)) {
+			assert_int_equal(olen, 7);
+		} else {
+			assert_int_equal(olen, len);
+			assert_memory_equal(out, buf, len);
+		}
+	}
+	print_message("garbage: %ld accepted, %ld rejected\n", accepted, rejected);
+	/* Both paths must actually have been exercised. */
+	assert_true(accepted > 10000);
+	assert_true(rejected > 10000);
+}
+
 /* --- iterators ------------------------------------------------------------- */
 
 static void test_iterators(void **state)
@@ -763,6 +843,8 @@ int main(void)
 		cmocka_unit_test(test_decode_fields),
 		cmocka_unit_test(test_encode_invalid),
 		cmocka_unit_test(test_opcode_facts),
+		cmocka_unit_test(test_uuid_shrinks_on_reencode),
+		cmocka_unit_test(test_decode_garbage),
 		cmocka_unit_test(test_iterators),
 		cmocka_unit_test(test_char_decl),
 		cmocka_unit_test(test_list_builder_mtu23),
