@@ -577,13 +577,14 @@ static void on_discovered(int err, const char *msg, const struct gatt_cuff_handl
 {
 	struct cuff_link *link = user_data;
 
+	if (!err)
+		link->h = *h; /* h lives inside the discovery freed below */
 	gatt_discovery_free(link->disc); /* safe: discovery touches nothing after calling us */
 	link->disc = NULL;
 	if (err) {
 		link_failed(link, err, "discovery failed: %s", msg);
 		return;
 	}
-	link->h = *h;
 	link->step = SETUP_NONE;
 	setup_next(link);
 }

@@ -1,0 +1,818 @@
+/*
+ * test_cuff_link.c - the cuff link against a scripted cuff: a small GATT
+ * server in this file listening on an AF_UNIX SOCK_SEQPACKET socket (a
+ * sim: address), served from the same event loop, with an injected clock.
+ */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "bytes.h"
+#include "cuff_link.h"
+#include "test_alloc.h"
+
+#define MAX_ATTRS 48
+
+struct attr {
+	uint16_t handle;
+	struct att_uuid type;
+	uint8_t value[32];
+	size_t len;
+};
+
+struct cuff {
+	struct attr attrs[MAX_ATTRS];
+	size_t n;
+	uint16_t next_handle;
+	uint16_t pressure, pressure_cccd, cp, cp_cccd, status, status_cccd, supervision, features,
+		battery, battery_cccd;
+	int listen_fd;
+	int fd;
+	uint16_t mtu;
+	/* behaviour */
+	uint8_t supervision_result;
+	bool cp_silent;        /* write response, but no indication */
+	uint8_t cp_att_error;  /* answer CP writes with this ATT error */
+	bool hold_cp;          /* do not answer CP writes until released */
+	uint8_t held[64];
+	size_t held_len;
+	/* observations */
+	uint16_t cccd_values[8];
+	uint8_t cp_log[32];
+	size_t n_cp;
+	uint16_t sup_timeout_ms;
+	uint16_t tokens[64];
+	size_t n_tokens;
+	int confirmations;
+	int accepts;
+};
+
+struct events {
+	enum cuff_link_state states[64];
+	size_t n_states;
+	char last_error[256];
+	int ready;
+	struct bfr_features features;
+	struct bfr_sample samples[8];
+	size_t n_samples;
+	int sample_calls;
+	int status_calls;
+	int battery_calls;
+	uint8_t battery;
+	int cp_results;
+	struct bfr_cp_response cp_rsp;
+	int cp_failures;
+	uint8_t cp_failed_opcode;
+	int cp_failed_err;
+	bool stop_on_samples;
+};
+
+struct fixture {
+	uint64_t now;
+	struct loop *loop;
+	char dir[64];
+	char path[108];
+	char address[140];
+	struct cuff cuff;
+	struct events ev;
+	struct cuff_link *link;
+};
+
+static uint64_t fake_clock(void *data)
+{
+	return *(uint64_t *)data;
+}
+
+/* --- the cuff's attribute table -------------------------------------------------- */
+
+static uint16_t add_attr(struct cuff *c, const struct att_uuid *type, const void *v, size_t len)
+{
+	struct attr *a = &c->attrs[c->n++];
+
+	a->handle = c->next_handle++;
+	a->type = *type;
+	memcpy(a->value, v, len);
+	a->len = len;
+	return a->handle;
+}
+
+static void add_service(struct cuff *c, const struct att_uuid *uuid)
+{
+	struct att_uuid t;
+	size_t len = att_uuid_wire_len(uuid);
+
+	att_uuid_from16(ATT_UUID_PRIMARY_SERVICE, &t);
+	add_attr(c, &t, len == 2 ? uuid->le + 12 : uuid->le, len);
+}
+
+static uint16_t add_char(struct cuff *c, uint8_t props, const struct att_uuid *uuid,
+			 const void *v, size_t len, uint16_t *cccd)
+{
+	struct att_uuid t;
+	uint8_t decl[19];
+	size_t ulen = att_uuid_wire_len(uuid);
+	uint16_t h;
+
+	att_uuid_from16(ATT_UUID_CHARACTERISTIC, &t);
+	decl[0] = props;
+	put_le16(decl + 1, (uint16_t)(c->next_handle + 1));
+	memcpy(decl + 3, ulen == 2 ? uuid->le + 12 : uuid->le, ulen);
+	add_attr(c, &t, decl, 3 + ulen);
+	h = add_attr(c, uuid, v, len);
+	if (cccd) {
+		uint8_t zero[2] = { 0 };
+
+		att_uuid_from16(ATT_UUID_CCCD, &t);
+		*cccd = add_attr(c, &t, zero, 2);
+	}
+	return h;
+}
+
+static void build_cuff(struct cuff *c)
+{
+	struct att_uuid u;
+	struct bfr_features f = { .cuff_width_mm = 115, .limb = BFR_LIMB_LEG,
+				  .max_pressure_mmhg = 300, .sample_rate_hz = 50,
+				  .feature_bits = BFR_FEATURE_MEASURE_LOP };
+	struct bfr_status st = { .state = BFR_STATE_IDLE, .battery_pct = 90,
+				 .last_lop_mmhg = NAN, .cuff_width_mm = 115 };
+	uint8_t fv[16], sv[16], zero[16] = { 0 };
+	size_t fl, sl;
+
+	assert_int_equal(bfr_features_encode(&f, fv, sizeof(fv), &fl), 0);
+	assert_int_equal(bfr_status_encode(&st, sv, sizeof(sv), &sl), 0);
+	c->next_handle = 0x0010; /* not starting at 1: nothing may assume handles */
+	bfr_uuid(BFR_UUID_SERVICE, &u);
+	add_service(c, &u);
+	bfr_uuid(BFR_UUID_PRESSURE, &u);
+	c->pressure = add_char(c, ATT_PROP_NOTIFY, &u, zero, 1, &c->pressure_cccd);
+	bfr_uuid(BFR_UUID_CONTROL_POINT, &u);
+	c->cp = add_char(c, ATT_PROP_WRITE | ATT_PROP_INDICATE, &u, zero, 1, &c->cp_cccd);
+	bfr_uuid(BFR_UUID_STATUS, &u);
+	c->status = add_char(c, ATT_PROP_READ | ATT_PROP_NOTIFY, &u, sv, sl, &c->status_cccd);
+	bfr_uuid(BFR_UUID_SUPERVISION, &u);
+	c->supervision = add_char(c, ATT_PROP_WRITE_WITHOUT_RESP, &u, zero, 2, NULL);
+	bfr_uuid(BFR_UUID_FEATURES, &u);
+	c->features = add_char(c, ATT_PROP_READ, &u, fv, fl, NULL);
+	att_uuid_from16(ATT_UUID_BATTERY_SERVICE, &u);
+	add_service(c, &u);
+	att_uuid_from16(ATT_UUID_BATTERY_LEVEL, &u);
+	c->battery = add_char(c, ATT_PROP_READ | ATT_PROP_NOTIFY, &u, "\x5a", 1,
+			      &c->battery_cccd);
+}
+
+/* --- the cuff's ATT server ----------------------------------------------------------- */
+
+static void cuff_send(struct cuff *c, const struct att_pdu *pdu)
+{
+	uint8_t buf[ATT_MAX_MTU];
+	size_t len;
+
+	assert_int_equal(att_pdu_encode(pdu, buf, c->mtu, &len), 0);
+	assert_int_equal(send(c->fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+static void cuff_error(struct cuff *c, uint8_t op, uint16_t handle, uint8_t ecode)
+{
+	struct att_pdu e = { .opcode = ATT_OP_ERROR_RSP };
+
+	e.error_rsp.req_opcode = op;
+	e.error_rsp.handle = handle;
+	e.error_rsp.error = ecode;
+	cuff_send(c, &e);
+}
+
+static void cuff_value(struct cuff *c, uint8_t op, uint16_t handle, const uint8_t *v, size_t len)
+{
+	struct att_pdu p = { .opcode = op };
+
+	p.handle_value.handle = handle;
+	p.handle_value.value = v;
+	p.handle_value.value_len = len;
+	cuff_send(c, &p);
+}
+
+static void cuff_cp_result(struct cuff *c, uint8_t req_opcode, uint8_t result)
+{
+	struct bfr_cp_response rsp = { .req_opcode = req_opcode, .result = result };
+	uint8_t buf[8];
+	size_t len;
+
+	assert_int_equal(bfr_cp_response_encode(&rsp, buf, sizeof(buf), &len), 0);
+	cuff_value(c, ATT_OP_HANDLE_VALUE_IND, c->cp, buf, len);
+}
+
+static uint16_t group_end(const struct cuff *c, size_t i)
+{
+	uint16_t v;
+
+	for (size_t j = i + 1; j < c->n; j++)
+		if (att_uuid_is16(&c->attrs[j].type, &v) && v == ATT_UUID_PRIMARY_SERVICE)
+			return (uint16_t)(c->attrs[j].handle - 1);
+	return c->attrs[c->n - 1].handle;
+}
+
+static void cuff_answer_cp(struct cuff *c, const uint8_t *v, size_t len)
+{
+	struct bfr_cp_request req;
+	static const uint8_t write_rsp = ATT_OP_WRITE_RSP;
+
+	assert_int_equal(bfr_cp_request_decode(v, len, &req), 0);
+	if (c->n_cp < sizeof(c->cp_log))
+		c->cp_log[c->n_cp++] = req.opcode;
+	if (req.opcode == BFR_CP_SET_SUPERVISION) {
+		c->sup_timeout_ms = req.supervision_timeout_ms;
+		assert_int_equal(send(c->fd, &write_rsp, 1, 0), 1);
+		cuff_cp_result(c, req.opcode, c->supervision_result);
+		return;
+	}
+	if (c->cp_att_error) {
+		cuff_error(c, ATT_OP_WRITE_REQ, c->cp, c->cp_att_error);
+		return;
+	}
+	assert_int_equal(send(c->fd, &write_rsp, 1, 0), 1);
+	if (!c->cp_silent)
+		cuff_cp_result(c, req.opcode, BFR_RESULT_SUCCESS);
+}
+
+static void cuff_handle(struct cuff *c, const uint8_t *buf, size_t n)
+{
+	struct att_pdu req, rsp = { 0 };
+	struct att_list_builder b;
+	uint8_t entry[64];
+
+	assert_int_equal(att_pdu_decode(buf, n, &req), 0);
+	switch (req.opcode) {
+	case ATT_OP_MTU_REQ:
+		rsp.opcode = ATT_OP_MTU_RSP;
+		rsp.mtu.mtu = 247;
+		cuff_send(c, &rsp);
+		c->mtu = req.mtu.mtu < 247 ? req.mtu.mtu : 247;
+		return;
+	case ATT_OP_HANDLE_VALUE_CFM:
+		c->confirmations++;
+		return;
+	case ATT_OP_WRITE_CMD:
+		assert_int_equal(req.handle_value.handle, c->supervision);
+		assert_int_equal(req.handle_value.value_len, 2);
+		if (c->n_tokens < 64)
+			c->tokens[c->n_tokens++] = get_le16(req.handle_value.value);
+		return;
+	case ATT_OP_WRITE_REQ: {
+		uint16_t h = req.handle_value.handle;
+		const uint16_t cccds[4] = { c->pressure_cccd, c->status_cccd, c->battery_cccd,
+					    c->cp_cccd };
+
+		if (h == c->cp) {
+			if (c->hold_cp && !c->held_len) {
+				memcpy(c->held, buf, n);
+				c->held_len = n;
+				return;
+			}
+			cuff_answer_cp(c, req.handle_value.value, req.handle_value.value_len);
+			return;
+		}
+		for (int i = 0; i < 4; i++) {
+			if (h == cccds[i] && req.handle_value.value_len == 2) {
+				static const uint8_t write_rsp = ATT_OP_WRITE_RSP;
+
+				c->cccd_values[i] = get_le16(req.handle_value.value);
+				assert_int_equal(send(c->fd, &write_rsp, 1, 0), 1);
+				return;
+			}
+		}
+		cuff_error(c, req.opcode, h, ATT_ERR_WRITE_NOT_PERMITTED);
+		return;
+	}
+	case ATT_OP_READ_REQ:
+		for (size_t i = 0; i < c->n; i++) {
+			if (c->attrs[i].handle != req.read_req.handle)
+				continue;
+			rsp.opcode = ATT_OP_READ_RSP;
+			rsp.value.value = c->attrs[i].value;
+			rsp.value.value_len = c->attrs[i].len;
+			cuff_send(c, &rsp);
+			return;
+		}
+		cuff_error(c, req.opcode, req.read_req.handle, ATT_ERR_INVALID_HANDLE);
+		return;
+	case ATT_OP_READ_BY_GROUP_TYPE_REQ:
+	case ATT_OP_READ_BY_TYPE_REQ: {
+		bool group = req.opcode == ATT_OP_READ_BY_GROUP_TYPE_REQ;
+
+		rsp.opcode = group ? ATT_OP_READ_BY_GROUP_TYPE_RSP : ATT_OP_READ_BY_TYPE_RSP;
+		att_list_init(&b, c->mtu, rsp.opcode);
+		for (size_t i = 0; i < c->n; i++) {
+			const struct attr *a = &c->attrs[i];
+			size_t len = 2;
+
+			if (a->handle < req.read_by_type_req.start ||
+			    a->handle > req.read_by_type_req.end ||
+			    !att_uuid_equal(&a->type, &req.read_by_type_req.type))
+				continue;
+			put_le16(entry, a->handle);
+			if (group) {
+				put_le16(entry + 2, group_end(c, i));
+				len = 4;
+			}
+			memcpy(entry + len, a->value, a->len);
+			if (att_list_add(&b, entry, len + a->len) < 0)
+				break;
+		}
+		if (b.len == 0) {
+			cuff_error(c, req.opcode, req.read_by_type_req.start,
+				   ATT_ERR_ATTRIBUTE_NOT_FOUND);
+			return;
+		}
+		rsp.read_by_type_rsp.entry_len = (uint8_t)b.entry_len;
+		rsp.read_by_type_rsp.list = b.buf;
+		rsp.read_by_type_rsp.list_len = b.len;
+		cuff_send(c, &rsp);
+		return;
+	}
+	default:
+		cuff_error(c, req.opcode, 0, ATT_ERR_REQUEST_NOT_SUPPORTED);
+		return;
+	}
+}
+
+static void cuff_io(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct cuff *c = user_data;
+	uint8_t buf[ATT_MAX_MTU + 1];
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		cuff_handle(c, buf, (size_t)n);
+	if (n == 0) {
+		loop_del_io(loop, fd);
+		close(fd);
+		c->fd = -1;
+	}
+}
+
+static void cuff_accept(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct cuff *c = user_data;
+	int s = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	assert_true(s >= 0);
+	assert_int_equal(c->fd, -1); /* one central at a time */
+	c->fd = s;
+	c->mtu = ATT_DEFAULT_MTU;
+	c->accepts++;
+	assert_int_equal(loop_add_io(loop, s, EPOLLIN, cuff_io, c), 0);
+}
+
+static void cuff_drop(struct fixture *f)
+{
+	assert_true(f->cuff.fd >= 0);
+	loop_del_io(f->loop, f->cuff.fd);
+	close(f->cuff.fd);
+	f->cuff.fd = -1;
+}
+
+/* --- link callbacks --------------------------------------------------------------------- */
+
+static void on_state(struct cuff_link *link, enum cuff_link_state state, const char *error,
+		     void *user_data)
+{
+	struct events *e = user_data;
+
+	if (e->n_states < 64)
+		e->states[e->n_states++] = state;
+	if (error)
+		snprintf(e->last_error, sizeof(e->last_error), "%s", error);
+	if (state == CUFF_LINK_BACKOFF)
+		assert_non_null(error);
+}
+
+static void on_ready(struct cuff_link *link, const struct bfr_features *features,
+		     const struct bfr_status *status, const struct gatt_device_info *info,
+		     void *user_data)
+{
+	struct events *e = user_data;
+
+	e->ready++;
+	e->features = *features;
+}
+
+static void on_samples(struct cuff_link *link, const struct bfr_sample *samples, size_t n,
+		       void *user_data)
+{
+	struct events *e = user_data;
+
+	e->sample_calls++;
+	e->n_samples = n < 8 ? n : 8;
+	memcpy(e->samples, samples, e->n_samples * sizeof(*samples));
+	if (e->stop_on_samples)
+		cuff_link_stop(link);
+}
+
+static void on_status(struct cuff_link *link, const struct bfr_status *st, void *user_data)
+{
+	((struct events *)user_data)->status_calls++;
+}
+
+static void on_battery(struct cuff_link *link, uint8_t pct, void *user_data)
+{
+	struct events *e = user_data;
+
+	e->battery_calls++;
+	e->battery = pct;
+}
+
+static void on_cp_result(struct cuff_link *link, const struct bfr_cp_response *rsp,
+			 void *user_data)
+{
+	struct events *e = user_data;
+
+	e->cp_results++;
+	e->cp_rsp = *rsp;
+}
+
+static void on_cp_failed(struct cuff_link *link, uint8_t opcode, int err, const char *why,
+			 void *user_data)
+{
+	struct events *e = user_data;
+
+	e->cp_failures++;
+	e->cp_failed_opcode = opcode;
+	e->cp_failed_err = err;
+	assert_non_null(why);
+}
+
+static const struct cuff_link_callbacks callbacks = {
+	.on_state = on_state,
+	.on_ready = on_ready,
+	.on_samples = on_samples,
+	.on_status = on_status,
+	.on_battery = on_battery,
+	.on_cp_result = on_cp_result,
+	.on_cp_failed = on_cp_failed,
+};
+
+/* --- fixture ------------------------------------------------------------------------ */
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct cuff_link_config cfg = { .id = "bay1-left-thigh", .supervision_timeout_ms = 1500 };
+
+	assert_non_null(f);
+	f->now = 1000000;
+	assert_int_equal(loop_new_with_clock(fake_clock, &f->now, &f->loop), 0);
+	strcpy(f->dir, "/tmp/bfr-test-link-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/cuff-01.sock", f->dir);
+	snprintf(f->address, sizeof(f->address), "sim:%s", f->path);
+	build_cuff(&f->cuff);
+	f->cuff.fd = -1;
+	f->cuff.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	assert_true(f->cuff.listen_fd >= 0);
+	strcpy(sun.sun_path, f->path);
+	assert_int_equal(bind(f->cuff.listen_fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(f->cuff.listen_fd, 4), 0);
+	assert_int_equal(loop_add_io(f->loop, f->cuff.listen_fd, EPOLLIN, cuff_accept, &f->cuff),
+			 0);
+	cfg.address = f->address;
+	assert_int_equal(cuff_link_new(f->loop, &cfg, &callbacks, &f->ev, &f->link), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	cuff_link_free(f->link);
+	if (f->cuff.fd >= 0) {
+		loop_del_io(f->loop, f->cuff.fd);
+		close(f->cuff.fd);
+	}
+	loop_del_io(f->loop, f->cuff.listen_fd);
+	close(f->cuff.listen_fd);
+	unlink(f->path);
+	rmdir(f->dir);
+	loop_free(f->loop);
+	free(f);
+	test_alloc_reset();
+	return 0;
+}
+
+/* Runs the loop (no real waiting) until cond holds; a bounded number of turns. */
+#define RUN_UNTIL(f, cond)                                                   \
+	do {                                                                 \
+		for (int turn_ = 0; turn_ < 200 && !(cond); turn_++)         \
+			assert_int_equal(loop_run_once((f)->loop, 0), 0);    \
+		assert_true(cond);                                           \
+	} while (0)
+
+static void settle(struct fixture *f)
+{
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(loop_run_once(f->loop, 0), 0);
+}
+
+static void bring_up(struct fixture *f)
+{
+	assert_int_equal(cuff_link_start(f->link), 0);
+	RUN_UNTIL(f, cuff_link_get_state(f->link) == CUFF_LINK_READY);
+}
+
+static void notify_pressure(struct fixture *f, double mmhg, uint16_t seq)
+{
+	struct bfr_sample s = { .seq = seq, .t_ms = 1234, .pressure_mmhg = mmhg,
+				.target_mmhg = 180, .pulse_amplitude = 2.5, .status = 0x0005 };
+	uint8_t buf[32];
+	size_t len;
+
+	assert_int_equal(bfr_pressure_encode(&s, 1, buf, sizeof(buf), &len), 0);
+	cuff_value(&f->cuff, ATT_OP_HANDLE_VALUE_NTF, f->cuff.pressure, buf, len);
+}
+
+/* --- tests ------------------------------------------------------------------------------- */
+
+static void test_bring_up_and_keepalive(void **state)
+{
+	struct fixture *f = *state;
+	const enum cuff_link_state want[] = { CUFF_LINK_CONNECTING, CUFF_LINK_DISCOVERING,
+					      CUFF_LINK_READY };
+	const struct gatt_cuff_handles *h;
+
+	bring_up(f);
+	assert_int_equal(f->ev.n_states, 3);
+	assert_memory_equal(f->ev.states, want, sizeof(want));
+	assert_int_equal(f->ev.ready, 1);
+	assert_int_equal(f->ev.features.cuff_width_mm, 115);
+	assert_int_equal(f->ev.features.limb, BFR_LIMB_LEG);
+	h = cuff_link_handles(f->link);
+	assert_int_equal(h->pressure, f->cuff.pressure);
+	assert_int_equal(h->supervision, f->cuff.supervision);
+	/* notifications on, indications on the Control Point */
+	assert_int_equal(f->cuff.cccd_values[0], ATT_CCCD_NOTIFY);
+	assert_int_equal(f->cuff.cccd_values[1], ATT_CCCD_NOTIFY);
+	assert_int_equal(f->cuff.cccd_values[2], ATT_CCCD_NOTIFY);
+	assert_int_equal(f->cuff.cccd_values[3], ATT_CCCD_INDICATE);
+	assert_int_equal(f->cuff.sup_timeout_ms, 1500);
+
+	/* keepalive at ready, then every timeout/3 = 500 ms, token incrementing */
+	settle(f);
+	assert_int_equal(f->cuff.confirmations, 1); /* SET_SUPERVISION result confirmed */
+	assert_int_equal(f->cuff.n_tokens, 1);
+	f->now += 499;
+	settle(f);
+	assert_int_equal(f->cuff.n_tokens, 1);
+	for (int i = 0; i < 4; i++) {
+		f->now += (i == 0) ? 1 : 500;
+		settle(f);
+	}
+	assert_int_equal(f->cuff.n_tokens, 5);
+	for (size_t i = 1; i < f->cuff.n_tokens; i++)
+		assert_int_equal(f->cuff.tokens[i], (uint16_t)(f->cuff.tokens[i - 1] + 1));
+}
+
+static void test_values_delivered_and_garbage_dropped(void **state)
+{
+	struct fixture *f = *state;
+	struct cuff_link_stats st;
+	uint8_t st_buf[16];
+	size_t st_len;
+	struct bfr_status status = { .state = BFR_STATE_HOLDING, .battery_pct = 80,
+				     .last_lop_mmhg = 220, .cuff_width_mm = 115 };
+
+	bring_up(f);
+	notify_pressure(f, 182.5, 7);
+	RUN_UNTIL(f, f->ev.sample_calls == 1);
+	assert_int_equal(f->ev.n_samples, 1);
+	assert_int_equal(f->ev.samples[0].seq, 7);
+	assert_true(fabs(f->ev.samples[0].pressure_mmhg - 182.5) < 0.01);
+
+	/* malformed pressure values: empty, n = 0, length not matching n */
+	cuff_value(&f->cuff, ATT_OP_HANDLE_VALUE_NTF, f->cuff.pressure, NULL, 0);
+	cuff_value(&f->cuff, ATT_OP_HANDLE_VALUE_NTF, f->cuff.pressure, (const uint8_t[]){ 0 }, 1);
+	cuff_value(&f->cuff, ATT_OP_HANDLE_VALUE_NTF, f->cuff.pressure,
+		   (const uint8_t[]){ 1, 2, 3, 4 }, 4);
+	/* status of the wrong size, battery above 100 %, a handle nobody owns */
+	cuff_value(&f->cuff, ATT_OP_HANDLE_VALUE_NTF, f->cuff.status, (const uint8_t[]){ 1 }, 1);
+	cuff_value(&f->cuff, ATT_OP_HANDLE_VALUE_NTF, f->cuff.battery, (const uint8_t[]){ 101 },
+		   1);
+	cuff_value(&f->cuff, ATT_OP_HANDLE_VALUE_NTF, 0x0200, (const uint8_t[]){ 1 }, 1);
+	/* a CP indication that does not decode, and one nobody asked for */
+	cuff_value(&f->cuff, ATT_OP_HANDLE_VALUE_IND, f->cuff.cp, (const uint8_t[]){ 0x80 }, 1);
+	cuff_cp_result(&f->cuff, BFR_CP_IDENTIFY, BFR_RESULT_SUCCESS);
+	settle(f);
+	assert_int_equal(f->ev.sample_calls, 1);
+	assert_int_equal(f->ev.status_calls, 0);
+	assert_int_equal(f->ev.battery_calls, 0);
+	assert_int_equal(f->ev.cp_results, 0);
+	cuff_link_get_stats(f->link, &st);
+	assert_int_equal(st.malformed, 7);
+	assert_int_equal(st.cp_unexpected, 1);
+	assert_int_equal(cuff_link_get_state(f->link), CUFF_LINK_READY);
+
+	assert_int_equal(bfr_status_encode(&status, st_buf, sizeof(st_buf), &st_len), 0);
+	cuff_value(&f->cuff, ATT_OP_HANDLE_VALUE_NTF, f->cuff.status, st_buf, st_len);
+	cuff_value(&f->cuff, ATT_OP_HANDLE_VALUE_NTF, f->cuff.battery, (const uint8_t[]){ 80 }, 1);
+	RUN_UNTIL(f, f->ev.battery_calls == 1);
+	assert_int_equal(f->ev.status_calls, 1);
+	assert_int_equal(f->ev.battery, 80);
+	cuff_link_get_stats(f->link, &st);
+	assert_int_equal(st.samples, 1);
+	assert_true(st.pdus_rx > 10);
+	assert_true(st.pdus_tx > 10);
+}
+
+static void test_control_point(void **state)
+{
+	struct fixture *f = *state;
+	struct bfr_cp_request target = { .opcode = BFR_CP_SET_TARGET };
+	struct bfr_cp_request cue = { .opcode = BFR_CP_CUE, .cue = BFR_CUE_REP_UP };
+	struct bfr_cp_request deflate = { .opcode = BFR_CP_DEFLATE,
+					  .deflate_reason = BFR_DEFLATE_SAFETY };
+
+	target.set_target.mmhg = 180;
+	target.set_target.ramp_ms = 2000;
+	assert_int_equal(cuff_link_send_cp(f->link, &target), -ENOTCONN);
+	bring_up(f);
+	assert_int_equal(cuff_link_send_cp(f->link, &target), 0);
+	RUN_UNTIL(f, f->ev.cp_results == 1);
+	assert_int_equal(f->ev.cp_rsp.req_opcode, BFR_CP_SET_TARGET);
+	assert_int_equal(f->ev.cp_rsp.result, BFR_RESULT_SUCCESS);
+
+	/* DEFLATE overtakes a queued CUE (not the outstanding SET_TARGET) */
+	f->cuff.hold_cp = true;
+	f->cuff.n_cp = 0;
+	assert_int_equal(cuff_link_send_cp(f->link, &target), 0);
+	settle(f);
+	assert_int_equal(f->cuff.held_len > 0, 1);
+	assert_int_equal(cuff_link_send_cp(f->link, &cue), 0);
+	assert_int_equal(cuff_link_send_cp(f->link, &deflate), 0);
+	f->cuff.hold_cp = false;
+	cuff_handle(&f->cuff, f->cuff.held, f->cuff.held_len);
+	RUN_UNTIL(f, f->ev.cp_results == 4);
+	assert_int_equal(f->cuff.n_cp, 3);
+	assert_int_equal(f->cuff.cp_log[0], BFR_CP_SET_TARGET);
+	assert_int_equal(f->cuff.cp_log[1], BFR_CP_DEFLATE);
+	assert_int_equal(f->cuff.cp_log[2], BFR_CP_CUE);
+
+	/* ATT error on the write */
+	f->cuff.cp_att_error = ATT_ERR_INSUFFICIENT_ENCRYPTION;
+	assert_int_equal(cuff_link_send_cp(f->link, &cue), 0);
+	RUN_UNTIL(f, f->ev.cp_failures == 1);
+	assert_int_equal(f->ev.cp_failed_err, -EPROTO);
+	assert_int_equal(f->ev.cp_failed_opcode, BFR_CP_CUE);
+
+	/* write accepted, indication never comes */
+	f->cuff.cp_att_error = 0;
+	f->cuff.cp_silent = true;
+	assert_int_equal(cuff_link_send_cp(f->link, &deflate), 0);
+	settle(f);
+	f->now += CUFF_LINK_CP_TIMEOUT_MS - 1;
+	settle(f);
+	assert_int_equal(f->ev.cp_failures, 1);
+	f->now += 1;
+	settle(f);
+	assert_int_equal(f->ev.cp_failures, 2);
+	assert_int_equal(f->ev.cp_failed_err, -ETIMEDOUT);
+	assert_int_equal(f->ev.cp_failed_opcode, BFR_CP_DEFLATE);
+
+	/* an unencodable request is refused */
+	struct bfr_cp_request bad = { .opcode = 0x7E };
+	assert_int_equal(cuff_link_send_cp(f->link, &bad), -EINVAL);
+}
+
+static void test_link_lost_backoff_reconnect(void **state)
+{
+	struct fixture *f = *state;
+	struct cuff_link_stats st;
+	struct bfr_cp_request cue = { .opcode = BFR_CP_CUE, .cue = BFR_CUE_REST };
+
+	bring_up(f);
+	f->cuff.cp_silent = true;
+	assert_int_equal(cuff_link_send_cp(f->link, &cue), 0);
+	settle(f);
+	cuff_drop(f);
+	RUN_UNTIL(f, cuff_link_get_state(f->link) == CUFF_LINK_BACKOFF);
+	assert_non_null(strstr(f->ev.last_error, "link lost"));
+	assert_int_equal(f->ev.cp_failures, 1);
+	assert_int_equal(f->ev.cp_failed_err, -ECONNRESET);
+	assert_int_equal(cuff_link_send_cp(f->link, &cue), -ENOTCONN);
+	/* no keepalives while not ready */
+	size_t tokens = f->cuff.n_tokens;
+
+	/* first delay is in [250, 500] ms */
+	f->now += 249;
+	settle(f);
+	assert_int_equal(cuff_link_get_state(f->link), CUFF_LINK_BACKOFF);
+	assert_int_equal(f->cuff.n_tokens, tokens);
+	f->now += 251;
+	RUN_UNTIL(f, cuff_link_get_state(f->link) == CUFF_LINK_READY);
+	assert_int_equal(f->cuff.accepts, 2);
+	assert_int_equal(f->ev.ready, 2);
+	cuff_link_get_stats(f->link, &st);
+	assert_int_equal(st.reconnects, 1);
+}
+
+static void test_supervision_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	f->cuff.supervision_result = BFR_RESULT_NOT_SUPPORTED;
+	assert_int_equal(cuff_link_start(f->link), 0);
+	RUN_UNTIL(f, cuff_link_get_state(f->link) == CUFF_LINK_BACKOFF);
+	assert_non_null(strstr(f->ev.last_error, "refused SET_SUPERVISION"));
+	assert_int_equal(f->ev.ready, 0);
+	assert_string_equal(cuff_link_last_error(f->link), f->ev.last_error);
+}
+
+static void test_no_cuff_and_no_bluetooth(void **state)
+{
+	struct fixture *f = *state;
+	struct cuff_link *le;
+	struct events ev = { 0 };
+	struct cuff_link_config cfg = { .id = "bay2-right-arm", .address = "C4:7F:51:00:12:9A",
+					.address_type = "random", .adapter = "hci0" };
+	int probe = socket(AF_BLUETOOTH, SOCK_SEQPACKET, 1);
+
+	unlink(f->path); /* nobody listening there any more */
+	assert_int_equal(cuff_link_start(f->link), 0);
+	RUN_UNTIL(f, cuff_link_get_state(f->link) == CUFF_LINK_BACKOFF);
+	assert_non_null(strstr(f->ev.last_error, "No such file"));
+
+	if (probe >= 0) {
+		close(probe);
+		return;
+	}
+	assert_int_equal(cuff_link_new(f->loop, &cfg, &callbacks, &ev, &le), 0);
+	assert_int_equal(cuff_link_start(le), 0);
+	for (int i = 0; i < 20 && cuff_link_get_state(le) != CUFF_LINK_BACKOFF; i++)
+		assert_int_equal(loop_run_once(f->loop, 0), 0);
+	assert_int_equal(cuff_link_get_state(le), CUFF_LINK_BACKOFF);
+	assert_string_equal(ev.last_error, "Bluetooth not available in this kernel "
+			    "(AF_BLUETOOTH: Address family not supported)");
+	cuff_link_stop(le);
+	assert_int_equal(cuff_link_get_state(le), CUFF_LINK_DISCONNECTED);
+	cuff_link_free(le);
+}
+
+static void test_stop_inside_samples_and_bad_config(void **state)
+{
+	struct fixture *f = *state;
+	struct cuff_link *l = (struct cuff_link *)0x1;
+	struct cuff_link_config cfg = { .id = "x", .address = "C4:7F:51:00:12" };
+
+	bring_up(f);
+	f->ev.stop_on_samples = true;
+	notify_pressure(f, 50, 1);
+	RUN_UNTIL(f, f->ev.sample_calls == 1);
+	assert_int_equal(cuff_link_get_state(f->link), CUFF_LINK_DISCONNECTED);
+	f->now += 60000;
+	settle(f);
+	assert_int_equal(cuff_link_get_state(f->link), CUFF_LINK_DISCONNECTED);
+	assert_int_equal(f->cuff.accepts, 1);
+
+	assert_int_equal(cuff_link_new(f->loop, &cfg, &callbacks, NULL, &l), -EINVAL);
+	cfg.address = "C4:7F:51:00:12:9A";
+	cfg.security = "none";
+	assert_int_equal(cuff_link_new(f->loop, &cfg, &callbacks, NULL, &l), -EINVAL);
+	cfg.security = NULL;
+	cfg.id = NULL;
+	assert_int_equal(cuff_link_new(f->loop, &cfg, &callbacks, NULL, &l), -EINVAL);
+	assert_ptr_equal(l, (struct cuff_link *)0x1);
+	cfg.id = "x";
+	for (long n = 0; n < 3; n++) {
+		test_alloc_fail_after(n);
+		assert_int_equal(cuff_link_new(f->loop, &cfg, &callbacks, NULL, &l), -ENOMEM);
+		test_alloc_reset();
+	}
+	assert_ptr_equal(l, (struct cuff_link *)0x1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_bring_up_and_keepalive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_values_delivered_and_garbage_dropped, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_control_point, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_link_lost_backoff_reconnect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_supervision_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_cuff_and_no_bluetooth, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_inside_samples_and_bad_config, setup,
+						teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
