@@ -1058,6 +1058,56 @@ static void test_time_going_backwards_still_checks(void **state)
 	assert_int_equal(f.s.now_ms, T0 + 100); /* clamped, not rewound */
 }
 
+/* ---- engine + alarm table, wired as docs/safety.md tells the integrator --------- */
+
+static void execute(struct alarm_table *t, const char *cuff)
+{
+	for (size_t i = 0; i < f.n; i++) {
+		const struct safety_action *a = &f.a[i];
+
+		if (a->type == SAFETY_ACT_RAISE)
+			assert_int_equal(alarm_raise(t, cuff, "s1", a->code, a->message, &a->values,
+						     f.now, NULL),
+					 0);
+		else if (a->type == SAFETY_ACT_CLEAR)
+			assert_int_equal(alarm_condition_cleared(t, cuff, a->code, f.now), 0);
+	}
+}
+
+static void test_SR_17_latched_high_blocks_until_acked(void **state)
+{
+	struct alarm_table *t = NULL;
+	const struct alarm_record *r;
+	uint64_t t_down;
+
+	(void)state;
+	assert_int_equal(alarm_table_new("gw", alarm_table_capacity_for(1), 1, NULL, NULL, &t), 0);
+	start_exercise(150);
+	f.now += 100;
+	sample(251);
+	execute(t, "bay1");
+	assert_true(deflated());
+	f.now += 100;
+	sample(100);
+	execute(t, "bay1");
+	f.now += 100;
+	t_down = f.now;
+	sample(5);
+	execute(t, "bay1");
+	r = alarm_find_open(t, "bay1", ALARM_OVER_PRESSURE_CEILING);
+	assert_non_null(r);
+	assert_int_equal(r->state, ALARM_STATE_ACTIVE); /* latched */
+	assert_false(r->condition_present);
+	f.now = t_down + 60000;
+	inflate(150, alarm_has_unacked_high(t, "bay1"));
+	assert_int_equal(refused(), LIMITS_REFUSE_UNACKED_HIGH);
+	assert_int_equal(alarm_ack(t, r->alarm_id, "nurse", f.now), 0);
+	assert_null(alarm_find_open(t, "bay1", ALARM_OVER_PRESSURE_CEILING));
+	inflate(150, alarm_has_unacked_high(t, "bay1"));
+	assert_int_equal(refused(), LIMITS_OK);
+	alarm_table_free(t);
+}
+
 /* ---- property test ------------------------------------------------------------------- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -1192,6 +1242,7 @@ int main(void)
 		cmocka_unit_test_setup(test_SR_15_lop_measurement_refused_over_exercise, setup),
 		cmocka_unit_test_setup(test_SR_16_battery_thresholds, setup),
 		cmocka_unit_test_setup(test_SR_17_unacked_high_blocks_new_inflation, setup),
+		cmocka_unit_test_setup(test_SR_17_latched_high_blocks_until_acked, setup),
 		cmocka_unit_test_setup(test_SR_21_safety_path_never_allocates, setup),
 		cmocka_unit_test_setup(test_SR_22_garbage_events_change_nothing, setup),
 		cmocka_unit_test_setup(test_time_going_backwards_still_checks, setup),
