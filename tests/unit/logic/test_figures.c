@@ -176,6 +176,30 @@ static void test_bad_samples_change_nothing(void **state)
 	assert_int_equal(figures_add(&f, 1000, 101), 0);
 }
 
+/* A pause closes the hold: the paused time is not covered. */
+static void test_gap(void **state)
+{
+	struct figures_acc f, before;
+	struct set_figures r;
+
+	assert_int_equal(figures_init(&f, 100, 200), 0);
+	assert_int_equal(figures_gap(&f, 0), 0); /* no sample yet: nothing to close */
+	assert_int_equal(figures_add(&f, 0, 100), 0);
+	assert_int_equal(figures_gap(&f, 500), 0);   /* 0.5 s at 100 */
+	before = f;
+	assert_int_equal(figures_gap(&f, 400), -EINVAL); /* before the last point */
+	assert_memory_equal(&f, &before, sizeof(f));
+	assert_int_equal(figures_result(&f, 60000, &r), 0);
+	assert_double_equal(r.covered_s, 0.5, EPS); /* the tail after a gap is not held */
+	assert_int_equal(figures_add(&f, 60000, 50), 0); /* resumed a minute later */
+	assert_int_equal(figures_add(&f, 60500, 50), 0);
+	assert_int_equal(figures_result(&f, 60500, &r), 0);
+	assert_double_equal(r.covered_s, 1.0, EPS);
+	assert_double_equal(r.mean_mmHg, 75, EPS);
+	assert_double_equal(r.pct_within_10, 50, EPS);
+	assert_int_equal(figures_gap(NULL, 1), -EINVAL);
+}
+
 /* A long stream stays exact: constant memory, no drift in the integer time
  * buckets. One hour at 10 Hz, a 1 s square wave between 150 and 170. */
 static void test_long_stream(void **state)
@@ -207,6 +231,7 @@ int main(void)
 		cmocka_unit_test(test_pressure_threshold_boundary),
 		cmocka_unit_test(test_single_sample),
 		cmocka_unit_test(test_bad_samples_change_nothing),
+		cmocka_unit_test(test_gap),
 		cmocka_unit_test(test_long_stream),
 	};
 

@@ -525,6 +525,7 @@ static void test_pause_resume_freezes_time(void **state)
 	};
 	static struct ctx c;
 	struct session_state st;
+	struct set_figures fig;
 	uint64_t due;
 	unsigned at, before;
 
@@ -567,6 +568,15 @@ static void test_pause_resume_freezes_time(void **state)
 	at = find_line(&c, at, "A cue L rep-down");
 	at = find_line(&c, at, "E 102000 rep 1.2");
 	assert_int_equal(session_resume(c.s, 120000), -EBUSY);
+	/* Set 1's figures cover its 4 s (0.5 before, 3.5 after the pause), all
+	 * on target: the deflated pause is not part of the set. */
+	assert_int_equal(session_set_figures(c.s, 0, 0, 0, &fig), 0);
+	assert_double_eq(fig.covered_s, 4.0, 1e-9);
+	assert_double_eq(fig.mean_mmHg, 100, 1e-9);
+	assert_double_eq(fig.pct_within_5, 100, 1e-9);
+	assert_int_equal(session_get_state(c.s, 120000, &st), 0);
+	/* inflated 1000..2000, 100000..111000 */
+	assert_double_eq(st.inflation_s, 12.0, 1e-9);
 	ctx_free(&c);
 }
 
