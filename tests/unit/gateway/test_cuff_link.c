@@ -15,6 +15,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <poll.h>
+#include <signal.h>
+#include <libgen.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -801,6 +806,109 @@ static void test_stop_inside_samples_and_bad_config(void **state)
 	assert_ptr_equal(l, (struct cuff_link *)0x1);
 }
 
+/*
+ * End to end against the real cuffsim binary (built next to this test).
+ * Real clock; every wait is on a condition with a deadline.
+ */
+static uint64_t real_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+#define RUN_REAL_UNTIL(loop, cond, ms)                                        \
+	do {                                                                  \
+		uint64_t deadline_ = real_ms() + (ms);                        \
+		while (!(cond) && real_ms() < deadline_)                      \
+			assert_int_equal(loop_run_once((loop), 50), 0);       \
+		assert_true(cond);                                            \
+	} while (0)
+
+static void test_against_cuffsim(void **state)
+{
+	char exe[4096], sim[4096 + 16], dir[] = "/tmp/bfr-test-e2e-XXXXXX";
+	char address[4096], line[256] = "";
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	struct loop *loop;
+	struct cuff_link *link;
+	struct events ev = { 0 };
+	struct cuff_link_config cfg = { .id = "e2e" };
+	struct bfr_cp_request target = { .opcode = BFR_CP_SET_TARGET };
+	struct bfr_cp_request deflate = { .opcode = BFR_CP_DEFLATE };
+	struct cuff_link_stats st;
+	int out[2], status;
+	pid_t pid;
+
+	assert_true(n > 0);
+	exe[n] = '\0';
+	snprintf(sim, sizeof(sim), "%s/cuffsim", dirname(exe));
+	if (access(sim, X_OK) != 0)
+		skip();
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(pipe(out), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(out[1], STDOUT_FILENO);
+		close(out[0]);
+		execl(sim, "cuffsim", "--dir", dir, "--cuffs", "1", "--seed", "7", (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+	/* cuffsim prints a line once its sockets listen */
+	struct pollfd p = { .fd = out[0], .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_true(read(out[0], line, sizeof(line) - 1) > 0);
+	assert_non_null(strstr(line, "ready"));
+
+	snprintf(address, sizeof(address), "sim:%s/cuff-01.sock", dir);
+	cfg.address = address;
+	assert_int_equal(loop_new(&loop), 0);
+	assert_int_equal(cuff_link_new(loop, &cfg, &callbacks, &ev, &link), 0);
+	uint64_t t0 = real_ms(), t_ready, t_cp;
+
+	assert_int_equal(cuff_link_start(link), 0);
+	RUN_REAL_UNTIL(loop, cuff_link_get_state(link) == CUFF_LINK_READY, 5000);
+	t_ready = real_ms();
+	assert_int_equal(ev.ready, 1);
+	RUN_REAL_UNTIL(loop, ev.sample_calls >= 5, 5000);
+	target.set_target.mmhg = 80;
+	target.set_target.ramp_ms = 500;
+	t_cp = real_ms();
+	assert_int_equal(cuff_link_send_cp(link, &target), 0);
+	RUN_REAL_UNTIL(loop, ev.cp_results + ev.cp_failures >= 1, 6000);
+	print_message("cuffsim: start->READY %llu ms, SET_TARGET result after %llu ms\n",
+		      (unsigned long long)(t_ready - t0), (unsigned long long)(real_ms() - t_cp));
+	assert_int_equal(ev.cp_failures, 0);
+	assert_int_equal(ev.cp_rsp.req_opcode, BFR_CP_SET_TARGET);
+	assert_int_equal(ev.cp_rsp.result, BFR_RESULT_SUCCESS);
+	deflate.deflate_reason = BFR_DEFLATE_NORMAL;
+	assert_int_equal(cuff_link_send_cp(link, &deflate), 0);
+	RUN_REAL_UNTIL(loop, ev.cp_results + ev.cp_failures >= 2, 6000);
+	assert_int_equal(ev.cp_rsp.req_opcode, BFR_CP_DEFLATE);
+	cuff_link_get_stats(link, &st);
+	assert_int_equal(st.att_rejected, 0);
+	assert_int_equal(st.malformed, 0);
+	assert_true(st.keepalives >= 1);
+	print_message("cuffsim: %llu PDUs rx, %llu tx, %llu samples, %llu keepalives\n",
+		      (unsigned long long)st.pdus_rx, (unsigned long long)st.pdus_tx,
+		      (unsigned long long)st.samples, (unsigned long long)st.keepalives);
+
+	cuff_link_free(link);
+	loop_free(loop);
+	kill(pid, SIGTERM);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	close(out[0]);
+	char path[4096 + 32];
+	snprintf(path, sizeof(path), "%s/cuff-01.sock", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/control.sock", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -813,6 +921,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_cuff_and_no_bluetooth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_inside_samples_and_bad_config, setup,
 						teardown),
+		cmocka_unit_test(test_against_cuffsim),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
