@@ -806,6 +806,31 @@ static void test_stop_inside_samples_and_bad_config(void **state)
 	assert_ptr_equal(l, (struct cuff_link *)0x1);
 }
 
+/* Receive path cost: notification bytes on the socket -> on_samples, measured. */
+static void test_receive_path_throughput(void **state)
+{
+	struct fixture *f = *state;
+	const int total = 20000;
+	struct timespec a, b;
+	double us;
+
+	bring_up(f);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (int sent = 0; sent < total;) {
+		/* keep the socket buffer from filling: batches of 64 */
+		for (int k = 0; k < 64 && sent < total; k++, sent++)
+			notify_pressure(f, 100 + (sent % 50), (uint16_t)sent);
+		RUN_UNTIL(f, f->ev.sample_calls == sent);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	us = (double)(b.tv_sec - a.tv_sec) * 1e6 + (double)(b.tv_nsec - a.tv_nsec) / 1e3;
+	assert_int_equal(f->ev.sample_calls, total);
+	assert_int_equal(f->ev.samples[0].seq, (uint16_t)(total - 1));
+	print_message("receive path: %d notifications in %.0f us, %.2f us each "
+		      "(incl. the scripted peer's encode+send; ASan build)\n",
+		      total, us, us / total);
+}
+
 /*
  * End to end against the real cuffsim binary (built next to this test).
  * Real clock; every wait is on a condition with a deadline.
@@ -921,6 +946,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_cuff_and_no_bluetooth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_inside_samples_and_bad_config, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_receive_path_throughput, setup, teardown),
 		cmocka_unit_test(test_against_cuffsim),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
