@@ -13,6 +13,7 @@
 #include "att_client.h"
 #include "backoff.h"
 #include "bytes.h"
+#include "log.h"
 
 #define CP_SLOTS 16
 /* Non-DEFLATE requests leave these slots free so a DEFLATE always fits. */
@@ -109,7 +110,7 @@ static void link_log(const struct cuff_link *link, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "cuff %s: %s\n", link->id, msg);
+	log_warn("cuff %s: %s", link->id, msg);
 }
 
 /* Logs the 1st, 2nd, 4th, 8th ... occurrence: a stream of bad values cannot flood the log. */
