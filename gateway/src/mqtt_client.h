@@ -80,7 +80,11 @@ int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options
 /* Starts connecting (and reconnecting from then on). -EALREADY if started. */
 int mqtt_client_start(struct mqtt_client *client);
 
-/* qos 0..2. -ENOTCONN while not connected, -EINVAL for bad arguments. */
+/*
+ * qos 0..2. -ENOTCONN while not connected, -EINVAL for bad arguments,
+ * -EAGAIN when Paho's command queue is full (a burst of several hundred
+ * publishes faster than the socket drains): keep it in the outbox, retry.
+ */
 int mqtt_client_publish(struct mqtt_client *client, const char *topic, const void *payload,
 			size_t len, int qos, bool retain, uint64_t tag);
 /* QoS 1 reply carrying the request's Correlation Data; its result is not reported. */

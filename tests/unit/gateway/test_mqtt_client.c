@@ -421,6 +421,14 @@ static void test_end_to_end(void **state)
 	assert_false(m->has_corr);
 	assert_int_equal(find_msg(&r, "t/empty")->len, 0);
 
+	/* Out of memory while connected: refused, nothing reported later. */
+	done_before = r.done;
+	test_alloc_fail_after(0);
+	assert_int_equal(mqtt_client_publish(c, "t/nomem", "x", 1, 1, false, 30), -ENOMEM);
+	assert_int_equal(mqtt_client_subscribe(c, "nomem/#", 1), -ENOMEM);
+	test_alloc_reset();
+	assert_int_equal(r.done, done_before);
+
 	/* MQTT 5 request/response: properties in, correlation back out. */
 	run_mosquitto_pub("t/request", "{\"request_id\":\"r1\"}", "t/replies/r1", "corr-42");
 	wait_for_msg(loop, &r, "t/request");
