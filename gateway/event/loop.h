@@ -56,7 +56,12 @@ int loop_add_timer(struct loop *loop, uint64_t delay_ms, loop_timer_fn fn, void 
 /* -ENOENT if the timer already fired or was cancelled. */
 int loop_cancel_timer(struct loop *loop, uint64_t timer_id);
 
-/* Blocks signo for the process and delivers it through the loop. */
+/*
+ * Blocks signo for the process and delivers it through the loop. The mask
+ * is per thread: call this before any thread is started (threads inherit
+ * it), or make sure other threads block signo too. Signals stay blocked
+ * after loop_free (unblocking a pending one would run its default action).
+ */
 int loop_add_signal(struct loop *loop, int signo, loop_signal_fn fn, void *user_data);
 
 /* Runs until loop_quit(); returns 0, or -errno if epoll itself failed. */
