@@ -640,7 +640,8 @@ int cuff_link_new(struct loop *loop, const struct cuff_link_config *cfg,
 	struct cuff_link *link;
 	int r;
 
-	if (!loop || !cfg || !cfg->id || !cfg->address || !out)
+	if (!loop || !cfg || !cfg->id || !cfg->address || !out ||
+	    (cfg->supervision_timeout_ms && cfg->supervision_timeout_ms < CUFF_LINK_MIN_SUPERVISION_MS))
 		return -EINVAL;
 	link = calloc(1, sizeof(*link));
 	if (!link)

@@ -38,6 +38,8 @@
 #include "transport.h"
 
 #define CUFF_LINK_CP_TIMEOUT_MS 5000
+/* Keepalives go out every timeout/3; below this the cadence is meaningless. */
+#define CUFF_LINK_MIN_SUPERVISION_MS 300
 /* A session ready this long counts as successful: backoff starts over. */
 #define CUFF_LINK_STABLE_MS 10000
 
@@ -57,7 +59,7 @@ struct cuff_link_config {
 	const char *address_type; /* "public" | "random"; NULL: public */
 	const char *adapter;      /* "hciN"; NULL: hci0 */
 	const char *security;     /* "low" | "medium" | "high"; NULL: medium */
-	uint16_t supervision_timeout_ms; /* 0: BFR_SUPERVISION_DEFAULT_TIMEOUT_MS */
+	uint16_t supervision_timeout_ms; /* 0: BFR_SUPERVISION_DEFAULT_TIMEOUT_MS; else >= 300 */
 	/* Shared by all links so each adapter sees one LE connect at a time;
 	 * NULL: the link uses a private one (no cross-link serialisation). */
 	struct transport_sched *sched;
@@ -96,9 +98,10 @@ struct cuff_link_stats {
 };
 
 /*
- * Validates cfg (-EINVAL for a bad address/type/adapter/security; use
- * transport_parse for the message). Callbacks may be NULL individually.
- * Does not connect until cuff_link_start.
+ * Validates cfg: -EINVAL for a bad address/type/adapter/security (use
+ * transport_parse for the message) or a supervision timeout below 300 ms.
+ * Callbacks may be NULL individually. Does not connect until
+ * cuff_link_start.
  */
 int cuff_link_new(struct loop *loop, const struct cuff_link_config *cfg,
 		  const struct cuff_link_callbacks *cb, void *user_data, struct cuff_link **out);

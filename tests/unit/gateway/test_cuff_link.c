@@ -794,6 +794,9 @@ static void test_stop_inside_samples_and_bad_config(void **state)
 	cfg.security = "none";
 	assert_int_equal(cuff_link_new(f->loop, &cfg, &callbacks, NULL, &l), -EINVAL);
 	cfg.security = NULL;
+	cfg.supervision_timeout_ms = 299;
+	assert_int_equal(cuff_link_new(f->loop, &cfg, &callbacks, NULL, &l), -EINVAL);
+	cfg.supervision_timeout_ms = 0;
 	cfg.id = NULL;
 	assert_int_equal(cuff_link_new(f->loop, &cfg, &callbacks, NULL, &l), -EINVAL);
 	assert_ptr_equal(l, (struct cuff_link *)0x1);
