@@ -21,6 +21,8 @@
  */
 #include "mqtt_client.h"
 
+#include "log.h"
+
 #include <MQTTAsync.h>
 #include <errno.h>
 #include <poll.h>
@@ -293,7 +295,7 @@ static void paho_subscribe_ok(void *context, MQTTAsync_successData5 *response)
 	struct subscription *sub = context;
 
 	if (response && response->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR)
-		fprintf(stderr, "mqtt: subscribe \"%s\" refused: %s\n", sub->filter,
+		log_warn("mqtt: subscribe \"%s\" refused: %s", sub->filter,
 			MQTTReasonCode_toString(response->reasonCode));
 }
 
@@ -301,7 +303,7 @@ static void paho_subscribe_failed(void *context, MQTTAsync_failureData5 *respons
 {
 	struct subscription *sub = context;
 
-	fprintf(stderr, "mqtt: subscribe \"%s\" failed: %s\n", sub->filter,
+	log_warn("mqtt: subscribe \"%s\" failed: %s", sub->filter,
 		response && response->message ? response->message : "unknown error");
 }
 
@@ -419,7 +421,7 @@ static void issue_connect(struct mqtt_client *c)
 	rc = MQTTAsync_connect(c->handle, &opts);
 	restore_signals(&saved);
 	if (rc != MQTTASYNC_SUCCESS) {
-		fprintf(stderr, "mqtt: connect to %s: error %d\n", c->uri, rc);
+		log_warn("mqtt: connect to %s: error %d", c->uri, rc);
 		schedule_reconnect(c);
 	}
 }
@@ -466,7 +468,7 @@ static void send_subscribe(struct mqtt_client *c, struct subscription *sub)
 	ropts.context = sub;
 	rc = MQTTAsync_subscribe(c->handle, sub->filter, sub->qos, &ropts);
 	if (rc != MQTTASYNC_SUCCESS)
-		fprintf(stderr, "mqtt: subscribe \"%s\": error %d\n", sub->filter, rc);
+		log_warn("mqtt: subscribe \"%s\": error %d", sub->filter, rc);
 }
 
 static void inflight_remove(struct mqtt_client *c, struct publish_op *op)
@@ -518,7 +520,7 @@ static void handle_event(struct mqtt_client *c, struct event *ev, bool session_p
 		handle_connected(c, session_present);
 		break;
 	case EVENT_CONNECT_FAILED:
-		fprintf(stderr, "mqtt: connect to %s failed: %s\n", c->uri, reason);
+		log_warn("mqtt: connect to %s failed: %s", c->uri, reason);
 		schedule_reconnect(c);
 		break;
 	case EVENT_LOST:
