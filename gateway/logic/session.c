@@ -852,6 +852,9 @@ static int refuse(struct session *s, const char *what, uint64_t t)
 {
 	char msg[96];
 
+	/* Nothing follows the final event of a session. */
+	if (phase_is_end(s->phase))
+		return -EBUSY;
 	snprintf(msg, sizeof(msg), "cannot %s in phase %s", what, session_phase_name(s->phase));
 	emit_event(s, SESSION_EV_REFUSED, t, NULL, 0, "bad_state", msg);
 	return -EBUSY;

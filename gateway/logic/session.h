@@ -231,9 +231,9 @@ int session_pressure(struct session *s, const char *cuff, double mmHg, uint64_t 
 int session_lop_result(struct session *s, const char *cuff, bool ok, double lop_mmHg,
 		       uint64_t now_ms);
 
-/* -EBUSY (and a `refused` event with reason "bad_state") when the session is
- * not in a state that allows it: pause needs a running phase other than
- * lop; resume needs a paused session. */
+/* -EBUSY (and a `refused` event with reason "bad_state", unless the session
+ * has ended) when the session is not in a state that allows it: pause needs
+ * a running phase other than lop; resume needs a paused session. */
 int session_pause(struct session *s, uint64_t now_ms);
 int session_resume(struct session *s, uint64_t now_ms);
 /* Deflates and ends as stopped. -EBUSY when already ended. */
