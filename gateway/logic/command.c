@@ -859,7 +859,8 @@ int command_reply_build(const char *request_id, const char *ts, const char *msg_
 		e = json_object();
 		if (set(root, "error", e) ||
 		    set(e, "code", json_string(command_error_name(err->code))) ||
-		    set(e, "message", json_string(err->message)))
+		    set(e, "message", json_string(err->message[0] ? err->message
+								 : command_error_name(err->code))))
 			goto fail;
 	}
 	text = json_dumps(root, JSON_COMPACT);

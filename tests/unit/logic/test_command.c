@@ -518,6 +518,13 @@ static void test_reply(void **state)
 			  "line 1 column 1: string or '}' expected near end of file\"}}");
 	free(text);
 
+	/* an empty message becomes the code, so the reply always explains */
+	command_error_set(&err, CMD_ERR_NOT_FOUND, "r3", "%s", "");
+	assert_int_equal(command_reply_build(err.request_id, "t", "m", NULL, &err, &text), 0);
+	check_reply(text, "{\"v\":1,\"ts\":\"t\",\"msg_id\":\"m\",\"request_id\":\"r3\",\"ok\":false,"
+			  "\"error\":{\"code\":\"not_found\",\"message\":\"not_found\"}}");
+	free(text);
+
 	/* a hostile payload never makes the message invalid UTF-8 */
 	command_error_set(&err, CMD_ERR_BAD_REQUEST, "not a valid/id", "bad \xff\x01 bytes");
 	assert_string_equal(err.request_id, "");
