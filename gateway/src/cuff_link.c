@@ -722,6 +722,13 @@ void cuff_link_free(struct cuff_link *link)
 	free(link);
 }
 
+unsigned cuff_link_cp_timeout_ms(uint8_t opcode)
+{
+	/* A LOP search ramps the cuff up until the pulse vanishes: it takes
+	 * tens of seconds, every other request answers at once. */
+	return opcode == BFR_CP_MEASURE_LOP ? CUFF_LINK_LOP_TIMEOUT_MS : CUFF_LINK_CP_TIMEOUT_MS;
+}
+
 static void cp_timeout_cb(struct loop *loop, uint64_t timer_id, void *user_data)
 {
 	struct cp_slot *s = user_data;
@@ -732,8 +739,8 @@ static void cp_timeout_cb(struct loop *loop, uint64_t timer_id, void *user_data)
 	s->timer_id = 0;
 	cp_release(s);
 	link->stats.cp_failed++;
-	snprintf(why, sizeof(why), "no Control Point indication within %d ms",
-		 CUFF_LINK_CP_TIMEOUT_MS);
+	snprintf(why, sizeof(why), "no Control Point indication within %u ms",
+		 cuff_link_cp_timeout_ms(opcode));
 	link_log(link, "%s: %s", bfr_cp_opcode_name(opcode), why);
 	if (link->cb.on_cp_failed)
 		link->cb.on_cp_failed(link, opcode, -ETIMEDOUT, why, link->user_data);
@@ -795,7 +802,7 @@ int cuff_link_send_cp(struct cuff_link *link, const struct bfr_cp_request *req)
 		return -ENOMEM;
 	token->link = link;
 	token->seq = ++link->cp_seq;
-	r = loop_add_timer(link->loop, CUFF_LINK_CP_TIMEOUT_MS, cp_timeout_cb, slot,
+	r = loop_add_timer(link->loop, cuff_link_cp_timeout_ms(req->opcode), cp_timeout_cb, slot,
 			   &slot->timer_id);
 	if (r < 0)
 		goto fail;

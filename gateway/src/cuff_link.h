@@ -38,6 +38,9 @@
 #include "transport.h"
 
 #define CUFF_LINK_CP_TIMEOUT_MS 5000
+#define CUFF_LINK_LOP_TIMEOUT_MS 60000
+/* How long a Control Point request of this opcode waits for its indication. */
+unsigned cuff_link_cp_timeout_ms(uint8_t opcode);
 /* Keepalives go out every timeout/3; below this the cadence is meaningless. */
 #define CUFF_LINK_MIN_SUPERVISION_MS 300
 /* A session ready this long counts as successful: backoff starts over. */

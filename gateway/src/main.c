@@ -1,5 +1,151 @@
-/* bfr-gateway - placeholder until the daemon is wired. */
-int main(void)
+/*
+ * bfr-gateway - supervises BFR cuffs and publishes to MQTT.
+ *
+ *   bfr-gateway -c FILE                 run
+ *   bfr-gateway -c FILE --check         validate the configuration only
+ *   bfr-gateway -c FILE --export-sessions OUT.jsonl
+ *                                       write completed sessions as JSON lines
+ *
+ * Exit status: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "export.h"
+#include "gateway.h"
+#include "log.h"
+#include "loop.h"
+#include "store.h"
+
+static void usage(FILE *f)
 {
-	return 1;
+	fprintf(f, "usage: bfr-gateway -c FILE [--check | --export-sessions OUT] [-v]\n"
+		   "  -c, --config FILE          configuration file (libconfig syntax)\n"
+		   "      --check                validate the configuration and exit\n"
+		   "      --export-sessions OUT  write completed sessions as JSON lines "
+		   "(- for stdout)\n"
+		   "  -v, --verbose              debug logging\n"
+		   "  -V, --version              print the version\n"
+		   "  -h, --help                 this text\n");
+}
+
+static int export_sessions(const struct config *cfg, const char *out_path)
+{
+	struct store_config scfg = { .data_dir = cfg->data_dir };
+	struct store *store = NULL;
+	char err[256] = "";
+	FILE *out = stdout;
+	size_t count = 0;
+	int r = store_open(&scfg, &store, err, sizeof(err));
+
+	if (r < 0) {
+		fprintf(stderr, "bfr-gateway: %s\n", err);
+		return 1;
+	}
+	if (strcmp(out_path, "-") != 0) {
+		out = fopen(out_path, "w");
+		if (!out) {
+			fprintf(stderr, "bfr-gateway: %s: %s\n", out_path, strerror(errno));
+			store_close(store, NULL);
+			return 1;
+		}
+	}
+	r = store_export_sessions(store, out, &count);
+	if (out != stdout && fclose(out) != 0 && r == 0)
+		r = -errno;
+	store_close(store, NULL);
+	if (r < 0) {
+		fprintf(stderr, "bfr-gateway: export failed: %s\n", strerror(-r));
+		return 1;
+	}
+	fprintf(stderr, "bfr-gateway: exported %zu sessions\n", count);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'k' },
+		{ "export-sessions", required_argument, NULL, 'e' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config_path = NULL, *export_path = NULL;
+	struct config *cfg = NULL;
+	struct gateway *gw = NULL;
+	struct loop *loop = NULL;
+	bool check = false;
+	char err[512] = "";
+	int opt, r;
+
+	while ((opt = getopt_long(argc, argv, "c:vVh", options, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'k':
+			check = true;
+			break;
+		case 'e':
+			export_path = optarg;
+			break;
+		case 'v':
+			log_set_level(LOG_LEVEL_DEBUG);
+			break;
+		case 'V':
+			printf("bfr-gateway %s\n", BFR_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!config_path || optind != argc || (check && export_path)) {
+		usage(stderr);
+		return 2;
+	}
+	r = config_load(config_path, &cfg, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "bfr-gateway: %s\n", err);
+		return 2;
+	}
+	if (check) {
+		printf("%s: OK (%zu cuffs)\n", config_path, cfg->n_cuffs);
+		config_free(cfg);
+		return 0;
+	}
+	if (export_path) {
+		r = export_sessions(cfg, export_path);
+		config_free(cfg);
+		return r;
+	}
+	/* A broker that goes away mid-write must not kill the supervisor. */
+	signal(SIGPIPE, SIG_IGN);
+	r = loop_new(&loop);
+	if (r < 0) {
+		fprintf(stderr, "bfr-gateway: event loop: %s\n", strerror(-r));
+		config_free(cfg);
+		return 1;
+	}
+	r = gateway_new(loop, cfg, &gw, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "bfr-gateway: %s\n", err);
+		loop_free(loop);
+		return r == -EINVAL ? 2 : 1;
+	}
+	r = gateway_run(gw);
+	gateway_free(gw);
+	loop_free(loop);
+	return r < 0 ? 1 : 0;
 }

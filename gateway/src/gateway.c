@@ -1,0 +1,920 @@
+/*
+ * gateway.c - lifecycle of the daemon and the receive path of every cuff.
+ *
+ * The order inside gw_cuff_on_samples() is the product's central safety
+ * property: safety engine first (its DEFLATE is written to the cuff before
+ * the function goes on), then the session, then telemetry and state. See
+ * gateway_private.h for the shared state.
+ */
+#include "gateway_private.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static void gw_alarm_record(const struct alarm_record *rec, void *user_data);
+static void gw_housekeeping(struct loop *loop, uint64_t id, void *user_data);
+
+uint64_t gw_wall_ms(struct gateway *gw)
+{
+	return payload_wall_ms(&gw->pctx);
+}
+
+struct gw_cuff *gw_find_cuff(struct gateway *gw, const char *id)
+{
+	for (size_t i = 0; i < gw->n_cuffs; i++)
+		if (strcmp(gw->cuffs[i].cfg->id, id) == 0)
+			return &gw->cuffs[i];
+	return NULL;
+}
+
+/* --- cuff state publishing ------------------------------------------------ */
+
+static void state_flush(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct gateway *gw = user_data;
+	uint64_t now = loop_now_ms(loop);
+	uint64_t next = UINT64_MAX;
+
+	gw->state_flush_timer = 0;
+	for (size_t i = 0; i < gw->n_cuffs; i++) {
+		struct gw_cuff *c = &gw->cuffs[i];
+
+		if (!c->state_dirty)
+			continue;
+		if (now - c->state_published_ms >= GW_STATE_MIN_MS || c->state_published_ms == 0)
+			gw_publish_cuff_state(c);
+		else if (c->state_published_ms + GW_STATE_MIN_MS < next)
+			next = c->state_published_ms + GW_STATE_MIN_MS;
+	}
+	if (next != UINT64_MAX)
+		loop_add_timer(loop, next - now, state_flush, gw, &gw->state_flush_timer);
+}
+
+/* Discrete changes (link, alarms, session, LOP) go out within GW_STATE_MIN_MS. */
+void gw_cuff_mark_dirty(struct gw_cuff *c, bool urgent)
+{
+	struct gateway *gw = c->gw;
+
+	c->state_dirty = true;
+	if (urgent && !gw->state_flush_timer && !gw->stopping)
+		loop_add_timer(gw->loop, 0, state_flush, gw, &gw->state_flush_timer);
+}
+
+/* --- safety ---------------------------------------------------------------- */
+
+static void safety_timer_fired(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct gw_cuff *c = user_data;
+	struct safety_event ev = { .type = SAFETY_EV_TICK };
+
+	c->safety_timer = 0;
+	c->safety_timer_at = 0;
+	gw_safety_event(c, &ev);
+}
+
+/*
+ * One timer per cuff, re-armed lazily: only when the engine's next deadline
+ * is earlier than the armed one. A deadline that moved later (a fresh sample
+ * pushed "telemetry lost" out) just costs one early tick that finds nothing
+ * due, instead of a heap update on every one of 50 samples a second.
+ */
+void gw_cuff_rearm_safety(struct gw_cuff *c)
+{
+	uint64_t due = safety_next_deadline(&c->safety);
+	uint64_t now = loop_now_ms(c->gw->loop);
+
+	if (due == SAFETY_NEVER)
+		return;
+	if (c->safety_timer && c->safety_timer_at <= due)
+		return;
+	if (c->safety_timer)
+		loop_cancel_timer(c->gw->loop, c->safety_timer);
+	c->safety_timer_at = due;
+	if (loop_add_timer(c->gw->loop, due > now ? due - now : 0, safety_timer_fired, c,
+			   &c->safety_timer) < 0) {
+		c->safety_timer = 0;
+		c->safety_timer_at = 0;
+		log_error("cuff %s: cannot arm the safety timer", c->cfg->id);
+	}
+}
+
+static const char *cuff_session_id(const struct gw_cuff *c)
+{
+	return c->session ? c->session->id : NULL;
+}
+
+static void send_deflate(struct gw_cuff *c, uint8_t reason)
+{
+	struct bfr_cp_request req = { .opcode = BFR_CP_DEFLATE, .deflate_reason = reason };
+	int r = cuff_link_send_cp(c->link, &req);
+
+	if (r < 0 && r != -ENOTCONN)
+		log_error("cuff %s: DEFLATE not sent: %s", c->cfg->id, strerror(-r));
+	c->commanded_target = 0;
+}
+
+static void execute_actions(struct gw_cuff *c, const struct safety_action *acts, size_t n)
+{
+	struct gateway *gw = c->gw;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct safety_action *a = &acts[i];
+
+		switch (a->type) {
+		case SAFETY_ACT_DEFLATE:
+			send_deflate(c, a->deflate_reason);
+			log_warn("cuff %s: safety DEFLATE (reason %u)", c->cfg->id,
+				 (unsigned)a->deflate_reason);
+			break;
+		case SAFETY_ACT_RAISE: {
+			char id[ALARM_ID_MAX];
+			int r = alarm_raise(gw->alarms, c->cfg->id, cuff_session_id(c), a->code,
+					    a->message, &a->values, gw_wall_ms(gw), id);
+
+			if (r < 0)
+				log_error("cuff %s: alarm %s not raised: %s", c->cfg->id,
+					  alarm_code_name(a->code), strerror(-r));
+			break;
+		}
+		case SAFETY_ACT_CLEAR:
+			alarm_condition_cleared(gw->alarms, c->cfg->id, a->code, gw_wall_ms(gw));
+			break;
+		case SAFETY_ACT_REFUSE:
+			break; /* answered by the caller of INFLATE_CMD */
+		}
+	}
+	/* A safety DEFLATE ends the cuff's session: it must not re-inflate. */
+	for (size_t i = 0; i < n; i++) {
+		const char *why = "safety";
+
+		if (acts[i].type != SAFETY_ACT_DEFLATE || !c->session || c->session->ended)
+			continue;
+		for (size_t j = 0; j < n; j++)
+			if (acts[j].type == SAFETY_ACT_RAISE && acts[j].priority == ALARM_PRIO_HIGH) {
+				why = alarm_code_name(acts[j].code);
+				break;
+			}
+		gw_session_abort(c->session, why, acts[i].deflate_reason);
+		break;
+	}
+}
+
+void gw_safety_event(struct gw_cuff *c, const struct safety_event *ev)
+{
+	gw_safety_ask(c, ev, NULL);
+}
+
+int gw_safety_ask(struct gw_cuff *c, const struct safety_event *ev, enum limits_refusal *why)
+{
+	struct safety_action acts[SAFETY_MAX_ACTIONS];
+	size_t n = 0;
+	int r = safety_handle(&c->safety, ev, loop_now_ms(c->gw->loop), acts, SAFETY_MAX_ACTIONS,
+			      &n);
+
+	if (r < 0) {
+		log_error("cuff %s: safety event %s refused: %s", c->cfg->id,
+			  safety_event_name(ev->type), strerror(-r));
+		if (why)
+			*why = LIMITS_REFUSE_SAFETY_CONDITION;
+		return r;
+	}
+	execute_actions(c, acts, n);
+	gw_cuff_rearm_safety(c);
+	for (size_t i = 0; i < n; i++)
+		if (acts[i].type == SAFETY_ACT_REFUSE) {
+			if (why)
+				*why = acts[i].refusal;
+			return -EPERM;
+		}
+	return 0;
+}
+
+void gw_cuff_deflate(struct gw_cuff *c, uint8_t reason, bool rest)
+{
+	struct safety_event ev = { .type = SAFETY_EV_DEFLATE_CMD };
+
+	send_deflate(c, reason);
+	ev.deflate.reason = reason;
+	ev.deflate.rest = rest;
+	gw_safety_event(c, &ev);
+}
+
+/* --- cuff link callbacks -------------------------------------------------- */
+
+static const char *link_name(enum cuff_link_state s)
+{
+	switch (s) {
+	case CUFF_LINK_READY:
+		return "connected";
+	case CUFF_LINK_CONNECTING:
+	case CUFF_LINK_DISCOVERING:
+		return "connecting";
+	default:
+		return "disconnected";
+	}
+}
+
+static void on_link_state(struct cuff_link *link, enum cuff_link_state state, const char *error,
+			  void *user_data)
+{
+	struct gw_cuff *c = user_data;
+	enum cuff_link_state old = c->link_state;
+
+	c->link_state = state;
+	if (error)
+		snprintf(c->link_error, sizeof(c->link_error), "%s", error);
+	else if (state == CUFF_LINK_READY)
+		c->link_error[0] = '\0';
+	if (old == CUFF_LINK_READY && state != CUFF_LINK_READY) {
+		struct safety_event ev = { .type = SAFETY_EV_LINK_DOWN };
+
+		log_warn("cuff %s: link lost%s%s", c->cfg->id, error ? ": " : "",
+			 error ? error : "");
+		c->lop_measuring = false;
+		gw_safety_event(c, &ev);
+	} else if (state != old && state != CUFF_LINK_READY) {
+		log_info("cuff %s: %s%s%s", c->cfg->id, cuff_link_state_name(state),
+			 error ? ": " : "", error ? error : "");
+	}
+	if (strcmp(link_name(old), link_name(state)) != 0 || error)
+		gw_cuff_mark_dirty(c, true);
+}
+
+static void on_link_ready(struct cuff_link *link, const struct bfr_features *features,
+			  const struct bfr_status *status, const struct gatt_device_info *info,
+			  void *user_data)
+{
+	struct gw_cuff *c = user_data;
+	struct safety_event ev = { .type = SAFETY_EV_LINK_UP };
+
+	c->was_ready = true;
+	c->status = *status;
+	c->have_status = true;
+	log_info("cuff %s: ready (%s %s, serial %s, fw %s; %s, %u mm, max %.0f mmHg, %u Hz)",
+		 c->cfg->id, info->manufacturer, info->model, info->serial, info->firmware,
+		 features->limb == BFR_LIMB_LEG ? "leg" : "arm", features->cuff_width_mm,
+		 features->max_pressure_mmhg, features->sample_rate_hz);
+	if ((features->limb == BFR_LIMB_LEG) != (c->cfg->limb == CONFIG_LIMB_LEG))
+		log_warn("cuff %s: the cuff reports a %s cuff but is configured as %s; the "
+			 "configured (%s) limits apply",
+			 c->cfg->id, features->limb == BFR_LIMB_LEG ? "leg" : "arm",
+			 config_limb_name(c->cfg->limb), config_limb_name(c->cfg->limb));
+	gw_safety_event(c, &ev);
+	gw_cuff_mark_dirty(c, true);
+}
+
+static void on_samples(struct cuff_link *link, const struct bfr_sample *samples, size_t n,
+		       void *user_data)
+{
+	struct gw_cuff *c = user_data;
+	struct gateway *gw = c->gw;
+	uint64_t now = loop_now_ms(gw->loop);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct bfr_sample *s = &samples[i];
+		struct safety_event ev = { .type = SAFETY_EV_SAMPLE };
+
+		/* 1. Safety, before anything else sees the sample. */
+		ev.sample.pressure_mmhg = s->pressure_mmhg;
+		ev.sample.target_mmhg = s->target_mmhg;
+		ev.sample.status = s->status;
+		gw_safety_event(c, &ev);
+
+		/* 2. The session's timing and per-set figures. */
+		if (c->session && !c->session->ended && isfinite(s->pressure_mmhg) &&
+		    s->pressure_mmhg >= 0)
+			gw_session_pressure(c->session, c->cfg->id, s->pressure_mmhg, now);
+
+		/* 3. Telemetry and state: only copies, published later. */
+		c->have_sample = true;
+		c->pressure = s->pressure_mmhg;
+		c->reported_target = s->target_mmhg;
+		c->pulse = s->pulse_amplitude;
+		if (c->status_bits != s->status)
+			gw_cuff_mark_dirty(c, false);
+		c->status_bits = s->status;
+		if (c->n_tele == GW_TELEMETRY_MAX)
+			gw_publish_telemetry(c);
+		c->tele[c->n_tele++] = (struct gw_telemetry_sample){
+			.t_ms = s->t_ms,
+			.pressure = (float)s->pressure_mmhg,
+			.target = (float)s->target_mmhg,
+			.pulse = (float)s->pulse_amplitude,
+		};
+	}
+}
+
+static void on_status(struct cuff_link *link, const struct bfr_status *status, void *user_data)
+{
+	struct gw_cuff *c = user_data;
+
+	if (!c->have_status || c->status.state != status->state ||
+	    c->status.faults != status->faults)
+		gw_cuff_mark_dirty(c, true);
+	c->status = *status;
+	c->have_status = true;
+}
+
+static void on_battery(struct cuff_link *link, uint8_t pct, void *user_data)
+{
+	struct gw_cuff *c = user_data;
+	struct safety_event ev = { .type = SAFETY_EV_BATTERY };
+
+	if (pct > 100)
+		return;
+	if (c->battery_pct != pct)
+		gw_cuff_mark_dirty(c, false);
+	c->battery_pct = pct;
+	ev.battery.pct = pct;
+	gw_safety_event(c, &ev);
+}
+
+static void lop_result(struct gw_cuff *c, bool ok, double lop)
+{
+	struct gateway *gw = c->gw;
+	struct safety_event ev = { .type = SAFETY_EV_LOP_SET };
+	uint64_t now = loop_now_ms(gw->loop);
+
+	ev.lop.lop_mmhg = ok ? lop : NAN;
+	ev.lop.measured_at_ms = now;
+	gw_safety_event(c, &ev);
+	if (ok && gw->store)
+		store_lop_record(gw->store, c->cfg->id, cuff_session_id(c), lop,
+				 (int64_t)gw_wall_ms(gw), 0);
+	if (c->session && !c->session->ended)
+		gw_session_lop_result(c->session, c->cfg->id, ok, lop, now);
+	c->lop_measuring = false;
+	log_info("cuff %s: LOP measurement %s (%.1f mmHg)", c->cfg->id, ok ? "done" : "failed",
+		 lop);
+	gw_cuff_mark_dirty(c, true);
+}
+
+static void on_cp_result(struct cuff_link *link, const struct bfr_cp_response *rsp,
+			 void *user_data)
+{
+	struct gw_cuff *c = user_data;
+	struct safety_event ev = { .type = SAFETY_EV_CP_RESULT };
+
+	ev.cp_result.opcode = rsp->req_opcode;
+	ev.cp_result.result = rsp->result <= BFR_RESULT_LIMIT_EXCEEDED ? rsp->result
+								     : BFR_RESULT_FAILED;
+	gw_safety_event(c, &ev);
+	if (rsp->req_opcode == BFR_CP_MEASURE_LOP)
+		lop_result(c, rsp->result == BFR_RESULT_SUCCESS && rsp->has_lop &&
+				      isfinite(rsp->lop_mmhg),
+			   rsp->lop_mmhg);
+	if (rsp->result != BFR_RESULT_SUCCESS)
+		log_warn("cuff %s: %s answered %s", c->cfg->id, bfr_cp_opcode_name(rsp->req_opcode),
+			 bfr_cp_result_name(rsp->result));
+}
+
+static void on_cp_failed(struct cuff_link *link, uint8_t opcode, int err, const char *why,
+			 void *user_data)
+{
+	struct gw_cuff *c = user_data;
+	struct safety_event ev = { .type = SAFETY_EV_CP_RESULT };
+
+	log_warn("cuff %s: %s failed: %s", c->cfg->id, bfr_cp_opcode_name(opcode),
+		 why ? why : strerror(-err));
+	ev.cp_result.opcode = opcode;
+	ev.cp_result.result = BFR_RESULT_FAILED;
+	gw_safety_event(c, &ev);
+	if (opcode == BFR_CP_MEASURE_LOP)
+		lop_result(c, false, NAN);
+}
+
+static const struct cuff_link_callbacks link_callbacks = {
+	.on_state = on_link_state,
+	.on_ready = on_link_ready,
+	.on_samples = on_samples,
+	.on_status = on_status,
+	.on_battery = on_battery,
+	.on_cp_result = on_cp_result,
+	.on_cp_failed = on_cp_failed,
+};
+
+/* --- telemetry and housekeeping ----------------------------------------- */
+
+static void telemetry_tick(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct gateway *gw = user_data;
+
+	for (size_t i = 0; i < gw->n_cuffs; i++)
+		gw_publish_telemetry(&gw->cuffs[i]);
+	loop_add_timer(loop, 1000 / gw->cfg->mqtt.telemetry_hz, telemetry_tick, gw,
+		       &gw->telemetry_timer);
+}
+
+static void check_storage_alarms(struct gateway *gw)
+{
+	uint64_t wall = gw_wall_ms(gw);
+
+	if (!gw->outbox)
+		return;
+	if (outbox_over_alarm_level(gw->outbox)) {
+		struct alarm_values v = { NAN, NAN, 100.0 * OUTBOX_ALARM_RATIO,
+					  NAN };
+
+		v.pressure_mmhg = NAN;
+		if (!alarm_find_open(gw->alarms, "", ALARM_OUTBOX_FULL))
+			alarm_raise(gw->alarms, "", NULL, ALARM_OUTBOX_FULL, NULL, &v, wall, NULL);
+	} else if (alarm_find_open(gw->alarms, "", ALARM_OUTBOX_FULL)) {
+		alarm_condition_cleared(gw->alarms, "", ALARM_OUTBOX_FULL, wall);
+	}
+}
+
+static void gw_housekeeping(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct gateway *gw = user_data;
+
+	for (size_t i = 0; i < gw->n_cuffs; i++) {
+		struct gw_cuff *c = &gw->cuffs[i];
+
+		if (c->have_sample && isfinite(c->pressure) &&
+		    fabs(c->pressure - c->published_pressure) >= 1.0)
+			c->state_dirty = true;
+	}
+	state_flush(loop, 0, gw);
+	for (size_t i = 0; i < gw->n_sessions; i++)
+		gw_session_publish_state(gw->sessions[i]);
+	check_storage_alarms(gw);
+	if (gw->outbox && gw->mqtt_connected) {
+		size_t depth = outbox_depth(gw->outbox);
+
+		/* Status carries the depth: republish when it moved noticeably. */
+		if ((depth > gw->published_outbox_depth + 100) ||
+		    (depth + 100 < gw->published_outbox_depth) ||
+		    (depth == 0 && gw->published_outbox_depth != 0))
+			gw_publish_status(gw);
+	}
+	loop_add_timer(loop, GW_HOUSEKEEPING_MS, gw_housekeeping, gw, &gw->housekeeping_timer);
+}
+
+/* --- MQTT ----------------------------------------------------------------- */
+
+static void on_mqtt_connected(struct mqtt_client *client, bool session_present, void *user_data)
+{
+	struct gateway *gw = user_data;
+
+	log_info("mqtt: connected to %s", gw->cfg->mqtt.uri);
+	gw->mqtt_connected = true;
+	/* Everything handed to the old connection may be lost: send again from
+	 * the oldest unacknowledged row (consumers dedupe on msg_id). */
+	gw->outbox_cursor = 0;
+	gw->outbox_inflight = 0;
+	/* Retained state is re-published on every connect (clean start). */
+	gw_publish_status(gw);
+	for (size_t i = 0; i < gw->n_cuffs; i++)
+		gw_publish_cuff_state(&gw->cuffs[i]);
+	for (size_t i = 0; i < gw->n_sessions; i++)
+		gw_session_publish_state(gw->sessions[i]);
+	gw_outbox_drain(gw);
+}
+
+static void on_mqtt_disconnected(struct mqtt_client *client, const char *reason, void *user_data)
+{
+	struct gateway *gw = user_data;
+
+	log_warn("mqtt: connection lost: %s", reason ? reason : "unknown");
+	gw->mqtt_connected = false;
+}
+
+static void on_mqtt_message(struct mqtt_client *client, const char *topic, const uint8_t *payload,
+			    size_t len, const char *response_topic, const uint8_t *correlation,
+			    size_t correlation_len, void *user_data)
+{
+	struct gateway *gw = user_data;
+	size_t plen = strlen(gw->topic_prefix);
+
+	if (strncmp(topic, gw->topic_prefix, plen) != 0 || strncmp(topic + plen, "/cmd/", 5) != 0)
+		return;
+	gw_command_handle(gw, topic + plen + 5, payload, len, response_topic, correlation,
+			  correlation_len);
+}
+
+static void on_mqtt_publish_done(struct mqtt_client *client, uint64_t tag, int result,
+				 void *user_data)
+{
+	struct gateway *gw = user_data;
+
+	if (tag == 0 || !gw->outbox)
+		return;
+	if (gw->outbox_inflight > 0)
+		gw->outbox_inflight--;
+	if (result == 0) {
+		int r = outbox_ack(gw->outbox, (int64_t)tag);
+
+		if (r < 0 && r != -ENOENT)
+			log_error("outbox: ack of %" PRIu64 " failed: %s", tag, strerror(-r));
+	}
+	gw_outbox_drain(gw);
+}
+
+static const struct mqtt_client_callbacks mqtt_callbacks = {
+	.on_connected = on_mqtt_connected,
+	.on_disconnected = on_mqtt_disconnected,
+	.on_message = on_mqtt_message,
+	.on_publish_done = on_mqtt_publish_done,
+};
+
+/* --- store ---------------------------------------------------------------- */
+
+static void on_store_completion(const struct store_completion *c, void *user_data)
+{
+	struct gateway *gw = user_data;
+	uint64_t wall = gw_wall_ms(gw);
+
+	if (gw->outbox && outbox_handle_completion(gw->outbox, c))
+		return;
+	switch (c->kind) {
+	case STORE_DONE_COMMITTED:
+		break;
+	case STORE_DONE_REJECTED:
+		log_error("store: record rejected: %s", c->message ? c->message : "");
+		break;
+	case STORE_DONE_DISK_ERROR:
+		log_error("store: disk error: %s", c->message ? c->message : "");
+		if (!alarm_find_open(gw->alarms, "", ALARM_STORAGE_ERROR))
+			alarm_raise(gw->alarms, "", NULL, ALARM_STORAGE_ERROR, NULL, NULL, wall,
+				    NULL);
+		break;
+	case STORE_DONE_DISK_OK:
+		log_info("store: disk writes recovered");
+		alarm_condition_cleared(gw->alarms, "", ALARM_STORAGE_ERROR, wall);
+		break;
+	}
+}
+
+static void on_store_fd(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct gateway *gw = user_data;
+
+	store_dispatch_completions(gw->store);
+}
+
+static void on_outbox_ready(struct outbox *outbox, void *user_data)
+{
+	gw_outbox_drain(user_data);
+}
+
+/* Sessions a crash interrupted are closed as aborted (issue: nothing lost). */
+static void close_interrupted_sessions(struct gateway *gw)
+{
+	char **ids = NULL;
+	size_t n = 0;
+
+	if (store_list_open_sessions(gw->store, &ids, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		char topic[TOPIC_MAX];
+		char ts[32];
+		json_t *sum;
+
+		log_warn("session %s was interrupted by a gateway stop: closing it as aborted",
+			 ids[i]);
+		store_session_end(gw->store, ids[i], "aborted", (int64_t)gw_wall_ms(gw), 0);
+		sum = payload_new(&gw->pctx, NULL);
+		if (!sum)
+			continue;
+		payload_format_ts(gw_wall_ms(gw), ts);
+		json_object_set_new(sum, "session_id", json_string(ids[i]));
+		json_object_set_new(sum, "outcome", json_string("aborted"));
+		json_object_set_new(sum, "reason", json_string("gateway_restart"));
+		json_object_set_new(sum, "started_at", json_string(ts));
+		json_object_set_new(sum, "ended_at", json_string(ts));
+		json_object_set_new(sum, "exercises", json_array());
+		json_object_set_new(sum, "alarms", json_array());
+		json_object_set_new(sum, "inflation_s_total", json_real(0));
+		if (payload_topic(&gw->pctx, topic, sizeof(topic), "session/%s/summary", ids[i]) == 0)
+			gw_publish_qos1(gw, topic, sum, OUTBOX_RETAIN);
+		json_decref(sum);
+	}
+	store_strv_free(ids);
+}
+
+static int open_store(struct gateway *gw)
+{
+	struct store_config scfg = { .data_dir = gw->cfg->data_dir };
+	char err[256] = "";
+	int r = store_open(&scfg, &gw->store, err, sizeof(err));
+
+	if (r < 0) {
+		/* Supervision must go on without a disk: run without records. */
+		log_error("store: %s; running WITHOUT persistence", err);
+		gw->store = NULL;
+		return r;
+	}
+	store_set_completion_cb(gw->store, on_store_completion, gw);
+	r = outbox_new(gw->store, (size_t)gw->cfg->outbox_max_mib << 20, &gw->outbox);
+	if (r < 0)
+		return r;
+	outbox_set_ready_cb(gw->outbox, on_outbox_ready, gw);
+	r = outbox_load_pending(gw->outbox);
+	if (r < 0)
+		log_error("outbox: reloading pending messages failed: %s", strerror(-r));
+	else if (outbox_depth(gw->outbox))
+		log_info("outbox: %zu messages waiting from before the restart",
+			 outbox_depth(gw->outbox));
+	r = loop_add_io(gw->loop, store_completion_fd(gw->store), EPOLLIN, on_store_fd, gw);
+	if (r < 0)
+		return r;
+	close_interrupted_sessions(gw);
+	return 0;
+}
+
+/* --- lifecycle ------------------------------------------------------------ */
+
+static int cuff_limits(const struct config *cfg, const struct config_cuff *cc,
+		       struct limits *out, char *err, size_t errlen)
+{
+	const struct config_limb_limits *ll = config_limb_limits(cfg, cc->limb);
+	struct limits l;
+	const struct {
+		enum limits_field field;
+		double value;
+	} overrides[] = {
+		{ LIMITS_F_MAX_PRESSURE, cc->max_pressure_mmHg },
+		{ LIMITS_F_MAX_PCT_LOP, cc->max_pct_lop },
+		{ LIMITS_F_SESSION_TOTAL_S, ll->session_total_s },
+		{ LIMITS_F_MAX_INFLATION_S, cfg->max_inflation_s },
+		{ LIMITS_F_MIN_REPERFUSION_S, cfg->min_reperfusion_s },
+		{ LIMITS_F_SAMPLE_TIMEOUT_MS, cfg->sample_timeout_ms },
+		{ LIMITS_F_DEFLATE_TIMEOUT_MS, cfg->deflate_timeout_ms },
+		{ LIMITS_F_LOP_MAX_AGE_S, cfg->lop_max_age_s },
+	};
+	int r = limits_defaults(cc->limb == CONFIG_LIMB_LEG ? BFR_LIMB_LEG : BFR_LIMB_ARM, &l);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < sizeof(overrides) / sizeof(overrides[0]); i++) {
+		r = limits_override(&l, overrides[i].field, overrides[i].value, NULL);
+		if (r < 0) {
+			snprintf(err, errlen,
+				 "cuff %s: %s = %g would loosen the compiled %s limit; limits can "
+				 "only be tightened",
+				 cc->id, limits_field_name(overrides[i].field), overrides[i].value,
+				 config_limb_name(cc->limb));
+			return r;
+		}
+	}
+	*out = l;
+	return 0;
+}
+
+static int setup_cuffs(struct gateway *gw, char *err, size_t errlen)
+{
+	static const char *const security[] = { "low", "medium", "high" };
+	int r;
+
+	gw->cuffs = calloc(gw->cfg->n_cuffs ? gw->cfg->n_cuffs : 1, sizeof(*gw->cuffs));
+	if (!gw->cuffs)
+		return -ENOMEM;
+	for (size_t i = 0; i < gw->cfg->n_cuffs; i++) {
+		struct gw_cuff *c = &gw->cuffs[i];
+		const struct config_cuff *cc = &gw->cfg->cuffs[i];
+		struct cuff_link_config lc = {
+			.id = cc->id,
+			.address = cc->address,
+			.address_type = cc->address_type == CONFIG_ADDRESS_RANDOM ? "random"
+										    : "public",
+			.adapter = cc->adapter,
+			.security = security[gw->cfg->ble_security],
+			.supervision_timeout_ms = (uint16_t)gw->cfg->supervision_timeout_ms,
+			.sched = gw->sched,
+		};
+
+		c->gw = gw;
+		c->index = i;
+		c->cfg = cc;
+		c->battery_pct = -1;
+		c->pressure = NAN;
+		c->published_pressure = NAN;
+		r = cuff_limits(gw->cfg, cc, &c->limits, err, errlen);
+		if (r < 0)
+			return r;
+		r = safety_init(&c->safety, &c->limits, loop_now_ms(gw->loop));
+		if (r < 0) {
+			snprintf(err, errlen, "cuff %s: invalid safety limits", cc->id);
+			return r;
+		}
+		r = cuff_link_new(gw->loop, &lc, &link_callbacks, c, &c->link);
+		if (r < 0) {
+			snprintf(err, errlen, "cuff %s: %s", cc->id, strerror(-r));
+			return r;
+		}
+		gw->n_cuffs++;
+	}
+	return 0;
+}
+
+static int setup_mqtt(struct gateway *gw, char *err, size_t errlen)
+{
+	char will_topic[TOPIC_MAX];
+	char filter[TOPIC_MAX];
+	struct mqtt_client_options o = {
+		.uri = gw->cfg->mqtt.uri,
+		.client_id = gw->cfg->mqtt.client_id,
+		.username = gw->cfg->mqtt.username,
+		.password = gw->cfg->mqtt.password,
+		.keepalive_s = gw->cfg->mqtt.keepalive_s,
+		.ca_file = gw->cfg->mqtt.ca_file,
+		.cert_file = gw->cfg->mqtt.cert_file,
+		.key_file = gw->cfg->mqtt.key_file,
+		.will_qos = 1,
+		.will_retain = true,
+	};
+	int r;
+
+	gw->will_payload = gw_status_json(gw, "offline");
+	if (!gw->will_payload)
+		return -ENOMEM;
+	r = payload_topic(&gw->pctx, will_topic, sizeof(will_topic), "status");
+	if (r < 0)
+		return r;
+	o.will_topic = will_topic;
+	o.will_payload = gw->will_payload;
+	o.will_len = strlen(gw->will_payload);
+	r = mqtt_client_new(gw->loop, &o, &mqtt_callbacks, gw, &gw->mqtt);
+	if (r < 0) {
+		snprintf(err, errlen, "mqtt: cannot use %s: %s", o.uri, strerror(-r));
+		return r;
+	}
+	r = payload_topic(&gw->pctx, filter, sizeof(filter), "cmd/#");
+	if (r < 0)
+		return r;
+	return mqtt_client_subscribe(gw->mqtt, filter, 1);
+}
+
+static void on_signal(struct loop *loop, int signo, void *user_data)
+{
+	struct gateway *gw = user_data;
+
+	log_info("signal %d: shutting down", signo);
+	gateway_stop(gw);
+}
+
+int gateway_new(struct loop *loop, struct config *cfg, struct gateway **out, char *err,
+		size_t errlen)
+{
+	struct gateway *gw = calloc(1, sizeof(*gw));
+	int r = -ENOMEM;
+
+	if (!gw)
+		goto fail;
+	gw->loop = loop;
+	gw->cfg = cfg;
+	r = payload_ctx_init(&gw->pctx, cfg->site, cfg->gateway_id, NULL);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot initialise message ids");
+		goto fail;
+	}
+	gw->started_wall_ms = gw_wall_ms(gw);
+	snprintf(gw->topic_prefix, sizeof(gw->topic_prefix), "bfr/v1/%s/%s", cfg->site,
+		 cfg->gateway_id);
+	/* Alarm ids continue from the wall clock so they never repeat across
+	 * restarts without reading the database (see docs/safety.md). */
+	r = alarm_table_new(cfg->gateway_id, alarm_table_capacity_for(cfg->n_cuffs),
+			    gw->started_wall_ms, gw_alarm_record, gw, &gw->alarms);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot create the alarm table: %s", strerror(-r));
+		goto fail;
+	}
+	r = transport_sched_new(loop, &gw->sched);
+	if (r < 0)
+		goto fail;
+	r = setup_cuffs(gw, err, errlen);
+	if (r < 0)
+		goto fail;
+	r = setup_mqtt(gw, err, errlen);
+	if (r < 0)
+		goto fail;
+	open_store(gw);
+	if (!gw->store)
+		alarm_raise(gw->alarms, "", NULL, ALARM_STORAGE_ERROR,
+			    "database unavailable: running without records", NULL, gw_wall_ms(gw),
+			    NULL);
+	*out = gw;
+	return 0;
+fail:
+	if (err[0] == '\0')
+		snprintf(err, errlen, "%s", strerror(-r));
+	gateway_free(gw);
+	return r;
+}
+
+int gateway_run(struct gateway *gw)
+{
+	int r;
+
+	loop_add_signal(gw->loop, SIGTERM, on_signal, gw);
+	loop_add_signal(gw->loop, SIGINT, on_signal, gw);
+	for (size_t i = 0; i < gw->n_cuffs; i++) {
+		r = cuff_link_start(gw->cuffs[i].link);
+		if (r < 0)
+			log_error("cuff %s: cannot start: %s", gw->cuffs[i].cfg->id, strerror(-r));
+	}
+	r = mqtt_client_start(gw->mqtt);
+	if (r < 0)
+		log_error("mqtt: cannot start: %s (cuffs are supervised regardless)", strerror(-r));
+	loop_add_timer(gw->loop, 1000 / gw->cfg->mqtt.telemetry_hz, telemetry_tick, gw,
+		       &gw->telemetry_timer);
+	loop_add_timer(gw->loop, GW_HOUSEKEEPING_MS, gw_housekeeping, gw,
+		       &gw->housekeeping_timer);
+	log_info("bfr-gateway %s: %s/%s supervising %zu cuffs", BFR_VERSION, gw->cfg->site,
+		 gw->cfg->gateway_id, gw->n_cuffs);
+	return loop_run(gw->loop);
+}
+
+/*
+ * Orderly stop: sessions end as stopped, inflated cuffs get a DEFLATE (the
+ * cuffs' own supervision would deflate them anyway within its timeout),
+ * records are flushed, then the broker sees the Last Will "offline".
+ */
+void gateway_stop(struct gateway *gw)
+{
+	if (gw->stopping)
+		return;
+	gw->stopping = true;
+	for (size_t i = 0; i < gw->n_sessions; i++) {
+		struct gw_session *gs = gw->sessions[i];
+
+		if (!gs->ended)
+			gw_session_stop(gs);
+	}
+	for (size_t i = 0; i < gw->n_cuffs; i++) {
+		struct gw_cuff *c = &gw->cuffs[i];
+
+		if (safety_inflated(&c->safety) || (isfinite(c->pressure) && c->pressure > 10))
+			send_deflate(c, BFR_DEFLATE_NORMAL);
+	}
+	loop_quit(gw->loop);
+}
+
+void gateway_free(struct gateway *gw)
+{
+	size_t lost = 0;
+
+	if (!gw)
+		return;
+	/* Let the DEFLATEs queued by gateway_stop reach the cuffs. */
+	if (gw->stopping)
+		for (int i = 0; i < 5; i++)
+			loop_run_once(gw->loop, 10);
+	gw_sessions_free(gw);
+	for (size_t i = 0; i < gw->n_cuffs; i++) {
+		if (gw->cuffs[i].safety_timer)
+			loop_cancel_timer(gw->loop, gw->cuffs[i].safety_timer);
+		cuff_link_free(gw->cuffs[i].link);
+	}
+	free(gw->cuffs);
+	if (gw->mqtt)
+		mqtt_client_free(gw->mqtt);
+	if (gw->store) {
+		store_flush(gw->store, GW_SHUTDOWN_FLUSH_MS);
+		loop_del_io(gw->loop, store_completion_fd(gw->store));
+	}
+	outbox_free(gw->outbox);
+	if (gw->store) {
+		store_close(gw->store, &lost);
+		if (lost)
+			log_error("store: %zu records could not be written", lost);
+	}
+	transport_sched_free(gw->sched);
+	alarm_table_free(gw->alarms);
+	for (uint64_t *t = &gw->telemetry_timer; t <= &gw->state_flush_timer; t++)
+		if (*t)
+			loop_cancel_timer(gw->loop, *t);
+	if (gw->reap_timer)
+		loop_cancel_timer(gw->loop, gw->reap_timer);
+	free(gw->will_payload);
+	config_free(gw->cfg);
+	free(gw);
+}
+
+/* --- alarms ---------------------------------------------------------------- */
+
+static void gw_alarm_record(const struct alarm_record *rec, void *user_data)
+{
+	struct gateway *gw = user_data;
+	struct gw_cuff *c = rec->cuff[0] ? gw_find_cuff(gw, rec->cuff) : NULL;
+
+	if (rec->priority >= ALARM_PRIO_MEDIUM)
+		log_warn("alarm %s %s %s on %s: %s (%s)", rec->alarm_id,
+			 alarm_priority_name(rec->priority), alarm_code_name(rec->code),
+			 rec->cuff[0] ? rec->cuff : "gateway", rec->message,
+			 alarm_state_name(rec->state));
+	gw_publish_alarm(gw, rec);
+	if (c) {
+		gw_cuff_mark_dirty(c, true);
+		if (c->session && rec->state == ALARM_STATE_ACTIVE && rec->acked_at_ms == 0 &&
+		    strcmp(rec->session_id, c->session->id) == 0)
+			gw_session_note_alarm(c->session, rec->alarm_id);
+	}
+}
