@@ -430,7 +430,8 @@ static int check_envelope(json_t *root, struct command_error *err)
 		if (ret)
 			return ret;
 		if (v != 1)
-			return fail(err, CMD_ERR_OUT_OF_RANGE, "v: %u is not supported (only 1)", v);
+			return fail(err, CMD_ERR_OUT_OF_RANGE, "v: %u is not supported (only 1)",
+				    v);
 	}
 	f = json_object_get(root, "ts");
 	if (f) {
@@ -680,8 +681,9 @@ static int check_plan(json_t *root, struct session_plan *out, struct command_err
 			    type_name(list));
 	n = json_array_size(list);
 	if (n < 1 || n > SESSION_MAX_EXERCISES)
-		return fail(err, CMD_ERR_OUT_OF_RANGE, "plan.exercises: %zu exercises, must be 1..%d",
-			    n, SESSION_MAX_EXERCISES);
+		return fail(err, CMD_ERR_OUT_OF_RANGE,
+			    "plan.exercises: %zu exercises, must be 1..%d", n,
+			    SESSION_MAX_EXERCISES);
 	for (i = 0; i < n; i++) {
 		path_fmt(where, "plan.exercises[%zu]", i);
 		ret = check_exercise(json_array_get(list, i), where, &out->exercises[i], err);
@@ -779,8 +781,9 @@ int command_parse(enum command_verb verb, const void *payload, size_t len,
 			fail(err, CMD_ERR_INTERNAL, "out of memory");
 			ret = -ENOMEM;
 		} else {
-			ret = fail(err, CMD_ERR_BAD_JSON, "payload: invalid JSON at line %d column %d: %s",
-				   jerr.line, jerr.column, jerr.text);
+			ret = fail(err, CMD_ERR_BAD_JSON,
+				   "payload: invalid JSON at line %d column %d: %s", jerr.line,
+				   jerr.column, jerr.text);
 		}
 		goto out;
 	}

@@ -279,7 +279,8 @@ static unsigned n_sets_of(const struct session_exercise *ex)
 }
 
 static void emit_event(struct session *s, enum session_event_type type, uint64_t t,
-		       const char *cuff, double lop, const char *reason, const char *message)
+		       const char *cuff, double lop, const char *reason, const char *message,
+		       const char *alarm_id)
 {
 	const struct session_exercise *ex = cur_ex(s);
 	struct session_event ev = {
@@ -293,6 +294,7 @@ static void emit_event(struct session *s, enum session_event_type type, uint64_t
 		.lop_mmHg = lop,
 		.reason = reason,
 		.message = message,
+		.alarm_id = alarm_id,
 	};
 
 	if (s->phase == SESSION_PHASE_SET || s->phase == SESSION_PHASE_REST ||
@@ -351,7 +353,7 @@ static void set_phase(struct session *s, enum session_phase phase, uint64_t t, b
 	s->phase = phase;
 	s->timed = timed;
 	s->deadline = timed ? t + duration_ms : 0;
-	emit_event(s, SESSION_EV_PHASE, t, NULL, 0, NULL, NULL);
+	emit_event(s, SESSION_EV_PHASE, t, NULL, 0, NULL, NULL, NULL);
 }
 
 /* --- phases ---------------------------------------------------------------- */
@@ -391,7 +393,7 @@ static void end_session(struct session *s, enum session_phase end, const char *r
 	s->phase = end;
 	s->timed = false;
 	s->resuming = false;
-	emit_event(s, type, t, NULL, 0, reason, message);
+	emit_event(s, type, t, NULL, 0, reason, message, NULL);
 }
 
 static void abort_session(struct session *s, const char *reason, const char *message,
@@ -422,8 +424,9 @@ static void enter_inflating(struct session *s, uint64_t t)
 		if (s->cb.check_target &&
 		    s->cb.check_target(pc->id, s->target[i], pc->lop_mmHg, ex->pct_lop,
 				       s->cb.user_data) != 0) {
-			snprintf(msg, sizeof(msg), "%s: target %.1f mmHg (%u %% of LOP %.1f) refused",
-				 pc->id, s->target[i], ex->pct_lop, pc->lop_mmHg);
+			snprintf(msg, sizeof(msg),
+				 "%s: target %.1f mmHg (%u %% of LOP %.1f) refused", pc->id,
+				 s->target[i], ex->pct_lop, pc->lop_mmHg);
 			abort_session(s, "limit_exceeded", msg, t);
 			return;
 		}
@@ -582,7 +585,7 @@ static void fire_cue(struct session *s, uint64_t t)
 	if (k % 2 == 0) {
 		s->rep = k / 2 + 1;
 		cue_all(s, BFR_CUE_REP_UP);
-		emit_event(s, SESSION_EV_REP, t, NULL, 0, NULL, NULL);
+		emit_event(s, SESSION_EV_REP, t, NULL, 0, NULL, NULL, NULL);
 	} else {
 		cue_all(s, BFR_CUE_REP_DOWN);
 	}
@@ -701,7 +704,7 @@ int session_start(struct session *s, uint64_t now_ms)
 	err = advance(s, now_ms);
 	if (err)
 		return err;
-	emit_event(s, SESSION_EV_STARTED, now_ms, NULL, 0, NULL, NULL);
+	emit_event(s, SESSION_EV_STARTED, now_ms, NULL, 0, NULL, NULL, NULL);
 	s->ex = 0;
 	enter_exercise(s, now_ms);
 	run_due(s, now_ms);
@@ -839,7 +842,7 @@ int session_lop_result(struct session *s, const char *cuff, bool ok, double lop_
 	s->cuffs[pc].lop_mmHg = lop_mmHg;
 	s->cuffs[pc].lop_valid = true;
 	s->cuffs[pc].lop_pending = false;
-	emit_event(s, SESSION_EV_LOP_MEASURED, now_ms, s->cuffs[pc].id, lop_mmHg, NULL, NULL);
+	emit_event(s, SESSION_EV_LOP_MEASURED, now_ms, s->cuffs[pc].id, lop_mmHg, NULL, NULL, NULL);
 	for (i = 0; i < cur_ex(s)->n_cuffs; i++)
 		if (s->cuffs[s->ex_cuff[i]].lop_pending)
 			return 0;
@@ -856,7 +859,7 @@ static int refuse(struct session *s, const char *what, uint64_t t)
 	if (phase_is_end(s->phase))
 		return -EBUSY;
 	snprintf(msg, sizeof(msg), "cannot %s in phase %s", what, session_phase_name(s->phase));
-	emit_event(s, SESSION_EV_REFUSED, t, NULL, 0, "bad_state", msg);
+	emit_event(s, SESSION_EV_REFUSED, t, NULL, 0, "bad_state", msg, NULL);
 	return -EBUSY;
 }
 
@@ -896,7 +899,7 @@ int session_pause(struct session *s, uint64_t now_ms)
 	s->resuming = false;
 	s->phase = SESSION_PHASE_PAUSED;
 	s->timed = false;
-	emit_event(s, SESSION_EV_PAUSED, now_ms, NULL, 0, NULL, NULL);
+	emit_event(s, SESSION_EV_PAUSED, now_ms, NULL, 0, NULL, NULL, NULL);
 	return 0;
 }
 
@@ -919,7 +922,7 @@ int session_resume(struct session *s, uint64_t now_ms)
 		return refuse(s, "resume", now_ms);
 	/* The event must report the frozen phase, not "paused". */
 	s->phase = s->frozen;
-	emit_event(s, SESSION_EV_RESUMED, now_ms, NULL, 0, NULL, NULL);
+	emit_event(s, SESSION_EV_RESUMED, now_ms, NULL, 0, NULL, NULL, NULL);
 	if (needs_inflation(s, s->frozen) && s->frozen != SESSION_PHASE_INFLATING) {
 		s->resuming = true;
 		enter_inflating(s, now_ms);
@@ -970,7 +973,7 @@ int session_note_alarm(struct session *s, const char *alarm_id, uint64_t now_ms)
 	err = advance(s, now_ms);
 	if (err)
 		return err;
-	emit_event(s, SESSION_EV_ALARM, now_ms, NULL, 0, alarm_id, NULL);
+	emit_event(s, SESSION_EV_ALARM, now_ms, NULL, 0, NULL, NULL, alarm_id);
 	return 0;
 }
 
@@ -984,7 +987,7 @@ int session_note_refused(struct session *s, const char *code, const char *messag
 	err = advance(s, now_ms);
 	if (err)
 		return err;
-	emit_event(s, SESSION_EV_REFUSED, now_ms, NULL, 0, code, message);
+	emit_event(s, SESSION_EV_REFUSED, now_ms, NULL, 0, code, message, NULL);
 	return 0;
 }
 

@@ -150,7 +150,8 @@ struct session_event {
 	unsigned rep;             /* 1-based, 0 outside sets */
 	const char *cuff;         /* LOP_MEASURED */
 	double lop_mmHg;          /* LOP_MEASURED */
-	const char *reason;       /* ABORTED / STOPPED / REFUSED code; ALARM: alarm id */
+	const char *reason;       /* ABORTED / STOPPED / REFUSED code, else NULL */
+	const char *alarm_id;     /* ALARM, else NULL */
 	const char *message;      /* human-readable detail, may be NULL */
 };
 
@@ -254,7 +255,7 @@ const char *session_id(const struct session *s);
 const struct session_plan *session_plan(const struct session *s);
 bool session_ended(const struct session *s);
 
-/* Figures of one finished set (cycle: one "on" period) of one cuff (index
+/* Figures of one finished set (0-based; cycle: one "on" period) of one cuff (index
  * into the exercise's cuffs). -ENOENT when out of range or not finished,
  * -ENODATA when it had no samples. */
 int session_set_figures(const struct session *s, unsigned exercise, unsigned set,

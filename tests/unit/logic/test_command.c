@@ -62,8 +62,8 @@ static const struct bad_case bad_cases[] = {
 	{CMD_SESSION_STOP, "{\"request_id\":\"\xff\"}", CMD_ERR_BAD_JSON, "invalid JSON", ""},
 	{CMD_SESSION_STOP, "{\"request_id\":\"a\\u0000b\"}", CMD_ERR_BAD_JSON, "invalid JSON", ""},
 	{CMD_SESSION_START, "{\"pct\":1e400}", CMD_ERR_BAD_JSON, "invalid JSON", ""},
-	{CMD_SESSION_START, "[1,2]", CMD_ERR_BAD_REQUEST, "payload: must be a JSON object, got array",
-	 ""},
+	{CMD_SESSION_START, "[1,2]", CMD_ERR_BAD_REQUEST,
+	 "payload: must be a JSON object, got array", ""},
 	{CMD_SESSION_START, "42", CMD_ERR_BAD_REQUEST, "got number", ""},
 	{CMD_SESSION_START, "null", CMD_ERR_BAD_REQUEST, "got null", ""},
 	{CMD_SESSION_START, "\"start\"", CMD_ERR_BAD_REQUEST, "got string", ""},
@@ -86,7 +86,8 @@ static const struct bad_case bad_cases[] = {
 	/* top level of session/start */
 	{CMD_SESSION_START, START_TOP("\"foo\":1"), CMD_ERR_UNKNOWN_FIELD, "foo: unknown field",
 	 "r1"},
-	{CMD_SESSION_START, "{\"request_id\":\"r1\"}", CMD_ERR_MISSING_FIELD, "plan: missing", "r1"},
+	{CMD_SESSION_START, "{\"request_id\":\"r1\"}", CMD_ERR_MISSING_FIELD, "plan: missing",
+	 "r1"},
 	{CMD_SESSION_START, "{\"request_id\":\"r1\",\"plan\":[]}", CMD_ERR_WRONG_TYPE,
 	 "plan: must be an object, got array", "r1"},
 	{CMD_SESSION_START, "{\"request_id\":\"r1\",\"plan\":{\"exercises\":[],\"x\":1}}",
@@ -107,15 +108,17 @@ static const struct bad_case bad_cases[] = {
 	{CMD_SESSION_START, START(EX_OK ",\"reps\":10"), CMD_ERR_UNKNOWN_FIELD,
 	 "plan.exercises[0].reps: unknown field", "r1"},
 	{CMD_SESSION_START, START(EX_OK ",\"averyveryveryverylongunknownfieldnamethatgoeson\":1"),
-	 CMD_ERR_UNKNOWN_FIELD, "plan.exercises[0].averyveryveryverylongunknownfiel...: unknown field", "r1"},
+	 CMD_ERR_UNKNOWN_FIELD,
+	 "plan.exercises[0].averyveryveryverylongunknownfiel...: unknown field", "r1"},
 	/* name */
 	{CMD_SESSION_START, START("\"cuffs\":[\"L\"]"), CMD_ERR_MISSING_FIELD,
 	 "plan.exercises[0].name: missing", "r1"},
 	{CMD_SESSION_START, EX_WITH("\"\"", C, P, S, T, R, RP, M), CMD_ERR_OUT_OF_RANGE,
 	 "plan.exercises[0].name: must not be empty", "r1"},
 	{CMD_SESSION_START,
-	 EX_WITH("\"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn\"", C, P, S, T,
-		 R, RP, M),
+	 EX_WITH("\"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"
+		 "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn\"",
+		 C, P, S, T, R, RP, M),
 	 CMD_ERR_OUT_OF_RANGE, "plan.exercises[0].name: 65 characters, at most 64", "r1"},
 	{CMD_SESSION_START, EX_WITH("\"a\\nb\"", C, P, S, T, R, RP, M), CMD_ERR_BAD_REQUEST,
 	 "plan.exercises[0].name: must not contain control characters", "r1"},
@@ -304,8 +307,8 @@ static void test_bad_cases(void **state)
 		ret = command_parse(bc->verb, bc->payload, strlen(bc->payload), &out_after, &err);
 		if (ret != -EINVAL || err.code != bc->code || !strstr(err.message, bc->message) ||
 		    strcmp(err.request_id, bc->request_id) != 0)
-			fail_msg("case %zu (%s): ret %d, code %s, message \"%s\", request_id \"%s\";"
-				 " want %s, \"%s\"",
+			fail_msg("case %zu (%s): ret %d, code %s, message \"%s\", "
+				 "request_id \"%s\"; want %s, \"%s\"",
 				 i, bc->payload, ret, command_error_name(err.code), err.message,
 				 err.request_id, command_error_name(bc->code), bc->message);
 		assert_memory_equal(&out_after, &out_before, sizeof(out_before));
@@ -438,7 +441,8 @@ static void test_verb_names(void **state)
 	unsigned i;
 
 	for (i = 0; i < CMD_VERB_COUNT; i++) {
-		assert_int_equal(command_verb_parse(command_verb_name((enum command_verb)i), &v), 0);
+		assert_int_equal(command_verb_parse(command_verb_name((enum command_verb)i), &v),
+				 0);
 		assert_int_equal(v, i);
 	}
 	v = CMD_ESTOP;
@@ -505,7 +509,8 @@ static void test_reply(void **state)
 					     "s-ignored", &err, &text),
 			 0);
 	check_reply(text, "{\"v\":1,\"ts\":\"2026-11-24T09:30:00.123Z\",\"msg_id\":\"gw-1-8\","
-			  "\"request_id\":\"r2\",\"ok\":false,\"error\":{\"code\":\"limit_exceeded\","
+			  "\"request_id\":\"r2\",\"ok\":false,"
+			  "\"error\":{\"code\":\"limit_exceeded\","
 			  "\"message\":\"plan.exercises[0].pct_lop: 70 % of LOP is above the arm "
 			  "limit 60 %\"}}");
 	free(text);
@@ -521,7 +526,8 @@ static void test_reply(void **state)
 	/* an empty message becomes the code, so the reply always explains */
 	command_error_set(&err, CMD_ERR_NOT_FOUND, "r3", "%s", "");
 	assert_int_equal(command_reply_build(err.request_id, "t", "m", NULL, &err, &text), 0);
-	check_reply(text, "{\"v\":1,\"ts\":\"t\",\"msg_id\":\"m\",\"request_id\":\"r3\",\"ok\":false,"
+	check_reply(text, "{\"v\":1,\"ts\":\"t\",\"msg_id\":\"m\",\"request_id\":\"r3\","
+			  "\"ok\":false,"
 			  "\"error\":{\"code\":\"not_found\",\"message\":\"not_found\"}}");
 	free(text);
 

@@ -142,7 +142,12 @@ static void on_event(const struct session_event *e, void *user_data)
 		logf_(c, "E %llu lop_measured %s %.1f", (unsigned long long)e->t_ms, e->cuff,
 		      e->lop_mmHg);
 		break;
+	case SESSION_EV_ALARM:
+		assert_null(e->reason);
+		logf_(c, "E %llu alarm %s", (unsigned long long)e->t_ms, e->alarm_id);
+		break;
 	default:
+		assert_null(e->alarm_id);
 		logf_(c, "E %llu %s%s%s", (unsigned long long)e->t_ms,
 		      session_event_type_name(e->type), e->reason ? " " : "",
 		      e->reason ? e->reason : "");
@@ -399,8 +404,9 @@ static void test_cycle_full(void **state)
 {
 	struct session_plan plan = one(exercise("kaatsu", "L", 50, SESSION_MODE_CYCLE));
 	static const char *const want[] = {
-		"1000 inflating", "1500 set",  "6500 rest",	 "11500 inflating", "12000 set",
-		"17000 rest",	  "22000 inflating", "22500 set", "27500 deflating", "28000 completed",
+		"1000 inflating", "1500 set",	"6500 rest",	   "11500 inflating",
+		"12000 set",	  "17000 rest", "22000 inflating", "22500 set",
+		"27500 deflating", "28000 completed",
 	};
 	static struct ctx c;
 	struct set_figures fig;
