@@ -973,7 +973,8 @@ int session_note_alarm(struct session *s, const char *alarm_id, uint64_t now_ms)
 	err = advance(s, now_ms);
 	if (err)
 		return err;
-	emit_event(s, SESSION_EV_ALARM, now_ms, NULL, 0, NULL, NULL, alarm_id);
+	/* reason carries the id too: gw_session.c reads it from there. */
+	emit_event(s, SESSION_EV_ALARM, now_ms, NULL, 0, alarm_id, NULL, alarm_id);
 	return 0;
 }
 

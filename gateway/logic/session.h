@@ -150,8 +150,8 @@ struct session_event {
 	unsigned rep;             /* 1-based, 0 outside sets */
 	const char *cuff;         /* LOP_MEASURED */
 	double lop_mmHg;          /* LOP_MEASURED */
-	const char *reason;       /* ABORTED / STOPPED / REFUSED code, else NULL */
-	const char *alarm_id;     /* ALARM, else NULL */
+	const char *reason;       /* ABORTED / STOPPED / REFUSED code; ALARM: the alarm id */
+	const char *alarm_id;     /* ALARM: the alarm id (same as reason), else NULL */
 	const char *message;      /* human-readable detail, may be NULL */
 };
 

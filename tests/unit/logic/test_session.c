@@ -143,7 +143,7 @@ static void on_event(const struct session_event *e, void *user_data)
 		      e->lop_mmHg);
 		break;
 	case SESSION_EV_ALARM:
-		assert_null(e->reason);
+		assert_string_equal(e->reason, e->alarm_id);
 		logf_(c, "E %llu alarm %s", (unsigned long long)e->t_ms, e->alarm_id);
 		break;
 	default:
