@@ -332,7 +332,7 @@ static void publish_summary(struct gw_session *gs)
 		for (unsigned s = 1; s <= n_sets && sets; s++) {
 			for (unsigned k = 0; k < ex->n_cuffs; k++) {
 				struct set_figures f;
-				int r = session_set_figures(gs->s, e, s, k, &f);
+				int r = session_set_figures(gs->s, e, s - 1, k, &f);
 				json_t *fj;
 
 				if (r == -ENOENT)

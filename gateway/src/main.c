@@ -10,7 +10,9 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,7 @@ int main(int argc, char **argv)
 	struct config *cfg = NULL;
 	struct gateway *gw = NULL;
 	struct loop *loop = NULL;
+	sigset_t stop_signals;
 	bool check = false;
 	char err[512] = "";
 	int opt, r;
@@ -132,6 +135,15 @@ int main(int argc, char **argv)
 	}
 	/* A broker that goes away mid-write must not kill the supervisor. */
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Block the stop signals before any thread exists (the store's writer,
+	 * Paho's): threads inherit the mask, so SIGTERM can only arrive through
+	 * the loop's signalfd and run the orderly stop.
+	 */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	r = loop_new(&loop);
 	if (r < 0) {
 		fprintf(stderr, "bfr-gateway: event loop: %s\n", strerror(-r));

@@ -417,9 +417,9 @@ class Collector:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self.topic = topic  # before loop_start: _on_connect reads it on paho's thread
         self.client.connect("127.0.0.1", port, keepalive=30, clean_start=True)
         self.client.loop_start()
-        self.topic = topic
         self.wait_for(lambda c: c.subscribed, 10, "the collector to connect and subscribe")
 
     # paho callbacks (network thread)
