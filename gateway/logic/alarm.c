@@ -374,6 +374,14 @@ const struct alarm_record *alarm_find_open(const struct alarm_table *t, const ch
 	return find(t, cuff, code, NULL);
 }
 
+const struct alarm_record *alarm_find_id(const struct alarm_table *t, const char *alarm_id)
+{
+	for (size_t i = 0; t && alarm_id && i < t->capacity; i++)
+		if (t->used[i] && strcmp(t->slots[i].alarm_id, alarm_id) == 0)
+			return &t->slots[i];
+	return NULL;
+}
+
 size_t alarm_open_count(const struct alarm_table *t)
 {
 	size_t n = 0;

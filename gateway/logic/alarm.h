@@ -161,6 +161,8 @@ int alarm_list_open(const struct alarm_table *t, const char *cuff,
 /* The open alarm of (cuff, code), or NULL. */
 const struct alarm_record *alarm_find_open(const struct alarm_table *t, const char *cuff,
 					   enum alarm_code code);
+/* The open alarm with this id, or NULL. */
+const struct alarm_record *alarm_find_id(const struct alarm_table *t, const char *alarm_id);
 size_t alarm_open_count(const struct alarm_table *t);
 uint64_t alarm_next_seq(const struct alarm_table *t);
 

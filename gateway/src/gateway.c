@@ -486,6 +486,53 @@ static void on_mqtt_disconnected(struct mqtt_client *client, const char *reason,
 	gw->mqtt_connected = false;
 }
 
+/*
+ * A retained alarm on our topics that our table does not hold open was left
+ * by an earlier run of this gateway (a crash cannot publish the closing
+ * record). It is closed publicly, so dashboards do not show a ghost forever;
+ * its record stays in the database.
+ */
+static void close_orphan_alarm(struct gateway *gw, const char *alarm_id, const uint8_t *payload,
+			       size_t len)
+{
+	char topic[TOPIC_MAX], ts[32];
+	json_t *rec, *state, *fresh;
+
+	const char *dash = strrchr(alarm_id, '-');
+	unsigned long long seq;
+	char *end;
+
+	if (len == 0 || !command_id_valid(alarm_id) || alarm_find_id(gw->alarms, alarm_id) || !dash)
+		return;
+	/* Only ids numbered before this run started: our own echo is not an orphan. */
+	errno = 0;
+	seq = strtoull(dash + 1, &end, 10);
+	if (errno || *end || end == dash + 1 || seq >= gw->started_wall_ms)
+		return;
+	rec = json_loadb((const char *)payload, len, 0, NULL);
+	state = rec ? json_object_get(rec, "state") : NULL;
+	if (!json_is_string(state) || strcmp(json_string_value(state), "cleared") == 0) {
+		json_decref(rec);
+		return;
+	}
+	log_warn("alarm %s is left over from an earlier run: closing it", alarm_id);
+	payload_format_ts(gw_wall_ms(gw), ts);
+	json_object_set_new(rec, "state", json_string("cleared"));
+	json_object_set_new(rec, "condition_present", json_false());
+	json_object_set_new(rec, "cleared_at", json_string(ts));
+	json_object_set_new(rec, "message", json_string("closed: the gateway restarted"));
+	json_object_set_new(rec, "ts", json_string(ts));
+	fresh = payload_new(&gw->pctx, NULL); /* a new msg_id: this is a new message */
+	if (fresh)
+		json_object_set(rec, "msg_id", json_object_get(fresh, "msg_id"));
+	json_decref(fresh);
+	if (payload_topic(&gw->pctx, topic, sizeof(topic), "alarm/%s", alarm_id) == 0) {
+		gw_publish_qos1(gw, topic, rec, 0);
+		gw_publish_qos1_raw(gw, topic, "", 0, OUTBOX_RETAIN, NULL);
+	}
+	json_decref(rec);
+}
+
 static void on_mqtt_message(struct mqtt_client *client, const char *topic, const uint8_t *payload,
 			    size_t len, const char *response_topic, const uint8_t *correlation,
 			    size_t correlation_len, void *user_data)
@@ -493,7 +540,13 @@ static void on_mqtt_message(struct mqtt_client *client, const char *topic, const
 	struct gateway *gw = user_data;
 	size_t plen = strlen(gw->topic_prefix);
 
-	if (strncmp(topic, gw->topic_prefix, plen) != 0 || strncmp(topic + plen, "/cmd/", 5) != 0)
+	if (strncmp(topic, gw->topic_prefix, plen) != 0)
+		return;
+	if (strncmp(topic + plen, "/alarm/", 7) == 0) {
+		close_orphan_alarm(gw, topic + plen + 7, payload, len);
+		return;
+	}
+	if (strncmp(topic + plen, "/cmd/", 5) != 0)
 		return;
 	gw_command_handle(gw, topic + plen + 5, payload, len, response_topic, correlation,
 			  correlation_len);
@@ -747,6 +800,13 @@ static int setup_mqtt(struct gateway *gw, char *err, size_t errlen)
 		return r;
 	}
 	r = payload_topic(&gw->pctx, filter, sizeof(filter), "cmd/#");
+	if (r < 0)
+		return r;
+	r = mqtt_client_subscribe(gw->mqtt, filter, 1);
+	if (r < 0)
+		return r;
+	/* Retained alarms of an earlier run come back here (close_orphan_alarm). */
+	r = payload_topic(&gw->pctx, filter, sizeof(filter), "alarm/+");
 	if (r < 0)
 		return r;
 	return mqtt_client_subscribe(gw->mqtt, filter, 1);
