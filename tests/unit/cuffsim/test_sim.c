@@ -1,0 +1,361 @@
+/*
+ * test_sim.c - the simulator's I/O layer on a real event loop: sockets and
+ * their cleanup, the sample tick, the control socket, connection
+ * replacement, `drop`, and the over-limit -> DEFLATE latency in `stats`.
+ *
+ * Waits are on conditions with deadlines (the loop is run until the
+ * expected PDU or reply is there), never sleeps.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "att.h"
+#include "bytes.h"
+#include "cuff_profile.h"
+#include "loop.h"
+#include "sim.h"
+
+/* Handles with --handle-shift 0 (the layout test_cuff_gatt discovers). */
+#define H_PRESSURE 0x17
+#define H_PRESSURE_CCCD 0x18
+#define H_CP 0x1B
+#define H_CP_CCCD 0x1C
+
+#define DEADLINE_MS 3000
+
+struct env {
+	char dir[64];
+	struct loop *loop;
+	struct sim *sim;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int env_setup(void **state)
+{
+	static struct env e;
+	struct sim_config cfg = { .n_cuffs = 2, .limb = BFR_LIMB_LEG, .rate_hz = 100,
+				  .seed = 9, .batch = 1 };
+
+	memset(&e, 0, sizeof(e));
+	strcpy(e.dir, "/tmp/cuffsim-test-XXXXXX");
+	assert_non_null(mkdtemp(e.dir));
+	cfg.dir = e.dir;
+	assert_int_equal(loop_new(&e.loop), 0);
+	assert_int_equal(sim_new(e.loop, &cfg, &e.sim), 0);
+	assert_int_equal(sim_start(e.sim), 0);
+	*state = &e;
+	return 0;
+}
+
+static int env_teardown(void **state)
+{
+	struct env *e = *state;
+	char path[128];
+	struct stat st;
+
+	sim_free(e->sim);
+	loop_free(e->loop);
+	/* Every socket is unlinked again. */
+	snprintf(path, sizeof(path), "%s/cuff-01.sock", e->dir);
+	assert_int_equal(stat(path, &st), -1);
+	snprintf(path, sizeof(path), "%s/control.sock", e->dir);
+	assert_int_equal(stat(path, &st), -1);
+	assert_int_equal(rmdir(e->dir), 0);
+	return 0;
+}
+
+static int connect_to(const char *dir, const char *name, int type)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, type, 0);
+
+	assert_true(fd >= 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s/%s", dir, name);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+/* Runs the loop until fd has something to read (or EOF); returns recv's result. */
+static ssize_t recv_wait(struct env *e, int fd, void *buf, size_t cap)
+{
+	uint64_t deadline = now_ms() + DEADLINE_MS;
+
+	while (now_ms() < deadline) {
+		ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT);
+
+		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			return n;
+		loop_run_once(e->loop, 10);
+	}
+	fail_msg("nothing arrived within %d ms", DEADLINE_MS);
+	return -1;
+}
+
+/* Sends a control line and returns its reply line (malloc'd, without newline). */
+static char *control(struct env *e, int fd, const char *line)
+{
+	static char acc[1 << 20];
+	size_t len = 0;
+
+	assert_int_equal(send(fd, line, strlen(line), 0), (ssize_t)strlen(line));
+	for (;;) {
+		ssize_t n = recv_wait(e, fd, acc + len, sizeof(acc) - 1 - len);
+		char *nl;
+
+		assert_true(n > 0);
+		len += (size_t)n;
+		acc[len] = '\0';
+		nl = strchr(acc, '\n');
+		if (nl) {
+			*nl = '\0';
+			assert_int_equal(nl + 1 - acc, (long)len); /* exactly one line */
+			return strdup(acc);
+		}
+	}
+}
+
+static void att_write(int fd, uint8_t op, uint16_t handle, const uint8_t *v, size_t len)
+{
+	uint8_t pdu[32] = { op };
+
+	put_le16(pdu + 1, handle);
+	memcpy(pdu + 3, v, len);
+	assert_int_equal(send(fd, pdu, 3 + len, 0), (ssize_t)(3 + len));
+}
+
+static void enable(struct env *e, int fd, uint16_t cccd, uint16_t bits)
+{
+	uint8_t v[2], rsp[ATT_MAX_MTU];
+
+	put_le16(v, bits);
+	att_write(fd, ATT_OP_WRITE_REQ, cccd, v, 2);
+	for (;;) { /* notifications may come first; skip to the response */
+		ssize_t n = recv_wait(e, fd, rsp, sizeof(rsp));
+
+		assert_true(n > 0);
+		if (rsp[0] == ATT_OP_WRITE_RSP)
+			return;
+		assert_int_equal(rsp[0], ATT_OP_HANDLE_VALUE_NTF);
+	}
+}
+
+static void test_control_socket_replies(void **state)
+{
+	struct env *e = *state;
+	int c = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	char *r;
+	char long_line[400];
+
+	r = control(e, c, "limit 1 120\n");
+	assert_string_equal(r, "ok limit 1");
+	free(r);
+	r = control(e, c, "bogus 1\n");
+	assert_string_equal(r, "error: unknown command 'bogus'");
+	free(r);
+	r = control(e, c, "leak 3\n");
+	assert_string_equal(r, "error: leak: bad cuff '3' (1..2 or all)");
+	free(r);
+	memset(long_line, 'x', sizeof(long_line) - 1);
+	long_line[sizeof(long_line) - 1] = '\n';
+	assert_int_equal(send(c, long_line, sizeof(long_line), 0), (ssize_t)sizeof(long_line));
+	r = control(e, c, "");
+	assert_string_equal(r, "error: line too long");
+	free(r);
+	r = control(e, c, "status 2\n");
+	assert_true(strncmp(r, "ok {", 4) == 0);
+	{
+		json_error_t jerr;
+		json_t *o = json_loads(r + 3, 0, &jerr);
+
+		assert_non_null(o);
+		assert_int_equal(json_integer_value(json_object_get(o, "cuff")), 2);
+		assert_true(json_is_false(json_object_get(o, "connected")));
+		assert_true(json_real_value(json_object_get(o, "limit")) == 250.0);
+		json_decref(o);
+	}
+	free(r);
+	close(c);
+}
+
+static void test_samples_flow_and_connection_replacement(void **state)
+{
+	struct env *e = *state;
+	int a = connect_to(e->dir, "cuff-01.sock", SOCK_SEQPACKET), b, ctl;
+	uint8_t buf[ATT_MAX_MTU];
+	struct bfr_sample s[4];
+	size_t n = 0;
+	ssize_t len;
+	char *r;
+
+	enable(e, a, H_PRESSURE_CCCD, ATT_CCCD_NOTIFY);
+	len = recv_wait(e, a, buf, sizeof(buf));
+	assert_int_equal(len, 3 + 1 + BFR_SAMPLE_WIRE_SIZE);
+	assert_int_equal(buf[0], ATT_OP_HANDLE_VALUE_NTF);
+	assert_int_equal(get_le16(buf + 1), H_PRESSURE);
+	assert_int_equal(bfr_pressure_decode(buf + 3, (size_t)len - 3, s, 4, &n), 0);
+	assert_int_equal(n, 1);
+
+	/* A second central replaces the first, which sees the link close. */
+	b = connect_to(e->dir, "cuff-01.sock", SOCK_SEQPACKET);
+	for (;;) {
+		len = recv_wait(e, a, buf, sizeof(buf));
+		if (len <= 0)
+			break;
+	}
+	assert_int_equal(len, 0);
+	/* The new link starts with notifications off: requests still answered. */
+	enable(e, b, H_PRESSURE_CCCD, ATT_CCCD_NOTIFY);
+
+	ctl = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	r = control(e, ctl, "drop 1\n");
+	assert_string_equal(r, "ok drop 1");
+	free(r);
+	for (;;) {
+		len = recv_wait(e, b, buf, sizeof(buf));
+		if (len <= 0)
+			break;
+	}
+	assert_int_equal(len, 0);
+	r = control(e, ctl, "status 1\n");
+	assert_non_null(strstr(r, "\"connected\":false"));
+	assert_non_null(strstr(r, "\"connections\":2"));
+	free(r);
+	close(a);
+	close(b);
+	close(ctl);
+}
+
+static void test_over_limit_to_deflate_latency(void **state)
+{
+	struct env *e = *state;
+	int cuff = connect_to(e->dir, "cuff-02.sock", SOCK_SEQPACKET);
+	int ctl = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	uint8_t buf[ATT_MAX_MTU], deflate[2] = { BFR_CP_DEFLATE, BFR_DEFLATE_SAFETY };
+	json_error_t jerr;
+	json_t *root, *lat, *c2;
+	char *r;
+	bool over = false, indicated = false;
+
+	enable(e, cuff, H_PRESSURE_CCCD, ATT_CCCD_NOTIFY);
+	enable(e, cuff, H_CP_CCCD, ATT_CCCD_INDICATE);
+	free(control(e, ctl, "limit 2 100\n"));
+	r = control(e, ctl, "spike 2 150 2000\n");
+	assert_string_equal(r, "ok spike 2");
+	free(r);
+	/* Play the gateway: the first sample above the limit triggers DEFLATE. */
+	while (!over) {
+		struct bfr_sample s[4];
+		size_t n = 0;
+		ssize_t len = recv_wait(e, cuff, buf, sizeof(buf));
+
+		assert_true(len > 3);
+		if (buf[0] != ATT_OP_HANDLE_VALUE_NTF || get_le16(buf + 1) != H_PRESSURE)
+			continue;
+		assert_int_equal(bfr_pressure_decode(buf + 3, (size_t)len - 3, s, 4, &n), 0);
+		over = s[0].pressure_mmhg > 100;
+	}
+	att_write(cuff, ATT_OP_WRITE_REQ, H_CP, deflate, sizeof(deflate));
+	while (!indicated) {
+		ssize_t len = recv_wait(e, cuff, buf, sizeof(buf));
+		struct bfr_cp_response rsp;
+
+		assert_true(len > 0);
+		if (buf[0] != ATT_OP_HANDLE_VALUE_IND)
+			continue;
+		assert_int_equal(bfr_cp_response_decode(buf + 3, (size_t)len - 3, &rsp), 0);
+		assert_int_equal(rsp.req_opcode, BFR_CP_DEFLATE);
+		assert_int_equal(rsp.result, BFR_RESULT_SUCCESS);
+		indicated = true;
+	}
+
+	r = control(e, ctl, "stats\n");
+	assert_true(strncmp(r, "ok {", 4) == 0);
+	root = json_loads(r + 3, 0, &jerr);
+	free(r);
+	assert_non_null(root);
+	lat = json_object_get(root, "latency");
+	assert_int_equal(json_integer_value(json_object_get(lat, "count")), 1);
+	assert_true(json_integer_value(json_object_get(lat, "max_us")) > 0);
+	/* Generous: the round trip is local; seconds would mean a broken clock. */
+	assert_true(json_integer_value(json_object_get(lat, "max_us")) < 1000000);
+	assert_int_equal(json_integer_value(json_object_get(lat, "p50_us")),
+			 json_integer_value(json_object_get(lat, "max_us")));
+	c2 = json_array_get(json_object_get(root, "cuffs"), 1);
+	assert_int_equal(json_array_size(json_object_get(c2, "latency_us")), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(c2, "deflates"),
+							    "safety")),
+			 1);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(c2, "cp_writes"),
+							    "deflate")),
+			 1);
+	assert_true(json_integer_value(json_object_get(c2, "samples_sent")) > 0);
+	assert_true(json_integer_value(json_object_get(c2, "att_requests")) >= 3);
+	assert_int_equal(json_integer_value(json_object_get(c2, "malformed_pdus")), 0);
+	json_decref(root);
+	close(cuff);
+	close(ctl);
+}
+
+static void test_sim_new_rejects_bad_config(void **state)
+{
+	struct loop *loop;
+	struct sim *s = (struct sim *)0x1;
+	struct sim_config cfg = { .dir = "/tmp", .n_cuffs = 1, .limb = BFR_LIMB_LEG,
+				  .rate_hz = 50, .batch = 1 };
+	char longdir[200];
+
+	assert_int_equal(loop_new(&loop), 0);
+	cfg.n_cuffs = 0;
+	assert_int_equal(sim_new(loop, &cfg, &s), -EINVAL);
+	cfg.n_cuffs = 1;
+	cfg.batch = BFR_MAX_SAMPLES_PER_NTF + 1;
+	assert_int_equal(sim_new(loop, &cfg, &s), -EINVAL);
+	cfg.batch = 1;
+	cfg.rate_hz = 0;
+	assert_int_equal(sim_new(loop, &cfg, &s), -EINVAL);
+	cfg.rate_hz = 50;
+	memset(longdir, 'd', sizeof(longdir) - 1);
+	longdir[sizeof(longdir) - 1] = '\0';
+	cfg.dir = longdir;
+	assert_int_equal(sim_new(loop, &cfg, &s), -ENAMETOOLONG);
+	cfg.dir = "/nonexistent/cuffsim";
+	assert_int_equal(sim_new(loop, &cfg, &s), -ENOENT);
+	assert_ptr_equal(s, (struct sim *)0x1);
+	loop_free(loop);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_control_socket_replies, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_samples_flow_and_connection_replacement,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_over_limit_to_deflate_latency, env_setup,
+						env_teardown),
+		cmocka_unit_test(test_sim_new_rejects_bad_config),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
