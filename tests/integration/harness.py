@@ -211,19 +211,31 @@ class Broker:
         self.proc = None
         self.conf = os.path.join(h.tmp, "mosquitto.conf")
 
-    def start(self, port=None, attempts=3):
-        """Starts on port (or a free one); returns when it accepts TCP connections."""
+    def start(self, port=None, attempts=3, persistence=False):
+        """Starts on port (or a free one); returns when it accepts TCP connections.
+
+        persistence=True keeps sessions, subscriptions, queued QoS 1 messages and
+        retained messages in <tmp>/mosquitto-db/ across a restart (saved on
+        SIGTERM), so a persistent Collector misses nothing published while it was
+        disconnected."""
+        self.persistence = persistence
+        if persistence:
+            db_dir = os.path.join(self.h.tmp, "mosquitto-db") + "/"
+            os.makedirs(db_dir, exist_ok=True)
+            persist = "persistence true\npersistence_location %s\n" % db_dir
+        else:
+            persist = "persistence false\n"
         for attempt in range(attempts):
             self.port = port or free_port()
             with open(self.conf, "w") as f:
                 f.write("# written by tests/integration/harness.py\n"
                         "listener %d 127.0.0.1\n"
                         "allow_anonymous true\n"
-                        "persistence false\n"
+                        "%s"
                         "log_dest stderr\n"
                         "log_type error\nlog_type warning\nlog_type notice\n"
                         "log_type information\n"
-                        "connection_messages true\n" % self.port)
+                        "connection_messages true\n" % (self.port, persist))
             self.proc = self.h.spawn("mosquitto", [MOSQUITTO, "-c", self.conf])
             try:
                 self.proc.wait_line(r"mosquitto version \S+ running", 10)
@@ -248,6 +260,11 @@ class Broker:
         if self.proc:
             self.proc.expect_exit = True
             self.proc.stop()
+
+    def restart(self):
+        """Stops (SIGTERM) and starts again on the same port with the same settings."""
+        self.stop()
+        return self.start(port=self.port, persistence=getattr(self, "persistence", False))
 
     @property
     def uri(self):
@@ -400,7 +417,13 @@ class Collector:
     """MQTT 5 client subscribed to bfr/v1/#: keeps every message, validates each
     against its topic's schema, and lets tests wait on conditions over them."""
 
-    def __init__(self, h, port, topic="bfr/v1/#", name="collector"):
+    def __init__(self, h, port, topic="bfr/v1/#", name="collector", persistent=False,
+                 reconnect_max_s=None):
+        """persistent=True: an MQTT 5 session that outlives a disconnect (clean start
+        on the first connect only, session expiry 1 h), so that with a persistent
+        broker (Broker.start(persistence=True)) QoS 1 messages published while the
+        collector was away are queued for it. reconnect_max_s caps paho's
+        reconnect backoff (default 1 s doubling to 120 s)."""
         self.h = h
         self.port = port
         self.cond = threading.Condition(threading.RLock())
@@ -418,7 +441,15 @@ class Collector:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.topic = topic  # before loop_start: _on_connect reads it on paho's thread
-        self.client.connect("127.0.0.1", port, keepalive=30, clean_start=True)
+        if reconnect_max_s is not None:
+            self.client.reconnect_delay_set(min(0.25, reconnect_max_s), reconnect_max_s)
+        if persistent:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            self.client.connect("127.0.0.1", port, keepalive=30,
+                                clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties=props)
+        else:
+            self.client.connect("127.0.0.1", port, keepalive=30, clean_start=True)
         self.client.loop_start()
         self.wait_for(lambda c: c.subscribed, 10, "the collector to connect and subscribe")
 
@@ -639,9 +670,9 @@ class Harness:
         self.procs.append(proc)
         return proc
 
-    def start_broker(self):
+    def start_broker(self, persistence=False):
         self.broker = Broker(self)
-        self.broker.start()
+        self.broker.start(persistence=persistence)
         return self.broker
 
     def start_cuffsim(self, cuffs, args=(), directory=None):
@@ -800,3 +831,106 @@ class _SuiteHarness:
         if self.h.problems and not failed_before:
             pass  # logs were printed by teardown already
         return True  # the failure is counted; finish() reports it
+
+
+# --- sessions and alarms (helpers for the fault tests) ---------------------------
+
+
+def short_plan(cuff, reps=20, tempo=(1, 1), pct_lop=80, mode="continuous", rest_s=0, sets=1):
+    """A one-exercise plan on one cuff: sets x reps at tempo, continuous by default."""
+    return {"exercises": [{"name": "it-%s" % cuff, "cuffs": [cuff], "pct_lop": pct_lop,
+                           "mode": mode, "sets": [reps] * sets, "tempo_s": list(tempo),
+                           "rest_s": rest_s, "reperfusion_s": 60}]}
+
+
+def start_session(h, col, plan):
+    """cmd/session/start that must be accepted; returns the session id."""
+    r = h.send_command(col, "session/start", {"plan": plan})
+    check_that(r.get("ok") is True, "session/start refused: %s" % r.get("error"))
+    check_that(isinstance(r.get("session_id"), str), "accepted start without session_id")
+    return r["session_id"]
+
+
+def session_events(col, session_id):
+    """Payloads of session/{id}/event received so far, in arrival order."""
+    topic = "%s/session/%s/event" % (PREFIX, session_id)
+    return [m.payload for m in col.select("session-event", topic=topic) if m.payload]
+
+
+def wait_session_event(col, session_id, pred, timeout, what):
+    """The first event of the session for which pred(event) holds."""
+    def find(c):
+        for e in session_events(c, session_id):
+            if pred(e):
+                return e
+        return None
+    return col.wait_for(find, timeout, "%s (session %s)" % (what, session_id))
+
+
+def wait_phase(col, session_id, phase, timeout):
+    return wait_session_event(col, session_id, lambda e: e.get("type") == "phase" and
+                              e.get("phase") == phase, timeout, "phase %s" % phase)
+
+
+def wait_session_end(col, session_id, timeout):
+    """The session's completed/stopped/aborted event."""
+    return wait_session_event(col, session_id, lambda e: e.get("type") in
+                              ("completed", "stopped", "aborted"), timeout, "the session's end")
+
+
+def alarm_records(col, cuff=None, code=None, since=0.0):
+    """Non-empty alarm records received, optionally of one cuff and/or code."""
+    return [m for m in col.select("alarm", since) if m.payload and
+            (cuff is None or m.payload.get("cuff") == cuff) and
+            (code is None or m.payload.get("code") == code)]
+
+
+def wait_alarm(col, cuff, code, timeout, since=0.0):
+    """The first record of alarm `code` on `cuff` (a Msg: .payload, .retain, .t)."""
+    msgs = col.wait_for(lambda c: alarm_records(c, cuff, code, since), timeout,
+                        "alarm %s on %s" % (code, cuff))
+    return msgs[0]
+
+
+def alarm_closed(col, alarm_id):
+    """True once the final 'cleared' record and then the empty payload arrived."""
+    topic = "%s/alarm/%s" % (PREFIX, alarm_id)
+    msgs = col.select("alarm", topic=topic)
+    seen_cleared = False
+    for m in msgs:
+        if m.payload and m.payload.get("state") == "cleared":
+            seen_cleared = True
+        elif m.raw == b"" and seen_cleared:
+            return True
+    return False
+
+
+def wait_alarm_closed(col, alarm_id, timeout):
+    col.wait_for(lambda c: alarm_closed(c, alarm_id), timeout,
+                 "alarm %s to close (a cleared record, then an empty payload)" % alarm_id)
+
+
+def ack_alarm(h, col, alarm_id, by="integration-test"):
+    r = h.send_command(col, "alarm/ack", {"alarm_id": alarm_id, "by": by})
+    check_that(r.get("ok") is True, "alarm/ack %s refused: %s" % (alarm_id, r.get("error")))
+    return r
+
+
+def cuff_alarms_active(col, cuff):
+    """alarms_active of the cuff's latest cuff-state (None if none received)."""
+    p = col.latest_payload("cuff/%s/state" % cuff)
+    return None if p is None else p.get("alarms_active")
+
+
+def sim_cuff_stats(sim, index):
+    """cuffsim's stats of cuff index (1-based)."""
+    for c in sim.stats()["cuffs"]:
+        if c["cuff"] == index:
+            return c
+    fail("cuffsim stats have no cuff %d" % index)
+
+
+def wait_sim(sim, index, pred, timeout, what, poll=0.05):
+    """Polls cuffsim's stats of one cuff until pred(stats) holds (cuffsim cannot signal)."""
+    return wait_until(lambda: (lambda s: s if pred(s) else None)(sim_cuff_stats(sim, index)),
+                      timeout, "cuffsim cuff %d: %s" % (index, what), poll)
