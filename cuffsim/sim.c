@@ -323,7 +323,8 @@ static void cuff_notify_status(struct sim_cuff *c)
 {
 	struct bfr_status st;
 
-	if (c->conn_fd < 0)
+	/* A stalled cuff sends no notifications at all, status included. */
+	if (c->conn_fd < 0 || c->stall)
 		return;
 	cuff_model_status(c->model, &st);
 	if (c->status_valid && st.state == c->last_status.state &&

@@ -28,6 +28,7 @@
 #include "cuff_profile.h"
 #include "loop.h"
 #include "sim.h"
+#include "test_alloc.h"
 
 /* Handles with --handle-shift 0 (the layout test_cuff_gatt discovers). */
 #define H_PRESSURE 0x17
@@ -345,6 +346,35 @@ static void test_sim_new_rejects_bad_config(void **state)
 	loop_free(loop);
 }
 
+static void test_sim_new_alloc_failure_leaves_nothing(void **state)
+{
+	char dir[] = "/tmp/cuffsim-alloc-XXXXXX";
+	struct sim_config cfg = { .n_cuffs = 3, .limb = BFR_LIMB_ARM, .rate_hz = 50, .batch = 1 };
+	struct loop *loop;
+	struct sim *s = (struct sim *)0x1;
+	int err = -ENOMEM;
+
+	assert_non_null(mkdtemp(dir));
+	cfg.dir = dir;
+	assert_int_equal(loop_new(&loop), 0);
+	for (long n = 0; err == -ENOMEM; n++) {
+		test_alloc_fail_after(n);
+		err = sim_new(loop, &cfg, &s);
+		test_alloc_reset();
+		if (err == -ENOMEM) {
+			assert_ptr_equal(s, (struct sim *)0x1);
+			/* Every socket created on the way was closed and unlinked. */
+			assert_int_equal(rmdir(dir), 0);
+			assert_non_null(mkdtemp(strcpy(dir, "/tmp/cuffsim-alloc-XXXXXX")));
+			cfg.dir = dir;
+		}
+	}
+	assert_int_equal(err, 0);
+	sim_free(s);
+	loop_free(loop);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -355,6 +385,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_over_limit_to_deflate_latency, env_setup,
 						env_teardown),
 		cmocka_unit_test(test_sim_new_rejects_bad_config),
+		cmocka_unit_test(test_sim_new_alloc_failure_leaves_nothing),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
