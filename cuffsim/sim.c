@@ -769,7 +769,8 @@ static void on_client(struct loop *loop, int fd, uint32_t events, void *user_dat
 			shutdown(fd, SHUT_RD);
 		}
 		for (ssize_t i = 0; i < n; i++) {
-			char ch = buf[i];
+			/* A NUL would cut the line short unseen: make the parser see it. */
+			char ch = buf[i] ? buf[i] : '\x01';
 
 			if (ch == '\n') {
 				if (cl->discarding) {

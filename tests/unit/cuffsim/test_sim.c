@@ -183,6 +183,10 @@ static void test_control_socket_replies(void **state)
 	r = control(e, c, "");
 	assert_string_equal(r, "error: line too long");
 	free(r);
+	assert_int_equal(send(c, "stats\0x", 7, 0), 7);
+	r = control(e, c, "\n");
+	assert_string_equal(r, "error: control character in line");
+	free(r);
 	r = control(e, c, "status 2\n");
 	assert_true(strncmp(r, "ok {", 4) == 0);
 	{
@@ -318,6 +322,76 @@ static void test_over_limit_to_deflate_latency(void **state)
 	close(ctl);
 }
 
+/* Writes a control-point value and returns the result of its indication. */
+static uint8_t cp_result(struct env *e, int fd, const uint8_t *v, size_t len, uint8_t *req_op)
+{
+	uint8_t buf[ATT_MAX_MTU], cfm = ATT_OP_HANDLE_VALUE_CFM;
+	struct bfr_cp_response rsp;
+	bool write_rsp = false;
+
+	att_write(fd, ATT_OP_WRITE_REQ, H_CP, v, len);
+	for (;;) {
+		ssize_t n = recv_wait(e, fd, buf, sizeof(buf));
+
+		assert_true(n > 0);
+		if (buf[0] == ATT_OP_WRITE_RSP) {
+			write_rsp = true;
+			continue;
+		}
+		if (buf[0] != ATT_OP_HANDLE_VALUE_IND)
+			continue;
+		/* The Write Response always comes before the result. */
+		assert_true(write_rsp);
+		assert_int_equal(bfr_cp_response_decode(buf + 3, (size_t)n - 3, &rsp), 0);
+		assert_int_equal(send(fd, &cfm, 1, 0), 1);
+		*req_op = rsp.req_opcode;
+		return rsp.result;
+	}
+}
+
+static void test_control_point_results_over_the_socket(void **state)
+{
+	static const struct {
+		uint8_t v[6];
+		size_t len;
+		uint8_t op, result;
+	} cases[] = {
+		{ { BFR_CP_SET_TARGET, 0xFF, 0x07, 0, 0 }, 5, BFR_CP_SET_TARGET,
+		  BFR_RESULT_INVALID_PARAMETER },                     /* NaN */
+		{ { BFR_CP_SET_TARGET, 0x04, 0x01, 0, 0 }, 5, BFR_CP_SET_TARGET,
+		  BFR_RESULT_LIMIT_EXCEEDED },                        /* 260 mmHg */
+		{ { BFR_CP_SET_TARGET, 0x04, 0x01 }, 3, BFR_CP_SET_TARGET,
+		  BFR_RESULT_INVALID_PARAMETER },                     /* truncated */
+		{ { BFR_CP_DEFLATE, 3 }, 2, BFR_CP_DEFLATE, BFR_RESULT_INVALID_PARAMETER },
+		{ { BFR_CP_SET_SUPERVISION, 0x10, 0x00 }, 3, BFR_CP_SET_SUPERVISION,
+		  BFR_RESULT_INVALID_PARAMETER },                     /* 16 ms */
+		{ { 0x7F }, 1, 0x7F, BFR_RESULT_NOT_SUPPORTED },
+		{ { BFR_CP_IDENTIFY }, 1, BFR_CP_IDENTIFY, BFR_RESULT_SUCCESS },
+		{ { BFR_CP_SET_TARGET, 0x64, 0x00, 0, 0 }, 5, BFR_CP_SET_TARGET,
+		  BFR_RESULT_SUCCESS },                               /* 100 mmHg */
+	};
+	struct env *e = *state;
+	int cuff = connect_to(e->dir, "cuff-01.sock", SOCK_SEQPACKET);
+	int ctl = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	char *r;
+
+	enable(e, cuff, H_CP_CCCD, ATT_CCCD_INDICATE);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint8_t op = 0;
+
+		assert_int_equal(cp_result(e, cuff, cases[i].v, cases[i].len, &op), cases[i].result);
+		assert_int_equal(op, cases[i].op);
+	}
+	r = control(e, ctl, "status 1\n");
+	/* Only the last write changed the target; the invalid ones were counted. */
+	assert_non_null(strstr(r, "\"target\":100"));
+	assert_non_null(strstr(r, "\"invalid\":4"));
+	assert_non_null(strstr(r, "\"identify_blinks\":1"));
+	free(r);
+	close(cuff);
+	close(ctl);
+}
+
 static void test_sim_new_rejects_bad_config(void **state)
 {
 	struct loop *loop;
@@ -384,6 +458,8 @@ int main(void)
 						env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_over_limit_to_deflate_latency, env_setup,
 						env_teardown),
+		cmocka_unit_test_setup_teardown(test_control_point_results_over_the_socket,
+						env_setup, env_teardown),
 		cmocka_unit_test(test_sim_new_rejects_bad_config),
 		cmocka_unit_test(test_sim_new_alloc_failure_leaves_nothing),
 	};
