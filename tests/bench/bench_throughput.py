@@ -64,11 +64,13 @@ def run(n, window_s):
         ingested = (sent1 - sent0) / dt_sim
         epoch = st1["_wall"] - st1["uptime_ms"] / 1000.0  # cuffsim t_ms 0 in wall time
         pub_samples = 0
+        pub_msgs = 0
         lag_first, lag_last = [], []
         cuffs_seen = set()
         for t, cuff, ns, newest in tap.records():
             if w0 <= t < w1:
                 pub_samples += ns
+                pub_msgs += 1
                 cuffs_seen.add(cuff)
                 if newest is not None:
                     lag = (t - (epoch + newest / 1000.0)) * 1000.0
@@ -77,9 +79,11 @@ def run(n, window_s):
                     elif t >= w1 - 5:
                         lag_last.append(lag)
         published = pub_samples / (w1 - w0)
+        msgs_s = pub_msgs / (w1 - w0)
         return {
             "n": n, "online_s": sysd["t_online"], "connected_s": sysd["t_all_connected"],
-            "ingested": ingested, "expected": n * 50.0, "published": published,
+            "ingested": ingested, "expected": n * 50.0, "published": published, "msgs_s": msgs_s,
+            "expected_msgs": n * 10.0,
             "dropped": drop1 - drop0, "connected": conn1, "cuffs_seen": len(cuffs_seen),
             "cpu": cpu_pct, "rss_kib": rss, "hwm_kib": hwm,
             "lag_first": (B.pct(lag_first, 50), B.pct(lag_first, 100)),
@@ -106,6 +110,7 @@ def main():
         rows.append([
             n, "%.2f" % r["online_s"], "%.2f" % r["connected_s"],
             "%.0f" % r["expected"], "%.0f" % r["ingested"], "%.0f" % r["published"],
+            "%.0f / %.0f" % (r["msgs_s"], r["expected_msgs"]),
             "%.3f" % (r["published"] / r["ingested"] if r["ingested"] else 0),
             r["dropped"],
             "%.0f / %.0f" % r["lag_first"], "%.0f / %.0f" % r["lag_last"],
@@ -113,7 +118,7 @@ def main():
             "%.1f" % r["cpu"]["mosquitto"],
             "%.1f" % (r["rss_kib"] / 1024), "%.1f" % (r["hwm_kib"] / 1024)])
     B.hr("throughput, window %.0f s, 50 Hz per cuff, telemetry_hz 10" % args.window)
-    B.table(["cuffs", "online s", "all conn s", "offered/s", "ingested/s", "published/s",
+    B.table(["cuffs", "online s", "all conn s", "offered/s", "ingested/s", "published/s", "msgs/s got / expected",
              "pub/ingest", "sim dropped", "lag p50/max first 5 s ms",
              "lag p50/max last 5 s ms", "gw CPU %", "cuffsim CPU %", "mosq CPU %",
              "gw RSS MiB", "gw HWM MiB"], rows)

@@ -208,7 +208,7 @@ class TelemetryTap:
         self.path = os.path.join(h.tmp, "%s.txt" % name)
         self.f = open(self.path, "wb")
         self.popen = subprocess.Popen(
-            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "0", "-t", topic,
+            ["stdbuf", "-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "0", "-t", topic,
              "-F", "%U %t %p", "-i", "%s-%s" % (name, uuid.uuid4().hex[:8])],
             stdout=self.f, stderr=subprocess.DEVNULL)
         # Subscribed once the first line lands (the gateway publishes at telemetry_hz).
