@@ -485,7 +485,7 @@ static json_t *cuff_json(const struct sim_cuff *c)
 		"{s:i, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
 		" s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 		" s:{s:I, s:I, s:I, s:I}, s:I, s:I,"
-		" s:f, s:f, s:f, s:f, s:o, s:f, s:s, s:o, s:f, s:I, s:o}",
+		" s:f, s:f, s:f, s:f, s:o, s:f, s:s, s:o, s:f, s:I, s:o, s:I, s:I}",
 		"cuff", (int)c->index, "connected", c->conn_fd >= 0, "connections",
 		(json_int_t)c->connections, "samples_sent", (json_int_t)c->samples_sent,
 		"samples_dropped", (json_int_t)c->samples_dropped, "notifications",
@@ -508,7 +508,8 @@ static json_t *cuff_json(const struct sim_cuff *c)
 		isnan(mi.last_lop_mmhg) ? json_null() : json_real(mi.last_lop_mmhg), "limit",
 		c->limit_mmhg, "state", mi.state < 6 ? STATE_NAMES[mi.state] : "?", "faults",
 		faults_json(mi.faults, c->stall), "true_pressure", round1(mi.pressure_mmhg),
-		"identify_blinks", (json_int_t)mi.identify_blinks, "latency_us", lat);
+		"identify_blinks", (json_int_t)mi.identify_blinks, "latency_us", lat, "send_failures",
+		(json_int_t)gs.send_failures, "indications_dropped", (json_int_t)gs.indications_dropped);
 	return o;
 }
 

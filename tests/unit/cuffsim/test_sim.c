@@ -317,6 +317,8 @@ static void test_over_limit_to_deflate_latency(void **state)
 	assert_true(json_integer_value(json_object_get(c2, "samples_sent")) > 0);
 	assert_true(json_integer_value(json_object_get(c2, "att_requests")) >= 3);
 	assert_int_equal(json_integer_value(json_object_get(c2, "malformed_pdus")), 0);
+	assert_int_equal(json_integer_value(json_object_get(c2, "send_failures")), 0);
+	assert_true(json_is_integer(json_object_get(c2, "indications_dropped")));
 	json_decref(root);
 	close(cuff);
 	close(ctl);
