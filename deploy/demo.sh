@@ -9,7 +9,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD="$ROOT/build-demo"
-DURATION=20
+DURATION=60 # long enough for the demo session to complete (LOP, 2 sets, summary)
 KEEP=0
 BUILD_IT=1
 PY=/usr/bin/python3
