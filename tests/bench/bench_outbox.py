@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""bench_outbox: store-and-forward under a broker outage with 100 active cuffs.
+
+Run (from the repository root; tests/bench/run-all.sh does all of this):
+
+    BFR_BUILD_DIR=$PWD/build-release /usr/bin/python3 tests/bench/bench_outbox.py \
+        [--cuffs 100] [--outage 60 180]
+
+For each outage length: mosquitto, cuffsim (100 cuffs, 50 Hz), the gateway,
+and one single-cuff session per cuff (continuous, tempo [1,1] s, two sets of
+100 reps with no rest: 400 s inflated, below the 600 s limit), so that rep
+events (QoS 1, never coalesced), session states, cuff states and alarms flow.
+Once every session is in its first `set`, mosquitto is stopped for the outage
+and started again on the same port. Measured:
+- outbox depth (rows of the outbox table in <data_dir>/bfr-gateway.db, read
+  with a separate read-only SQLite connection every 50 ms) at the end of the
+  outage, and the rate at which it grew (messages committed per s);
+- drain: time from mosquitto accepting connections again to the outbox
+  depth first falling back to the live level (<= its pre-outage maximum + 10),
+  and the drain rate (rows removed per s, net of new rows);
+- delivery: per session, the rep/phase event seq numbers received by a
+  subscriber (connected before the gateway's reconnect) have no gap across
+  the outage (events are never dropped).
+"""
+
+import argparse
+import os
+import sqlite3
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
+
+
+def depth_reader(path):
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
+
+    def depth():
+        return con.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    return depth
+
+
+def plan(cuff):
+    return {"plan": {"exercises": [{
+        "name": "bench", "cuffs": [cuff], "pct_lop": 50, "mode": "continuous",
+        "sets": [100, 100], "tempo_s": [1, 1], "rest_s": 0, "reperfusion_s": 60}]}}
+
+
+def run(n, outage_s):
+    h = B.Harness("bench-outbox-%d" % outage_s)
+    sub = None
+    try:
+        broker = h.start_broker()
+        port = broker.port
+        sim = h.start_cuffsim(n, ["--rate", "50"])
+        topics = [B.PREFIX + "/status", B.PREFIX + "/cuff/+/state", B.PREFIX + "/reply/#",
+                  B.PREFIX + "/session/+/event"]
+        sub = B.LeanSub(port, topics)
+        cfg = h.write_gateway_config(B.sim_cuffs(sim))
+        gw = h.start_gateway(cfg)
+        sub.wait(lambda: sub.n_connected() >= n, 60, "all cuffs connected")
+        # Discovery done: every cuff has sent samples.
+        deadline = time.monotonic() + 60
+        while not all(c["samples_sent"] > 0 for c in sim.stats()["cuffs"]):
+            if time.monotonic() > deadline:
+                B.fail("not every cuff streams")
+            time.sleep(0.2)
+        sub.wait(lambda: (sub.status or {}).get("state") == "online", 30, "status online")
+        sessions = []
+        for i in range(1, n + 1):
+            try:
+                r = sub.command("session/start", plan("cuff-%02d" % i), timeout=30)
+            except B.harness.TestFailure:  # the gateway's cmd subscription may be in flight
+                r = sub.command("session/start", plan("cuff-%02d" % i), timeout=30)
+                if not r.get("ok") and r["error"]["code"] == "cuff_busy":
+                    # The first start was accepted, its reply late: reuse its session.
+                    r = {"ok": True, "session_id": r["error"]["message"].split()[-1]}
+            if not r.get("ok"):
+                B.fail("session/start refused: %r" % r)
+            sessions.append(r["session_id"])
+        # Every session in its first set (LOP measured, inflated).
+        sub.wait(lambda: all(any(e[2] == "rep" for e in sub.events.get(s, ()))
+                             for s in sessions), 90, "every session repping")
+        depth = depth_reader(os.path.join(h.tmp, "data", "bfr-gateway.db"))
+        live = []
+        t_end = time.monotonic() + 3
+        while time.monotonic() < t_end:  # live depth before the outage
+            live.append(depth())
+            time.sleep(0.05)
+        live_max = max(live)
+        seq_before = {s: max(e[1] for e in sub.events[s]) for s in sessions}
+        sub.close()
+        sub = None
+        broker.stop()
+        t_down = time.monotonic()
+        cpu = B.CpuWindow({"gateway": gw.pid})
+        cpu.start()
+        d0 = depth()
+        samples = []
+        while time.monotonic() - t_down < outage_s:
+            samples.append((time.monotonic() - t_down, depth()))
+            time.sleep(0.5)
+        d_end = depth()
+        cpu_down = cpu.stop()
+        grow_rate = (d_end - d0) / (time.monotonic() - t_down)
+        # Broker back on the same port; a subscriber connected before the gateway's
+        # reconnect (its backoff is >= the time the subscriber needs).
+        broker.start(port=port)
+        t_up = time.monotonic()
+        sub = B.LeanSub(port, topics, name="bench-after")
+        t_sub = time.monotonic() - t_up
+        cpu.start()
+        t_drained = None
+        trace = []
+        deadline = t_up + 120
+        while time.monotonic() < deadline:
+            d = depth()
+            trace.append((time.monotonic() - t_up, d))
+            if d <= live_max + 10:
+                t_drained = time.monotonic() - t_up
+                break
+            time.sleep(0.05)
+        cpu_up = cpu.stop()
+        # Gaps: every seq after the last one seen before the outage must arrive.
+        missing = 0
+
+        def complete():
+            nonlocal missing
+            missing = 0
+            for s in sessions:
+                got = {e[1] for e in sub.events.get(s, ())}
+                if not got:
+                    missing += 1
+                    continue
+                top = max(got)
+                missing += sum(1 for q in range(seq_before[s] + 1, top + 1) if q not in got)
+            return missing == 0
+        try:
+            sub.wait(complete, 30, "every event seq after the outage")
+        except B.harness.TestFailure:
+            pass
+        received = sum(len([e for e in sub.events.get(s, ()) if e[1] > seq_before[s]])
+                       for s in sessions)
+        rss, hwm = B.ProcStat(gw.pid).mem_kib()
+        first_reconnect = None
+        for i, line in enumerate(gw.lines):
+            if "mqtt: connected" in line:
+                first_reconnect = i
+        return {"outage_s": outage_s, "d0": d0, "d_end": d_end, "live_max": live_max,
+                "grow_rate": grow_rate, "t_drained": t_drained, "t_sub": t_sub,
+                "drain_rate": (d_end - (trace[-1][1] if trace else d_end)) / t_drained
+                if t_drained else None,
+                "missing": missing, "received_after": received, "cpu_down": cpu_down["gateway"],
+                "cpu_up": cpu_up["gateway"], "hwm": hwm, "rss": rss,
+                "trace": trace[:: max(1, len(trace) // 20)]}
+    finally:
+        if sub:
+            sub.close()
+        h.teardown()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cuffs", type=int, default=100)
+    ap.add_argument("--outage", type=int, nargs="*", default=[60, 180])
+    args = ap.parse_args()
+    info = B.require_release()
+    B.hr("bench_outbox (build %s, %s)" % (B.harness.BUILD_DIR, info.get("CMAKE_BUILD_TYPE")))
+    rows = []
+    for o in args.outage:
+        r = run(args.cuffs, o)
+        print("outage %d s: %r" % (o, r), flush=True)
+        rows.append([args.cuffs, o, r["live_max"], r["d_end"], "%.1f" % r["grow_rate"],
+                     "%.2f" % r["t_drained"] if r["t_drained"] is not None else "not drained",
+                     "%.0f" % r["drain_rate"] if r["drain_rate"] else "-",
+                     r["received_after"], r["missing"], "%.1f" % r["cpu_down"],
+                     "%.1f" % r["cpu_up"], "%.1f" % (r["hwm"] / 1024)])
+    B.hr("outbox: %d cuffs in sessions, broker down then back" % args.cuffs)
+    B.table(["cuffs", "outage s", "live depth", "depth at end", "committed/s during outage",
+             "broker up -> drained s", "drain rows/s", "events received after",
+             "event seq missing", "gw CPU % down", "gw CPU % drain", "gw HWM MiB"], rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
