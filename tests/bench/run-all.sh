@@ -1,0 +1,35 @@
+#!/bin/sh
+# run-all.sh - build the Release binaries (no sanitizers, -O2) and run every
+# benchmark in tests/bench/, results to stdout. Not part of ctest: the figures
+# depend on the machine. Takes about 15 minutes on a 2-core machine.
+#
+#   tests/bench/run-all.sh [BUILD_DIR]      (default: build-release in the source tree)
+#
+# Needs mosquitto, mosquitto_sub, Debian's /usr/bin/python3 with python3-paho-mqtt
+# (deploy/install-deps.sh installs all of them). See docs/benchmarks.md.
+set -eu
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${1:-$SRC/build-release}
+PY=/usr/bin/python3
+
+echo "== machine =="
+echo "nproc: $(nproc)"
+grep -m1 'model name' /proc/cpuinfo || true
+uname -sr
+echo "build: $BUILD (CMAKE_BUILD_TYPE=Release, BFR_SANITIZE=OFF)"
+
+cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBFR_SANITIZE=OFF >/dev/null
+cmake --build "$BUILD" --target bfr-gateway cuffsim >/dev/null
+
+export BFR_BUILD_DIR="$BUILD"
+cd "$SRC"
+$PY tests/bench/bench_throughput.py 10 100 500
+$PY tests/bench/bench_safety_latency.py 10 100 500
+$PY tests/bench/bench_outbox.py --cuffs 100 --outage 60 180
+
+echo
+echo "== bench_store =="
+cc -O2 -std=c11 -D_GNU_SOURCE -Igateway/store tests/bench/bench_store.c \
+   gateway/store/store.c gateway/store/store_schema.c gateway/store/outbox.c \
+   -lsqlite3 -ljansson -lpthread -o "$BUILD/bench_store"
+"$BUILD/bench_store"
