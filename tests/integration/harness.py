@@ -223,6 +223,10 @@ class Broker:
             db_dir = os.path.join(self.h.tmp, "mosquitto-db") + "/"
             os.makedirs(db_dir, exist_ok=True)
             persist = "persistence true\npersistence_location %s\n" % db_dir
+            if os.geteuid() == 0:
+                # mosquitto drops root for user mosquitto, who cannot enter our
+                # 0700 temporary directory to save its database on exit.
+                persist += "user root\n"
         else:
             persist = "persistence false\n"
         for attempt in range(attempts):
