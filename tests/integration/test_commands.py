@@ -289,8 +289,9 @@ def main():
             r = send("session/stop", {"session_id": r["session_id"]})
             check_that(r["ok"] is True, "stop: %r" % r)
 
-        suite.check("estop of cuff-01 ok, DEFLATE(e-stop) to it alone; alarm_unacked for start and lop/measure until alarm/ack ok; "
-                    "start accepted after the ack", estop_and_ack)
+        suite.check("estop of cuff-01 ok, DEFLATE(e-stop) to it alone; alarm_unacked for "
+                    "start and lop/measure until alarm/ack ok; start accepted after the ack",
+                    estop_and_ack)
 
         def all_valid():
             col.assert_valid()
