@@ -250,10 +250,10 @@ def main():
             t_alarm = wait_alarm(col, cid(DROP), "link_lost_inflated", 0).t
             s = wait_sim(sim, DROP, lambda s: s["connected"] and s["connections"] >= 2, 15,
                          "the gateway to reconnect")
-            # The HIGH alarm should end the exercise (docs/safety.md, integrator notes);
-            # today the session is aborted by the DEFLATE(safety) at link up, reason "safety".
-            e = expect_aborted(col, sessions[DROP], {"link_lost_inflated", "not_connected",
-                                                     "safety"}, timeout=15)
+            # The HIGH alarm ends the exercise (docs/safety.md, integrator notes): at link
+            # loss ("link_lost"), or, in older wiring, only by the DEFLATE(safety) at link up.
+            e = expect_aborted(col, sessions[DROP], {"link_lost", "link_lost_inflated",
+                                                     "not_connected", "safety"}, timeout=15)
             t_end = [m.t for m in col.select("session-event") if m.payload and
                      m.payload.get("session_id") == sessions[DROP] and
                      m.payload.get("type") == "aborted"][0]
