@@ -34,7 +34,7 @@ REPS = 20                # 40 s set: the outage fits inside it
 CUE_PERIOD_S = 1.0
 CUE_TOL_S = 0.2          # per interval: polling (20 ms) + scheduling on a loaded 2-core VM
 OUTAGE_CUES = 5          # cue intervals observed while the broker is down
-DRAIN_S = 20.0
+DRAIN_S = 35.0         # the gateway reconnects with backoff 1 s doubling to 30 s
 
 
 def cue_times(sim, n, timeout):
