@@ -29,6 +29,7 @@ struct session {
 	struct session_plan plan;
 	struct session_config cfg;
 	struct session_callbacks cb;
+	bool deflate_for_rest; /* the DEFLATEs being emitted are for a rest */
 
 	struct plan_cuff cuffs[MAX_PLAN_CUFFS];
 	unsigned n_cuffs;
@@ -314,6 +315,7 @@ static void emit_action(struct session *s, enum session_action_kind kind, unsign
 		.target_mmHg = target,
 		.ramp_ms = kind == SESSION_ACT_SET_TARGET ? s->cfg.ramp_ms : 0,
 		.reason = reason,
+		.rest = kind == SESSION_ACT_DEFLATE && s->deflate_for_rest,
 		.cue = cue,
 	};
 
@@ -336,15 +338,23 @@ static void inflation_stop(struct session *s, uint64_t t)
 	s->inflated = false;
 }
 
-static void deflate_all(struct session *s, enum bfr_deflate_reason reason, uint64_t t)
+static void deflate_all_ex(struct session *s, enum bfr_deflate_reason reason, bool rest,
+			   uint64_t t)
 {
 	unsigned i;
 
 	if (!cur_ex(s))
 		return;
+	s->deflate_for_rest = rest;
 	for (i = 0; i < cur_ex(s)->n_cuffs; i++)
 		emit_action(s, SESSION_ACT_DEFLATE, i, 0, reason, BFR_CUE_REP_UP);
+	s->deflate_for_rest = false;
 	inflation_stop(s, t);
+}
+
+static void deflate_all(struct session *s, enum bfr_deflate_reason reason, uint64_t t)
+{
+	deflate_all_ex(s, reason, false, t);
 }
 
 static void set_phase(struct session *s, enum session_phase phase, uint64_t t, bool timed,
@@ -558,7 +568,7 @@ static void set_done(struct session *s, uint64_t t)
 	}
 	cue_all(s, BFR_CUE_REST);
 	if (ex->mode != SESSION_MODE_CONTINUOUS)
-		deflate_all(s, BFR_DEFLATE_NORMAL, t);
+		deflate_all_ex(s, BFR_DEFLATE_NORMAL, true, t);
 	set_phase(s, SESSION_PHASE_REST, t, true, (uint64_t)rest_s * 1000);
 }
 

@@ -121,6 +121,8 @@ struct session_action {
 	double target_mmHg;             /* SET_TARGET */
 	uint16_t ramp_ms;               /* SET_TARGET */
 	enum bfr_deflate_reason reason; /* DEFLATE */
+	bool rest;                      /* DEFLATE for an intermittent rest or a cycle's
+					 * "off" period (not the start of reperfusion) */
 	enum bfr_cue cue;               /* CUE */
 };
 

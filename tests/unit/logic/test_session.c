@@ -105,7 +105,7 @@ static void on_action(const struct session_action *a, void *user_data)
 		m->cmd_lag = m->lag;
 		break;
 	case SESSION_ACT_DEFLATE:
-		logf_(c, "A deflate %s %d", a->cuff, (int)a->reason);
+		logf_(c, "A deflate %s %d%s", a->cuff, (int)a->reason, a->rest ? " rest" : "");
 		m->from = model_p(m, c->now);
 		m->to = 0;
 		m->cmd_t = c->now;
@@ -389,7 +389,7 @@ static void test_intermittent_full(void **state)
 	run_until(&c, 20000);
 	expect_phases(&c, want, sizeof(want) / sizeof(want[0]));
 	at = find_line(&c, 0, "A cue L rest");
-	at = find_line(&c, at, "A deflate L 0"); /* deflated through the rest */
+	at = find_line(&c, at, "A deflate L 0 rest"); /* deflated through the rest */
 	at = find_line(&c, at, "E 5500 phase rest");
 	at = find_line(&c, at, "A set L 100.0");
 	find_line(&c, at, "E 10500 phase inflating");
@@ -419,10 +419,11 @@ static void test_cycle_full(void **state)
 	expect_phases(&c, want, sizeof(want) / sizeof(want[0]));
 	/* Stepped pressure: 80 %, 90 %, 100 % of the 100 mmHg target. */
 	at = find_line(&c, 0, "A set L 80.0");
-	at = find_line(&c, at, "A deflate L 0");
+	at = find_line(&c, at, "A deflate L 0 rest"); /* "off" periods are rests */
 	at = find_line(&c, at, "A set L 90.0");
-	at = find_line(&c, at, "A deflate L 0");
-	find_line(&c, at, "A set L 100.0");
+	at = find_line(&c, at, "A deflate L 0 rest");
+	at = find_line(&c, at, "A set L 100.0");
+	find_line(&c, at, "A deflate L 0"); /* the end of the exercise is not */
 	assert_int_equal(count_prefix(&c, "E "), 11);
 	assert_int_equal(count_prefix(&c, "A cue L rep"), 0); /* no reps in cycle mode */
 	assert_int_equal(session_set_figures(c.s, 0, 1, 0, &fig), 0);
