@@ -795,6 +795,21 @@ int cuff_link_send_cp(struct cuff_link *link, const struct bfr_cp_request *req)
 		else if (!slot)
 			slot = &link->cp[i];
 	}
+	if (!slot && deflate) {
+		/*
+		 * Every slot is taken (a cuff that answers nothing while the safety
+		 * engine re-sends DEFLATE): stop tracking the oldest DEFLATE. The
+		 * new one supersedes it, and a DEFLATE is never refused.
+		 */
+		for (int i = 0; i < CP_SLOTS; i++) {
+			struct cp_slot *c = &link->cp[i];
+
+			if (c->in_use && c->opcode == BFR_CP_DEFLATE && (!slot || c->seq < slot->seq))
+				slot = c;
+		}
+		if (slot)
+			cp_release(slot);
+	}
 	if (!slot || (!deflate && used >= CP_SLOTS - CP_SLOTS_RESERVED))
 		return -EBUSY;
 	token = malloc(sizeof(*token));
