@@ -271,6 +271,31 @@ done:
 	return 0;
 }
 
+int alarm_restore(struct alarm_table *t, const struct alarm_record *rec)
+{
+	size_t slot = 0;
+
+	if (!t || !rec || !valid_code(rec->code) || rec->state == ALARM_STATE_CLEARED ||
+	    !valid_str(rec->cuff, ALARM_CUFF_MAX, true) ||
+	    codes[rec->code].gateway_wide != (rec->cuff[0] == '\0') ||
+	    !valid_str(rec->alarm_id, ALARM_ID_MAX, false) ||
+	    !valid_str(rec->session_id, ALARM_SESSION_MAX, true) ||
+	    !valid_str(rec->acked_by, ALARM_BY_MAX, true) ||
+	    !valid_str(rec->message, ALARM_MSG_MAX, false))
+		return -EINVAL;
+	if (find(t, rec->cuff, rec->code, NULL) || alarm_find_id(t, rec->alarm_id))
+		return -EEXIST;
+	if (free_slots(t, &slot) == 0)
+		return -ENOSPC;
+	t->slots[slot] = *rec;
+	t->slots[slot].priority = codes[rec->code].priority;
+	t->slots[slot].kind = codes[rec->code].kind;
+	t->used[slot] = true;
+	if (rec->seq >= t->next_seq)
+		t->next_seq = rec->seq + 1;
+	return 0;
+}
+
 int alarm_condition_cleared(struct alarm_table *t, const char *cuff, enum alarm_code code,
 			    uint64_t now_ms)
 {

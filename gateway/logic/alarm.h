@@ -148,6 +148,15 @@ int alarm_condition_cleared(struct alarm_table *t, const char *cuff, enum alarm_
  */
 int alarm_ack(struct alarm_table *t, const char *alarm_id, const char *by, uint64_t now_ms);
 
+/*
+ * Puts back an open alarm recorded by an earlier run (e.g. a latched HIGH
+ * still awaiting acknowledgement), without emitting a record; the id
+ * counter moves past rec->seq. Priority and kind come from the code table.
+ * -EINVAL for a bad record or a cleared one, -EEXIST if (cuff, code) or the
+ * id is already open, -ENOSPC when the table is full.
+ */
+int alarm_restore(struct alarm_table *t, const struct alarm_record *rec);
+
 /* An open, unacknowledged HIGH alarm on cuff, or a gateway-wide one (e.g. estop). */
 bool alarm_has_unacked_high(const struct alarm_table *t, const char *cuff);
 

@@ -1114,6 +1114,98 @@ fail:
 	return ret;
 }
 
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t ? (const char *)t : NULL;
+}
+
+int store_load_open_alarms(struct store *store,
+			   int (*fn)(const struct store_alarm *alarm, void *user_data),
+			   void *user_data)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, ret = 0;
+
+	if (!store || !fn)
+		return -EINVAL;
+	pthread_mutex_lock(&store->db_lock);
+	rc = sqlite3_prepare_v2(store->db,
+				"SELECT alarm_id, cuff, session_id, code, priority, kind, state, "
+				"condition_present, raised_ms, acked_ms, acked_by, cleared_ms, "
+				"message, vals FROM alarms WHERE state <> 'cleared' "
+				"ORDER BY raised_ms, rowid",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlfail;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_alarm a = {
+			.alarm_id = col_text(st, 0),
+			.cuff = col_text(st, 1),
+			.session_id = col_text(st, 2),
+			.code = col_text(st, 3),
+			.priority = col_text(st, 4),
+			.kind = col_text(st, 5),
+			.state = col_text(st, 6),
+			.condition_present = sqlite3_column_int(st, 7) != 0,
+			.raised_ms = sqlite3_column_int64(st, 8),
+			.acked_ms = sqlite3_column_int64(st, 9),
+			.acked_by = col_text(st, 10),
+			.cleared_ms = sqlite3_column_int64(st, 11),
+			.message = col_text(st, 12),
+			.values_json = col_text(st, 13),
+		};
+
+		if (!a.alarm_id || !a.code || !a.state)
+			continue;
+		ret = fn(&a, user_data);
+		if (ret < 0)
+			goto fail;
+	}
+	if (rc != SQLITE_DONE)
+		goto sqlfail;
+	goto fail;
+sqlfail:
+	ret = store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+fail:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&store->db_lock);
+	return ret;
+}
+
+int store_alarm_max_seq(struct store *store, const char *gateway_id, uint64_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	sqlite3_int64 max = 0;
+	int rc, ret = 0;
+
+	if (!store || !gateway_id || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&store->db_lock);
+	/* Ids are "<gateway>-<seq>"; the numeric tail after the gateway's prefix. */
+	rc = sqlite3_prepare_v2(store->db,
+				"SELECT MAX(CAST(substr(alarm_id, length(?1) + 2) AS INTEGER)) "
+				"FROM alarms WHERE substr(alarm_id, 1, length(?1) + 1) = ?1 || '-'",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlfail;
+	sqlite3_bind_text(st, 1, gateway_id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW)
+		goto sqlfail;
+	max = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&store->db_lock);
+	*out = max > 0 ? (uint64_t)max : 0;
+	return 0;
+sqlfail:
+	ret = store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&store->db_lock);
+	return ret;
+}
+
 int store_outbox_load(struct store *store,
 		      int (*fn)(const struct store_outbox_row *row, void *user_data),
 		      void *user_data)

@@ -210,6 +210,14 @@ int store_outbox_load(struct store *store,
 		      int (*fn)(const struct store_outbox_row *row, void *user_data),
 		      void *user_data);
 
+/* Calls fn for every alarm not cleared, oldest first (strings valid during
+ * the call; acked_ms / cleared_ms 0 when NULL). fn returns 0 or -errno to stop. */
+int store_load_open_alarms(struct store *store,
+			   int (*fn)(const struct store_alarm *alarm, void *user_data),
+			   void *user_data);
+/* The highest <seq> of the alarm ids "<gateway_id>-<seq>" recorded (0: none). */
+int store_alarm_max_seq(struct store *store, const char *gateway_id, uint64_t *out);
+
 /* Test hook: runs sql on the writer's connection between batches (e.g.
  * "PRAGMA max_page_count = 10" to simulate a full disk). */
 int store_test_exec(struct store *store, const char *sql);
