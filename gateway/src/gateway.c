@@ -154,7 +154,9 @@ static void execute_actions(struct gw_cuff *c, const struct safety_action *acts,
 	for (size_t i = 0; i < n; i++) {
 		const char *why = "safety";
 
-		if (acts[i].type != SAFETY_ACT_DEFLATE || !c->session || c->session->ended)
+		/* A re-sent routine DEFLATE (a slowly venting cuff) is no reason. */
+		if (acts[i].type != SAFETY_ACT_DEFLATE || !c->session || c->session->ended ||
+		    acts[i].deflate_reason == BFR_DEFLATE_NORMAL)
 			continue;
 		for (size_t j = 0; j < n; j++)
 			if (acts[j].type == SAFETY_ACT_RAISE && acts[j].priority == ALARM_PRIO_HIGH) {
@@ -238,7 +240,10 @@ static void on_link_state(struct cuff_link *link, enum cuff_link_state state, co
 		log_warn("cuff %s: link lost%s%s", c->cfg->id, error ? ": " : "",
 			 error ? error : "");
 		c->lop_measuring = false;
+		c->commanded_target = 0; /* the cuff deflates itself without keepalives */
 		gw_safety_event(c, &ev);
+		if (c->session && !c->session->ended)
+			gw_session_abort(c->session, "link_lost", BFR_DEFLATE_SAFETY);
 	} else if (state != old && state != CUFF_LINK_READY) {
 		log_info("cuff %s: %s%s%s", c->cfg->id, cuff_link_state_name(state),
 			 error ? ": " : "", error ? error : "");
@@ -277,15 +282,17 @@ static void on_samples(struct cuff_link *link, const struct bfr_sample *samples,
 	struct gateway *gw = c->gw;
 	uint64_t now = loop_now_ms(gw->loop);
 
+	/* 1. Safety sees every sample of the notification before anything else. */
 	for (size_t i = 0; i < n; i++) {
-		const struct bfr_sample *s = &samples[i];
 		struct safety_event ev = { .type = SAFETY_EV_SAMPLE };
 
-		/* 1. Safety, before anything else sees the sample. */
-		ev.sample.pressure_mmhg = s->pressure_mmhg;
-		ev.sample.target_mmhg = s->target_mmhg;
-		ev.sample.status = s->status;
+		ev.sample.pressure_mmhg = samples[i].pressure_mmhg;
+		ev.sample.target_mmhg = samples[i].target_mmhg;
+		ev.sample.status = samples[i].status;
 		gw_safety_event(c, &ev);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct bfr_sample *s = &samples[i];
 
 		/* 2. The session's timing and per-set figures. */
 		if (c->session && !c->session->ended && isfinite(s->pressure_mmhg) &&
@@ -356,6 +363,20 @@ static void lop_result(struct gw_cuff *c, bool ok, double lop)
 	gw_cuff_mark_dirty(c, true);
 }
 
+/*
+ * The cuff did not take a SET_TARGET: whatever it does now, it is not what
+ * the session planned. Deflate it and end the session rather than time sets
+ * against a pressure that is not there.
+ */
+static void target_not_reached(struct gw_cuff *c, const char *why)
+{
+	if (c->commanded_target <= 0)
+		return;
+	gw_cuff_deflate(c, BFR_DEFLATE_NORMAL, false);
+	if (c->session && !c->session->ended)
+		gw_session_abort(c->session, why, BFR_DEFLATE_NORMAL);
+}
+
 static void on_cp_result(struct cuff_link *link, const struct bfr_cp_response *rsp,
 			 void *user_data)
 {
@@ -370,9 +391,12 @@ static void on_cp_result(struct cuff_link *link, const struct bfr_cp_response *r
 		lop_result(c, rsp->result == BFR_RESULT_SUCCESS && rsp->has_lop &&
 				      isfinite(rsp->lop_mmhg),
 			   rsp->lop_mmhg);
-	if (rsp->result != BFR_RESULT_SUCCESS)
+	if (rsp->result != BFR_RESULT_SUCCESS) {
 		log_warn("cuff %s: %s answered %s", c->cfg->id, bfr_cp_opcode_name(rsp->req_opcode),
 			 bfr_cp_result_name(rsp->result));
+		if (rsp->req_opcode == BFR_CP_SET_TARGET)
+			target_not_reached(c, "cuff_refused");
+	}
 }
 
 static void on_cp_failed(struct cuff_link *link, uint8_t opcode, int err, const char *why,
@@ -388,6 +412,8 @@ static void on_cp_failed(struct cuff_link *link, uint8_t opcode, int err, const 
 	gw_safety_event(c, &ev);
 	if (opcode == BFR_CP_MEASURE_LOP)
 		lop_result(c, false, NAN);
+	else if (opcode == BFR_CP_SET_TARGET)
+		target_not_reached(c, err == -ECONNRESET ? "link_lost" : "cuff_error");
 }
 
 static const struct cuff_link_callbacks link_callbacks = {
@@ -445,6 +471,11 @@ static void gw_housekeeping(struct loop *loop, uint64_t id, void *user_data)
 	for (size_t i = 0; i < gw->n_sessions; i++)
 		gw_session_publish_state(gw->sessions[i]);
 	check_storage_alarms(gw);
+	if (gw->outbox_rewind && gw->mqtt_connected) {
+		gw->outbox_rewind = false;
+		gw->outbox_cursor = 0;
+	}
+	gw_outbox_drain(gw);
 	if (gw->outbox && gw->mqtt_connected) {
 		size_t depth = outbox_depth(gw->outbox);
 
@@ -507,7 +538,8 @@ static void close_orphan_alarm(struct gateway *gw, const char *alarm_id, const u
 	/* Only ids numbered before this run started: our own echo is not an orphan. */
 	errno = 0;
 	seq = strtoull(dash + 1, &end, 10);
-	if (errno || *end || end == dash + 1 || seq >= gw->started_wall_ms)
+	if (errno || *end || end == dash + 1 || seq >= gw->first_alarm_seq ||
+	    json_object_get(gw->closed_at_start, alarm_id))
 		return;
 	rec = json_loadb((const char *)payload, len, 0, NULL);
 	state = rec ? json_object_get(rec, "state") : NULL;
@@ -561,6 +593,17 @@ static void on_mqtt_publish_done(struct mqtt_client *client, uint64_t tag, int r
 		return;
 	if (gw->outbox_inflight > 0)
 		gw->outbox_inflight--;
+	if (result == -EACCES) {
+		/* The broker refuses this topic for good (ACL): retrying forever
+		 * would change nothing. The record stays in the database. */
+		log_error("outbox: the broker refused message %" PRIu64 "; dropped from the outbox",
+			  tag);
+		result = 0;
+	} else if (result < 0 && result != -ECONNRESET) {
+		/* Failed on a live connection: send again from the oldest
+		 * unacknowledged row at the next housekeeping tick. */
+		gw->outbox_rewind = true;
+	}
 	if (result == 0) {
 		int r = outbox_ack(gw->outbox, (int64_t)tag);
 
@@ -683,6 +726,52 @@ static int open_store(struct gateway *gw)
 }
 
 /* --- lifecycle ------------------------------------------------------------ */
+
+/*
+ * Open alarms recorded by an earlier run. An unacknowledged HIGH alarm
+ * latches across the restart: it is put back (its condition unknown until
+ * the safety engine sees it again) and still blocks inflation until a
+ * clinician acknowledges it. Anything else is closed: a condition that is
+ * still there is detected again and raised afresh.
+ */
+static int restore_alarm(const struct store_alarm *a, void *user_data)
+{
+	struct gateway *gw = user_data;
+	struct alarm_record rec = { 0 };
+	const char *dash = strrchr(a->alarm_id, '-');
+	enum alarm_code code;
+	bool known_cuff = !a->cuff || gw_find_cuff(gw, a->cuff);
+
+	if (alarm_code_from_name(a->code, &code) < 0 || !dash)
+		return 0;
+	snprintf(rec.alarm_id, sizeof(rec.alarm_id), "%s", a->alarm_id);
+	snprintf(rec.cuff, sizeof(rec.cuff), "%s", a->cuff ? a->cuff : "");
+	snprintf(rec.session_id, sizeof(rec.session_id), "%s", a->session_id ? a->session_id : "");
+	snprintf(rec.acked_by, sizeof(rec.acked_by), "%s", a->acked_by ? a->acked_by : "");
+	snprintf(rec.message, sizeof(rec.message), "%s",
+		 a->message && a->message[0] ? a->message : alarm_code_default_message(code));
+	rec.code = code;
+	rec.priority = alarm_code_priority(code);
+	rec.kind = alarm_code_kind(code);
+	rec.seq = strtoull(dash + 1, NULL, 10);
+	rec.raised_at_ms = (uint64_t)a->raised_ms;
+	rec.acked_at_ms = (uint64_t)a->acked_ms;
+	rec.state = a->acked_ms ? ALARM_STATE_ACKNOWLEDGED : ALARM_STATE_ACTIVE;
+	rec.values = (struct alarm_values){ NAN, NAN, NAN, NAN };
+	rec.condition_present = false;
+	if (known_cuff && alarm_code_latching(code) && rec.state == ALARM_STATE_ACTIVE &&
+	    alarm_restore(gw->alarms, &rec) == 0) {
+		log_warn("alarm %s (%s on %s) is still unacknowledged from before the restart",
+			 rec.alarm_id, a->code, a->cuff ? a->cuff : "gateway");
+		return 0;
+	}
+	rec.state = ALARM_STATE_CLEARED;
+	rec.cleared_at_ms = gw_wall_ms(gw);
+	snprintf(rec.message, sizeof(rec.message), "closed: the gateway restarted");
+	json_object_set_new(gw->closed_at_start, rec.alarm_id, json_true());
+	gw_publish_alarm(gw, &rec);
+	return 0;
+}
 
 static int cuff_limits(const struct config *cfg, const struct config_cuff *cc,
 		       struct limits *out, char *err, size_t errlen)
@@ -824,10 +913,13 @@ int gateway_new(struct loop *loop, struct config *cfg, struct gateway **out, cha
 		size_t errlen)
 {
 	struct gateway *gw = calloc(1, sizeof(*gw));
+	uint64_t first_seq, max_seq = 0;
 	int r = -ENOMEM;
 
-	if (!gw)
-		goto fail;
+	if (!gw) {
+		config_free(cfg);
+		return -ENOMEM;
+	}
 	gw->loop = loop;
 	gw->cfg = cfg;
 	r = payload_ctx_init(&gw->pctx, cfg->site, cfg->gateway_id, NULL);
@@ -838,14 +930,22 @@ int gateway_new(struct loop *loop, struct config *cfg, struct gateway **out, cha
 	gw->started_wall_ms = gw_wall_ms(gw);
 	snprintf(gw->topic_prefix, sizeof(gw->topic_prefix), "bfr/v1/%s/%s", cfg->site,
 		 cfg->gateway_id);
-	/* Alarm ids continue from the wall clock so they never repeat across
-	 * restarts without reading the database (see docs/safety.md). */
-	r = alarm_table_new(cfg->gateway_id, alarm_table_capacity_for(cfg->n_cuffs),
-			    gw->started_wall_ms, gw_alarm_record, gw, &gw->alarms);
+	gw->closed_at_start = json_object();
+	if (!gw->closed_at_start)
+		goto fail;
+	open_store(gw);
+	/* Alarm ids continue after the highest one recorded, so they never
+	 * repeat; without a database, after the wall clock's ms (docs/safety.md). */
+	first_seq = gw->started_wall_ms;
+	if (gw->store && store_alarm_max_seq(gw->store, cfg->gateway_id, &max_seq) == 0)
+		first_seq = max_seq + 1;
+	r = alarm_table_new(cfg->gateway_id, alarm_table_capacity_for(cfg->n_cuffs), first_seq,
+			    gw_alarm_record, gw, &gw->alarms);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot create the alarm table: %s", strerror(-r));
 		goto fail;
 	}
+	gw->first_alarm_seq = first_seq;
 	r = transport_sched_new(loop, &gw->sched);
 	if (r < 0)
 		goto fail;
@@ -855,8 +955,9 @@ int gateway_new(struct loop *loop, struct config *cfg, struct gateway **out, cha
 	r = setup_mqtt(gw, err, errlen);
 	if (r < 0)
 		goto fail;
-	open_store(gw);
-	if (!gw->store)
+	if (gw->store)
+		store_load_open_alarms(gw->store, restore_alarm, gw);
+	else
 		alarm_raise(gw->alarms, "", NULL, ALARM_STORAGE_ERROR,
 			    "database unavailable: running without records", NULL, gw_wall_ms(gw),
 			    NULL);
@@ -948,12 +1049,16 @@ void gateway_free(struct gateway *gw)
 	}
 	transport_sched_free(gw->sched);
 	alarm_table_free(gw->alarms);
-	for (uint64_t *t = &gw->telemetry_timer; t <= &gw->state_flush_timer; t++)
-		if (*t)
-			loop_cancel_timer(gw->loop, *t);
+	if (gw->telemetry_timer)
+		loop_cancel_timer(gw->loop, gw->telemetry_timer);
+	if (gw->housekeeping_timer)
+		loop_cancel_timer(gw->loop, gw->housekeeping_timer);
+	if (gw->state_flush_timer)
+		loop_cancel_timer(gw->loop, gw->state_flush_timer);
 	if (gw->reap_timer)
 		loop_cancel_timer(gw->loop, gw->reap_timer);
 	free(gw->will_payload);
+	json_decref(gw->closed_at_start);
 	config_free(gw->cfg);
 	free(gw);
 }

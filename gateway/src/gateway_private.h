@@ -69,8 +69,6 @@ struct gw_cuff {
 	bool lop_measuring;      /* MEASURE_LOP outside a session in progress */
 
 	struct gw_session *session;
-	bool deflate_deferred; /* session DEFLATE sent; safety told after the call */
-	uint8_t deflate_deferred_reason;
 
 	uint64_t safety_timer;
 	uint64_t safety_timer_at;
@@ -100,7 +98,8 @@ struct gw_session {
 	bool abort_pending;
 	char abort_reason[64];
 	uint8_t abort_deflate_reason;
-	bool ended;
+	bool ended;    /* the session module emitted completed/stopped/aborted */
+	bool finished; /* ...and the wiring released its cuffs and published the summary */
 	char outcome[16];
 	char reason[64];
 	int last_published_seconds;
@@ -122,10 +121,13 @@ struct gateway {
 	struct outbox *outbox;
 	int64_t outbox_cursor;
 	size_t outbox_inflight;
+	bool outbox_rewind; /* a publish failed on a live connection: resend from the start */
 	uint64_t direct_dropped; /* QoS 1 messages lost while running without a store */
 	bool storage_alarm;
 
 	struct alarm_table *alarms;
+	uint64_t first_alarm_seq;  /* ids below were numbered by an earlier run */
+	json_t *closed_at_start;   /* alarm ids closed from the database at start */
 	struct transport_sched *sched;
 
 	struct gw_cuff *cuffs;

@@ -225,6 +225,12 @@ void gw_command_handle(struct gateway *gw, const char *verb_name, const uint8_t 
 	r = command_parse(verb, payload, len, cmd, &err);
 	if (r < 0)
 		goto answer;
+	/* While stopping only what makes things safer is done. */
+	if (gw->stopping && verb != CMD_ESTOP && verb != CMD_ALARM_ACK) {
+		command_error_set(&err, CMD_ERR_BAD_STATE, cmd->request_id,
+				  "the gateway is shutting down");
+		goto answer;
+	}
 	r = execute(gw, cmd, &err, session_id);
 	if (r < 0 && err.code == CMD_ERR_NONE)
 		command_error_set(&err, CMD_ERR_INTERNAL, cmd->request_id, "%s", strerror(-r));

@@ -137,7 +137,6 @@ static void on_session_action(const struct session_action *a, void *user_data)
 	struct gw_session *gs = user_data;
 	struct gw_cuff *c = gw_find_cuff(gs->gw, a->cuff);
 	struct bfr_cp_request req = { 0 };
-	int r;
 
 	if (!c)
 		return;
@@ -146,16 +145,9 @@ static void on_session_action(const struct session_action *a, void *user_data)
 		do_set_target(gs, c, a);
 		break;
 	case SESSION_ACT_DEFLATE:
-		req.opcode = BFR_CP_DEFLATE;
-		req.deflate_reason = a->reason;
-		r = cuff_link_send_cp(c->link, &req);
-		if (r < 0 && r != -ENOTCONN)
-			log_error("session %s: DEFLATE on %s not sent: %s", gs->id, c->cfg->id,
-				  strerror(-r));
-		c->commanded_target = 0;
-		/* Safety is told after the call, when we know whether this is a rest. */
-		c->deflate_deferred = true;
-		c->deflate_deferred_reason = a->reason;
+		/* Sent and told to the safety engine at once, so a SET_TARGET later
+		 * in the same session call is judged after this DEFLATE. */
+		gw_cuff_deflate(c, a->reason, a->rest);
 		gw_cuff_mark_dirty(c, true);
 		break;
 	case SESSION_ACT_CUE:
@@ -280,8 +272,10 @@ void gw_session_publish_state(struct gw_session *gs)
 		json_array_append_new(cuffs, json_string(gs->cuffs[i]->cfg->id));
 	json_object_set_new(p, "cuffs", cuffs);
 	cuffs = NULL;
+	/* The final state must not be coalesced away or refused at the bound. */
 	if (payload_topic(&gw->pctx, topic, sizeof(topic), "session/%s/state", gs->id) == 0)
-		gw_publish_qos1(gw, topic, p, OUTBOX_RETAIN | OUTBOX_DROPPABLE);
+		gw_publish_qos1(gw, topic, p,
+				gs->ended ? OUTBOX_RETAIN : OUTBOX_RETAIN | OUTBOX_DROPPABLE);
 	if (gw->store) {
 		char *text = json_dumps(p, GW_JSON_FLAGS);
 
@@ -412,6 +406,7 @@ static void session_finish(struct gw_session *gs)
 	struct gateway *gw = gs->gw;
 	struct safety_event ev = { .type = SAFETY_EV_SESSION_END };
 
+	gs->finished = true;
 	for (size_t i = 0; i < gs->n_cuffs; i++) {
 		struct gw_cuff *c = gs->cuffs[i];
 
@@ -460,27 +455,10 @@ static void rearm_timer(struct gw_session *gs)
 
 static void session_leave(struct gw_session *gs)
 {
-	struct session_state st;
-	bool rest;
-
 	if (--gs->depth > 0)
 		return;
 	/* Deferred work may call into the session again: hold it open. */
 	gs->depth++;
-	session_get_state(gs->s, loop_now_ms(gs->gw->loop), &st);
-	/* Intermittent rests and cycle "off" periods are not reperfusion. */
-	rest = !gs->ended && st.phase == SESSION_PHASE_REST;
-	for (size_t i = 0; i < gs->n_cuffs; i++) {
-		struct gw_cuff *c = gs->cuffs[i];
-		struct safety_event ev = { .type = SAFETY_EV_DEFLATE_CMD };
-
-		if (!c->deflate_deferred)
-			continue;
-		c->deflate_deferred = false;
-		ev.deflate.reason = c->deflate_deferred_reason;
-		ev.deflate.rest = rest;
-		gw_safety_event(c, &ev);
-	}
 	while (json_array_size(gs->pending_notes) > 0 && !gs->ended) {
 		json_t *id = json_incref(json_array_get(gs->pending_notes, 0));
 
@@ -493,22 +471,11 @@ static void session_leave(struct gw_session *gs)
 		gs->abort_pending = false;
 		session_abort(gs->s, gs->abort_reason, gs->abort_deflate_reason,
 			      loop_now_ms(gs->gw->loop));
-		/* The abort's DEFLATEs were deferred too. */
-		for (size_t i = 0; i < gs->n_cuffs; i++) {
-			struct gw_cuff *c = gs->cuffs[i];
-			struct safety_event ev = { .type = SAFETY_EV_DEFLATE_CMD };
-
-			if (!c->deflate_deferred)
-				continue;
-			c->deflate_deferred = false;
-			ev.deflate.reason = c->deflate_deferred_reason;
-			gw_safety_event(c, &ev);
-		}
 	}
 	gs->depth--;
 	rearm_timer(gs);
 	if (gs->ended) {
-		if (!gs->state_published_ms || gs->abort_pending || 1)
+		if (!gs->finished)
 			session_finish(gs);
 	} else if (gs->state_published_ms == 0) {
 		gw_session_publish_state(gs);
