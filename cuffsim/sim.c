@@ -63,7 +63,8 @@ struct sim_cuff {
 	uint64_t supervision_writes;
 
 	enum lat_state lat_state;
-	uint64_t lat_sent_us;
+	uint64_t lat_sent_us; /* CLOCK_REALTIME, like the kernel's receive stamps */
+	uint64_t rx_stamp_us; /* kernel receive time of the PDU being handled, 0 if none */
 	uint32_t lat[LAT_PER_CUFF];
 	size_t n_lat; /* total ever measured; lat[] holds the last LAT_PER_CUFF */
 };
@@ -105,11 +106,11 @@ struct sim {
 	size_t n_lat_all;
 };
 
-static uint64_t mono_us(void)
+static uint64_t real_us(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
@@ -201,9 +202,15 @@ static void control_point_write(struct sim_cuff *c, const uint8_t *v, size_t len
 		if (req.deflate_reason < 3)
 			c->deflates[req.deflate_reason]++;
 		if (c->lat_state == LAT_PENDING) {
-			uint64_t now = mono_us();
+			/*
+			 * The kernel stamped the DEFLATE when it reached our socket, so
+			 * the figure is the gateway's reaction, not how long this loop
+			 * was busy with other cuffs before reading it. Both stamps are
+			 * CLOCK_REALTIME (SO_TIMESTAMPNS has no monotonic variant).
+			 */
+			uint64_t now = c->rx_stamp_us ? c->rx_stamp_us : real_us();
 
-			record_latency(c, now - c->lat_sent_us);
+			record_latency(c, now > c->lat_sent_us ? now - c->lat_sent_us : 0);
 			c->lat_state = LAT_DONE;
 		}
 	}
@@ -235,7 +242,27 @@ static void on_conn(struct loop *loop, int fd, uint32_t events, void *user_data)
 	uint8_t buf[ATT_MAX_MTU + 1];
 
 	for (int i = 0; i < RX_BURST; i++) {
-		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+		char cbuf[CMSG_SPACE(sizeof(struct timespec))];
+		struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+		struct msghdr msg = {
+			.msg_iov = &iov,
+			.msg_iovlen = 1,
+			.msg_control = cbuf,
+			.msg_controllen = sizeof(cbuf),
+		};
+		ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_TRUNC);
+		struct cmsghdr *cm;
+
+		c->rx_stamp_us = 0;
+		for (cm = CMSG_FIRSTHDR(&msg); n > 0 && cm; cm = CMSG_NXTHDR(&msg, cm)) {
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+				struct timespec ts;
+
+				memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+				c->rx_stamp_us = (uint64_t)ts.tv_sec * 1000000u +
+						 (uint64_t)ts.tv_nsec / 1000u;
+			}
+		}
 
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
@@ -263,6 +290,8 @@ static void on_listen(struct loop *loop, int fd, uint32_t events, void *user_dat
 
 	if (nfd < 0)
 		return;
+	/* Kernel receive stamps make the DEFLATE latency independent of our tick. */
+	setsockopt(nfd, SOL_SOCKET, SO_TIMESTAMPNS, &(int){ 1 }, sizeof(int));
 	/* A central reconnecting after link loss: the new link wins. */
 	cuff_disconnect(c);
 	if (loop_add_io(loop, nfd, EPOLLIN, on_conn, c) < 0) {
@@ -289,7 +318,7 @@ static void flush_samples(struct sim_cuff *c)
 			if (c->lat_state == LAT_ARMED &&
 			    c->pending[i].pressure_mmhg > c->limit_mmhg) {
 				c->lat_state = LAT_PENDING;
-				c->lat_sent_us = mono_us();
+				c->lat_sent_us = real_us();
 			}
 		}
 	} else {

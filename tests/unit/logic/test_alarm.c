@@ -413,6 +413,48 @@ static void test_list_open_in_raise_order(void **state)
 	alarm_table_free(t);
 }
 
+/* SR-19 across a restart: a latched HIGH alarm comes back, still blocks, and clears on ack. */
+static void test_SR_19_restore_latched_high_after_restart(void **state)
+{
+	struct alarm_table *t = mk(32);
+	struct alarm_record rec = { 0 };
+	struct alarm_record bad;
+	char id[ALARM_ID_MAX] = "";
+
+	(void)state;
+	snprintf(rec.alarm_id, sizeof(rec.alarm_id), "gw1-41");
+	rec.code = ALARM_DEFLATE_FAILED;
+	rec.state = ALARM_STATE_ACTIVE;
+	rec.seq = 41;
+	rec.raised_at_ms = 1000;
+	snprintf(rec.cuff, sizeof(rec.cuff), "bay1");
+	snprintf(rec.message, sizeof(rec.message), "remove cuff manually");
+	assert_int_equal(alarm_restore(t, &rec), 0);
+	assert_int_equal(log_.n, 0); /* restoring emits nothing */
+	assert_true(alarm_has_unacked_high(t, "bay1"));
+	assert_non_null(alarm_find_id(t, "gw1-41"));
+	/* The same (cuff, code) or id twice, a cleared record, a cuff-less cuff code. */
+	assert_int_equal(alarm_restore(t, &rec), -EEXIST);
+	bad = rec;
+	bad.state = ALARM_STATE_CLEARED;
+	snprintf(bad.alarm_id, sizeof(bad.alarm_id), "gw1-42");
+	bad.code = ALARM_LEAK;
+	assert_int_equal(alarm_restore(t, &bad), -EINVAL);
+	bad.state = ALARM_STATE_ACTIVE;
+	bad.cuff[0] = '\0';
+	assert_int_equal(alarm_restore(t, &bad), -EINVAL);
+	assert_int_equal(alarm_restore(t, NULL), -EINVAL);
+	/* New ids continue after the restored one. */
+	assert_int_equal(alarm_raise(t, "bay2", NULL, ALARM_LEAK, NULL, NULL, 2000, id), 0);
+	assert_string_equal(id, "gw1-42");
+	/* Its condition is unknown (gone) after the restart: the ack clears it. */
+	assert_int_equal(alarm_ack(t, "gw1-41", "anna", 3000), 0);
+	assert_false(alarm_has_unacked_high(t, "bay1"));
+	assert_null(alarm_find_id(t, "gw1-41"));
+	assert_int_equal(last()->state, ALARM_STATE_CLEARED);
+	alarm_table_free(t);
+}
+
 static void test_code_table(void **state)
 {
 	static const char *const names[ALARM_CODE_COUNT] = {
@@ -461,6 +503,7 @@ int main(void)
 		cmocka_unit_test(test_SR_20_capacity_for_never_fills),
 		cmocka_unit_test(test_raise_ack_clear_never_allocate),
 		cmocka_unit_test(test_list_open_in_raise_order),
+		cmocka_unit_test(test_SR_19_restore_latched_high_after_restart),
 		cmocka_unit_test(test_code_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
