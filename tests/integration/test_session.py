@@ -9,6 +9,9 @@ a session, so every scenario gets its own cuffs):
 - cuff-04 + cuff-05 bilateral continuous: 2 sets of 2 reps, rest 2 s, lockstep
 - cuff-06 pause / resume / stop: pause freezes the clock and deflates, resume
   within 60 s of the deflation is refused `reperfusion`, stop ends `stopped`
+- cuff-07 intermittent, paused during its (deflated) rest: resume is accepted
+  at once (an intermittent rest is no reperfusion case), the rest goes on with
+  the time it had left, and the session completes
 
 For each finished session: the exact phase sequence from the events, `seq`
 contiguous from 1, rep events = sum of reps, retained state `completed`,
@@ -26,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import PREFIX, Suite, check_that, sim_cuffs  # noqa: E402
 
-N_CUFFS = 6
+N_CUFFS = 7
 CONNECT_S = 25.0
 # A session here: LOP measurement (~10 s in cuffsim) + inflation (~8 s) + the
 # plan + deflation; generous for ASan on 2 busy cores.
@@ -52,6 +55,8 @@ PLANS = {
                            tempo_s=[1, 1], rest_s=2)],
     "pause": [exercise("pause", ["cuff-06"], "continuous", sets=[20], tempo_s=[1, 1],
                        rest_s=0)],
+    "rest_pause": [exercise("rest pause", ["cuff-07"], "intermittent", sets=[2, 2],
+                            tempo_s=[1, 1], rest_s=8)],
 }
 
 
@@ -158,7 +163,7 @@ def main():
                 started_at[name] = t
             check_that(len(set(sids.values())) == len(sids), "session ids repeat: %r" % sids)
 
-        suite.check("session/start accepted for every mode (5 sessions, 6 cuffs)", start_all)
+        suite.check("session/start accepted for every mode (6 sessions, 7 cuffs)", start_all)
         if len(sids) != len(PLANS):
             return suite.finish()
 
@@ -259,6 +264,51 @@ def main():
         suite.check("pause deflates and freezes seconds_left; resume < 60 s after deflation "
                     "refused reperfusion; stop while paused ends stopped with a summary",
                     pause_resume_stop)
+
+        def rest_pause():
+            sid = sids["rest_pause"]
+            rest = wait_event(col, sid, lambda p: p["type"] == "phase" and p["phase"] == "rest",
+                              SESSION_S, "the rest phase")
+            state_topic = "%s/session/%s/state" % (PREFIX, sid)
+            # Deflated in the rest first (below 20 mmHg), then pause.
+            col.wait_for(lambda c: any(s[1] is not None and s[1] < 20 for s in
+                                       samples_between(c, "cuff-07", rest.t, 1e18)),
+                         6, "cuff-07 below 20 mmHg in its rest")
+            t = time.monotonic()
+            r = h.send_command(col, "session/pause", {"session_id": sid})
+            check_that(r["ok"] is True, "pause in the rest: %r" % r)
+            paused = col.wait_for(lambda c: next((m for m in c.select(
+                "session-state", since=t, topic=state_topic) if m.payload["phase"] == "paused"),
+                None), 5, "state paused")
+            left = paused.payload["seconds_left"]
+            check_that(left is not None and 0 < left <= 8, "seconds_left %r at pause" % left)
+            t = time.monotonic()
+            r = h.send_command(col, "session/resume", {"session_id": sid})
+            check_that(r["ok"] is True, "resume from an intermittent rest refused: %r" % r)
+            back = col.wait_for(lambda c: next((m for m in c.select(
+                "session-state", since=t, topic=state_topic) if m.payload["phase"] == "rest"),
+                None), 5, "state rest again")
+            check_that(abs(back.payload["seconds_left"] - left) <= 1,
+                       "seconds_left %r after resume, %r at pause" %
+                       (back.payload["seconds_left"], left))
+            end = wait_event(col, sid, lambda p: p["type"] in END_TYPES, SESSION_S, "the end")
+            check_that(end.payload["type"] == "completed", "ended %r" % end.payload)
+            ordered = sorted((m.payload for m in session_events(col, sid)),
+                             key=lambda p: p["seq"])
+            seqs = [p["seq"] for p in ordered]
+            check_that(seqs == list(range(1, len(seqs) + 1)), "seq %r" % seqs)
+            seq = [p["phase"] if p["type"] == "phase" else p["type"] for p in ordered
+                   if p["type"] not in ("rep", "lop_measured")]
+            want = ["started", "lop", "inflating", "set", "rest", "paused", "resumed", "rest",
+                    "inflating", "set", "deflating", "completed"]
+            check_that(seq == want, "events %r, expected %r" % (seq, want))
+            st = json.loads(sim.control("status 7")[3:])
+            check_that(st["cp_writes"]["set_target"] == 2 and st["deflates"]["normal"] == 2,
+                       "cuff-07: %d SET_TARGET, %d DEFLATE (expected 2, 2)" %
+                       (st["cp_writes"]["set_target"], st["deflates"]["normal"]))
+
+        suite.check("pause in an intermittent rest: resume accepted at once, the rest keeps "
+                    "its time left, the session completes", rest_pause)
 
         def check_session(name):
             plan = PLANS[name]
