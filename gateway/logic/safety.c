@@ -533,7 +533,9 @@ static void apply(struct ctx *c, const struct safety_event *ev)
 		on_inflate(c, ev->inflate.target_mmhg, ev->inflate.unacked_high);
 		break;
 	case SAFETY_EV_DEFLATE_CMD:
-		if (!ev->deflate.rest)
+		/* Reperfusion follows an inflation: a DEFLATE sent to a cuff that
+		 * was not inflated (an e-stop of every cuff) blocks nothing. */
+		if (!ev->deflate.rest && s->inflated)
 			s->reperfusion_due = true;
 		track_deflate(s, c->now);
 		break;

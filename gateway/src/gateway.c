@@ -19,6 +19,7 @@
 #include "log.h"
 
 static void gw_alarm_record(const struct alarm_record *rec, void *user_data);
+static void flush_alarms(struct loop *loop, uint64_t id, void *user_data);
 static void gw_housekeeping(struct loop *loop, uint64_t id, void *user_data);
 
 uint64_t gw_wall_ms(struct gateway *gw)
@@ -130,8 +131,12 @@ static void execute_actions(struct gw_cuff *c, const struct safety_action *acts,
 		switch (a->type) {
 		case SAFETY_ACT_DEFLATE:
 			send_deflate(c, a->deflate_reason);
-			log_warn("cuff %s: safety DEFLATE (reason %u)", c->cfg->id,
-				 (unsigned)a->deflate_reason);
+			/* Once a second at most: the engine repeats it on every sample. */
+			if (loop_now_ms(gw->loop) >= c->deflate_logged_ms + 1000) {
+				c->deflate_logged_ms = loop_now_ms(gw->loop);
+				log_warn("cuff %s: safety DEFLATE (reason %u)", c->cfg->id,
+					 (unsigned)a->deflate_reason);
+			}
 			break;
 		case SAFETY_ACT_RAISE: {
 			char id[ALARM_ID_MAX];
@@ -636,13 +641,16 @@ static void on_store_completion(const struct store_completion *c, void *user_dat
 		log_error("store: record rejected: %s", c->message ? c->message : "");
 		break;
 	case STORE_DONE_DISK_ERROR:
-		log_error("store: disk error: %s", c->message ? c->message : "");
+		if (!gw->store_unhealthy)
+			log_error("store: disk error: %s", c->message ? c->message : "");
+		gw->store_unhealthy = true;
 		if (!alarm_find_open(gw->alarms, "", ALARM_STORAGE_ERROR))
 			alarm_raise(gw->alarms, "", NULL, ALARM_STORAGE_ERROR, NULL, NULL, wall,
 				    NULL);
 		break;
 	case STORE_DONE_DISK_OK:
 		log_info("store: disk writes recovered");
+		gw->store_unhealthy = false;
 		alarm_condition_cleared(gw->alarms, "", ALARM_STORAGE_ERROR, wall);
 		break;
 	}
@@ -660,7 +668,105 @@ static void on_outbox_ready(struct outbox *outbox, void *user_data)
 	gw_outbox_drain(user_data);
 }
 
-/* Sessions a crash interrupted are closed as aborted (issue: nothing lost). */
+/*
+ * A session a crash interrupted is closed as aborted with what was
+ * recorded: its last event is followed by an `aborted` event (the next
+ * seq), and the summary carries its real start and every finished set's
+ * figures from the database.
+ */
+static void close_interrupted_session(struct gateway *gw, const char *id)
+{
+	json_t *rec = NULL, *sess, *plan_ex, *figs, *exercises = NULL, *ev = NULL, *sum = NULL;
+	char topic[TOPIC_MAX], started[32], ts[32];
+	json_int_t last_seq, started_ms;
+	char *text = NULL;
+	size_t i;
+
+	log_warn("session %s was interrupted by a gateway stop: closing it as aborted", id);
+	if (store_session_load(gw->store, id, &rec) < 0) {
+		log_error("session %s: its records cannot be read; closed without a summary", id);
+		goto end;
+	}
+	sess = json_array_get(json_object_get(rec, "session"), 0);
+	last_seq = json_integer_value(
+		json_object_get(json_array_get(json_object_get(rec, "events"), 0), "last_seq"));
+	started_ms = json_integer_value(json_object_get(sess, "started_ms"));
+	plan_ex = json_object_get(json_object_get(sess, "plan"), "exercises");
+	figs = json_object_get(rec, "figures");
+	payload_format_ts(gw_wall_ms(gw), ts);
+	payload_format_ts(started_ms > 0 ? (uint64_t)started_ms : gw_wall_ms(gw), started);
+
+	ev = payload_new(&gw->pctx, NULL);
+	if (ev) {
+		json_object_set_new(ev, "session_id", json_string(id));
+		json_object_set_new(ev, "seq", json_integer(last_seq + 1));
+		json_object_set_new(ev, "type", json_string("aborted"));
+		json_object_set_new(ev, "reason", json_string("gateway_restart"));
+		text = json_dumps(ev, GW_JSON_FLAGS);
+		if (text)
+			store_session_event(gw->store, id, (uint32_t)(last_seq + 1), "aborted", text,
+					    (int64_t)gw_wall_ms(gw), 0);
+		if (payload_topic(&gw->pctx, topic, sizeof(topic), "session/%s/event", id) == 0)
+			gw_publish_qos1(gw, topic, ev, 0);
+	}
+
+	exercises = json_array();
+	for (i = 0; exercises && i < json_array_size(plan_ex); i++) {
+		json_t *sets = json_array();
+		json_t *row;
+		size_t k;
+
+		json_array_foreach(figs, k, row)
+			if (json_integer_value(json_object_get(row, "exercise")) == (json_int_t)i &&
+			    json_is_object(json_object_get(row, "figures")))
+				json_array_append(sets, json_object_get(row, "figures"));
+		json_array_append_new(exercises,
+				      json_pack("{s:O, s:o}", "name",
+						json_object_get(json_array_get(plan_ex, i), "name"),
+						"sets", sets));
+	}
+	sum = payload_new(&gw->pctx, NULL);
+	if (sum && exercises) {
+		json_t *state = json_object_get(sess, "state");
+		json_t *infl = json_object_get(state, "inflation_s_total");
+
+		json_object_set_new(sum, "session_id", json_string(id));
+		json_object_set_new(sum, "outcome", json_string("aborted"));
+		json_object_set_new(sum, "reason", json_string("gateway_restart"));
+		json_object_set_new(sum, "started_at", json_string(started));
+		json_object_set_new(sum, "ended_at", json_string(ts));
+		json_object_set(sum, "exercises", exercises);
+		json_object_set_new(sum, "alarms", json_array());
+		json_object_set_new(sum, "inflation_s_total",
+				    json_real(json_is_number(infl) ? json_number_value(infl) : 0.0));
+		if (payload_topic(&gw->pctx, topic, sizeof(topic), "session/%s/summary", id) == 0)
+			gw_publish_qos1(gw, topic, sum, OUTBOX_RETAIN);
+		/* The last retained state said the session was running. */
+		if (json_is_object(state)) {
+			json_t *fin = json_deep_copy(state);
+			json_t *env = payload_new(&gw->pctx, NULL);
+
+			if (fin && env) {
+				json_object_update(fin, env);
+				json_object_set_new(fin, "phase", json_string("aborted"));
+				json_object_set_new(fin, "seconds_left", json_null());
+				if (payload_topic(&gw->pctx, topic, sizeof(topic), "session/%s/state",
+						  id) == 0)
+					gw_publish_qos1(gw, topic, fin, OUTBOX_RETAIN);
+			}
+			json_decref(fin);
+			json_decref(env);
+		}
+	}
+end:
+	store_session_end(gw->store, id, "aborted", (int64_t)gw_wall_ms(gw), 0);
+	free(text);
+	json_decref(sum);
+	json_decref(exercises);
+	json_decref(ev);
+	json_decref(rec);
+}
+
 static void close_interrupted_sessions(struct gateway *gw)
 {
 	char **ids = NULL;
@@ -668,30 +774,8 @@ static void close_interrupted_sessions(struct gateway *gw)
 
 	if (store_list_open_sessions(gw->store, &ids, &n) < 0)
 		return;
-	for (size_t i = 0; i < n; i++) {
-		char topic[TOPIC_MAX];
-		char ts[32];
-		json_t *sum;
-
-		log_warn("session %s was interrupted by a gateway stop: closing it as aborted",
-			 ids[i]);
-		store_session_end(gw->store, ids[i], "aborted", (int64_t)gw_wall_ms(gw), 0);
-		sum = payload_new(&gw->pctx, NULL);
-		if (!sum)
-			continue;
-		payload_format_ts(gw_wall_ms(gw), ts);
-		json_object_set_new(sum, "session_id", json_string(ids[i]));
-		json_object_set_new(sum, "outcome", json_string("aborted"));
-		json_object_set_new(sum, "reason", json_string("gateway_restart"));
-		json_object_set_new(sum, "started_at", json_string(ts));
-		json_object_set_new(sum, "ended_at", json_string(ts));
-		json_object_set_new(sum, "exercises", json_array());
-		json_object_set_new(sum, "alarms", json_array());
-		json_object_set_new(sum, "inflation_s_total", json_real(0));
-		if (payload_topic(&gw->pctx, topic, sizeof(topic), "session/%s/summary", ids[i]) == 0)
-			gw_publish_qos1(gw, topic, sum, OUTBOX_RETAIN);
-		json_decref(sum);
-	}
+	for (size_t i = 0; i < n; i++)
+		close_interrupted_session(gw, ids[i]);
 	store_strv_free(ids);
 }
 
@@ -871,6 +955,9 @@ static int setup_mqtt(struct gateway *gw, char *err, size_t errlen)
 		.key_file = gw->cfg->mqtt.key_file,
 		.will_qos = 1,
 		.will_retain = true,
+		/* A clinic broker that restarts should see us back within seconds:
+		 * the outbox drains only once we are connected. */
+		.reconnect_max_ms = 5000,
 	};
 	int r;
 
@@ -1029,6 +1116,7 @@ void gateway_free(struct gateway *gw)
 		for (int i = 0; i < 5; i++)
 			loop_run_once(gw->loop, 10);
 	gw_sessions_free(gw);
+	flush_alarms(gw->loop, 0, gw); /* into the outbox before it closes */
 	for (size_t i = 0; i < gw->n_cuffs; i++) {
 		if (gw->cuffs[i].safety_timer)
 			loop_cancel_timer(gw->loop, gw->cuffs[i].safety_timer);
@@ -1057,6 +1145,9 @@ void gateway_free(struct gateway *gw)
 		loop_cancel_timer(gw->loop, gw->state_flush_timer);
 	if (gw->reap_timer)
 		loop_cancel_timer(gw->loop, gw->reap_timer);
+	if (gw->alarm_flush_timer)
+		loop_cancel_timer(gw->loop, gw->alarm_flush_timer);
+	free(gw->pending_alarms);
 	free(gw->will_payload);
 	json_decref(gw->closed_at_start);
 	config_free(gw->cfg);
@@ -1065,17 +1156,60 @@ void gateway_free(struct gateway *gw)
 
 /* --- alarms ---------------------------------------------------------------- */
 
+/*
+ * Alarm records are published and stored after the current batch of socket
+ * events: building JSON and queueing records for 500 cuffs inside the
+ * receive path would delay the next cuff's safety check (see
+ * docs/benchmarks.md). The alarm table itself changed synchronously, so
+ * every decision (may inflate? unacked HIGH?) already sees the new state.
+ */
+static void flush_alarms(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct gateway *gw = user_data;
+
+	if (gw->alarm_flush_timer && id == 0)
+		loop_cancel_timer(loop, gw->alarm_flush_timer);
+	gw->alarm_flush_timer = 0;
+	for (size_t i = 0; i < gw->n_pending_alarms; i++) {
+		const struct alarm_record *rec = &gw->pending_alarms[i];
+
+		if (rec->priority >= ALARM_PRIO_MEDIUM)
+			log_warn("alarm %s %s %s on %s: %s (%s)", rec->alarm_id,
+				 alarm_priority_name(rec->priority), alarm_code_name(rec->code),
+				 rec->cuff[0] ? rec->cuff : "gateway", rec->message,
+				 alarm_state_name(rec->state));
+		gw_publish_alarm(gw, rec);
+	}
+	gw->n_pending_alarms = 0;
+}
+
+void gw_flush_alarms(struct gateway *gw)
+{
+	if (gw->n_pending_alarms)
+		flush_alarms(gw->loop, 0, gw);
+}
+
 static void gw_alarm_record(const struct alarm_record *rec, void *user_data)
 {
 	struct gateway *gw = user_data;
 	struct gw_cuff *c = rec->cuff[0] ? gw_find_cuff(gw, rec->cuff) : NULL;
 
-	if (rec->priority >= ALARM_PRIO_MEDIUM)
-		log_warn("alarm %s %s %s on %s: %s (%s)", rec->alarm_id,
-			 alarm_priority_name(rec->priority), alarm_code_name(rec->code),
-			 rec->cuff[0] ? rec->cuff : "gateway", rec->message,
-			 alarm_state_name(rec->state));
-	gw_publish_alarm(gw, rec);
+	if (gw->n_pending_alarms == gw->cap_pending_alarms) {
+		size_t cap = gw->cap_pending_alarms ? 2 * gw->cap_pending_alarms : 64;
+		struct alarm_record *v = realloc(gw->pending_alarms, cap * sizeof(*v));
+
+		if (!v) {
+			/* No memory to defer it: publish now rather than lose it. */
+			gw_publish_alarm(gw, rec);
+			goto cuff;
+		}
+		gw->pending_alarms = v;
+		gw->cap_pending_alarms = cap;
+	}
+	gw->pending_alarms[gw->n_pending_alarms++] = *rec;
+	if (!gw->alarm_flush_timer)
+		loop_add_timer(gw->loop, 0, flush_alarms, gw, &gw->alarm_flush_timer);
+cuff:
 	if (c) {
 		gw_cuff_mark_dirty(c, true);
 		if (c->session && rec->state == ALARM_STATE_ACTIVE && rec->acked_at_ms == 0 &&

@@ -35,7 +35,7 @@
 /* Pressures have 0.1 mmHg resolution: 6 significant digits print them exactly. */
 #define GW_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(6))
 #define GW_TELEMETRY_MAX 50     /* samples per telemetry message (schema bound) */
-#define GW_OUTBOX_WINDOW 64     /* QoS 1 messages in flight at once */
+#define GW_OUTBOX_WINDOW 256    /* QoS 1 messages in flight at once */
 #define GW_STATE_MIN_MS 200     /* cuff state: at most 5 publishes/s per cuff */
 #define GW_HOUSEKEEPING_MS 1000
 #define GW_SHUTDOWN_FLUSH_MS 3000
@@ -72,6 +72,7 @@ struct gw_cuff {
 
 	uint64_t safety_timer;
 	uint64_t safety_timer_at;
+	uint64_t deflate_logged_ms;
 
 	struct gw_telemetry_sample tele[GW_TELEMETRY_MAX];
 	size_t n_tele;
@@ -102,7 +103,7 @@ struct gw_session {
 	bool finished; /* ...and the wiring released its cuffs and published the summary */
 	char outcome[16];
 	char reason[64];
-	int last_published_seconds;
+	uint8_t fig_stored[SESSION_MAX_EXERCISES][SESSION_MAX_SETS]; /* bit per cuff */
 	uint64_t state_published_ms;
 };
 
@@ -123,9 +124,13 @@ struct gateway {
 	size_t outbox_inflight;
 	bool outbox_rewind; /* a publish failed on a live connection: resend from the start */
 	uint64_t direct_dropped; /* QoS 1 messages lost while running without a store */
-	bool storage_alarm;
+	bool store_unhealthy; /* between a DISK_ERROR and the DISK_OK after it */
 
 	struct alarm_table *alarms;
+	struct alarm_record *pending_alarms; /* to publish after this batch of events */
+	size_t n_pending_alarms, cap_pending_alarms;
+	uint64_t alarm_flush_timer;
+	uint64_t telemetry_refused; /* QoS 0 publishes Paho would not take */
 	uint64_t first_alarm_seq;  /* ids below were numbered by an earlier run */
 	json_t *closed_at_start;   /* alarm ids closed from the database at start */
 	struct transport_sched *sched;
@@ -156,6 +161,9 @@ int gw_safety_ask(struct gw_cuff *c, const struct safety_event *ev, enum limits_
 /* Sends DEFLATE and tells the safety engine; reason enum bfr_deflate_reason. */
 void gw_cuff_deflate(struct gw_cuff *c, uint8_t reason, bool rest);
 void gw_cuff_rearm_safety(struct gw_cuff *c);
+/* Publishes the alarm records waiting for the end of the event batch now
+ * (a session event that refers to an alarm must not overtake its record). */
+void gw_flush_alarms(struct gateway *gw);
 
 /* gw_publish.c: JSON payloads and the QoS 1 path through the outbox. */
 /* QoS 1: outbox first (committed before publishing), or directly without a store. */

@@ -140,7 +140,10 @@ static int estop(struct gateway *gw, const struct command *cmd, struct command_e
 		gw_cuff_deflate(c, BFR_DEFLATE_ESTOP, false);
 	}
 	snprintf(msg, sizeof(msg), "emergency stop: %zu cuff%s deflated", n, n == 1 ? "" : "s");
+	/* The e-stop is an event, not a lasting condition: the HIGH latch alone
+	 * keeps the alarm (and the inflation block) until it is acknowledged. */
 	alarm_raise(gw->alarms, "", NULL, ALARM_ESTOP, msg, NULL, gw_wall_ms(gw), NULL);
+	alarm_condition_cleared(gw->alarms, "", ALARM_ESTOP, gw_wall_ms(gw));
 	log_warn("e-stop (request %s): %zu cuffs deflated", cmd->request_id, n);
 	return 0;
 }

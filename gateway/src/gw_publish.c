@@ -25,6 +25,13 @@ int gw_publish_qos1_raw(struct gateway *gw, const char *topic, const void *buf, 
 				  (int64_t)gw_wall_ms(gw));
 		if (r == -ENOBUFS)
 			return r; /* a superseded state snapshot; the next one will do */
+		/*
+		 * While the disk fails nothing commits, so nothing would reach the
+		 * broker - not even the storage_error alarm. Send a copy now; the
+		 * outbox sends it again once committed, with the same msg_id.
+		 */
+		if (gw->store_unhealthy && gw->mqtt_connected)
+			mqtt_client_publish(gw->mqtt, topic, buf, len, 1, flags & OUTBOX_RETAIN, 0);
 		if (r < 0) {
 			log_error("outbox: %s not queued: %s", topic, strerror(-r));
 			if (!alarm_find_open(gw->alarms, "", ALARM_STORAGE_ERROR))
@@ -243,7 +250,10 @@ void gw_publish_telemetry(struct gw_cuff *c)
 	text = json_dumps(p, GW_JSON_FLAGS);
 	if (text && payload_topic(&gw->pctx, topic, sizeof(topic), "cuff/%s/telemetry",
 				  c->cfg->id) == 0)
-		mqtt_client_publish(gw->mqtt, topic, text, strlen(text), 0, false, 0);
+		if (mqtt_client_publish(gw->mqtt, topic, text, strlen(text), 0, false, 0) < 0 &&
+		    (gw->telemetry_refused++ & 1023) == 0)
+			log_warn("mqtt: telemetry refused by the client (%" PRIu64 " so far)",
+				 gw->telemetry_refused);
 	free(text);
 	json_decref(p);
 out:

@@ -166,14 +166,58 @@ static void on_session_action(const struct session_action *a, void *user_data)
 	}
 }
 
+static json_t *figures_json(const struct set_figures *f, unsigned set, const char *cuff);
+
+/*
+ * Every finished set's figures go to the database as soon as the set ends,
+ * so a crash mid-session loses none of them (the summary after a restart is
+ * rebuilt from these rows).
+ */
+static void store_finished_figures(struct gw_session *gs)
+{
+	const struct session_plan *plan = session_plan(gs->s);
+
+	if (!gs->gw->store)
+		return;
+	for (unsigned e = 0; e < plan->n_exercises; e++) {
+		const struct session_exercise *ex = &plan->exercises[e];
+		unsigned n_sets = ex->mode == SESSION_MODE_CYCLE ? ex->cycles : ex->n_sets;
+
+		for (unsigned set = 0; set < n_sets && set < SESSION_MAX_SETS; set++) {
+			for (unsigned k = 0; k < ex->n_cuffs; k++) {
+				struct set_figures f;
+				int r;
+				json_t *fj;
+				char *text;
+
+				if (gs->fig_stored[e][set] & (1u << k))
+					continue;
+				r = session_set_figures(gs->s, e, set, k, &f);
+				if (r == -ENOENT)
+					continue;
+				gs->fig_stored[e][set] |= (uint8_t)(1u << k);
+				fj = figures_json(r == 0 ? &f : NULL, set + 1, ex->cuffs[k]);
+				text = fj ? json_dumps(fj, GW_JSON_FLAGS) : NULL;
+				if (text)
+					store_set_figures(gs->gw->store, gs->id, e, set + 1, ex->cuffs[k],
+							  text, 0);
+				free(text);
+				json_decref(fj);
+			}
+		}
+	}
+}
+
 static void on_session_event(const struct session_event *e, void *user_data)
 {
 	struct gw_session *gs = user_data;
 	struct gateway *gw = gs->gw;
 	char topic[TOPIC_MAX];
-	json_t *p = payload_new(&gw->pctx, NULL);
+	json_t *p;
 	char *text;
 
+	gw_flush_alarms(gw);
+	p = payload_new(&gw->pctx, NULL);
 	if (!p)
 		return;
 	json_object_set_new(p, "session_id", json_string(gs->id));
@@ -215,8 +259,10 @@ static void on_session_event(const struct session_event *e, void *user_data)
 							 : "aborted");
 		snprintf(gs->reason, sizeof(gs->reason), "%s", e->reason ? e->reason : "");
 	}
-	if (e->type == SESSION_EV_PHASE || gs->ended)
+	if (e->type == SESSION_EV_PHASE || gs->ended) {
 		gs->state_published_ms = 0; /* publish the new state after the call */
+		store_finished_figures(gs);
+	}
 }
 
 static int on_session_check_target(const char *cuff, double target_mmHg, double lop_mmHg,
@@ -318,6 +364,7 @@ static void publish_summary(struct gw_session *gs)
 	if (!p || !exercises)
 		goto out;
 	session_get_state(gs->s, loop_now_ms(gw->loop), &st);
+	store_finished_figures(gs);
 	for (unsigned e = 0; e < plan->n_exercises; e++) {
 		const struct session_exercise *ex = &plan->exercises[e];
 		unsigned n_sets = ex->mode == SESSION_MODE_CYCLE ? ex->cycles : ex->n_sets;
@@ -332,17 +379,8 @@ static void publish_summary(struct gw_session *gs)
 				if (r == -ENOENT)
 					continue;
 				fj = figures_json(r == 0 ? &f : NULL, s, ex->cuffs[k]);
-				if (!fj)
-					continue;
-				if (gw->store) {
-					char *text = json_dumps(fj, GW_JSON_FLAGS);
-
-					if (text)
-						store_set_figures(gw->store, gs->id, e, s,
-								  ex->cuffs[k], text, 0);
-					free(text);
-				}
-				json_array_append_new(sets, fj);
+				if (fj)
+					json_array_append_new(sets, fj);
 			}
 		}
 		json_array_append_new(exercises,

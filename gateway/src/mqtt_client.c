@@ -682,6 +682,12 @@ int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options
 
 	/* No Paho buffering while disconnected: the caller's outbox does that. */
 	copts.sendWhileDisconnected = 0;
+	/*
+	 * Paho applies this bound while connected too (default 100): a telemetry
+	 * burst of 500 cuffs plus the outbox window must fit, or publishes are
+	 * refused (docs/benchmarks.md).
+	 */
+	copts.maxBufferedMessages = MQTT_CLIENT_MAX_BUFFERED;
 	copts.MQTTVersion = MQTTVERSION_5;
 	block_signals(&saved);
 	rc = MQTTAsync_createWithOptions(&c->handle, c->uri, c->client_id,

@@ -35,6 +35,9 @@
 
 struct mqtt_client;
 
+/* Messages Paho may hold un-sent at once (connected or not). */
+#define MQTT_CLIENT_MAX_BUFFERED 16384
+
 struct mqtt_client_options {
 	const char *uri;       /* mqtt:// tcp:// ws:// or (TLS) mqtts:// ssl:// wss:// */
 	const char *client_id;

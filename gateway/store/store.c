@@ -1174,6 +1174,89 @@ fail:
 	return ret;
 }
 
+/* One query's rows as JSON; column values that hold JSON text are parsed. */
+static int load_rows(struct store *store, const char *sql, const char *id, json_t *into,
+		     const char *key)
+{
+	sqlite3_stmt *st = NULL;
+	json_t *arr = json_array();
+	int rc;
+
+	if (!arr)
+		return -ENOMEM;
+	rc = sqlite3_prepare_v2(store->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto done;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *row = json_object();
+
+		for (int i = 0; row && i < sqlite3_column_count(st); i++) {
+			const char *name = sqlite3_column_name(st, i);
+			json_t *v;
+
+			switch (sqlite3_column_type(st, i)) {
+			case SQLITE_INTEGER:
+				v = json_integer(sqlite3_column_int64(st, i));
+				break;
+			case SQLITE_TEXT:
+				v = json_loads(col_text(st, i), JSON_DECODE_ANY, NULL);
+				if (!v)
+					v = json_string(col_text(st, i));
+				break;
+			default:
+				v = json_null();
+				break;
+			}
+			json_object_set_new(row, name, v);
+		}
+		json_array_append_new(arr, row);
+	}
+done:
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		json_decref(arr);
+		return store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+	}
+	json_object_set_new(into, key, arr);
+	return 0;
+}
+
+int store_session_load(struct store *store, const char *session_id, json_t **out)
+{
+	json_t *o;
+	int r;
+
+	if (!store || !session_id || !out)
+		return -EINVAL;
+	o = json_object();
+	if (!o)
+		return -ENOMEM;
+	pthread_mutex_lock(&store->db_lock);
+	r = load_rows(store,
+		      "SELECT plan, patient, started_ms, ended_ms, outcome, state FROM sessions "
+		      "WHERE id = ?1",
+		      session_id, o, "session");
+	if (r == 0)
+		r = load_rows(store,
+			      "SELECT MAX(seq) AS last_seq FROM session_events WHERE session_id = ?1",
+			      session_id, o, "events");
+	if (r == 0)
+		r = load_rows(store,
+			      "SELECT exercise, set_no AS \"set\", cuff, figures FROM set_figures "
+			      "WHERE session_id = ?1 ORDER BY exercise, set_no, cuff",
+			      session_id, o, "figures");
+	pthread_mutex_unlock(&store->db_lock);
+	if (r == 0 && json_array_size(json_object_get(o, "session")) != 1)
+		r = -ENOENT;
+	if (r < 0) {
+		json_decref(o);
+		return r;
+	}
+	*out = o;
+	return 0;
+}
+
 int store_alarm_max_seq(struct store *store, const char *gateway_id, uint64_t *out)
 {
 	sqlite3_stmt *st = NULL;

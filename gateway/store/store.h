@@ -38,6 +38,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 struct store;
 
 /* File name of the database inside data_dir. */
@@ -215,6 +217,14 @@ int store_outbox_load(struct store *store,
 int store_load_open_alarms(struct store *store,
 			   int (*fn)(const struct store_alarm *alarm, void *user_data),
 			   void *user_data);
+/*
+ * What was recorded of one session, for closing it after a crash:
+ * {"session": [{plan, patient, started_ms, ended_ms, outcome, state}],
+ *  "events": [{last_seq}], "figures": [{exercise, set, cuff, figures}...]}
+ * (JSON columns parsed). -ENOENT for an unknown session. Free with json_decref.
+ */
+int store_session_load(struct store *store, const char *session_id, json_t **out);
+
 /* The highest <seq> of the alarm ids "<gateway_id>-<seq>" recorded (0: none). */
 int store_alarm_max_seq(struct store *store, const char *gateway_id, uint64_t *out);
 

@@ -588,6 +588,21 @@ static void test_SR_08_rest_deflation_does_not_need_reperfusion(void **state)
 	assert_int_equal(refused(), LIMITS_OK);
 }
 
+/* An e-stop deflates every cuff, inflated or not: an idle cuff owes no reperfusion. */
+static void test_SR_08_deflate_of_idle_cuff_needs_no_reperfusion(void **state)
+{
+	enum limits_refusal why = LIMITS_OK;
+
+	(void)state;
+	f.now += 1000;
+	deflate_cmd(false);
+	f.now += 100;
+	sample(0);
+	assert_int_equal(safety_may_inflate(&f.s, f.now, false, &why), 0);
+	inflate(150, false);
+	assert_int_equal(refused(), LIMITS_OK);
+}
+
 /* ---- SR-09 telemetry lost --------------------------------------------------------- */
 
 static void test_SR_09_telemetry_lost_after_500ms(void **state)
@@ -1223,6 +1238,7 @@ int main(void)
 		cmocka_unit_test_setup(test_SR_07_session_total_exactly_used_up_refuses, setup),
 		cmocka_unit_test_setup(test_SR_08_reperfusion_60s_after_deflation, setup),
 		cmocka_unit_test_setup(test_SR_08_rest_deflation_does_not_need_reperfusion, setup),
+		cmocka_unit_test_setup(test_SR_08_deflate_of_idle_cuff_needs_no_reperfusion, setup),
 		cmocka_unit_test_setup(test_SR_09_telemetry_lost_after_500ms, setup),
 		cmocka_unit_test_setup(test_SR_09_no_telemetry_alarm_when_deflated, setup),
 		cmocka_unit_test_setup(test_SR_10_link_lost_inflated_until_seen_deflated, setup),

@@ -239,6 +239,69 @@ static void test_open_sessions_survive_restart(void **state)
 	store_strv_free(ids);
 }
 
+static int collect_alarm(const struct store_alarm *a, void *user_data)
+{
+	char *ids = user_data;
+
+	strcat(ids, a->alarm_id);
+	strcat(ids, a->acked_by ? "+" : ";");
+	return 0;
+}
+
+/* What a restarting gateway reads back: open alarms, the id counter, a session. */
+static void test_restart_reads(void **state)
+{
+	struct fixture *f = *state;
+	struct store_alarm a = alarm_active;
+	char ids[256] = "";
+	uint64_t max = 99;
+	json_t *rec = NULL, *plan;
+
+	assert_int_equal(store_alarm_max_seq(f->st, "gw", &max), 0);
+	assert_int_equal(max, 0);
+	a.alarm_id = "gw-7";
+	assert_int_equal(store_alarm_record(f->st, &a, 1000, 1), 0);
+	a.alarm_id = "gw-12";
+	a.state = "cleared";
+	a.cleared_ms = 2000;
+	assert_int_equal(store_alarm_record(f->st, &a, 2000, 2), 0);
+	a.alarm_id = "gw-9";
+	a.state = "acknowledged";
+	a.cleared_ms = 0;
+	a.acked_ms = 1500;
+	a.acked_by = "anna";
+	assert_int_equal(store_alarm_record(f->st, &a, 1500, 3), 0);
+	a.alarm_id = "gwx-500"; /* another gateway's prefix does not count */
+	assert_int_equal(store_alarm_record(f->st, &a, 1500, 4), 0);
+	assert_int_equal(store_session_begin(f->st, "s-1", "{\"exercises\":[{\"name\":\"a\"}]}",
+					     NULL, 10, 5), 0);
+	assert_int_equal(store_session_event(f->st, "s-1", 1, "started", "{}", 11, 6), 0);
+	assert_int_equal(store_session_event(f->st, "s-1", 2, "phase", "{}", 12, 7), 0);
+	assert_int_equal(store_set_figures(f->st, "s-1", 0, 1, "bay1", "{\"set\":1}", 8), 0);
+	wait_committed(f, 8);
+
+	assert_int_equal(store_alarm_max_seq(f->st, "gw", &max), 0);
+	assert_int_equal(max, 12);
+	assert_int_equal(store_load_open_alarms(f->st, collect_alarm, ids), 0);
+	assert_string_equal(ids, "gw-7;gw-9+gwx-500+"); /* not the cleared gw-12 */
+	assert_int_equal(store_session_load(f->st, "s-1", &rec), 0);
+	assert_int_equal(json_integer_value(json_object_get(
+				 json_array_get(json_object_get(rec, "events"), 0), "last_seq")),
+			 2);
+	plan = json_object_get(json_array_get(json_object_get(rec, "session"), 0), "plan");
+	assert_string_equal(
+		json_string_value(json_object_get(json_array_get(json_object_get(plan, "exercises"), 0),
+						  "name")),
+		"a");
+	assert_int_equal(json_integer_value(json_object_get(
+				 json_array_get(json_object_get(rec, "figures"), 0), "set")),
+			 1);
+	json_decref(rec);
+	assert_int_equal(store_session_load(f->st, "nope", &rec), -ENOENT);
+	assert_int_equal(store_session_load(f->st, NULL, &rec), -EINVAL);
+	assert_int_equal(store_load_open_alarms(f->st, NULL, NULL), -EINVAL);
+}
+
 /* Above half the bound only critical records get in; at the bound nothing. */
 static void test_queue_bound(void **state)
 {
@@ -407,6 +470,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rejected_record_does_not_block_batch, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_open_sessions_survive_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full_then_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_while_failing_reports_loss, setup,
