@@ -147,7 +147,55 @@ int safety_init(struct safety_state *s, const struct limits *lim, uint64_t now_m
 
 /* ---- sample --------------------------------------------------------------- */
 
-static void on_sample(struct ctx *c, double p, uint16_t status)
+/* Bitwise equality: exactly the same reading (NAN pulses compare equal). */
+static bool same_bits(double a, double b)
+{
+	return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+/*
+ * The frozen-sensor rule (SR-23) for one valid sample; true while the
+ * reading counts as frozen. A run starts only while the cuff is inflated (a
+ * deflated cuff may legitimately read a steady 0.0); once the condition is
+ * present it lasts until the reading moves, inflated or not.
+ */
+static bool freeze_check(struct safety_state *s, double p, double pulse, uint64_t now)
+{
+	bool inflated = s->target_mmhg > 0 || p > SAFETY_INFLATED_ABOVE_MMHG;
+	bool frozen_before = s->freeze_n > SAFETY_FREEZE_SAMPLES &&
+			     now - s->freeze_since_ms > SAFETY_FREEZE_MS;
+
+	if (s->freeze_n > 0 && same_bits(p, s->freeze_p) && same_bits(pulse, s->freeze_pulse) &&
+	    (inflated || frozen_before)) {
+		if (s->freeze_n < UINT32_MAX)
+			s->freeze_n++;
+	} else if (inflated) {
+		s->freeze_n = 1;
+		s->freeze_since_ms = now;
+		s->freeze_p = p;
+		s->freeze_pulse = pulse;
+	} else {
+		s->freeze_n = 0;
+	}
+	return s->freeze_n > SAFETY_FREEZE_SAMPLES && now - s->freeze_since_ms > SAFETY_FREEZE_MS;
+}
+
+/* An untrustworthy reading (SR-13, SR-23): HIGH sensor_fault, deflate if inflated. */
+static void sensor_fault(struct ctx *c, struct alarm_values v)
+{
+	struct safety_state *s = c->s;
+	bool first = !present(s, ALARM_SENSOR_FAULT);
+
+	s->sensor_bad = true;
+	reset_sample_timers(s);
+	set_cond(c, ALARM_SENSOR_FAULT, true, v);
+	/* Once; the DEFLATE tracking re-sends, and without a valid reading it
+	 * can never confirm, so deflate_failed follows after the timeout. */
+	if ((s->inflated || s->target_mmhg > 0) && (first || !s->deflate_pending))
+		deflate_now(c, BFR_DEFLATE_SAFETY);
+}
+
+static void on_sample(struct ctx *c, double p, double pulse, uint16_t status)
 {
 	struct safety_state *s = c->s;
 	const struct limits *l = &s->lim;
@@ -172,15 +220,15 @@ static void on_sample(struct ctx *c, double p, uint16_t status)
 	}
 
 	if (!valid) {
-		bool first = !present(s, ALARM_SENSOR_FAULT);
-
-		s->sensor_bad = true;
-		reset_sample_timers(s);
-		set_cond(c, ALARM_SENSOR_FAULT, true, vals(p, t, NAN, NAN));
-		/* Once; the DEFLATE tracking re-sends, and without a valid reading it
-		 * can never confirm, so deflate_failed follows after the timeout. */
-		if ((s->inflated || s->target_mmhg > 0) && (first || !s->deflate_pending))
-			deflate_now(c, BFR_DEFLATE_SAFETY);
+		s->freeze_n = 0;
+		sensor_fault(c, vals(p, t, NAN, NAN));
+		return;
+	}
+	if (freeze_check(s, p, pulse, now)) {
+		/* A frozen reading proves nothing: it confirms no deflation and
+		 * feeds no other rule (the ceiling above still applies). */
+		sensor_fault(c, vals(p, t, (double)SAFETY_FREEZE_MS / 1000.0,
+				     secs(s->freeze_since_ms, now)));
 		return;
 	}
 	s->sensor_bad = false;
@@ -508,7 +556,7 @@ static void apply(struct ctx *c, const struct safety_event *ev)
 
 	switch (ev->type) {
 	case SAFETY_EV_SAMPLE:
-		on_sample(c, ev->sample.pressure_mmhg, ev->sample.status);
+		on_sample(c, ev->sample.pressure_mmhg, ev->sample.pulse_mmhg, ev->sample.status);
 		break;
 	case SAFETY_EV_TICK:
 		break;
@@ -525,6 +573,8 @@ static void apply(struct ctx *c, const struct safety_event *ev)
 	case SAFETY_EV_LINK_DOWN:
 		s->link_up = false;
 		reset_sample_timers(s);
+		/* A new connection is a new sample stream: a freeze run restarts. */
+		s->freeze_n = 0;
 		if (s->inflated)
 			set_cond(c, ALARM_LINK_LOST_INFLATED, true,
 				 vals(cur_pressure(s), s->target_mmhg, NAN, NAN));

@@ -48,6 +48,19 @@
 #define SAFETY_FALLING_MMHG 1.0
 /* A reading below this is not a pressure a cuff can have: treated as a sensor fault. */
 #define SAFETY_SENSOR_MIN_MMHG (-20.0)
+/*
+ * Frozen sensor (SR-23, docs/safety.md): while inflated, more than
+ * SAFETY_FREEZE_SAMPLES consecutive valid samples whose pressure AND pulse
+ * amplitude are bitwise identical to the first of the run, spanning more than
+ * SAFETY_FREEZE_MS (first to last sample, engine time), are a sensor fault.
+ * Fixed, not configurable: they follow from the profile (SFLOAT resolution,
+ * sample rate, sample_timeout_ms), not from a prescription, and a shorter
+ * window would only trade detection time for false alarms. At 50 Hz the
+ * time rule binds (~150 samples); the count only binds below ~7 Hz, where
+ * fewer samples are weaker evidence.
+ */
+#define SAFETY_FREEZE_MS 3000u
+#define SAFETY_FREEZE_SAMPLES 20u
 #define SAFETY_NEVER UINT64_MAX
 
 enum safety_event_type {
@@ -72,6 +85,9 @@ struct safety_event {
 			double pressure_mmhg; /* NAN for a sensor fault / special SFLOAT */
 			double target_mmhg;   /* the cuff's own target (informational) */
 			uint16_t status;      /* BFR_ST_* bits */
+			/* The sample's pulse_amplitude (NAN for a special SFLOAT): the
+			 * frozen-sensor rule needs it to stay identical too. */
+			double pulse_mmhg;
 		} sample;
 		struct {
 			double target_mmhg;
@@ -155,6 +171,11 @@ struct safety_state {
 	uint64_t deflate_check_ms;
 	double deflate_check_mmhg;
 	bool deflate_ok_seen;
+	/* Frozen-sensor run: identical valid samples while inflated (0 = none). */
+	uint32_t freeze_n;
+	uint64_t freeze_since_ms;
+	double freeze_p;
+	double freeze_pulse;
 	uint32_t present; /* bit (1u << alarm_code) per condition present */
 };
 
@@ -167,7 +188,8 @@ int safety_init(struct safety_state *s, const struct limits *lim, uint64_t now_m
  * an unknown event type, or an event field outside its range (battery
  * outside 0..100, deflate reason > 2, result > 5, a LOP measured in the
  * future); nothing changes then. A NAN or implausible pressure is not an
- * invalid event: it is the sensor-fault condition.
+ * invalid event: it is the sensor-fault condition (so is a frozen reading,
+ * see SAFETY_FREEZE_MS).
  */
 int safety_handle(struct safety_state *s, const struct safety_event *ev, uint64_t now_ms,
 		  struct safety_action *acts, size_t cap, size_t *n_out);

@@ -37,14 +37,27 @@ static void feed(struct safety_event ev)
 	assert_true(f.n <= SAFETY_MAX_ACTIONS);
 }
 
-static void sample_st(double p, uint16_t status)
+static void sample_full(double p, double pulse, uint16_t status)
 {
 	struct safety_event ev = { .type = SAFETY_EV_SAMPLE };
 
 	ev.sample.pressure_mmhg = p;
 	ev.sample.target_mmhg = f.s.target_mmhg;
 	ev.sample.status = status;
+	ev.sample.pulse_mmhg = pulse;
 	feed(ev);
+}
+
+/*
+ * A live sensor: the tests hold exact pressures for long times, so the
+ * pulse amplitude moves by 0.001 mmHg every sample (a real one moves with
+ * the pressure) and the frozen-sensor rule (SR-23) never applies here.
+ */
+static void sample_st(double p, uint16_t status)
+{
+	static unsigned k;
+
+	sample_full(p, 1.0 + 0.001 * (double)(k++ % 2u), status);
 }
 
 static void sample(double p)
