@@ -294,6 +294,7 @@ static void on_samples(struct cuff_link *link, const struct bfr_sample *samples,
 		ev.sample.pressure_mmhg = samples[i].pressure_mmhg;
 		ev.sample.target_mmhg = samples[i].target_mmhg;
 		ev.sample.status = samples[i].status;
+		ev.sample.pulse_mmhg = samples[i].pulse_amplitude;
 		gw_safety_event(c, &ev);
 	}
 	for (size_t i = 0; i < n; i++) {
