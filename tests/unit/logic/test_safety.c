@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "safety.h"
+#include "sfloat.h"
 #include "test_alloc.h"
 
 #define T0 1000000u
@@ -1136,6 +1137,318 @@ static void test_SR_17_latched_high_blocks_until_acked(void **state)
 	alarm_table_free(t);
 }
 
+/* ---- SR-23 frozen sensor ---------------------------------------------------------- */
+
+#define FREEZE_P 150.0
+#define FREEZE_PULSE 1.234
+
+/* Feeds the frozen reading every step_ms, n times; asserts nothing happens. */
+static void frozen_quiet(unsigned n, uint64_t step_ms)
+{
+	for (unsigned i = 0; i < n; i++) {
+		f.now += step_ms;
+		sample_full(FREEZE_P, FREEZE_PULSE, 0);
+		assert_int_equal(f.n, 0);
+	}
+}
+
+static void assert_freeze_raised(void)
+{
+	const struct safety_action *a;
+
+	assert_true(deflated());
+	assert_int_equal(f.a[0].deflate_reason, BFR_DEFLATE_SAFETY);
+	a = find(SAFETY_ACT_RAISE, ALARM_SENSOR_FAULT);
+	assert_non_null(a);
+	assert_int_equal(a->priority, ALARM_PRIO_HIGH);
+	assert_int_equal(a->kind, ALARM_KIND_TECHNICAL);
+	assert_true(a->values.limit == SAFETY_FREEZE_MS / 1000.0);
+	assert_true(a->values.pressure_mmhg == FREEZE_P);
+}
+
+static void test_SR_23_frozen_exactly_3000ms_is_allowed_1ms_more_deflates(void **state)
+{
+	uint64_t t0;
+
+	(void)state;
+	start_exercise(FREEZE_P);
+	f.now += 100;
+	t0 = f.now;
+	sample_full(FREEZE_P, FREEZE_PULSE, 0); /* first of the run */
+	assert_int_equal(f.n, 0);
+	frozen_quiet(30, 100); /* 31 samples, spanning exactly 3000 ms */
+	assert_true(f.now - t0 == SAFETY_FREEZE_MS);
+	f.now += 1;
+	sample_full(FREEZE_P, FREEZE_PULSE, 0);
+	assert_freeze_raised();
+	assert_true(safety_condition_present(&f.s, ALARM_SENSOR_FAULT));
+}
+
+static void test_SR_23_frozen_exactly_20_samples_allowed_21st_deflates(void **state)
+{
+	(void)state;
+	start_exercise(FREEZE_P);
+	/* 20 identical samples 400 ms apart span 7600 ms: the time rule is met,
+	 * the count (> 20) is not. */
+	f.now += 100;
+	sample_full(FREEZE_P, FREEZE_PULSE, 0);
+	assert_int_equal(f.n, 0);
+	frozen_quiet(SAFETY_FREEZE_SAMPLES - 1, STEP);
+	f.now += STEP;
+	sample_full(FREEZE_P, FREEZE_PULSE, 0);
+	assert_freeze_raised();
+}
+
+static void test_SR_23_batch_at_one_instant_needs_the_time_too(void **state)
+{
+	(void)state;
+	start_exercise(FREEZE_P);
+	/* 200 identical samples in 2 ms bursts (batched notifications) over 2000 ms. */
+	for (int i = 0; i < 200; i++) {
+		if (i % 20 == 0)
+			f.now += 200;
+		sample_full(FREEZE_P, FREEZE_PULSE, 0);
+		assert_int_equal(f.n, 0);
+	}
+}
+
+static void test_SR_23_pressure_or_pulse_moving_is_not_frozen(void **state)
+{
+	(void)state;
+	start_exercise(FREEZE_P);
+	/* Same pressure for 60 s, the pulse amplitude moves by 0.001 mmHg. */
+	for (int i = 0; i < 600; i++) {
+		f.now += 100;
+		sample_full(FREEZE_P, FREEZE_PULSE + 0.001 * (i % 2), 0);
+		assert_int_equal(f.n, 0);
+	}
+	/* Same pulse amplitude (e.g. 0 at or above the LOP), the pressure moves by 0.1. */
+	for (int i = 0; i < 600; i++) {
+		f.now += 100;
+		sample_full(FREEZE_P + 0.1 * (i % 2), 0.0, 0);
+		assert_int_equal(f.n, 0);
+	}
+	/* A run broken once, just before the limit, starts over. */
+	sample_full(FREEZE_P, FREEZE_PULSE, 0);
+	frozen_quiet(30, 100);
+	f.now += 1;
+	sample_full(FREEZE_P + 0.1, FREEZE_PULSE, 0);
+	assert_int_equal(f.n, 0);
+	f.now += 1;
+	sample_full(FREEZE_P, FREEZE_PULSE, 0);
+	assert_int_equal(f.n, 0);
+	frozen_quiet(30, 100);
+	f.now += 1;
+	sample_full(FREEZE_P, FREEZE_PULSE, 0);
+	assert_freeze_raised();
+}
+
+static void test_SR_23_deflated_cuff_may_read_a_steady_value(void **state)
+{
+	(void)state;
+	/* Idle: 0.0 and then exactly 10.0 (not above the inflated threshold) for minutes. */
+	for (int i = 0; i < 1200; i++) {
+		f.now += 100;
+		sample_full(i < 600 ? 0.0 : SAFETY_INFLATED_ABOVE_MMHG, 0.0, 0);
+		assert_int_equal(f.n, 0);
+	}
+	assert_false(safety_condition_present(&f.s, ALARM_SENSOR_FAULT));
+}
+
+static void test_SR_23_frozen_while_commanded_but_reading_zero(void **state)
+{
+	(void)state;
+	/* A sensor stuck at 0 while the pump runs: inflated by the engine's notion (target). */
+	inflate(FREEZE_P, false);
+	assert_int_equal(refused(), LIMITS_OK);
+	for (int i = 0; i <= 30; i++) {
+		f.now += 100;
+		sample_full(0.0, 0.0, BFR_ST_PUMP_ON);
+		assert_int_equal(f.n, 0);
+	}
+	f.now += 1;
+	sample_full(0.0, 0.0, BFR_ST_PUMP_ON);
+	assert_true(deflated());
+	assert_true(raised(ALARM_SENSOR_FAULT));
+}
+
+static void test_SR_23_frozen_blocks_inflation_confirms_nothing_clears_when_moving(void **state)
+{
+	(void)state;
+	start_exercise(FREEZE_P);
+	f.now += 100;
+	sample_full(FREEZE_P, FREEZE_PULSE, 0);
+	frozen_quiet(30, 100);
+	f.now += 1;
+	sample_full(FREEZE_P, FREEZE_PULSE, 0);
+	assert_freeze_raised();
+	/* Still frozen: raised once, DEFLATE re-sent only by the tracking (1/s). */
+	f.now += 100;
+	sample_full(FREEZE_P, FREEZE_PULSE, 0);
+	assert_int_equal(f.n, 0);
+	inflate(FREEZE_P, false);
+	assert_int_equal(refused(), LIMITS_REFUSE_SENSOR_FAULT);
+	/* The frozen reading never confirms the DEFLATE: deflate_failed after 5 s. */
+	for (int i = 0; i < 60 && !raised(ALARM_DEFLATE_FAILED); i++) {
+		f.now += 100;
+		sample_full(FREEZE_P, FREEZE_PULSE, 0);
+		assert_false(cleared(ALARM_SENSOR_FAULT));
+	}
+	assert_true(raised(ALARM_DEFLATE_FAILED));
+	/* The reading moves (the cuff went down meanwhile): fault clears, deflation seen. */
+	f.now += 100;
+	sample_full(3.2, 0.004, 0);
+	assert_true(cleared(ALARM_SENSOR_FAULT));
+	assert_true(cleared(ALARM_DEFLATE_FAILED));
+	assert_false(safety_condition_present(&f.s, ALARM_SENSOR_FAULT));
+	assert_false(safety_deflate_pending(&f.s));
+}
+
+static void test_SR_23_frozen_below_10_after_deflate_stays_until_it_moves(void **state)
+{
+	(void)state;
+	inflate(FREEZE_P, false);
+	for (int i = 0; i <= 30; i++) {
+		f.now += 100;
+		sample_full(8.0, 0.5, BFR_ST_PUMP_ON);
+	}
+	f.now += 1;
+	sample_full(8.0, 0.5, BFR_ST_PUMP_ON);
+	assert_true(raised(ALARM_SENSOR_FAULT));
+	/* Deflating (target dropped), still frozen at 8.0 < 10: the fault stays. */
+	for (int i = 0; i < 50; i++) {
+		f.now += 100;
+		sample_full(8.0, 0.5, 0);
+		assert_false(cleared(ALARM_SENSOR_FAULT));
+	}
+	assert_true(safety_condition_present(&f.s, ALARM_SENSOR_FAULT));
+	f.now += 100;
+	sample_full(0.0, 0.0, 0);
+	assert_true(cleared(ALARM_SENSOR_FAULT));
+}
+
+static void test_SR_23_nan_restarts_the_run(void **state)
+{
+	(void)state;
+	start_exercise(FREEZE_P);
+	f.now += 100;
+	sample_full(FREEZE_P, FREEZE_PULSE, 0);
+	frozen_quiet(29, 100);
+	f.now += 100;
+	sample_full(NAN, FREEZE_PULSE, 0); /* SR-13 itself */
+	assert_true(raised(ALARM_SENSOR_FAULT));
+	f.now += 100;
+	sample_full(FREEZE_P, FREEZE_PULSE, 0); /* valid again: clears, new run */
+	assert_true(cleared(ALARM_SENSOR_FAULT));
+	for (int i = 0; i < 30; i++) {
+		f.now += 100;
+		sample_full(FREEZE_P, FREEZE_PULSE, 0);
+		assert_false(raised(ALARM_SENSOR_FAULT));
+	}
+}
+
+/*
+ * What a healthy cuff sends (cuffsim/model.c): a static pressure plus half
+ * the pulse amplitude times a 1.2 Hz sine plus Gaussian noise, and the pulse
+ * amplitude 4 x pulse_max x (p/LOP)(1 - p/LOP), both through the SFLOAT
+ * encoding the profile uses (0.1 mmHg up to 204.5, whole mmHg above).
+ */
+static uint64_t hs_rng = 0x243f6a8885a308d3ull;
+
+static double hs_uniform(void)
+{
+	hs_rng ^= hs_rng << 13;
+	hs_rng ^= hs_rng >> 7;
+	hs_rng ^= hs_rng << 17;
+	return ((double)(hs_rng >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double hs_normal(void)
+{
+	return sqrt(-2.0 * log(hs_uniform())) * cos(2.0 * M_PI * hs_uniform());
+}
+
+static double wire(double v)
+{
+	uint16_t raw;
+
+	assert_int_equal(sfloat_encode(v, &raw), 0);
+	return sfloat_to_double(raw);
+}
+
+/* Samples a steady static pressure for dur_ms at rate_hz; asserts no sensor fault. */
+static void healthy_stream(double p_static, double lop, double pulse_max, double sigma,
+			   unsigned rate_hz, uint64_t dur_ms)
+{
+	double x = p_static / lop;
+	double amp = x >= 1.0 ? 0.0 : pulse_max * 4.0 * x * (1.0 - x);
+	uint64_t start = f.now;
+	unsigned k = 0;
+
+	while (f.now - start < dur_ms) {
+		double t_s = (double)k++ / rate_hz;
+		double p = p_static + amp / 2.0 * sin(2.0 * M_PI * 1.2 * t_s) + sigma * hs_normal();
+
+		f.now = start + (uint64_t)k * 1000u / rate_hz;
+		sample_full(wire(fmax(0.0, p)), wire(amp), 0);
+		assert_false(raised(ALARM_SENSOR_FAULT));
+		assert_false(deflated());
+	}
+}
+
+static void test_SR_23_healthy_streams_never_look_frozen(void **state)
+{
+	static const unsigned rates[] = { 10, 50 };
+
+	(void)state;
+	for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
+		/* Above 204.5 mmHg (1 mmHg steps): leg, LOP 300, 240 = 80 %, a perfectly
+		 * steady static pressure (worst case) with its pulsation (~1.9 mmHg). */
+		setup_limb(BFR_LIMB_LEG);
+		lop_set(300, f.now);
+		start_exercise(240);
+		healthy_stream(240, 300, 3.0, 0.1, rates[r], 300000);
+		/* Arm, small pulse (pulse_max 2), 60 % of LOP 140, low noise. */
+		setup_limb(BFR_LIMB_ARM);
+		lop_set(140, f.now);
+		start_exercise(84);
+		healthy_stream(84, 140, 2.0, 0.1, rates[r], 300000);
+		/* At or above the LOP (LOP measurement: no pulse at all), noise only,
+		 * 0.1 mmHg steps (above 204.5 see the next test). */
+		setup_limb(BFR_LIMB_LEG);
+		simple(SAFETY_EV_LOP_MEASURE);
+		assert_int_equal(refused(), LIMITS_OK);
+		healthy_stream(185.0, 180, 3.0, 0.1, rates[r], 60000);
+		assert_false(safety_condition_present(&f.s, ALARM_SENSOR_FAULT));
+	}
+}
+
+static void test_SR_23_only_full_occlusion_looks_frozen_and_it_deflates_first(void **state)
+{
+	uint64_t start;
+	double prev = NAN;
+
+	(void)state;
+	/*
+	 * The one stream the rule cannot tell from a frozen sensor: above 204.5
+	 * (1 mmHg steps), at or above the LOP (no pulse), low noise. Held, that
+	 * is full occlusion, which SR-02 deflates after 2 s, before SR-23's 3 s.
+	 */
+	setup_limb(BFR_LIMB_LEG);
+	lop_set(300, f.now);
+	start_exercise(240);
+	lop_set(230, f.now); /* the LOP fell under the exercise: 240 >= 100 % LOP */
+	start = f.now;
+	while (!deflated()) {
+		f.now += 20;
+		prev = wire(240.0 + 0.1 * hs_normal());
+		sample_full(prev, 0.0, 0);
+		assert_false(raised(ALARM_SENSOR_FAULT));
+	}
+	assert_true(raised(ALARM_FULL_OCCLUSION));
+	assert_true(f.now - start > 2000 && f.now - start < SAFETY_FREEZE_MS);
+}
+
 /* ---- property test ------------------------------------------------------------------- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -1272,6 +1585,17 @@ int main(void)
 		cmocka_unit_test_setup(test_SR_16_battery_thresholds, setup),
 		cmocka_unit_test_setup(test_SR_17_unacked_high_blocks_new_inflation, setup),
 		cmocka_unit_test_setup(test_SR_17_latched_high_blocks_until_acked, setup),
+		cmocka_unit_test_setup(test_SR_23_frozen_exactly_3000ms_is_allowed_1ms_more_deflates, setup),
+		cmocka_unit_test_setup(test_SR_23_frozen_exactly_20_samples_allowed_21st_deflates, setup),
+		cmocka_unit_test_setup(test_SR_23_batch_at_one_instant_needs_the_time_too, setup),
+		cmocka_unit_test_setup(test_SR_23_pressure_or_pulse_moving_is_not_frozen, setup),
+		cmocka_unit_test_setup(test_SR_23_deflated_cuff_may_read_a_steady_value, setup),
+		cmocka_unit_test_setup(test_SR_23_frozen_while_commanded_but_reading_zero, setup),
+		cmocka_unit_test_setup(test_SR_23_frozen_blocks_inflation_confirms_nothing_clears_when_moving, setup),
+		cmocka_unit_test_setup(test_SR_23_frozen_below_10_after_deflate_stays_until_it_moves, setup),
+		cmocka_unit_test_setup(test_SR_23_nan_restarts_the_run, setup),
+		cmocka_unit_test_setup(test_SR_23_healthy_streams_never_look_frozen, setup),
+		cmocka_unit_test_setup(test_SR_23_only_full_occlusion_looks_frozen_and_it_deflates_first, setup),
 		cmocka_unit_test_setup(test_SR_21_safety_path_never_allocates, setup),
 		cmocka_unit_test_setup(test_SR_22_garbage_events_change_nothing, setup),
 		cmocka_unit_test_setup(test_time_going_backwards_still_checks, setup),
