@@ -19,7 +19,7 @@ cuff  fault                               expected (docs/safety.md)
  7    spike +45 mmHg held 4 s (>= LOP)    SR-02 full_occlusion HIGH + DEFLATE(safety)
  8    battery 15 %, then 5 %, then 50 %   SR-16 battery_low LOW, battery_critical MEDIUM, refusal
  9    lop-fail, then session/start        SR-15 session aborted lop_invalid, lop_invalid MEDIUM
-10    sensor-freeze                       not a documented detection (see the check)
+10    sensor-freeze (reading stops)       SR-23 sensor_fault HIGH + DEFLATE(safety) after > 3 s
 """
 
 import json
@@ -40,6 +40,7 @@ START_S = 20.0
 SET_S = 40.0       # from session/start to the 'set' phase (LOP phase + inflating, 10 cuffs)
 REACT_S = 5.0      # an alarm that should follow within a second or so
 DEFLATE_TIMEOUT_S = 5.0
+FREEZE_S = 3.0     # SR-23: SAFETY_FREEZE_MS
 
 SPIKE, STUCK, LEAK, STALL, DROP, DEFL_FAIL, OCCLUSION, BATTERY, LOP_FAIL, FREEZE = range(1, 11)
 
@@ -311,32 +312,42 @@ def main():
                     "DEFLATE(safety), aborted", occlusion)
 
         def freeze():
-            # docs/safety.md detects a sensor fault only as NAN/INF/< -20 mmHg or the
-            # sensor-fault status bit (SR-13): a sensor stuck at a plausible value is not
-            # detected by the gateway. Assert exactly that: a frozen but plausible reading
-            # raises no sensor_fault and the session goes on (a documented gap, reported).
-            topic = "%s/cuff/%s/telemetry" % (PREFIX, cid(FREEZE))
-            t0 = time.monotonic()
-
-            def frozen_samples(c):
-                vals = [v[1] for m in c.select("telemetry", t0, topic)
-                        for v in m.payload["samples"]]
-                return vals if len(vals) >= 100 else None
-            vals = col.wait_for(frozen_samples, 10, "100 telemetry samples of the frozen cuff")
-            check_that(len(set(vals)) == 1, "samples not frozen: %s" % sorted(set(vals))[:5])
-            check_that(not alarm_records(col, cid(FREEZE), "sensor_fault"),
-                       "sensor_fault raised for a frozen plausible reading")
-            ev = session_events(col, sessions[FREEZE])
-            check_that(not any(e["type"] in ("aborted", "stopped") for e in ev),
-                       "the session ended: %s" % ev[-1])
-            print("  NOTE sensor-freeze at %.1f mmHg: not detected (not in docs/safety.md)" %
-                  vals[0])
+            # SR-23: pressure and pulse amplitude bitwise identical for > 20 samples spanning
+            # > 3000 ms while inflated -> sensor_fault HIGH technical + DEFLATE(safety).
+            c = cid(FREEZE)
+            a = expect_alarm(h, col, c, "sensor_fault", "high", "technical",
+                             timeout=FREEZE_S + REACT_S, since=t_inject)
+            dt = wait_alarm(col, c, "sensor_fault", 0, t_inject).t - t_inject
+            print("  sensor-freeze -> sensor_fault after %.2f s (rule: > %.0f s)" % (dt, FREEZE_S))
+            check_that(FREEZE_S - 0.1 < dt < FREEZE_S + REACT_S,
+                       "sensor_fault after %.2f s" % dt)
+            check_that(a["values"].get("limit") in (None, FREEZE_S),
+                       "freeze limit reported %r" % a["values"].get("limit"))
+            # What the gateway saw: one frozen value from the injection to the alarm.
+            topic = "%s/cuff/%s/telemetry" % (PREFIX, c)
+            vals = [v[1] for m in col.select("telemetry", t_inject + 0.5, topic)
+                    if m.t <= t_inject + dt for v in m.payload["samples"]]
+            check_that(len(vals) >= 20 and len(set(vals)) == 1,
+                       "telemetry before the alarm not frozen: %d samples, %s" %
+                       (len(vals), sorted(set(vals))[:5]))
+            wait_sim(sim, FREEZE, lambda s: s["deflates"]["safety"] >= 1, REACT_S,
+                     "a DEFLATE with reason safety")
+            expect_aborted(col, sessions[FREEZE], {"sensor_fault"})
+            expect_listed(col, c, a["alarm_id"])
+            # The cuff really deflates; its reading stays frozen above 20 mmHg, so the
+            # deflation cannot be confirmed: deflate_failed (SR-11) follows.
+            s = wait_sim(sim, FREEZE, lambda s: s["true_pressure"] < 20, 10, "deflated")
+            df = expect_alarm(h, col, c, "deflate_failed", "high", "technical",
+                              timeout=DEFLATE_TIMEOUT_S + REACT_S, since=t_inject)
+            print("  sensor-freeze at %.1f mmHg: cuff deflated to %.1f unseen, deflate_failed, "
+                  "%d DEFLATE(safety)" % (vals[0], s["true_pressure"], s["deflates"]["safety"]))
             sim.control("clear %d" % FREEZE)
-            r = h.send_command(col, "session/stop", {"session_id": sessions[FREEZE]})
-            check_that(r.get("ok") is True, "session/stop refused: %s" % r.get("error"))
+            # The reading moves again: both conditions go, both latch until acknowledged.
+            expect_latched_then_acked(h, col, c, a)
+            expect_latched_then_acked(h, col, c, df)
 
-        suite.check("sensor-freeze: as documented, a plausible frozen reading is not detected",
-                    freeze)
+        suite.check("SR-23 sensor-freeze: sensor_fault HIGH after > 3 s, DEFLATE(safety), "
+                    "aborted, latched until ack", freeze)
 
         def lop_fail():
             sid = sessions[LOP_FAIL]
