@@ -1466,6 +1466,9 @@ static void test_property_random_streams(void **state)
 	(void)state;
 	for (int run = 0; run < 40; run++) {
 		uint32_t open_raised = 0;
+		struct safety_event last = { .type = SAFETY_EV_TICK };
+		uint32_t frozen_n = 0; /* identical valid samples above 10 mmHg in a row */
+		uint64_t frozen_since = 0;
 
 		setup_limb(run % 2 ? BFR_LIMB_LEG : BFR_LIMB_ARM);
 		for (int i = 0; i < 3000; i++) {
@@ -1476,13 +1479,18 @@ static void test_property_random_streams(void **state)
 			uint64_t deadline;
 
 			f.now += rnd(700);
-			if (k < 70) {
+			if (k < 70 && last.type == SAFETY_EV_SAMPLE && rnd(8) != 0) {
+				/* Mostly the same reading again: frozen runs (SR-23) of every length. */
+				ev = last;
+				over = ev.sample.pressure_mmhg > ceiling;
+			} else if (k < 70) {
 				double p = (double)rnd(3200) / 10.0 - 5;
 
 				if (rnd(50) == 0)
 					p = NAN;
 				ev.sample.pressure_mmhg = p;
 				ev.sample.status = (uint16_t)rnd(0x200);
+				ev.sample.pulse_mmhg = rnd(20) == 0 ? NAN : (double)rnd(500) / 100.0;
 				over = p > ceiling;
 			} else if (k < 80) {
 				ev.type = SAFETY_EV_TICK;
@@ -1514,6 +1522,26 @@ static void test_property_random_streams(void **state)
 				ev.battery.pct = (int)rnd(101);
 			}
 			feed(ev);
+			if (ev.type == SAFETY_EV_SAMPLE) {
+				double p = ev.sample.pressure_mmhg;
+				bool valid = isfinite(p) && p > SAFETY_INFLATED_ABOVE_MMHG &&
+					     !(ev.sample.status & BFR_ST_SENSOR_FAULT);
+
+				if (valid && frozen_n > 0 && memcmp(&ev, &last, sizeof(ev)) == 0) {
+					frozen_n++;
+				} else if (valid) {
+					frozen_n = 1;
+					frozen_since = f.now;
+				} else {
+					frozen_n = 0;
+				}
+				last = ev;
+			} else if (ev.type == SAFETY_EV_LINK_DOWN) {
+				frozen_n = 0;
+			}
+			/* A reading frozen beyond SR-23's limits always has the sensor fault. */
+			if (frozen_n > SAFETY_FREEZE_SAMPLES && f.now - frozen_since > SAFETY_FREEZE_MS)
+				assert_true(safety_condition_present(&f.s, ALARM_SENSOR_FAULT));
 			/* Over the ceiling never goes without a DEFLATE in the same call. */
 			if (over)
 				assert_true(deflated());
