@@ -80,8 +80,12 @@ static bool valid_str(const char *s, size_t max, bool allow_empty)
 	n = strnlen(s, max);
 	if (n == max || (n == 0 && !allow_empty))
 		return false;
+	/* No control characters; bytes >= 0x80 are UTF-8 (a clinician called
+	 * "Jürgen" acknowledges too: command.c has checked the encoding). */
 	for (size_t i = 0; i < n; i++) {
-		if (s[i] < 0x20 || s[i] > 0x7e)
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch < 0x20 || ch == 0x7f)
 			return false;
 	}
 	return true;

@@ -142,7 +142,8 @@ int alarm_condition_cleared(struct alarm_table *t, const char *cuff, enum alarm_
 			    uint64_t now_ms);
 
 /*
- * Acknowledges alarm_id by `by` (non-empty printable, < ALARM_BY_MAX).
+ * Acknowledges alarm_id by `by` (non-empty, no control characters, UTF-8
+ * welcome, < ALARM_BY_MAX bytes).
  * Clears it at once if its condition is gone. -ENOENT for an unknown or
  * closed id, -EALREADY if already acknowledged, -EINVAL for bad strings.
  */

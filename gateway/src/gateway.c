@@ -1,7 +1,7 @@
 /*
  * gateway.c - lifecycle of the daemon and the receive path of every cuff.
  *
- * The order inside gw_cuff_on_samples() is the product's central safety
+ * The order inside on_samples() is the product's central safety
  * property: safety engine first (its DEFLATE is written to the cuff before
  * the function goes on), then the session, then telemetry and state. See
  * gateway_private.h for the shared state.
@@ -496,6 +496,21 @@ static void gw_housekeeping(struct loop *loop, uint64_t id, void *user_data)
 
 /* --- MQTT ----------------------------------------------------------------- */
 
+/* A broker without persistence forgets retained alarms when it restarts. */
+static void republish_open_alarms(struct gateway *gw)
+{
+	size_t n = alarm_open_count(gw->alarms);
+	const struct alarm_record **open = n ? calloc(n, sizeof(*open)) : NULL;
+
+	if (!open || alarm_list_open(gw->alarms, NULL, open, n, &n) < 0) {
+		free(open);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		gw_publish_alarm(gw, open[i]);
+	free(open);
+}
+
 static void on_mqtt_connected(struct mqtt_client *client, bool session_present, void *user_data)
 {
 	struct gateway *gw = user_data;
@@ -512,6 +527,7 @@ static void on_mqtt_connected(struct mqtt_client *client, bool session_present, 
 		gw_publish_cuff_state(&gw->cuffs[i]);
 	for (size_t i = 0; i < gw->n_sessions; i++)
 		gw_session_publish_state(gw->sessions[i]);
+	republish_open_alarms(gw);
 	gw_outbox_drain(gw);
 }
 
@@ -535,17 +551,10 @@ static void close_orphan_alarm(struct gateway *gw, const char *alarm_id, const u
 	char topic[TOPIC_MAX], ts[32];
 	json_t *rec, *state, *fresh;
 
-	const char *dash = strrchr(alarm_id, '-');
-	unsigned long long seq;
-	char *end;
-
-	if (len == 0 || !command_id_valid(alarm_id) || alarm_find_id(gw->alarms, alarm_id) || !dash)
+	if (len == 0 || !command_id_valid(alarm_id) || alarm_find_id(gw->alarms, alarm_id))
 		return;
-	/* Only ids numbered before this run started: our own echo is not an orphan. */
-	errno = 0;
-	seq = strtoull(dash + 1, &end, 10);
-	if (errno || *end || end == dash + 1 || seq >= gw->first_alarm_seq ||
-	    json_object_get(gw->closed_at_start, alarm_id))
+	/* Our own echo, or one closed at start from the database, is no orphan. */
+	if (json_object_get(gw->known_alarm_ids, alarm_id))
 		return;
 	rec = json_loadb((const char *)payload, len, 0, NULL);
 	state = rec ? json_object_get(rec, "state") : NULL;
@@ -844,6 +853,7 @@ static int restore_alarm(const struct store_alarm *a, void *user_data)
 	rec.state = a->acked_ms ? ALARM_STATE_ACKNOWLEDGED : ALARM_STATE_ACTIVE;
 	rec.values = (struct alarm_values){ NAN, NAN, NAN, NAN };
 	rec.condition_present = false;
+	json_object_set_new(gw->known_alarm_ids, rec.alarm_id, json_true());
 	if (known_cuff && alarm_code_latching(code) && rec.state == ALARM_STATE_ACTIVE &&
 	    alarm_restore(gw->alarms, &rec) == 0) {
 		log_warn("alarm %s (%s on %s) is still unacknowledged from before the restart",
@@ -853,7 +863,7 @@ static int restore_alarm(const struct store_alarm *a, void *user_data)
 	rec.state = ALARM_STATE_CLEARED;
 	rec.cleared_at_ms = gw_wall_ms(gw);
 	snprintf(rec.message, sizeof(rec.message), "closed: the gateway restarted");
-	json_object_set_new(gw->closed_at_start, rec.alarm_id, json_true());
+	json_object_set_new(gw->known_alarm_ids, rec.alarm_id, json_true());
 	gw_publish_alarm(gw, &rec);
 	return 0;
 }
@@ -1018,14 +1028,16 @@ int gateway_new(struct loop *loop, struct config *cfg, struct gateway **out, cha
 	gw->started_wall_ms = gw_wall_ms(gw);
 	snprintf(gw->topic_prefix, sizeof(gw->topic_prefix), "bfr/v1/%s/%s", cfg->site,
 		 cfg->gateway_id);
-	gw->closed_at_start = json_object();
-	if (!gw->closed_at_start)
+	gw->known_alarm_ids = json_object();
+	if (!gw->known_alarm_ids)
 		goto fail;
 	open_store(gw);
 	/* Alarm ids continue after the highest one recorded, so they never
-	 * repeat; without a database, after the wall clock's ms (docs/safety.md). */
+	 * repeat; with an empty (new, wiped) or no database they start at the
+	 * wall clock's ms, above any id an earlier run can have used. */
 	first_seq = gw->started_wall_ms;
-	if (gw->store && store_alarm_max_seq(gw->store, cfg->gateway_id, &max_seq) == 0)
+	if (gw->store && store_alarm_max_seq(gw->store, cfg->gateway_id, &max_seq) == 0 &&
+	    max_seq > 0)
 		first_seq = max_seq + 1;
 	r = alarm_table_new(cfg->gateway_id, alarm_table_capacity_for(cfg->n_cuffs), first_seq,
 			    gw_alarm_record, gw, &gw->alarms);
@@ -1033,7 +1045,6 @@ int gateway_new(struct loop *loop, struct config *cfg, struct gateway **out, cha
 		snprintf(err, errlen, "cannot create the alarm table: %s", strerror(-r));
 		goto fail;
 	}
-	gw->first_alarm_seq = first_seq;
 	r = transport_sched_new(loop, &gw->sched);
 	if (r < 0)
 		goto fail;
@@ -1064,6 +1075,8 @@ int gateway_run(struct gateway *gw)
 
 	loop_add_signal(gw->loop, SIGTERM, on_signal, gw);
 	loop_add_signal(gw->loop, SIGINT, on_signal, gw);
+	/* No configuration reload: a hang-up stops in order rather than die. */
+	loop_add_signal(gw->loop, SIGHUP, on_signal, gw);
 	for (size_t i = 0; i < gw->n_cuffs; i++) {
 		r = cuff_link_start(gw->cuffs[i].link);
 		if (r < 0)
@@ -1150,7 +1163,7 @@ void gateway_free(struct gateway *gw)
 		loop_cancel_timer(gw->loop, gw->alarm_flush_timer);
 	free(gw->pending_alarms);
 	free(gw->will_payload);
-	json_decref(gw->closed_at_start);
+	json_decref(gw->known_alarm_ids);
 	config_free(gw->cfg);
 	free(gw);
 }
@@ -1208,6 +1221,7 @@ static void gw_alarm_record(const struct alarm_record *rec, void *user_data)
 		gw->cap_pending_alarms = cap;
 	}
 	gw->pending_alarms[gw->n_pending_alarms++] = *rec;
+	json_object_set_new(gw->known_alarm_ids, rec->alarm_id, json_true());
 	if (!gw->alarm_flush_timer)
 		loop_add_timer(gw->loop, 0, flush_alarms, gw, &gw->alarm_flush_timer);
 cuff:

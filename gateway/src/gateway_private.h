@@ -131,8 +131,7 @@ struct gateway {
 	size_t n_pending_alarms, cap_pending_alarms;
 	uint64_t alarm_flush_timer;
 	uint64_t telemetry_refused; /* QoS 0 publishes Paho would not take */
-	uint64_t first_alarm_seq;  /* ids below were numbered by an earlier run */
-	json_t *closed_at_start;   /* alarm ids closed from the database at start */
+	json_t *known_alarm_ids;   /* ids raised by this run or closed from the database */
 	struct transport_sched *sched;
 
 	struct gw_cuff *cuffs;

@@ -80,13 +80,23 @@ static int session_verb(struct gateway *gw, const struct command *cmd, struct co
 	case CMD_SESSION_PAUSE:
 		r = gw_session_pause(gs);
 		break;
-	case CMD_SESSION_RESUME:
-		/* Resuming re-inflates: the safety engine must agree first. */
-		for (size_t i = 0; i < gs->n_cuffs; i++) {
-			enum limits_refusal why = LIMITS_OK;
-			struct gw_cuff *c = gs->cuffs[i];
+	case CMD_SESSION_RESUME: {
+		const struct session_exercise *ex = NULL;
+		struct session_state st;
 
-			if (safety_may_inflate(&c->safety, loop_now_ms(gw->loop),
+		/* Resuming a phase that holds pressure re-inflates the current
+		 * exercise's cuffs: the safety engine must agree first. */
+		if (session_get_state(gs->s, loop_now_ms(gw->loop), &st) == 0 && st.exercise >= 0 &&
+		    (st.paused_phase == SESSION_PHASE_INFLATING ||
+		     st.paused_phase == SESSION_PHASE_SET ||
+		     (st.paused_phase == SESSION_PHASE_REST &&
+		      session_plan(gs->s)->exercises[st.exercise].mode == SESSION_MODE_CONTINUOUS)))
+			ex = &session_plan(gs->s)->exercises[st.exercise];
+		for (unsigned i = 0; ex && i < ex->n_cuffs; i++) {
+			enum limits_refusal why = LIMITS_OK;
+			struct gw_cuff *c = gw_find_cuff(gw, ex->cuffs[i]);
+
+			if (c && safety_may_inflate(&c->safety, loop_now_ms(gw->loop),
 					       alarm_has_unacked_high(gw->alarms, c->cfg->id),
 					       &why) < 0) {
 				command_error_set(err, gw_refusal_code(why), cmd->request_id,
@@ -97,6 +107,7 @@ static int session_verb(struct gateway *gw, const struct command *cmd, struct co
 		}
 		r = gw_session_resume(gs);
 		break;
+	}
 	default:
 		r = gw_session_stop(gs);
 		break;

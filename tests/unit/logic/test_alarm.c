@@ -447,8 +447,10 @@ static void test_SR_19_restore_latched_high_after_restart(void **state)
 	/* New ids continue after the restored one. */
 	assert_int_equal(alarm_raise(t, "bay2", NULL, ALARM_LEAK, NULL, NULL, 2000, id), 0);
 	assert_string_equal(id, "gw1-42");
-	/* Its condition is unknown (gone) after the restart: the ack clears it. */
-	assert_int_equal(alarm_ack(t, "gw1-41", "anna", 3000), 0);
+	/* Its condition is unknown (gone) after the restart: the ack clears it. A
+	 * control character in `by` is refused; UTF-8 names are welcome. */
+	assert_int_equal(alarm_ack(t, "gw1-41", "an\x01na", 3000), -EINVAL);
+	assert_int_equal(alarm_ack(t, "gw1-41", "J\xc3\xbcrgen", 3000), 0);
 	assert_false(alarm_has_unacked_high(t, "bay1"));
 	assert_null(alarm_find_id(t, "gw1-41"));
 	assert_int_equal(last()->state, ALARM_STATE_CLEARED);
