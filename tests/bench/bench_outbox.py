@@ -112,15 +112,21 @@ def run(n, outage_s):
         t_sub = time.monotonic() - t_up
         cpu.start()
         t_drained = None
+        t_online = None  # the gateway reconnected: its retained status arrived
+        d_online = None
         trace = []
         deadline = t_up + 120
         while time.monotonic() < deadline:
             d = depth()
             trace.append((time.monotonic() - t_up, d))
+            if t_online is None and (sub.status or {}).get("state") == "online":
+                t_online, d_online = time.monotonic() - t_up, d
             if d <= live_max + 10:
                 t_drained = time.monotonic() - t_up
                 break
             time.sleep(0.05)
+        if t_online is None and (sub.status or {}).get("state") == "online":
+            t_online, d_online = t_drained, trace[-1][1]
         cpu_up = cpu.stop()
         # Gaps: every seq after the last one seen before the outage must arrive.
         missing = 0
@@ -143,11 +149,10 @@ def run(n, outage_s):
         received = sum(len([e for e in sub.events.get(s, ()) if e[1] > seq_before[s]])
                        for s in sessions)
         rss, hwm = B.ProcStat(gw.pid).mem_kib()
-        first_reconnect = None
-        for i, line in enumerate(gw.lines):
-            if "mqtt: connected" in line:
-                first_reconnect = i
-        return {"outage_s": outage_s, "d0": d0, "d_end": d_end, "live_max": live_max,
+        dropped_lines = [ln for ln in broker.proc.lines if "dropped" in ln.lower()]
+        return {"outage_s": outage_s, "t_online": t_online, "d_online": d_online,
+                "broker_drop_lines": len(dropped_lines),
+                "broker_drop_example": dropped_lines[0] if dropped_lines else None, "d0": d0, "d_end": d_end, "live_max": live_max,
                 "grow_rate": grow_rate, "t_drained": t_drained, "t_sub": t_sub,
                 "drain_rate": (d_end - (trace[-1][1] if trace else d_end)) / t_drained
                 if t_drained else None,
@@ -164,22 +169,34 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cuffs", type=int, default=100)
     ap.add_argument("--outage", type=int, nargs="*", default=[60, 180])
+    ap.add_argument("--broker-conf", action="append", default=[],
+                    help="extra mosquitto.conf line, e.g. 'max_inflight_messages 0' (repeatable)")
     args = ap.parse_args()
+    if args.broker_conf:
+        B.broker_extra(args.broker_conf)
+        print("broker config + %r" % args.broker_conf)
     info = B.require_release()
     B.hr("bench_outbox (build %s, %s)" % (B.harness.BUILD_DIR, info.get("CMAKE_BUILD_TYPE")))
     rows = []
     for o in args.outage:
         r = run(args.cuffs, o)
         print("outage %d s: %r" % (o, r), flush=True)
+        proper = (r["t_drained"] - r["t_online"]
+                  if r["t_drained"] is not None and r["t_online"] is not None else None)
         rows.append([args.cuffs, o, r["live_max"], r["d_end"], "%.1f" % r["grow_rate"],
                      "%.2f" % r["t_drained"] if r["t_drained"] is not None else "not drained",
+                     "%.2f" % r["t_online"] if r["t_online"] is not None else "-",
+                     "%.2f" % proper if proper is not None else "-",
+                     "%.0f" % ((r["d_online"] - r["live_max"]) / proper) if proper else "-",
                      "%.0f" % r["drain_rate"] if r["drain_rate"] else "-",
                      r["received_after"], r["missing"], "%.1f" % r["cpu_down"],
-                     "%.1f" % r["cpu_up"], "%.1f" % (r["hwm"] / 1024)])
+                     "%.1f" % r["cpu_up"], "%.1f" % (r["hwm"] / 1024), r["broker_drop_lines"]])
     B.hr("outbox: %d cuffs in sessions, broker down then back" % args.cuffs)
     B.table(["cuffs", "outage s", "live depth", "depth at end", "committed/s during outage",
-             "broker up -> drained s", "drain rows/s", "events received after",
-             "event seq missing", "gw CPU % down", "gw CPU % drain", "gw HWM MiB"], rows)
+             "broker up -> drained s", "broker up -> gw online s", "gw online -> drained s",
+             "drain rows/s after online", "net drain rows/s whole", "events received after",
+             "event seq missing", "gw CPU % down", "gw CPU % drain", "gw HWM MiB",
+             "broker 'dropped' log lines"], rows)
     return 0
 
 

@@ -39,6 +39,28 @@ from harness import PREFIX, Harness, fail, sim_cuffs  # noqa: E402,F401
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
+BROKER_EXTRA = []  # extra mosquitto.conf lines for every broker a benchmark starts
+
+
+def broker_extra(lines):
+    """Appends lines (e.g. "max_inflight_messages 0") to the mosquitto.conf the
+    harness writes, for every broker started (and restarted) from now on. The
+    harness writes its config just before spawning mosquitto; this wraps
+    Harness.spawn, so tests/integration/harness.py stays untouched."""
+    BROKER_EXTRA[:] = list(lines)
+    if getattr(Harness.spawn, "_bench_wrapped", False):
+        return
+    orig = Harness.spawn
+
+    def spawn(self, name, argv, env=None):
+        if name == "mosquitto" and BROKER_EXTRA and "-c" in argv:
+            with open(argv[argv.index("-c") + 1], "a") as f:
+                f.write("# added by tests/bench/benchlib.py\n")
+                f.write("".join(ln + "\n" for ln in BROKER_EXTRA))
+        return orig(self, name, argv, env)
+    spawn._bench_wrapped = True
+    Harness.spawn = spawn
+
 
 def build_info():
     """Build type and flags of BFR_BUILD_DIR, from its CMakeCache.txt."""

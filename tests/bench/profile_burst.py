@@ -1,0 +1,93 @@
+#!/usr/bin/python3
+"""profile_burst: where the gateway spends its time during `spike all` bursts.
+
+Run (from the repository root, as root or with perf_event_paranoid <= 1):
+
+    BFR_BUILD_DIR=$PWD/build-release /usr/bin/python3 tests/bench/profile_burst.py \
+        [--cuffs 500] [--rounds 20] [--broker down|up] [--out /tmp/burst.perf]
+
+One system (mosquitto, cuffsim --cuffs N --rate 50, gateway), cuffsim's limit
+set to the leg ceiling (250), optionally mosquitto stopped; then
+`perf record -F 4999 -g -p GATEWAY_PID` around R rounds of `spike all 280 60`
+(each round waits for its N latency measurements, like bench_safety_latency).
+Prints cuffsim's latency figures of the rounds and `perf report --no-children`
+(top symbols). Not a benchmark with a pass/fail: a tool to find hot spots.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
+import bench_safety_latency as L  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cuffs", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--broker", choices=["up", "down"], default="down")
+    ap.add_argument("--out", default="/tmp/bfr-burst.perf")
+    ap.add_argument("--no-perf", action="store_true", help="only the latency figures")
+    args = ap.parse_args()
+    B.require_release()
+    n = args.cuffs
+    h = B.Harness("profile-burst")
+    sysd = None
+    perf = None
+    try:
+        sysd = B.start_system(h, n)
+        sim, gw, broker, sub = sysd["sim"], sysd["gw"], sysd["broker"], sysd["sub"]
+        sub.wait(lambda: sub.msg_count.get("cuff", 0) >= n, 30, "cuff states")
+        sim.control("limit all %d" % L.LIMIT)
+        deadline = time.monotonic() + 60
+        while True:
+            st = sim.stats()
+            if all(c["samples_sent"] > 0 and c["cp_writes"]["set_supervision"] > 0
+                   for c in st["cuffs"]):
+                break
+            if time.monotonic() > deadline:
+                B.fail("discovery not done everywhere")
+            time.sleep(0.2)
+        if args.broker == "down":
+            sub.close()
+            broker.stop()
+        if not args.no_perf:
+            perf = subprocess.Popen(["perf", "record", "-F", "4999", "-g", "-o", args.out,
+                                     "-p", str(gw.pid)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE)
+            time.sleep(1.0)  # perf attaching (no event to wait on); excluded from figures
+        before = L.lat_count(sim)
+        vals = []
+        for r in range(args.rounds):
+            sim.control("spike all %d %d" % (L.SPIKE_MMHG, L.SPIKE_MS))
+            L.wait_count(sim, before + (r + 1) * n)
+            time.sleep((L.SPIKE_MS + 60) / 1000.0)  # re-arm (as bench_safety_latency)
+        st = sim.stats()
+        vals = L.phase_values(st, min(args.rounds, 32))
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(30)
+        print("%d cuffs, broker %s, %d rounds: n=%d p50 %.3f ms p99 %.3f ms max %.3f ms" %
+              (n, args.broker, args.rounds, len(vals), B.pct(vals, 50) / 1000,
+               B.pct(vals, 99) / 1000, max(vals) / 1000), flush=True)
+    finally:
+        if perf and perf.poll() is None:
+            perf.kill()
+        if sysd and sysd["broker"].proc.alive():
+            sysd["sub"].close()
+        h.teardown()
+    if not args.no_perf:
+        rep = subprocess.run(["perf", "report", "-i", args.out, "--no-children", "--stdio",
+                              "--sort", "dso,symbol", "-g", "none", "--percent-limit", "0.7"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        print("\n".join(ln for ln in rep.stdout.splitlines() if ln and not ln.startswith("#")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
