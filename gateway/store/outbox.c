@@ -14,7 +14,10 @@
  */
 struct entry {
 	struct entry *prev, *next;
+	struct entry *hprev, *hnext; /* bucket chain of the coalescing index */
 	uint64_t tag;
+	uint32_t hash;	 /* of row.topic, for the coalescing index */
+	bool indexed;	 /* in the coalescing index (see below) */
 	bool handed;	 /* returned by outbox_next: never coalesced */
 	bool superseded; /* coalesced while committing: delete once committed */
 	size_t bytes;
@@ -22,10 +25,20 @@ struct entry {
 	char data[];
 };
 
+/*
+ * Coalescing index: every entry that a newer snapshot on its topic may still
+ * replace (droppable, retained, not handed, not superseded) is in the bucket
+ * of its topic's hash, so an append looks at the few entries of its own
+ * topic instead of scanning the whole list (O(depth) per snapshot made a
+ * burst of 500 cuff states with the broker down quadratic: docs/benchmarks.md).
+ */
+#define INDEX_BUCKETS 1024 /* power of two; ~one topic per bucket at 500 cuffs */
+
 struct outbox {
 	struct store *store;
 	size_t max_bytes;
 	struct entry *head, *tail, *first_pending;
+	struct entry *index[INDEX_BUCKETS];
 	uint64_t next_tag;
 	outbox_ready_fn ready_fn;
 	void *ready_data;
@@ -72,6 +85,44 @@ static size_t row_bytes(const char *topic, size_t len, const char *msg_id)
 	return strlen(topic) + len + (msg_id ? strlen(msg_id) : 0);
 }
 
+static uint32_t topic_hash(const char *topic)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+static void index_add(struct outbox *ob, struct entry *e)
+{
+	struct entry **b;
+
+	if (e->indexed || !e->row.droppable || !e->row.retain || e->handed || e->superseded)
+		return;
+	b = &ob->index[e->hash & (INDEX_BUCKETS - 1)];
+	e->hprev = NULL;
+	e->hnext = *b;
+	if (*b)
+		(*b)->hprev = e;
+	*b = e;
+	e->indexed = true;
+}
+
+static void index_del(struct outbox *ob, struct entry *e)
+{
+	if (!e->indexed)
+		return;
+	if (e->hprev)
+		e->hprev->hnext = e->hnext;
+	else
+		ob->index[e->hash & (INDEX_BUCKETS - 1)] = e->hnext;
+	if (e->hnext)
+		e->hnext->hprev = e->hprev;
+	e->hprev = e->hnext = NULL;
+	e->indexed = false;
+}
+
 static int entry_new(const char *topic, const void *payload, size_t len, int qos, bool retain,
 		     bool droppable, const char *msg_id, int64_t created_ms, struct entry **out)
 {
@@ -100,6 +151,7 @@ static int entry_new(const char *topic, const void *payload, size_t len, int qos
 	e->row.droppable = droppable;
 	e->row.created_ms = created_ms;
 	e->bytes = row_bytes(topic, len, msg_id);
+	e->hash = topic_hash(topic);
 	*out = e;
 	return 0;
 }
@@ -117,6 +169,7 @@ static void link_tail(struct outbox *ob, struct entry *e)
 
 static void unlink_entry(struct outbox *ob, struct entry *e)
 {
+	index_del(ob, e);
 	if (ob->first_pending == e)
 		ob->first_pending = e->next;
 	if (e->prev)
@@ -148,6 +201,7 @@ static int load_row(const struct store_outbox_row *r, void *user_data)
 		return ret;
 	e->row.id = r->id;
 	link_tail(ob, e);
+	index_add(ob, e);
 	ob->stats.depth++;
 	ob->stats.bytes += e->bytes;
 	return 0;
@@ -169,6 +223,7 @@ int outbox_load_pending(struct outbox *ob)
 			free(e);
 		}
 		ob->head = ob->tail = NULL;
+		memset(ob->index, 0, sizeof(ob->index));
 		ob->stats.depth = ob->stats.bytes = 0;
 	}
 	return ret;
@@ -176,33 +231,31 @@ int outbox_load_pending(struct outbox *ob)
 
 /*
  * Older never-handed droppable retained rows on topic: how many bytes
- * coalescing would free. Scans the whole list: O(depth) per snapshot, which
- * stays small because snapshots are what coalescing keeps out of it.
+ * coalescing would free. Looks only at the index bucket of the topic.
  */
-static size_t coalescible_bytes(const struct outbox *ob, const char *topic)
+static size_t coalescible_bytes(const struct outbox *ob, const char *topic, uint32_t hash)
 {
 	const struct entry *e;
 	size_t bytes = 0;
 
-	for (e = ob->head; e; e = e->next) {
-		if (!e->handed && !e->superseded && e->row.droppable && e->row.retain &&
-		    !strcmp(e->row.topic, topic))
+	for (e = ob->index[hash & (INDEX_BUCKETS - 1)]; e; e = e->hnext) {
+		if (e->hash == hash && !strcmp(e->row.topic, topic))
 			bytes += e->bytes;
 	}
 	return bytes;
 }
 
-static void coalesce(struct outbox *ob, const char *topic)
+static void coalesce(struct outbox *ob, const char *topic, uint32_t hash)
 {
 	struct entry *e, *next;
 
-	for (e = ob->head; e; e = next) {
-		next = e->next;
-		if (e->handed || e->superseded || !e->row.droppable || !e->row.retain ||
-		    strcmp(e->row.topic, topic))
+	for (e = ob->index[hash & (INDEX_BUCKETS - 1)]; e; e = next) {
+		next = e->hnext;
+		if (e->hash != hash || strcmp(e->row.topic, topic))
 			continue;
 		if (!e->row.id) {
 			/* Its id is not known yet: delete it when its commit is reported. */
+			index_del(ob, e);
 			e->superseded = true;
 			uncount(ob, e);
 			ob->stats.coalesced++;
@@ -226,6 +279,7 @@ int outbox_append(struct outbox *ob, const char *topic, const void *payload, siz
 	struct store_outbox_msg m;
 	struct entry *e;
 	size_t bytes, freed = 0;
+	uint32_t hash = 0;
 	int ret;
 
 	if (!ob || !topic || !*topic || (len && !payload) || (flags & ~3u) ||
@@ -233,7 +287,8 @@ int outbox_append(struct outbox *ob, const char *topic, const void *payload, siz
 		return -EINVAL;
 	bytes = row_bytes(topic, len, msg_id);
 	if (droppable) {
-		freed = coalescible_bytes(ob, topic);
+		hash = topic_hash(topic);
+		freed = coalescible_bytes(ob, topic, hash);
 		if (ob->stats.bytes - freed + bytes > ob->max_bytes) {
 			ob->stats.refused++;
 			return -ENOBUFS;
@@ -254,8 +309,9 @@ int outbox_append(struct outbox *ob, const char *topic, const void *payload, siz
 	ob->next_tag++;
 	/* Coalesce only once the new row is safely queued: never lose both. */
 	if (freed)
-		coalesce(ob, topic);
+		coalesce(ob, topic, hash);
 	link_tail(ob, e);
+	index_add(ob, e);
 	if (!ob->first_pending)
 		ob->first_pending = e;
 	ob->stats.depth++;
@@ -293,6 +349,7 @@ bool outbox_handle_completion(struct outbox *ob, const struct store_completion *
 			/* Keep it visible rather than leave an orphan row on disk
 			 * that would be sent after a restart anyway. */
 			e->superseded = false;
+			index_add(ob, e);
 			ob->stats.depth++;
 			ob->stats.bytes += e->bytes;
 		} else {
@@ -318,6 +375,7 @@ int outbox_next(struct outbox *ob, int64_t after_id, size_t max,
 		if (e->row.id <= after_id || e->superseded)
 			continue;
 		e->handed = true;
+		index_del(ob, e);
 		rows[count++] = &e->row;
 	}
 	*n = count;
