@@ -12,6 +12,13 @@ set to the leg ceiling (250), optionally mosquitto stopped; then
 (each round waits for its N latency measurements, like bench_safety_latency).
 Prints cuffsim's latency figures of the rounds and `perf report --no-children`
 (top symbols). Not a benchmark with a pass/fail: a tool to find hot spots.
+
+--mode rotating: one cuff spiked at a time instead (bench_safety_latency's
+rotating phase). --probes F1,F2: instead of sampling, record uprobes on entry
+and return of those gateway functions (created with
+`perf probe -x BUILD/bfr-gateway F` and `F%return` beforehand) and print how
+long each call took (count, p50, p99, max, total ms): which loop callbacks run
+long enough to delay a DEFLATE behind them.
 """
 
 import argparse
@@ -26,6 +33,31 @@ import benchlib as B  # noqa: E402
 import bench_safety_latency as L  # noqa: E402
 
 
+def durations(path):
+    """Entry/return uprobe pairs from `perf script` -> per-function call durations."""
+    out = subprocess.run(["perf", "script", "-i", path, "-F", "time,event"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+    start, per = {}, {}
+    for ln in out.splitlines():
+        parts = ln.replace(":", " ").split()
+        if len(parts) < 2:
+            continue
+        try:
+            t = float(parts[0])  # "TIME: probe_bfr:NAME:" with ':' -> ' '
+        except ValueError:
+            continue
+        name = parts[-1]
+        if name.endswith("__return"):
+            f = name[:-len("__return")]
+            if f in start:
+                per.setdefault(f, []).append((t - start.pop(f)) * 1000.0)
+        else:
+            start[name] = t
+    for f, v in sorted(per.items()):
+        print("%-20s calls %6d  p50 %.3f ms  p99 %.3f ms  max %.3f ms  total %.0f ms" %
+              (f, len(v), B.pct(v, 50), B.pct(v, 99), max(v), sum(v)))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cuffs", type=int, default=500)
@@ -33,6 +65,8 @@ def main():
     ap.add_argument("--broker", choices=["up", "down"], default="down")
     ap.add_argument("--out", default="/tmp/bfr-burst.perf")
     ap.add_argument("--no-perf", action="store_true", help="only the latency figures")
+    ap.add_argument("--mode", choices=["burst", "rotating"], default="burst")
+    ap.add_argument("--probes", default="", help="comma-separated uprobe functions")
     args = ap.parse_args()
     B.require_release()
     n = args.cuffs
@@ -57,23 +91,30 @@ def main():
             sub.close()
             broker.stop()
         if not args.no_perf:
-            perf = subprocess.Popen(["perf", "record", "-F", "4999", "-g", "-o", args.out,
-                                     "-p", str(gw.pid)], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE)
+            if args.probes:
+                ev = []
+                for f in args.probes.split(","):
+                    ev += ["-e", "probe_bfr:%s" % f, "-e", "probe_bfr:%s__return" % f]
+                cmd = ["perf", "record"] + ev + ["-o", args.out, "-p", str(gw.pid)]
+            else:
+                cmd = ["perf", "record", "-F", "4999", "-g", "-o", args.out, "-p", str(gw.pid)]
+            perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(1.0)  # perf attaching (no event to wait on); excluded from figures
         before = L.lat_count(sim)
         vals = []
-        for r in range(args.rounds):
+        if args.mode == "rotating":
+            vals = L.rotating(sim, n, total_min=args.rounds * n)
+        for r in range(args.rounds if args.mode == "burst" else 0):
             sim.control("spike all %d %d" % (L.SPIKE_MMHG, L.SPIKE_MS))
             L.wait_count(sim, before + (r + 1) * n)
             time.sleep((L.SPIKE_MS + 60) / 1000.0)  # re-arm (as bench_safety_latency)
-        st = sim.stats()
-        vals = L.phase_values(st, min(args.rounds, 32))
+        if args.mode == "burst":
+            vals = L.phase_values(sim.stats(), min(args.rounds, 32))
         if perf:
             perf.send_signal(signal.SIGINT)
             perf.wait(30)
-        print("%d cuffs, broker %s, %d rounds: n=%d p50 %.3f ms p99 %.3f ms max %.3f ms" %
-              (n, args.broker, args.rounds, len(vals), B.pct(vals, 50) / 1000,
+        print("%d cuffs, broker %s, %s, %d rounds: n=%d p50 %.3f ms p99 %.3f ms max %.3f ms" %
+              (n, args.broker, args.mode, args.rounds, len(vals), B.pct(vals, 50) / 1000,
                B.pct(vals, 99) / 1000, max(vals) / 1000), flush=True)
     finally:
         if perf and perf.poll() is None:
@@ -81,7 +122,9 @@ def main():
         if sysd and sysd["broker"].proc.alive():
             sysd["sub"].close()
         h.teardown()
-    if not args.no_perf:
+    if args.probes:
+        durations(args.out)
+    elif not args.no_perf:
         rep = subprocess.run(["perf", "report", "-i", args.out, "--no-children", "--stdio",
                               "--sort", "dso,symbol", "-g", "none", "--percent-limit", "0.7"],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
