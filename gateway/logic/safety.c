@@ -180,8 +180,11 @@ static bool freeze_check(struct safety_state *s, double p, double pulse, uint64_
 	return s->freeze_n > SAFETY_FREEZE_SAMPLES && now - s->freeze_since_ms > SAFETY_FREEZE_MS;
 }
 
-/* An untrustworthy reading (SR-13, SR-23): HIGH sensor_fault, deflate if inflated. */
-static void sensor_fault(struct ctx *c, struct alarm_values v)
+/*
+ * An untrustworthy reading (SR-13, SR-23): HIGH sensor_fault, deflate if
+ * inflated. message (static) replaces the code's default one if not NULL.
+ */
+static void sensor_fault(struct ctx *c, struct alarm_values v, const char *message)
 {
 	struct safety_state *s = c->s;
 	bool first = !present(s, ALARM_SENSOR_FAULT);
@@ -189,6 +192,9 @@ static void sensor_fault(struct ctx *c, struct alarm_values v)
 	s->sensor_bad = true;
 	reset_sample_timers(s);
 	set_cond(c, ALARM_SENSOR_FAULT, true, v);
+	if (first && message && c->n > 0 && c->acts[c->n - 1].type == SAFETY_ACT_RAISE &&
+	    c->acts[c->n - 1].code == ALARM_SENSOR_FAULT)
+		c->acts[c->n - 1].message = message;
 	/* Once; the DEFLATE tracking re-sends, and without a valid reading it
 	 * can never confirm, so deflate_failed follows after the timeout. */
 	if ((s->inflated || s->target_mmhg > 0) && (first || !s->deflate_pending))
@@ -221,14 +227,15 @@ static void on_sample(struct ctx *c, double p, double pulse, uint16_t status)
 
 	if (!valid) {
 		s->freeze_n = 0;
-		sensor_fault(c, vals(p, t, NAN, NAN));
+		sensor_fault(c, vals(p, t, NAN, NAN), NULL);
 		return;
 	}
 	if (freeze_check(s, p, pulse, now)) {
 		/* A frozen reading proves nothing: it confirms no deflation and
 		 * feeds no other rule (the ceiling above still applies). */
 		sensor_fault(c, vals(p, t, (double)SAFETY_FREEZE_MS / 1000.0,
-				     secs(s->freeze_since_ms, now)));
+				     secs(s->freeze_since_ms, now)),
+			     "pressure sensor fault: reading frozen");
 		return;
 	}
 	s->sensor_bad = false;

@@ -323,6 +323,7 @@ def main():
                        "sensor_fault after %.2f s" % dt)
             check_that(a["values"].get("limit") in (None, FREEZE_S),
                        "freeze limit reported %r" % a["values"].get("limit"))
+            check_that("frozen" in a["message"], "message %r" % a["message"])
             # What the gateway saw: one frozen value from the injection to the alarm.
             topic = "%s/cuff/%s/telemetry" % (PREFIX, c)
             vals = [v[1] for m in col.select("telemetry", t_inject + 0.5, topic)

@@ -1164,6 +1164,8 @@ static void assert_freeze_raised(void)
 	assert_int_equal(a->kind, ALARM_KIND_TECHNICAL);
 	assert_true(a->values.limit == SAFETY_FREEZE_MS / 1000.0);
 	assert_true(a->values.pressure_mmhg == FREEZE_P);
+	assert_true(a->values.duration_s > SAFETY_FREEZE_MS / 1000.0);
+	assert_non_null(strstr(a->message, "frozen"));
 }
 
 static void test_SR_23_frozen_exactly_3000ms_is_allowed_1ms_more_deflates(void **state)
