@@ -153,6 +153,12 @@ static bool same_bits(double a, double b)
 	return memcmp(&a, &b, sizeof(a)) == 0;
 }
 
+/* The current run of identical samples is beyond SR-23's limits. */
+static bool freeze_met(const struct safety_state *s, uint64_t now)
+{
+	return s->freeze_n > SAFETY_FREEZE_SAMPLES && now - s->freeze_since_ms > SAFETY_FREEZE_MS;
+}
+
 /*
  * The frozen-sensor rule (SR-23) for one valid sample; true while the
  * reading counts as frozen. A run starts only while the cuff is inflated (a
@@ -162,8 +168,7 @@ static bool same_bits(double a, double b)
 static bool freeze_check(struct safety_state *s, double p, double pulse, uint64_t now)
 {
 	bool inflated = s->target_mmhg > 0 || p > SAFETY_INFLATED_ABOVE_MMHG;
-	bool frozen_before = s->freeze_n > SAFETY_FREEZE_SAMPLES &&
-			     now - s->freeze_since_ms > SAFETY_FREEZE_MS;
+	bool frozen_before = freeze_met(s, now);
 
 	if (s->freeze_n > 0 && same_bits(p, s->freeze_p) && same_bits(pulse, s->freeze_pulse) &&
 	    (inflated || frozen_before)) {
@@ -177,7 +182,7 @@ static bool freeze_check(struct safety_state *s, double p, double pulse, uint64_
 	} else {
 		s->freeze_n = 0;
 	}
-	return s->freeze_n > SAFETY_FREEZE_SAMPLES && now - s->freeze_since_ms > SAFETY_FREEZE_MS;
+	return freeze_met(s, now);
 }
 
 /*
@@ -580,8 +585,10 @@ static void apply(struct ctx *c, const struct safety_event *ev)
 	case SAFETY_EV_LINK_DOWN:
 		s->link_up = false;
 		reset_sample_timers(s);
-		/* A new connection is a new sample stream: a freeze run restarts. */
-		s->freeze_n = 0;
+		/* A new connection is a new sample stream: a run not yet frozen
+		 * restarts; a frozen one lasts until the reading moves. */
+		if (!freeze_met(s, c->now))
+			s->freeze_n = 0;
 		if (s->inflated)
 			set_cond(c, ALARM_LINK_LOST_INFLATED, true,
 				 vals(cur_pressure(s), s->target_mmhg, NAN, NAN));

@@ -1329,6 +1329,35 @@ static void test_SR_23_frozen_below_10_after_deflate_stays_until_it_moves(void *
 	assert_true(cleared(ALARM_SENSOR_FAULT));
 }
 
+static void test_SR_23_link_down_restarts_a_run_but_not_a_frozen_one(void **state)
+{
+	(void)state;
+	start_exercise(FREEZE_P);
+	f.now += 100;
+	sample_full(FREEZE_P, FREEZE_PULSE, 0);
+	frozen_quiet(29, 100);
+	simple(SAFETY_EV_LINK_DOWN);
+	simple(SAFETY_EV_LINK_UP);
+	for (int i = 0; i < 30; i++) {
+		f.now += 100;
+		sample_full(FREEZE_P, FREEZE_PULSE, 0);
+		assert_false(raised(ALARM_SENSOR_FAULT));
+	}
+	f.now += 101;
+	sample_full(FREEZE_P, FREEZE_PULSE, 0);
+	assert_true(raised(ALARM_SENSOR_FAULT));
+	/* Still frozen after a reconnect: the fault does not clear. */
+	simple(SAFETY_EV_LINK_DOWN);
+	f.now += 1000;
+	simple(SAFETY_EV_LINK_UP);
+	for (int i = 0; i < 40; i++) {
+		f.now += 100;
+		sample_full(FREEZE_P, FREEZE_PULSE, 0);
+		assert_false(cleared(ALARM_SENSOR_FAULT));
+	}
+	assert_true(safety_condition_present(&f.s, ALARM_SENSOR_FAULT));
+}
+
 static void test_SR_23_nan_restarts_the_run(void **state)
 {
 	(void)state;
@@ -1624,6 +1653,7 @@ int main(void)
 		cmocka_unit_test_setup(test_SR_23_frozen_blocks_inflation_confirms_nothing_clears_when_moving, setup),
 		cmocka_unit_test_setup(test_SR_23_frozen_below_10_after_deflate_stays_until_it_moves, setup),
 		cmocka_unit_test_setup(test_SR_23_nan_restarts_the_run, setup),
+		cmocka_unit_test_setup(test_SR_23_link_down_restarts_a_run_but_not_a_frozen_one, setup),
 		cmocka_unit_test_setup(test_SR_23_healthy_streams_never_look_frozen, setup),
 		cmocka_unit_test_setup(test_SR_23_only_full_occlusion_looks_frozen_and_it_deflates_first, setup),
 		cmocka_unit_test_setup(test_SR_21_safety_path_never_allocates, setup),
