@@ -25,7 +25,10 @@ export BFR_BUILD_DIR="$BUILD"
 cd "$SRC"
 $PY tests/bench/bench_throughput.py 10 100 500
 $PY tests/bench/bench_safety_latency.py 10 100 500
-$PY tests/bench/bench_outbox.py --cuffs 100 --outage 60 180
+# The drain (~7700 rows/s) outruns a Python subscriber: mosquitto's default
+# per-client queue (max_queued_messages 1000) would drop events for it, which
+# is the broker's doing, not the gateway's (docs/benchmarks.md section 3).
+$PY tests/bench/bench_outbox.py --cuffs 100 --outage 60 180 --broker-conf "max_queued_messages 0"
 
 echo
 echo "== bench_store =="
