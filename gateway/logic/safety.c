@@ -77,11 +77,14 @@ static double cur_pressure(const struct safety_state *s)
 }
 
 /* Starts (or continues) tracking a DEFLATE the cuff has been told about. */
-static void track_deflate(struct safety_state *s, uint64_t now)
+static void track_deflate(struct safety_state *s, uint64_t now, enum bfr_deflate_reason reason)
 {
 	if (!s->deflate_pending) {
 		s->deflate_pending = true;
 		s->deflate_first_ms = now;
+		s->deflate_reason = reason;
+	} else if (reason > s->deflate_reason) {
+		s->deflate_reason = reason;
 	}
 	s->deflate_check_ms = now;
 	s->deflate_check_mmhg = cur_pressure(s);
@@ -101,11 +104,30 @@ static void deflate_now(struct ctx *c, enum bfr_deflate_reason reason)
 	struct safety_state *s = c->s;
 
 	s->reperfusion_due = true;
-	track_deflate(s, c->now);
+	track_deflate(s, c->now, reason);
 	if (!s->link_up)
 		return;
 	if (!c->deflate || reason > c->deflate_reason)
 		c->deflate_reason = reason;
+	c->deflate = true;
+}
+
+/*
+ * Re-sending a DEFLATE the cuff has not confirmed: with the reason it was
+ * given (a routine one stays routine: it must not end the session as a
+ * safety abort) and without starting a reperfusion interval a rest did not.
+ */
+static void deflate_resend(struct ctx *c)
+{
+	struct safety_state *s = c->s;
+
+	s->deflate_check_ms = c->now;
+	s->deflate_check_mmhg = cur_pressure(s);
+	s->deflate_ok_seen = false;
+	if (!s->link_up)
+		return;
+	if (!c->deflate || s->deflate_reason > c->deflate_reason)
+		c->deflate_reason = s->deflate_reason;
 	c->deflate = true;
 }
 
@@ -524,7 +546,7 @@ static void evaluate(struct ctx *c)
 				s->deflate_check_ms = now;
 				s->deflate_check_mmhg = p;
 			} else {
-				deflate_now(c, BFR_DEFLATE_SAFETY);
+				deflate_resend(c);
 			}
 		}
 	}
@@ -601,7 +623,7 @@ static void apply(struct ctx *c, const struct safety_event *ev)
 		 * was not inflated (an e-stop of every cuff) blocks nothing. */
 		if (!ev->deflate.rest && s->inflated)
 			s->reperfusion_due = true;
-		track_deflate(s, c->now);
+		track_deflate(s, c->now, (enum bfr_deflate_reason)ev->deflate.reason);
 		break;
 	case SAFETY_EV_CP_RESULT:
 		if (ev->cp_result.opcode == BFR_CP_DEFLATE)

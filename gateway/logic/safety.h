@@ -167,6 +167,7 @@ struct safety_state {
 	uint64_t band_low_since_ms;
 	uint64_t leak_since_ms;
 	bool deflate_pending;
+	uint8_t deflate_reason; /* of the DEFLATE being tracked; re-sends keep it */
 	uint64_t deflate_first_ms;
 	uint64_t deflate_check_ms;
 	double deflate_check_mmhg;

@@ -786,6 +786,30 @@ static void test_SR_12_deflate_resent_every_1s_without_success(void **state)
 	assert_int_equal(sends, 4);
 }
 
+/* A routine DEFLATE re-sent is still routine: the session is not aborted as a
+ * safety case, and a rest's DEFLATE re-sent starts no reperfusion. */
+static void test_SR_12_resend_keeps_reason_and_rest(void **state)
+{
+	const struct safety_action *a;
+	uint64_t t;
+
+	(void)state;
+	start_exercise(150);
+	t = f.now;
+	deflate_cmd(true); /* an intermittent rest; the cuff stays silent */
+	f.now = t + 1000;
+	sample(150);
+	a = find(SAFETY_ACT_DEFLATE, -1);
+	assert_non_null(a);
+	assert_int_equal(a->deflate_reason, BFR_DEFLATE_NORMAL);
+	f.now = t + 1100;
+	sample(0); /* deflated after all */
+	f.now = t + 2000;
+	sample(0);
+	inflate(150, false);
+	assert_int_equal(refused(), LIMITS_OK); /* no reperfusion after a rest */
+}
+
 static void test_SR_12_deflate_resent_after_failure_result(void **state)
 {
 	uint64_t t;
@@ -1630,6 +1654,7 @@ int main(void)
 		cmocka_unit_test_setup(test_SR_10_link_lost_while_deflated_is_quiet, setup),
 		cmocka_unit_test_setup(test_SR_10_cuff_found_inflated_at_connect_is_deflated, setup),
 		cmocka_unit_test_setup(test_SR_11_deflate_failed_after_5s, setup),
+		cmocka_unit_test_setup(test_SR_12_resend_keeps_reason_and_rest, setup),
 		cmocka_unit_test_setup(test_SR_11_deflate_confirmed_in_time_is_quiet, setup),
 		cmocka_unit_test_setup(test_SR_12_deflate_resent_every_1s_without_success, setup),
 		cmocka_unit_test_setup(test_SR_12_deflate_resent_after_failure_result, setup),
