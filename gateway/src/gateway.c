@@ -418,8 +418,9 @@ static void on_cp_failed(struct cuff_link *link, uint8_t opcode, int err, const 
 	gw_safety_event(c, &ev);
 	if (opcode == BFR_CP_MEASURE_LOP)
 		lop_result(c, false, NAN);
-	else if (opcode == BFR_CP_SET_TARGET)
-		target_not_reached(c, err == -ECONNRESET ? "link_lost" : "cuff_error");
+	else if (opcode == BFR_CP_SET_TARGET && err != -ECONNRESET)
+		/* A lost link is LINK_DOWN's business (link_lost_inflated). */
+		target_not_reached(c, "cuff_error");
 }
 
 static const struct cuff_link_callbacks link_callbacks = {
@@ -477,10 +478,6 @@ static void gw_housekeeping(struct loop *loop, uint64_t id, void *user_data)
 	for (size_t i = 0; i < gw->n_sessions; i++)
 		gw_session_publish_state(gw->sessions[i]);
 	check_storage_alarms(gw);
-	if (gw->outbox_rewind && gw->mqtt_connected) {
-		gw->outbox_rewind = false;
-		gw->outbox_cursor = 0;
-	}
 	gw_outbox_drain(gw);
 	if (gw->outbox && gw->mqtt_connected) {
 		size_t depth = outbox_depth(gw->outbox);
@@ -507,7 +504,7 @@ static void republish_open_alarms(struct gateway *gw)
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
-		gw_publish_alarm(gw, open[i]);
+		gw_publish_alarm(gw, open[i], false); /* nothing changed: no history row */
 	free(open);
 }
 
@@ -614,11 +611,12 @@ static void on_mqtt_publish_done(struct mqtt_client *client, uint64_t tag, int r
 		log_error("outbox: the broker refused message %" PRIu64 "; dropped from the outbox",
 			  tag);
 		result = 0;
-	} else if (result < 0 && result != -ECONNRESET) {
-		/* Failed on a live connection: send again from the oldest
-		 * unacknowledged row at the next housekeeping tick. */
-		gw->outbox_rewind = true;
 	}
+	/*
+	 * Any other failure leaves the row in the outbox: it is sent again, in
+	 * order, after the next connect. Rewinding on a live connection would
+	 * re-send older retained rows after newer ones (ghost alarms).
+	 */
 	if (result == 0) {
 		int r = outbox_ack(gw->outbox, (int64_t)tag);
 
@@ -828,6 +826,22 @@ static int open_store(struct gateway *gw)
  * clinician acknowledges it. Anything else is closed: a condition that is
  * still there is detected again and raised afresh.
  */
+static int queue_alarm(struct gateway *gw, const struct alarm_record *rec)
+{
+	if (gw->n_pending_alarms == gw->cap_pending_alarms) {
+		size_t cap = gw->cap_pending_alarms ? 2 * gw->cap_pending_alarms : 64;
+		struct alarm_record *v = realloc(gw->pending_alarms, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		gw->pending_alarms = v;
+		gw->cap_pending_alarms = cap;
+	}
+	gw->pending_alarms[gw->n_pending_alarms++] = *rec;
+	json_object_set_new(gw->known_alarm_ids, rec->alarm_id, json_true());
+	return 0;
+}
+
 static int restore_alarm(const struct store_alarm *a, void *user_data)
 {
 	struct gateway *gw = user_data;
@@ -863,9 +877,8 @@ static int restore_alarm(const struct store_alarm *a, void *user_data)
 	rec.state = ALARM_STATE_CLEARED;
 	rec.cleared_at_ms = gw_wall_ms(gw);
 	snprintf(rec.message, sizeof(rec.message), "closed: the gateway restarted");
-	json_object_set_new(gw->known_alarm_ids, rec.alarm_id, json_true());
-	gw_publish_alarm(gw, &rec);
-	return 0;
+	/* Published once the read is over: the database is locked meanwhile. */
+	return queue_alarm(gw, &rec);
 }
 
 static int cuff_limits(const struct config *cfg, const struct config_cuff *cc,
@@ -1054,8 +1067,10 @@ int gateway_new(struct loop *loop, struct config *cfg, struct gateway **out, cha
 	r = setup_mqtt(gw, err, errlen);
 	if (r < 0)
 		goto fail;
-	if (gw->store)
+	if (gw->store) {
 		store_load_open_alarms(gw->store, restore_alarm, gw);
+		gw_flush_alarms(gw); /* the ones closed at start */
+	}
 	else
 		alarm_raise(gw->alarms, "", NULL, ALARM_STORAGE_ERROR,
 			    "database unavailable: running without records", NULL, gw_wall_ms(gw),
@@ -1180,21 +1195,30 @@ void gateway_free(struct gateway *gw)
 static void flush_alarms(struct loop *loop, uint64_t id, void *user_data)
 {
 	struct gateway *gw = user_data;
+	struct alarm_record *batch;
+	size_t n;
 
 	if (gw->alarm_flush_timer && id == 0)
 		loop_cancel_timer(loop, gw->alarm_flush_timer);
 	gw->alarm_flush_timer = 0;
-	for (size_t i = 0; i < gw->n_pending_alarms; i++) {
-		const struct alarm_record *rec = &gw->pending_alarms[i];
+	/* Publishing can raise an alarm (storage_error), which appends to the
+	 * pending list: take the batch off it first. */
+	batch = gw->pending_alarms;
+	n = gw->n_pending_alarms;
+	gw->pending_alarms = NULL;
+	gw->n_pending_alarms = 0;
+	gw->cap_pending_alarms = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct alarm_record *rec = &batch[i];
 
 		if (rec->priority >= ALARM_PRIO_MEDIUM)
 			log_warn("alarm %s %s %s on %s: %s (%s)", rec->alarm_id,
 				 alarm_priority_name(rec->priority), alarm_code_name(rec->code),
 				 rec->cuff[0] ? rec->cuff : "gateway", rec->message,
 				 alarm_state_name(rec->state));
-		gw_publish_alarm(gw, rec);
+		gw_publish_alarm(gw, rec, true);
 	}
-	gw->n_pending_alarms = 0;
+	free(batch);
 }
 
 void gw_flush_alarms(struct gateway *gw)
@@ -1208,23 +1232,13 @@ static void gw_alarm_record(const struct alarm_record *rec, void *user_data)
 	struct gateway *gw = user_data;
 	struct gw_cuff *c = rec->cuff[0] ? gw_find_cuff(gw, rec->cuff) : NULL;
 
-	if (gw->n_pending_alarms == gw->cap_pending_alarms) {
-		size_t cap = gw->cap_pending_alarms ? 2 * gw->cap_pending_alarms : 64;
-		struct alarm_record *v = realloc(gw->pending_alarms, cap * sizeof(*v));
-
-		if (!v) {
-			/* No memory to defer it: publish now rather than lose it. */
-			gw_publish_alarm(gw, rec);
-			goto cuff;
-		}
-		gw->pending_alarms = v;
-		gw->cap_pending_alarms = cap;
-	}
-	gw->pending_alarms[gw->n_pending_alarms++] = *rec;
-	json_object_set_new(gw->known_alarm_ids, rec->alarm_id, json_true());
-	if (!gw->alarm_flush_timer)
+	if (queue_alarm(gw, rec) < 0) {
+		/* No memory to defer it: publish what waits, then this, in order. */
+		gw_flush_alarms(gw);
+		gw_publish_alarm(gw, rec, true);
+	} else if (!gw->alarm_flush_timer) {
 		loop_add_timer(gw->loop, 0, flush_alarms, gw, &gw->alarm_flush_timer);
-cuff:
+	}
 	if (c) {
 		gw_cuff_mark_dirty(c, true);
 		if (c->session && rec->state == ALARM_STATE_ACTIVE && rec->acked_at_ms == 0 &&

@@ -122,7 +122,6 @@ struct gateway {
 	struct outbox *outbox;
 	int64_t outbox_cursor;
 	size_t outbox_inflight;
-	bool outbox_rewind; /* a publish failed on a live connection: resend from the start */
 	uint64_t direct_dropped; /* QoS 1 messages lost while running without a store */
 	bool store_unhealthy; /* between a DISK_ERROR and the DISK_OK after it */
 
@@ -172,7 +171,8 @@ int gw_publish_qos1_raw(struct gateway *gw, const char *topic, const void *buf, 
 void gw_publish_status(struct gateway *gw);
 void gw_publish_cuff_state(struct gw_cuff *c);
 void gw_publish_telemetry(struct gw_cuff *c);
-void gw_publish_alarm(struct gateway *gw, const struct alarm_record *rec);
+/* record: also append the change to the database's alarm history. */
+void gw_publish_alarm(struct gateway *gw, const struct alarm_record *rec, bool record);
 void gw_outbox_drain(struct gateway *gw);
 char *gw_status_json(struct gateway *gw, const char *state);
 

@@ -186,7 +186,7 @@ static int execute(struct gateway *gw, const struct command *cmd, struct command
 					  "alarm %s is already acknowledged", cmd->alarm_id);
 		else if (r < 0)
 			command_error_set(err, CMD_ERR_BAD_REQUEST, cmd->request_id,
-					  "by: must be printable ASCII");
+					  "by: must not contain control characters");
 		return r;
 	case CMD_LOP_MEASURE:
 		r = lookup_ready_cuff(gw, cmd->cuff, &c, err, cmd->request_id);

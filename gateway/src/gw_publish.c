@@ -270,7 +270,7 @@ static json_t *ts_or_null(uint64_t wall_ms)
 	return json_string(ts);
 }
 
-void gw_publish_alarm(struct gateway *gw, const struct alarm_record *rec)
+void gw_publish_alarm(struct gateway *gw, const struct alarm_record *rec, bool record)
 {
 	char topic[TOPIC_MAX];
 	json_t *p = payload_new(&gw->pctx, NULL);
@@ -316,7 +316,7 @@ void gw_publish_alarm(struct gateway *gw, const struct alarm_record *rec)
 	} else {
 		gw_publish_qos1(gw, topic, p, OUTBOX_RETAIN);
 	}
-	if (gw->store) {
+	if (gw->store && record) {
 		struct store_alarm sa = {
 			.alarm_id = rec->alarm_id,
 			.cuff = rec->cuff[0] ? rec->cuff : NULL,

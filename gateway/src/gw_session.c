@@ -242,13 +242,15 @@ static void on_session_event(const struct session_event *e, void *user_data)
 		json_object_set_new(p, "alarm_id", json_string(e->reason));
 	else if (e->reason)
 		json_object_set_new(p, "reason", json_string(e->reason));
-	if (payload_topic(&gw->pctx, topic, sizeof(topic), "session/%s/event", gs->id) == 0)
-		gw_publish_qos1(gw, topic, p, 0);
+	/* The record first: the writer commits in order, so an event can never
+	 * reach the broker without its row (a restart continues after it). */
 	text = json_dumps(p, GW_JSON_FLAGS);
 	if (text && gw->store)
 		store_session_event(gw->store, gs->id, e->seq, session_event_type_name(e->type),
 				    text, (int64_t)gw_wall_ms(gw), 0);
 	free(text);
+	if (payload_topic(&gw->pctx, topic, sizeof(topic), "session/%s/event", gs->id) == 0)
+		gw_publish_qos1(gw, topic, p, 0);
 	json_decref(p);
 	if (e->type == SESSION_EV_COMPLETED || e->type == SESSION_EV_STOPPED ||
 	    e->type == SESSION_EV_ABORTED) {
