@@ -90,6 +90,7 @@ def run(n, outage_s):
             time.sleep(0.05)
         live_max = max(live)
         seq_before = {s: max(e[1] for e in sub.events[s]) for s in sessions}
+        last_before = {s: max(sub.events[s], key=lambda e: e[1])[2] for s in sessions}
         sub.close()
         sub = None
         broker.stop()
@@ -130,17 +131,26 @@ def run(n, outage_s):
         cpu_up = cpu.stop()
         # Gaps: every seq after the last one seen before the outage must arrive.
         missing = 0
+        missing_what = []
+        ended = ("completed", "stopped", "aborted")
 
         def complete():
-            nonlocal missing
+            nonlocal missing, missing_what
             missing = 0
+            missing_what = []
             for s in sessions:
                 got = {e[1] for e in sub.events.get(s, ())}
                 if not got:
-                    missing += 1
+                    if last_before[s] not in ended:  # it had more to say
+                        missing += 1
+                        missing_what.append((s, "nothing after seq %d (%s)"
+                                             % (seq_before[s], last_before[s])))
                     continue
                 top = max(got)
-                missing += sum(1 for q in range(seq_before[s] + 1, top + 1) if q not in got)
+                gap = [q for q in range(seq_before[s] + 1, top + 1) if q not in got]
+                missing += len(gap)
+                if gap:
+                    missing_what.append((s, "seq %s" % gap[:10]))
             return missing == 0
         try:
             sub.wait(complete, 30, "every event seq after the outage")
@@ -156,7 +166,7 @@ def run(n, outage_s):
                 "grow_rate": grow_rate, "t_drained": t_drained, "t_sub": t_sub,
                 "drain_rate": (d_end - (trace[-1][1] if trace else d_end)) / t_drained
                 if t_drained else None,
-                "missing": missing, "received_after": received, "cpu_down": cpu_down["gateway"],
+                "missing": missing, "missing_what": missing_what[:10], "received_after": received, "cpu_down": cpu_down["gateway"],
                 "cpu_up": cpu_up["gateway"], "hwm": hwm, "rss": rss,
                 "trace": trace[:: max(1, len(trace) // 20)]}
     finally:
