@@ -89,12 +89,17 @@ def run(n, outage_s):
             live.append(depth())
             time.sleep(0.05)
         live_max = max(live)
-        seq_before = {s: max(e[1] for e in sub.events[s]) for s in sessions}
-        last_before = {s: max(sub.events[s], key=lambda e: e[1])[2] for s in sessions}
-        sub.close()
-        sub = None
+        # Stop the broker first, then read what the subscriber got: an event the
+        # broker took from the gateway before stopping was forwarded to it (the
+        # subscriber closing first made such an event a false gap: the broker
+        # acknowledged it to the gateway and, not persistent, forgot it).
         broker.stop()
         t_down = time.monotonic()
+        with sub.cond:
+            seq_before = {s: max(e[1] for e in sub.events[s]) for s in sessions}
+            last_before = {s: max(sub.events[s], key=lambda e: e[1])[2] for s in sessions}
+        sub.close()
+        sub = None
         cpu = B.CpuWindow({"gateway": gw.pid})
         cpu.start()
         d0 = depth()
