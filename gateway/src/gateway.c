@@ -435,14 +435,23 @@ static const struct cuff_link_callbacks link_callbacks = {
 
 /* --- telemetry and housekeeping ----------------------------------------- */
 
+/*
+ * Telemetry is published in GW_TELEMETRY_SLICES slices per period, a slice
+ * of the cuffs every period/slices ms, instead of all cuffs at once: 500
+ * JSON messages in one callback would hold the loop for milliseconds, and a
+ * cuff's over-limit sample arriving then would wait for its DEFLATE behind
+ * them (docs/benchmarks.md, safety latency).
+ */
 static void telemetry_tick(struct loop *loop, uint64_t id, void *user_data)
 {
 	struct gateway *gw = user_data;
+	unsigned period = 1000 / gw->cfg->mqtt.telemetry_hz;
+	unsigned slices = period >= GW_TELEMETRY_SLICES ? GW_TELEMETRY_SLICES : 1;
+	unsigned slice = gw->telemetry_slice++ % slices;
 
-	for (size_t i = 0; i < gw->n_cuffs; i++)
+	for (size_t i = slice; i < gw->n_cuffs; i += slices)
 		gw_publish_telemetry(&gw->cuffs[i]);
-	loop_add_timer(loop, 1000 / gw->cfg->mqtt.telemetry_hz, telemetry_tick, gw,
-		       &gw->telemetry_timer);
+	loop_add_timer(loop, period / slices, telemetry_tick, gw, &gw->telemetry_timer);
 }
 
 static void check_storage_alarms(struct gateway *gw)
@@ -1100,8 +1109,7 @@ int gateway_run(struct gateway *gw)
 	r = mqtt_client_start(gw->mqtt);
 	if (r < 0)
 		log_error("mqtt: cannot start: %s (cuffs are supervised regardless)", strerror(-r));
-	loop_add_timer(gw->loop, 1000 / gw->cfg->mqtt.telemetry_hz, telemetry_tick, gw,
-		       &gw->telemetry_timer);
+	loop_add_timer(gw->loop, 0, telemetry_tick, gw, &gw->telemetry_timer);
 	loop_add_timer(gw->loop, GW_HOUSEKEEPING_MS, gw_housekeeping, gw,
 		       &gw->housekeeping_timer);
 	log_info("bfr-gateway %s: %s/%s supervising %zu cuffs", BFR_VERSION, gw->cfg->site,

@@ -35,6 +35,7 @@
 /* Pressures have 0.1 mmHg resolution: 6 significant digits print them exactly. */
 #define GW_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(6))
 #define GW_TELEMETRY_MAX 50     /* samples per telemetry message (schema bound) */
+#define GW_TELEMETRY_SLICES 10  /* telemetry goes out in slices of the cuffs */
 #define GW_OUTBOX_WINDOW 256    /* QoS 1 messages in flight at once */
 #define GW_STATE_MIN_MS 200     /* cuff state: at most 5 publishes/s per cuff */
 #define GW_HOUSEKEEPING_MS 1000
@@ -142,6 +143,7 @@ struct gateway {
 	uint64_t reap_timer;
 
 	uint64_t telemetry_timer;
+	unsigned telemetry_slice;
 	uint64_t housekeeping_timer;
 	uint64_t state_flush_timer;
 	size_t published_outbox_depth;
