@@ -449,9 +449,16 @@ static void telemetry_tick(struct loop *loop, uint64_t id, void *user_data)
 	unsigned slices = period >= GW_TELEMETRY_SLICES ? GW_TELEMETRY_SLICES : 1;
 	unsigned slice = gw->telemetry_slice++ % slices;
 
+	uint64_t now = loop_now_ms(loop);
+
 	for (size_t i = slice; i < gw->n_cuffs; i += slices)
 		gw_publish_telemetry(&gw->cuffs[i]);
-	loop_add_timer(loop, period / slices, telemetry_tick, gw, &gw->telemetry_timer);
+	/* Fixed deadlines: the slices' own work must not stretch the period. */
+	gw->telemetry_due_ms += period / slices;
+	if (gw->telemetry_due_ms < now)
+		gw->telemetry_due_ms = now;
+	loop_add_timer(loop, gw->telemetry_due_ms - now, telemetry_tick, gw,
+		       &gw->telemetry_timer);
 }
 
 static void check_storage_alarms(struct gateway *gw)
@@ -990,7 +997,7 @@ static int setup_mqtt(struct gateway *gw, char *err, size_t errlen)
 		.will_retain = true,
 		/* A clinic broker that restarts should see us back within seconds:
 		 * the outbox drains only once we are connected. */
-		.reconnect_max_ms = 5000,
+		.reconnect_max_ms = 2000,
 	};
 	int r;
 
@@ -1109,6 +1116,7 @@ int gateway_run(struct gateway *gw)
 	r = mqtt_client_start(gw->mqtt);
 	if (r < 0)
 		log_error("mqtt: cannot start: %s (cuffs are supervised regardless)", strerror(-r));
+	gw->telemetry_due_ms = loop_now_ms(gw->loop);
 	loop_add_timer(gw->loop, 0, telemetry_tick, gw, &gw->telemetry_timer);
 	loop_add_timer(gw->loop, GW_HOUSEKEEPING_MS, gw_housekeeping, gw,
 		       &gw->housekeeping_timer);

@@ -144,6 +144,7 @@ struct gateway {
 
 	uint64_t telemetry_timer;
 	unsigned telemetry_slice;
+	uint64_t telemetry_due_ms;
 	uint64_t housekeeping_timer;
 	uint64_t state_flush_timer;
 	size_t published_outbox_depth;
