@@ -55,6 +55,42 @@ static const struct code_desc codes[ALARM_CODE_COUNT] = {
 	[ALARM_STORAGE_ERROR] = { "storage_error", M, TEC, true, "storage error" },
 };
 
+/*
+ * Storage: `slots` holds the records (capacity of them, as before). Three
+ * fixed indexes, allocated in one block by alarm_table_new(), make the
+ * receive-path operations independent of the table's size:
+ *   - a per-cuff entry ("" is the gateway-wide one) holding the slot of each
+ *     code, found through an open-addressing hash of the cuff id (linear
+ *     probing, backward-shift deletion, so no tombstones build up); an entry
+ *     exists exactly while its cuff has an open alarm, so `capacity` entries
+ *     always suffice;
+ *   - an open-addressing hash of alarm ids to slots (alarm_ack, alarm_find_id);
+ *   - a doubly-linked list of the open slots in seq order (raise order), for
+ *     alarm_list_open(NULL) and eviction; a raise appends (its seq is the
+ *     largest), a restore inserts in order from the tail;
+ * plus a stack of free slots and the counters. A table smaller than
+ * alarm_table_capacity_for() behaves exactly as documented: the reserve
+ * and -ENOSPC rules only look at the free count, and eviction walks the
+ * seq-ordered list for the oldest LOW, then MEDIUM (the only O(open) path
+ * left, taken only when a too-small table is full).
+ */
+#define NIL (-1)
+
+struct slot_meta {
+	int32_t prev, next; /* seq-ordered open list; next = free stack link when unused */
+	int32_t entry;      /* owning cuff entry */
+	uint32_t id_hash;
+	bool used;
+};
+
+struct cuff_entry {
+	char name[ALARM_CUFF_MAX];
+	int32_t slot[ALARM_CODE_COUNT]; /* NIL: no open alarm of that code */
+	uint32_t hash;
+	uint32_t n_open;
+	int32_t next_free;
+};
+
 struct alarm_table {
 	char gateway_id[ALARM_GATEWAY_MAX];
 	uint64_t next_seq;
@@ -62,7 +98,16 @@ struct alarm_table {
 	void *user_data;
 	size_t capacity;
 	struct alarm_record *slots;
-	bool *used;
+	void *index; /* the one block below points into */
+	struct slot_meta *meta;
+	struct cuff_entry *entries; /* capacity of them */
+	int32_t *cuff_hash;         /* hash_size buckets: entry index or NIL */
+	int32_t *id_hash;           /* hash_size buckets: slot index or NIL */
+	uint32_t hash_mask;
+	int32_t free_slot;  /* head of the free-slot stack */
+	int32_t free_entry; /* head of the free-entry stack */
+	int32_t head, tail; /* open slots in seq order */
+	size_t n_free;
 };
 
 static bool valid_code(enum alarm_code code)
@@ -96,21 +141,62 @@ size_t alarm_table_capacity_for(size_t n_cuffs)
 	return (n_cuffs + 1) * ALARM_CODE_COUNT;
 }
 
+/* FNV-1a, 32 bits. */
+static uint32_t hash_str(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
 int alarm_table_new(const char *gateway_id, size_t capacity, uint64_t first_seq,
 		    alarm_record_fn fn, void *user_data, struct alarm_table **out)
 {
 	struct alarm_table *t = NULL;
+	size_t hash_size = 8, meta_bytes, entry_bytes, hash_bytes;
+	unsigned char *p;
 
 	if (!out || !valid_str(gateway_id, ALARM_GATEWAY_MAX, false) || capacity == 0 ||
 	    capacity > 65536 || first_seq == 0)
 		return -EINVAL;
+	*out = NULL;
+	while (hash_size < 2 * capacity) /* load factor <= 1/2 */
+		hash_size *= 2;
+	meta_bytes = capacity * sizeof(struct slot_meta);
+	entry_bytes = capacity * sizeof(struct cuff_entry);
+	hash_bytes = hash_size * sizeof(int32_t);
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		goto fail;
 	t->slots = calloc(capacity, sizeof(*t->slots));
-	t->used = calloc(capacity, sizeof(*t->used));
-	if (!t->slots || !t->used)
+	if (!t->slots)
 		goto fail;
+	/* One block for every index (all members are 4-byte aligned). */
+	t->index = calloc(1, meta_bytes + entry_bytes + 2 * hash_bytes);
+	if (!t->index)
+		goto fail;
+	p = t->index;
+	t->meta = (struct slot_meta *)(void *)p;
+	t->entries = (struct cuff_entry *)(void *)(p + meta_bytes);
+	t->cuff_hash = (int32_t *)(void *)(p + meta_bytes + entry_bytes);
+	t->id_hash = (int32_t *)(void *)(p + meta_bytes + entry_bytes + hash_bytes);
+	t->hash_mask = (uint32_t)(hash_size - 1);
+	for (size_t i = 0; i < hash_size; i++)
+		t->cuff_hash[i] = t->id_hash[i] = NIL;
+	/* Free stacks popping the lowest index first. */
+	t->free_slot = t->free_entry = NIL;
+	for (size_t i = capacity; i-- > 0;) {
+		t->meta[i].next = t->free_slot;
+		t->free_slot = (int32_t)i;
+		t->entries[i].next_free = t->free_entry;
+		t->free_entry = (int32_t)i;
+	}
+	t->head = t->tail = NIL;
+	t->n_free = capacity;
 	memcpy(t->gateway_id, gateway_id, strlen(gateway_id) + 1);
 	t->next_seq = first_seq;
 	t->fn = fn;
@@ -128,7 +214,7 @@ void alarm_table_free(struct alarm_table *t)
 	if (!t)
 		return;
 	free(t->slots);
-	free(t->used);
+	free(t->index);
 	free(t);
 }
 
@@ -138,30 +224,185 @@ static void emit(const struct alarm_table *t, const struct alarm_record *r)
 		t->fn(r, t->user_data);
 }
 
+/*
+ * Backward-shift deletion of bucket i of a linear-probing table: moves up
+ * every later element of the run whose home bucket is not in (i, j].
+ */
+static void hash_delete(int32_t *table, uint32_t mask, uint32_t i,
+			uint32_t (*home)(const struct alarm_table *, int32_t),
+			const struct alarm_table *t)
+{
+	uint32_t j = i;
+
+	table[i] = NIL;
+	for (;;) {
+		uint32_t k;
+
+		j = (j + 1) & mask;
+		if (table[j] == NIL)
+			return;
+		k = home(t, table[j]);
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		table[i] = table[j];
+		table[j] = NIL;
+		i = j;
+	}
+}
+
+static uint32_t entry_home(const struct alarm_table *t, int32_t e)
+{
+	return t->entries[e].hash & t->hash_mask;
+}
+
+static uint32_t id_home(const struct alarm_table *t, int32_t s)
+{
+	return t->meta[s].id_hash & t->hash_mask;
+}
+
+/* The entry of cuff (any string: an over-long one matches nothing), or NIL. */
+static int32_t entry_find(const struct alarm_table *t, const char *cuff)
+{
+	uint32_t h = hash_str(cuff);
+
+	for (uint32_t i = h & t->hash_mask;; i = (i + 1) & t->hash_mask) {
+		int32_t e = t->cuff_hash[i];
+
+		if (e == NIL)
+			return NIL;
+		if (t->entries[e].hash == h && strcmp(t->entries[e].name, cuff) == 0)
+			return e;
+	}
+}
+
+/* Called only with a valid cuff and a free slot, so an entry is always free. */
+static int32_t entry_get(struct alarm_table *t, const char *cuff)
+{
+	int32_t e = entry_find(t, cuff);
+	uint32_t i;
+	struct cuff_entry *ce;
+
+	if (e != NIL)
+		return e;
+	e = t->free_entry;
+	ce = &t->entries[e];
+	t->free_entry = ce->next_free;
+	memcpy(ce->name, cuff, strlen(cuff) + 1);
+	for (int c = 0; c < ALARM_CODE_COUNT; c++)
+		ce->slot[c] = NIL;
+	ce->hash = hash_str(cuff);
+	ce->n_open = 0;
+	for (i = ce->hash & t->hash_mask; t->cuff_hash[i] != NIL; i = (i + 1) & t->hash_mask)
+		;
+	t->cuff_hash[i] = e;
+	return e;
+}
+
+static void entry_put(struct alarm_table *t, int32_t e)
+{
+	uint32_t i = t->entries[e].hash & t->hash_mask;
+
+	while (t->cuff_hash[i] != e)
+		i = (i + 1) & t->hash_mask;
+	hash_delete(t->cuff_hash, t->hash_mask, i, entry_home, t);
+	t->entries[e].next_free = t->free_entry;
+	t->free_entry = e;
+}
+
+static int32_t id_find(const struct alarm_table *t, const char *alarm_id)
+{
+	uint32_t h = hash_str(alarm_id);
+
+	for (uint32_t i = h & t->hash_mask;; i = (i + 1) & t->hash_mask) {
+		int32_t s = t->id_hash[i];
+
+		if (s == NIL)
+			return NIL;
+		if (t->meta[s].id_hash == h && strcmp(t->slots[s].alarm_id, alarm_id) == 0)
+			return s;
+	}
+}
+
 static struct alarm_record *find(const struct alarm_table *t, const char *cuff,
 				 enum alarm_code code, size_t *idx)
 {
-	for (size_t i = 0; i < t->capacity; i++) {
-		if (t->used[i] && t->slots[i].code == code && strcmp(t->slots[i].cuff, cuff) == 0) {
-			if (idx)
-				*idx = i;
-			return &t->slots[i];
-		}
-	}
-	return NULL;
+	int32_t e = entry_find(t, cuff), s;
+
+	if (e == NIL || (s = t->entries[e].slot[code]) == NIL)
+		return NULL;
+	if (idx)
+		*idx = (size_t)s;
+	return &t->slots[s];
 }
 
-static size_t free_slots(const struct alarm_table *t, size_t *first_free)
+/*
+ * Takes a free slot (there must be one) for a record whose cuff, code,
+ * alarm_id and seq the caller then fills in and links with slot_link().
+ */
+static size_t slot_take(struct alarm_table *t)
 {
-	size_t n = 0;
+	int32_t s = t->free_slot;
 
-	for (size_t i = t->capacity; i-- > 0;) {
-		if (!t->used[i]) {
-			n++;
-			*first_free = i;
-		}
-	}
-	return n;
+	t->free_slot = t->meta[s].next;
+	t->n_free--;
+	return (size_t)s;
+}
+
+/* Makes slot s (its record filled in) open: indexes, raise order. */
+static void slot_link(struct alarm_table *t, size_t s)
+{
+	struct slot_meta *m = &t->meta[s];
+	const struct alarm_record *r = &t->slots[s];
+	int32_t e = entry_get(t, r->cuff), after = t->tail;
+	uint32_t i;
+
+	m->used = true;
+	m->entry = e;
+	t->entries[e].slot[r->code] = (int32_t)s;
+	t->entries[e].n_open++;
+	m->id_hash = hash_str(r->alarm_id);
+	for (i = m->id_hash & t->hash_mask; t->id_hash[i] != NIL; i = (i + 1) & t->hash_mask)
+		;
+	t->id_hash[i] = (int32_t)s;
+	/* A raise has the largest seq (O(1)); a restore may be older. */
+	while (after != NIL && t->slots[after].seq > r->seq)
+		after = t->meta[after].prev;
+	m->prev = after;
+	m->next = after == NIL ? t->head : t->meta[after].next;
+	if (m->prev == NIL)
+		t->head = (int32_t)s;
+	else
+		t->meta[m->prev].next = (int32_t)s;
+	if (m->next == NIL)
+		t->tail = (int32_t)s;
+	else
+		t->meta[m->next].prev = (int32_t)s;
+}
+
+static void slot_unlink(struct alarm_table *t, size_t s)
+{
+	struct slot_meta *m = &t->meta[s];
+	struct cuff_entry *ce = &t->entries[m->entry];
+	uint32_t i = m->id_hash & t->hash_mask;
+
+	if (m->prev == NIL)
+		t->head = m->next;
+	else
+		t->meta[m->prev].next = m->next;
+	if (m->next == NIL)
+		t->tail = m->prev;
+	else
+		t->meta[m->next].prev = m->prev;
+	while (t->id_hash[i] != (int32_t)s)
+		i = (i + 1) & t->hash_mask;
+	hash_delete(t->id_hash, t->hash_mask, i, id_home, t);
+	ce->slot[t->slots[s].code] = NIL;
+	if (--ce->n_open == 0)
+		entry_put(t, m->entry);
+	m->used = false;
+	m->next = t->free_slot;
+	t->free_slot = (int32_t)s;
+	t->n_free++;
 }
 
 static void close_slot(struct alarm_table *t, size_t i, uint64_t now_ms)
@@ -171,28 +412,29 @@ static void close_slot(struct alarm_table *t, size_t i, uint64_t now_ms)
 	r->state = ALARM_STATE_CLEARED;
 	r->cleared_at_ms = now_ms ? now_ms : 1;
 	emit(t, r);
-	t->used[i] = false;
+	slot_unlink(t, i);
 }
 
 /* Oldest open alarm of the lowest priority below HIGH, to make room for a HIGH. */
-static bool evict_for_high(struct alarm_table *t, uint64_t now_ms, size_t *slot)
+static bool evict_for_high(struct alarm_table *t, uint64_t now_ms)
 {
-	size_t best = t->capacity;
+	int32_t best = NIL;
 
-	for (size_t i = 0; i < t->capacity; i++) {
-		const struct alarm_record *r = &t->slots[i];
+	/* Raise order: the first LOW is the oldest LOW; failing that, the first MEDIUM. */
+	for (int32_t s = t->head; s != NIL; s = t->meta[s].next) {
+		enum alarm_priority p = t->slots[s].priority;
 
-		if (!t->used[i] || r->priority == ALARM_PRIO_HIGH)
-			continue;
-		if (best == t->capacity || r->priority < t->slots[best].priority ||
-		    (r->priority == t->slots[best].priority && r->seq < t->slots[best].seq))
-			best = i;
+		if (p == ALARM_PRIO_LOW) {
+			best = s;
+			break;
+		}
+		if (p == ALARM_PRIO_MEDIUM && best == NIL)
+			best = s;
 	}
-	if (best == t->capacity)
+	if (best == NIL)
 		return false;
 	snprintf(t->slots[best].message, sizeof(t->slots[best].message), "evicted");
-	close_slot(t, best, now_ms);
-	*slot = best;
+	close_slot(t, (size_t)best, now_ms);
 	return true;
 }
 
@@ -215,7 +457,7 @@ int alarm_raise(struct alarm_table *t, const char *cuff, const char *session_id,
 	const struct alarm_values none = { NAN, NAN, NAN, NAN };
 	const struct code_desc *cd;
 	struct alarm_record *r;
-	size_t slot = 0, nfree;
+	size_t slot;
 
 	if (!t || !valid_code(code) || !valid_str(cuff, ALARM_CUFF_MAX, true))
 		return -EINVAL;
@@ -246,13 +488,13 @@ int alarm_raise(struct alarm_table *t, const char *cuff, const char *session_id,
 		goto done;
 	}
 
-	nfree = free_slots(t, &slot);
-	if (cd->priority != ALARM_PRIO_HIGH && nfree <= ALARM_HIGH_RESERVE &&
+	if (cd->priority != ALARM_PRIO_HIGH && t->n_free <= ALARM_HIGH_RESERVE &&
 	    t->capacity > ALARM_HIGH_RESERVE)
 		return -ENOSPC;
-	if (nfree == 0 && (cd->priority != ALARM_PRIO_HIGH || !evict_for_high(t, now_ms, &slot)))
+	if (t->n_free == 0 && (cd->priority != ALARM_PRIO_HIGH || !evict_for_high(t, now_ms)))
 		return -ENOSPC;
 
+	slot = slot_take(t);
 	r = &t->slots[slot];
 	memset(r, 0, sizeof(*r));
 	snprintf(r->alarm_id, sizeof(r->alarm_id), "%s-%" PRIu64, t->gateway_id, t->next_seq);
@@ -267,7 +509,7 @@ int alarm_raise(struct alarm_table *t, const char *cuff, const char *session_id,
 	r->raised_at_ms = now_ms;
 	memcpy(r->message, message, strlen(message) + 1);
 	r->values = *values;
-	t->used[slot] = true;
+	slot_link(t, slot);
 	emit(t, r);
 done:
 	if (id_out)
@@ -277,7 +519,7 @@ done:
 
 int alarm_restore(struct alarm_table *t, const struct alarm_record *rec)
 {
-	size_t slot = 0;
+	size_t slot;
 
 	if (!t || !rec || !valid_code(rec->code) || rec->state == ALARM_STATE_CLEARED ||
 	    !valid_str(rec->cuff, ALARM_CUFF_MAX, true) ||
@@ -289,12 +531,13 @@ int alarm_restore(struct alarm_table *t, const struct alarm_record *rec)
 		return -EINVAL;
 	if (find(t, rec->cuff, rec->code, NULL) || alarm_find_id(t, rec->alarm_id))
 		return -EEXIST;
-	if (free_slots(t, &slot) == 0)
+	if (t->n_free == 0)
 		return -ENOSPC;
+	slot = slot_take(t);
 	t->slots[slot] = *rec;
 	t->slots[slot].priority = codes[rec->code].priority;
 	t->slots[slot].kind = codes[rec->code].kind;
-	t->used[slot] = true;
+	slot_link(t, slot);
 	if (rec->seq >= t->next_seq)
 		t->next_seq = rec->seq + 1;
 	return 0;
@@ -322,74 +565,82 @@ int alarm_condition_cleared(struct alarm_table *t, const char *cuff, enum alarm_
 
 int alarm_ack(struct alarm_table *t, const char *alarm_id, const char *by, uint64_t now_ms)
 {
-	struct alarm_record *r = NULL;
-	size_t i;
+	struct alarm_record *r;
+	int32_t i;
 
 	if (!t || !valid_str(alarm_id, ALARM_ID_MAX, false) || !valid_str(by, ALARM_BY_MAX, false))
 		return -EINVAL;
-	for (i = 0; i < t->capacity; i++) {
-		if (t->used[i] && strcmp(t->slots[i].alarm_id, alarm_id) == 0) {
-			r = &t->slots[i];
-			break;
-		}
-	}
-	if (!r)
+	i = id_find(t, alarm_id);
+	if (i == NIL)
 		return -ENOENT;
+	r = &t->slots[i];
 	if (r->state == ALARM_STATE_ACKNOWLEDGED)
 		return -EALREADY;
 	r->state = ALARM_STATE_ACKNOWLEDGED;
 	r->acked_at_ms = now_ms ? now_ms : 1;
 	memcpy(r->acked_by, by, strlen(by) + 1);
 	if (!r->condition_present) {
-		close_slot(t, i, now_ms);
+		close_slot(t, (size_t)i, now_ms);
 		return 0;
 	}
 	emit(t, r);
 	return 0;
 }
 
+static bool entry_has_unacked_high(const struct alarm_table *t, int32_t e)
+{
+	if (e == NIL)
+		return false;
+	for (int c = 0; c < ALARM_CODE_COUNT; c++) {
+		int32_t s = t->entries[e].slot[c];
+
+		if (s != NIL && t->slots[s].priority == ALARM_PRIO_HIGH &&
+		    t->slots[s].state == ALARM_STATE_ACTIVE)
+			return true;
+	}
+	return false;
+}
+
 bool alarm_has_unacked_high(const struct alarm_table *t, const char *cuff)
 {
 	if (!t)
 		return false;
-	for (size_t i = 0; i < t->capacity; i++) {
-		const struct alarm_record *r = &t->slots[i];
-
-		if (!t->used[i] || r->priority != ALARM_PRIO_HIGH ||
-		    r->state != ALARM_STATE_ACTIVE)
-			continue;
-		if (r->cuff[0] == '\0' || (cuff && strcmp(r->cuff, cuff) == 0))
-			return true;
-	}
-	return false;
+	return entry_has_unacked_high(t, entry_find(t, "")) ||
+	       (cuff && cuff[0] && entry_has_unacked_high(t, entry_find(t, cuff)));
 }
 
 int alarm_list_open(const struct alarm_table *t, const char *cuff,
 		    const struct alarm_record **out, size_t cap, size_t *n_out)
 {
 	size_t n = 0;
-	uint64_t last = 0;
 
 	if (!t || !n_out || (cap && !out))
 		return -EINVAL;
-	/* Raise order without sorting storage: repeatedly take the next higher seq. */
-	for (;;) {
-		const struct alarm_record *next = NULL;
-
-		for (size_t i = 0; i < t->capacity; i++) {
-			const struct alarm_record *r = &t->slots[i];
-
-			if (!t->used[i] || r->seq <= last || (cuff && strcmp(r->cuff, cuff) != 0))
-				continue;
-			if (!next || r->seq < next->seq)
-				next = r;
+	if (!cuff) {
+		/* All of them: the open list is in raise order already. */
+		for (int32_t s = t->head; s != NIL; s = t->meta[s].next) {
+			if (n < cap)
+				out[n] = &t->slots[s];
+			n++;
 		}
-		if (!next)
-			break;
-		if (n < cap)
-			out[n] = next;
-		n++;
-		last = next->seq;
+	} else {
+		/* One cuff: its few slots, insertion-sorted by seq. */
+		const struct alarm_record *mine[ALARM_CODE_COUNT];
+		int32_t e = entry_find(t, cuff);
+
+		for (int c = 0; e != NIL && c < ALARM_CODE_COUNT; c++) {
+			int32_t s = t->entries[e].slot[c];
+			size_t k;
+
+			if (s == NIL)
+				continue;
+			for (k = n; k > 0 && mine[k - 1]->seq > t->slots[s].seq; k--)
+				mine[k] = mine[k - 1];
+			mine[k] = &t->slots[s];
+			n++;
+		}
+		for (size_t k = 0; k < n && k < cap; k++)
+			out[k] = mine[k];
 	}
 	*n_out = n;
 	return 0;
@@ -405,19 +656,17 @@ const struct alarm_record *alarm_find_open(const struct alarm_table *t, const ch
 
 const struct alarm_record *alarm_find_id(const struct alarm_table *t, const char *alarm_id)
 {
-	for (size_t i = 0; t && alarm_id && i < t->capacity; i++)
-		if (t->used[i] && strcmp(t->slots[i].alarm_id, alarm_id) == 0)
-			return &t->slots[i];
-	return NULL;
+	int32_t s;
+
+	if (!t || !alarm_id)
+		return NULL;
+	s = id_find(t, alarm_id);
+	return s == NIL ? NULL : &t->slots[s];
 }
 
 size_t alarm_open_count(const struct alarm_table *t)
 {
-	size_t n = 0;
-
-	for (size_t i = 0; t && i < t->capacity; i++)
-		n += t->used[i];
-	return n;
+	return t ? t->capacity - t->n_free : 0;
 }
 
 uint64_t alarm_next_seq(const struct alarm_table *t)

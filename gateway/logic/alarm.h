@@ -33,6 +33,13 @@
  * timestamps); 0 means "not yet" for acked_at_ms and cleared_at_ms.
  *
  * Pure: no I/O, no clock, no allocation after alarm_table_new().
+ *
+ * Cost (the table is on the receive path): raise, condition_cleared, ack,
+ * find_open, find_id, has_unacked_high and list_open of one cuff take time
+ * independent of the capacity (hash lookups of the cuff and of the id, then
+ * at most ALARM_CODE_COUNT slots); list_open(NULL) is linear in the open
+ * alarms; open_count is O(1). Only a HIGH raise into a full, too-small table
+ * (eviction) and a restore older than open alarms walk the open alarms.
  */
 #ifndef BFR_ALARM_H
 #define BFR_ALARM_H

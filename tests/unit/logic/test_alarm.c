@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -487,6 +488,386 @@ static void test_code_table(void **state)
 	assert_string_equal(alarm_state_name(ALARM_STATE_ACKNOWLEDGED), "acknowledged");
 }
 
+/*
+ * The indexed table (per-cuff blocks, id hash, raise-order list) against a
+ * plain reference model of the documented semantics: the linear table it
+ * replaced. Random raise / re-raise / condition-cleared / ack on a table too
+ * small for its cuffs (HIGH reserve, eviction, -ENOSPC, entries recycled)
+ * and on one of capacity_for(n); after every step every query must agree.
+ */
+struct model_alarm {
+	bool open;
+	char cuff[8];
+	enum alarm_code code;
+	enum alarm_state state;
+	bool present;
+	uint64_t seq;
+	char id[ALARM_ID_MAX];
+};
+
+struct model {
+	size_t cap, n_open, n_emitted;
+	uint64_t next_seq;
+	struct model_alarm a[64];
+	uint64_t evicted_seq; /* of the last model_raise, 0: none */
+	/* what the table emitted: in all, and during the current step */
+	size_t emitted, n_step;
+	struct alarm_record step[4];
+};
+
+static void on_record_model(const struct alarm_record *rec, void *user_data)
+{
+	struct model *m = user_data;
+
+	m->emitted++;
+	assert_true(m->n_step < 4);
+	m->step[m->n_step++] = *rec;
+}
+
+static struct model_alarm *model_find(struct model *m, const char *cuff, enum alarm_code code)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->a[i].open && m->a[i].code == code && strcmp(m->a[i].cuff, cuff) == 0)
+			return &m->a[i];
+	return NULL;
+}
+
+static struct model_alarm *model_find_id(struct model *m, const char *id)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->a[i].open && strcmp(m->a[i].id, id) == 0)
+			return &m->a[i];
+	return NULL;
+}
+
+static void model_close(struct model *m, struct model_alarm *a)
+{
+	a->open = false;
+	m->n_open--;
+	m->n_emitted++;
+}
+
+static int model_raise(struct model *m, const char *cuff, enum alarm_code code)
+{
+	struct model_alarm *a = model_find(m, cuff, code), *slot = NULL;
+	bool high = alarm_code_priority(code) == ALARM_PRIO_HIGH;
+	size_t nfree = m->cap - m->n_open;
+
+	m->evicted_seq = 0;
+
+	if (a) {
+		if (!a->present)
+			m->n_emitted++;
+		a->present = true;
+		return 0;
+	}
+	if (!high && nfree <= ALARM_HIGH_RESERVE && m->cap > ALARM_HIGH_RESERVE)
+		return -ENOSPC;
+	if (nfree == 0) {
+		struct model_alarm *best = NULL;
+
+		if (!high)
+			return -ENOSPC;
+		for (size_t i = 0; i < m->cap; i++) {
+			struct model_alarm *b = &m->a[i];
+			enum alarm_priority p = alarm_code_priority(b->code);
+
+			if (!b->open || p == ALARM_PRIO_HIGH)
+				continue;
+			if (!best || p < alarm_code_priority(best->code) ||
+			    (p == alarm_code_priority(best->code) && b->seq < best->seq))
+				best = b;
+		}
+		if (!best)
+			return -ENOSPC;
+		m->evicted_seq = best->seq;
+		model_close(m, best);
+	}
+	for (size_t i = 0; i < m->cap && !slot; i++)
+		if (!m->a[i].open)
+			slot = &m->a[i];
+	memset(slot, 0, sizeof(*slot));
+	slot->open = true;
+	snprintf(slot->cuff, sizeof(slot->cuff), "%s", cuff);
+	slot->code = code;
+	slot->state = ALARM_STATE_ACTIVE;
+	slot->present = true;
+	slot->seq = m->next_seq++;
+	snprintf(slot->id, sizeof(slot->id), "gw1-%" PRIu64, slot->seq);
+	m->n_open++;
+	m->n_emitted++;
+	return 0;
+}
+
+static void model_cleared(struct model *m, const char *cuff, enum alarm_code code)
+{
+	struct model_alarm *a = model_find(m, cuff, code);
+
+	if (!a || !a->present)
+		return;
+	a->present = false;
+	if (alarm_code_latching(code) && a->state == ALARM_STATE_ACTIVE) {
+		m->n_emitted++;
+		return;
+	}
+	model_close(m, a);
+}
+
+static int model_ack(struct model *m, const char *id)
+{
+	struct model_alarm *a = model_find_id(m, id);
+
+	if (!a)
+		return -ENOENT;
+	if (a->state == ALARM_STATE_ACKNOWLEDGED)
+		return -EALREADY;
+	a->state = ALARM_STATE_ACKNOWLEDGED;
+	if (!a->present)
+		model_close(m, a);
+	else
+		m->n_emitted++;
+	return 0;
+}
+
+static void model_compare(struct model *m, struct alarm_table *t, size_t n_cuffs)
+{
+	const struct alarm_record *list[64];
+	struct model_alarm *sorted[64];
+	size_t n = 0, ns = 0;
+	char cuff[8];
+
+	assert_int_equal(m->emitted, m->n_emitted);
+	assert_int_equal(alarm_open_count(t), m->n_open);
+	assert_int_equal(alarm_next_seq(t), m->next_seq);
+	/* All open alarms, in raise order. */
+	for (size_t i = 0; i < m->cap; i++) {
+		size_t k;
+
+		if (!m->a[i].open)
+			continue;
+		for (k = ns; k > 0 && sorted[k - 1]->seq > m->a[i].seq; k--)
+			sorted[k] = sorted[k - 1];
+		sorted[k] = &m->a[i];
+		ns++;
+	}
+	assert_int_equal(alarm_list_open(t, NULL, list, 64, &n), 0);
+	assert_int_equal(n, ns);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(list[i]->seq, sorted[i]->seq);
+		assert_string_equal(list[i]->alarm_id, sorted[i]->id);
+		assert_string_equal(list[i]->cuff, sorted[i]->cuff);
+		assert_int_equal(list[i]->code, sorted[i]->code);
+		assert_int_equal(list[i]->state, sorted[i]->state);
+		assert_true(list[i]->condition_present == sorted[i]->present);
+		assert_true(alarm_find_id(t, sorted[i]->id) == list[i]);
+		assert_true(alarm_find_open(t, sorted[i]->cuff, sorted[i]->code) == list[i]);
+	}
+	/* Per cuff (and gateway-wide ""): the same order, filtered; unacked HIGH. */
+	for (size_t c = 0; c <= n_cuffs; c++) {
+		size_t want = 0, j = 0;
+		bool high = false;
+
+		if (c == n_cuffs)
+			cuff[0] = '\0';
+		else
+			snprintf(cuff, sizeof(cuff), "c%zu", c);
+		for (size_t i = 0; i < ns; i++) {
+			if (strcmp(sorted[i]->cuff, cuff) == 0)
+				want++;
+			if ((sorted[i]->cuff[0] == '\0' || strcmp(sorted[i]->cuff, cuff) == 0) &&
+			    alarm_code_priority(sorted[i]->code) == ALARM_PRIO_HIGH &&
+			    sorted[i]->state == ALARM_STATE_ACTIVE)
+				high = true;
+		}
+		assert_int_equal(alarm_list_open(t, cuff, list, 64, &n), 0);
+		assert_int_equal(n, want);
+		for (size_t i = 0; i < ns; i++) {
+			if (strcmp(sorted[i]->cuff, cuff) != 0)
+				continue;
+			assert_string_equal(list[j]->alarm_id, sorted[i]->id);
+			j++;
+		}
+		assert_true(alarm_has_unacked_high(t, cuff) == high);
+		for (int k = 0; k < ALARM_CODE_COUNT; k++) {
+			struct model_alarm *a = model_find(m, cuff, (enum alarm_code)k);
+			const struct alarm_record *r = alarm_find_open(t, cuff, (enum alarm_code)k);
+
+			assert_true((a == NULL) == (r == NULL));
+		}
+	}
+}
+
+static uint64_t rng_state;
+
+static uint32_t rng(void)
+{
+	/* xorshift64*: deterministic, seeded per run */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return (uint32_t)((rng_state * 2685821657736338717ull) >> 32);
+}
+
+static void model_run(size_t cap, size_t n_cuffs, int steps, uint64_t seed)
+{
+	static struct model m;
+	struct alarm_table *t = NULL;
+	char cuff[8];
+	int evictions = 0;
+
+	memset(&m, 0, sizeof(m));
+	assert_true(cap <= 64);
+	m.cap = cap;
+	m.next_seq = 1;
+	rng_state = seed;
+	assert_int_equal(alarm_table_new("gw1", cap, 1, on_record_model, &m, &t), 0);
+	for (int step = 0; step < steps; step++) {
+		uint32_t op = rng() % 10;
+		size_t c = rng() % (n_cuffs + 1);
+		enum alarm_code code;
+		int want, got;
+
+		m.n_step = 0;
+
+		if (c == n_cuffs) {
+			static const enum alarm_code gw[] = { ALARM_ESTOP, ALARM_OUTBOX_FULL,
+							      ALARM_STORAGE_ERROR };
+			cuff[0] = '\0';
+			code = gw[rng() % 3];
+		} else {
+			snprintf(cuff, sizeof(cuff), "c%zu", c);
+			do
+				code = (enum alarm_code)(rng() % ALARM_CODE_COUNT);
+			while (alarm_code_gateway_wide(code));
+		}
+		if (op < 5) {
+			want = model_raise(&m, cuff, code);
+			got = alarm_raise(t, cuff, NULL, code, NULL, NULL, (uint64_t)step + 1, NULL);
+			assert_int_equal(got, want);
+			if (m.evicted_seq) {
+				/* The oldest LOW (else MEDIUM) went first, as "evicted". */
+				assert_int_equal(m.n_step, 2);
+				assert_int_equal(m.step[0].seq, m.evicted_seq);
+				assert_int_equal(m.step[0].state, ALARM_STATE_CLEARED);
+				assert_string_equal(m.step[0].message, "evicted");
+				assert_int_equal(m.step[1].state, ALARM_STATE_ACTIVE);
+				assert_int_equal(m.step[1].code, code);
+				evictions++;
+			}
+			if (got < 0)
+				assert_int_equal(m.n_step, 0); /* nothing changes on failure */
+		} else if (op < 8) {
+			model_cleared(&m, cuff, code);
+			assert_int_equal(alarm_condition_cleared(t, cuff, code, (uint64_t)step + 1), 0);
+		} else {
+			/* Ack an open alarm, or an id that is closed or never was. */
+			char id[ALARM_ID_MAX];
+
+			snprintf(id, sizeof(id), "gw1-%u", 1 + rng() % (unsigned)m.next_seq);
+			want = model_ack(&m, id);
+			assert_int_equal(alarm_ack(t, id, "nurse", (uint64_t)step + 1), want);
+		}
+		model_compare(&m, t, n_cuffs);
+	}
+	/* The run reached the paths it is meant to (capacity_for(n) never evicts). */
+	if (cap < alarm_table_capacity_for(n_cuffs) && cap > ALARM_HIGH_RESERVE)
+		assert_true(evictions > 0);
+	alarm_table_free(t);
+}
+
+static void test_indexed_table_matches_reference_model(void **state)
+{
+	(void)state;
+	/* Too small for its cuffs: reserve, eviction, -ENOSPC, entries reused. */
+	model_run(ALARM_HIGH_RESERVE + 6, 12, 4000, 0x9e3779b97f4a7c15ull);
+	/* Tiny: capacity at or under the reserve. */
+	model_run(3, 5, 2000, 0x1234567ull);
+	/* capacity_for(n): never fills. */
+	model_run(alarm_table_capacity_for(2), 2, 4000, 0xdeadbeefull);
+	/* Many cuffs through few slots: the cuff hash churns (backward-shift deletion). */
+	model_run(24, 40, 6000, 0xfeedfaceull);
+}
+
+/* Restored alarms keep raise (seq) order wherever they come in; ids resolve; no allocation. */
+static void test_restore_out_of_order_keeps_raise_order(void **state)
+{
+	struct alarm_table *t = mk(alarm_table_capacity_for(3));
+	static const uint64_t seqs[] = { 50, 10, 30, 20 };
+	static const char *const cuffs[] = { "bay1", "bay2", "bay1", "" };
+	static const enum alarm_code codes_[] = { ALARM_DEFLATE_FAILED, ALARM_SENSOR_FAULT,
+						  ALARM_LEAK, ALARM_ESTOP };
+	const struct alarm_record *list[8];
+	char id[ALARM_ID_MAX];
+	size_t n = 0;
+
+	(void)state;
+	test_alloc_fail_after(0);
+	for (int i = 0; i < 4; i++) {
+		struct alarm_record rec = { 0 };
+
+		snprintf(rec.alarm_id, sizeof(rec.alarm_id), "old-gw-%" PRIu64, seqs[i]);
+		snprintf(rec.cuff, sizeof(rec.cuff), "%s", cuffs[i]);
+		snprintf(rec.message, sizeof(rec.message), "restored");
+		rec.code = codes_[i];
+		rec.seq = seqs[i];
+		rec.state = ALARM_STATE_ACTIVE;
+		assert_int_equal(alarm_restore(t, &rec), 0);
+	}
+	assert_int_equal(alarm_raise(t, "bay2", NULL, ALARM_BATTERY_LOW, NULL, NULL, 1, id), 0);
+	assert_string_equal(id, "gw1-51");
+	assert_int_equal(alarm_list_open(t, NULL, list, 8, &n), 0);
+	assert_int_equal(n, 5);
+	assert_int_equal(list[0]->seq, 10);
+	assert_int_equal(list[1]->seq, 20);
+	assert_int_equal(list[2]->seq, 30);
+	assert_int_equal(list[3]->seq, 50);
+	assert_int_equal(list[4]->seq, 51);
+	assert_int_equal(alarm_list_open(t, "bay1", list, 8, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(list[0]->code, ALARM_LEAK);
+	assert_int_equal(list[1]->code, ALARM_DEFLATE_FAILED);
+	assert_int_equal(alarm_list_open(t, "", list, 8, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(list[0]->code, ALARM_ESTOP);
+	/* The estop blocks every cuff, even one with no alarm of its own. */
+	assert_true(alarm_has_unacked_high(t, "bay3"));
+	assert_true(alarm_has_unacked_high(t, NULL));
+	assert_int_equal(alarm_find_id(t, "old-gw-30")->code, ALARM_LEAK);
+	assert_null(alarm_find_id(t, "old-gw-31"));
+	assert_int_equal(alarm_ack(t, "old-gw-20", "x", 2), 0); /* condition gone: cleared */
+	assert_false(alarm_has_unacked_high(t, "bay3"));
+	assert_true(alarm_has_unacked_high(t, "bay1"));
+	assert_int_equal(alarm_open_count(t), 4);
+	assert_int_equal(test_alloc_count(), 0);
+	test_alloc_reset();
+	alarm_table_free(t);
+}
+
+/* A cuff id longer than any stored one matches nothing; queries stay safe. */
+static void test_queries_with_odd_cuffs(void **state)
+{
+	struct alarm_table *t = mk(32);
+	char lng[ALARM_CUFF_MAX + 8];
+	const struct alarm_record *list[4];
+	size_t n = 1;
+
+	(void)state;
+	memset(lng, 'a', sizeof(lng) - 1);
+	lng[sizeof(lng) - 1] = '\0';
+	assert_int_equal(alarm_raise(t, "bay1", NULL, ALARM_SENSOR_FAULT, NULL, NULL, 1, NULL), 0);
+	assert_null(alarm_find_open(t, lng, ALARM_SENSOR_FAULT));
+	assert_int_equal(alarm_list_open(t, lng, list, 4, &n), 0);
+	assert_int_equal(n, 0);
+	assert_false(alarm_has_unacked_high(t, lng));
+	assert_false(alarm_has_unacked_high(t, ""));
+	assert_int_equal(alarm_list_open(t, "bay1", NULL, 0, &n), 0); /* count only */
+	assert_int_equal(n, 1);
+	assert_null(alarm_find_id(t, lng));
+	assert_null(alarm_find_id(NULL, "gw1-1"));
+	assert_int_equal(alarm_open_count(NULL), 0);
+	alarm_table_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -507,6 +888,9 @@ int main(void)
 		cmocka_unit_test(test_list_open_in_raise_order),
 		cmocka_unit_test(test_SR_19_restore_latched_high_after_restart),
 		cmocka_unit_test(test_code_table),
+		cmocka_unit_test(test_indexed_table_matches_reference_model),
+		cmocka_unit_test(test_restore_out_of_order_keeps_raise_order),
+		cmocka_unit_test(test_queries_with_odd_cuffs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
