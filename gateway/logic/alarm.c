@@ -101,11 +101,14 @@ struct alarm_table {
 	void *index; /* the one block below points into */
 	struct slot_meta *meta;
 	struct cuff_entry *entries; /* capacity of them */
-	int32_t *cuff_hash;         /* hash_size buckets: entry index or NIL */
-	int32_t *id_hash;           /* hash_size buckets: slot index or NIL */
+	/* Buckets hold index + 1, 0 = empty: the zeroed block needs no
+	 * initialisation, so pages no alarm ever used stay untouched (RSS). */
+	int32_t *cuff_hash; /* hash_size buckets: entry index + 1 */
+	int32_t *id_hash;   /* hash_size buckets: slot index + 1 */
 	uint32_t hash_mask;
-	int32_t free_slot;  /* head of the free-slot stack */
-	int32_t free_entry; /* head of the free-entry stack */
+	int32_t free_slot;  /* head of the free-slot stack (slots once used) */
+	int32_t free_entry; /* head of the free-entry stack (entries once used) */
+	int32_t slot_hwm, entry_hwm; /* from there on: never used, free */
 	int32_t head, tail; /* open slots in seq order */
 	size_t n_free;
 };
@@ -185,16 +188,7 @@ int alarm_table_new(const char *gateway_id, size_t capacity, uint64_t first_seq,
 	t->cuff_hash = (int32_t *)(void *)(p + meta_bytes + entry_bytes);
 	t->id_hash = (int32_t *)(void *)(p + meta_bytes + entry_bytes + hash_bytes);
 	t->hash_mask = (uint32_t)(hash_size - 1);
-	for (size_t i = 0; i < hash_size; i++)
-		t->cuff_hash[i] = t->id_hash[i] = NIL;
-	/* Free stacks popping the lowest index first. */
 	t->free_slot = t->free_entry = NIL;
-	for (size_t i = capacity; i-- > 0;) {
-		t->meta[i].next = t->free_slot;
-		t->free_slot = (int32_t)i;
-		t->entries[i].next_free = t->free_entry;
-		t->free_entry = (int32_t)i;
-	}
 	t->head = t->tail = NIL;
 	t->n_free = capacity;
 	memcpy(t->gateway_id, gateway_id, strlen(gateway_id) + 1);
@@ -234,18 +228,18 @@ static void hash_delete(int32_t *table, uint32_t mask, uint32_t i,
 {
 	uint32_t j = i;
 
-	table[i] = NIL;
+	table[i] = 0;
 	for (;;) {
 		uint32_t k;
 
 		j = (j + 1) & mask;
-		if (table[j] == NIL)
+		if (table[j] == 0)
 			return;
-		k = home(t, table[j]);
+		k = home(t, table[j] - 1);
 		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
 			continue;
 		table[i] = table[j];
-		table[j] = NIL;
+		table[j] = 0;
 		i = j;
 	}
 }
@@ -266,7 +260,7 @@ static int32_t entry_find(const struct alarm_table *t, const char *cuff)
 	uint32_t h = hash_str(cuff);
 
 	for (uint32_t i = h & t->hash_mask;; i = (i + 1) & t->hash_mask) {
-		int32_t e = t->cuff_hash[i];
+		int32_t e = t->cuff_hash[i] - 1;
 
 		if (e == NIL)
 			return NIL;
@@ -284,17 +278,21 @@ static int32_t entry_get(struct alarm_table *t, const char *cuff)
 
 	if (e != NIL)
 		return e;
-	e = t->free_entry;
+	if (t->free_entry != NIL) {
+		e = t->free_entry;
+		t->free_entry = t->entries[e].next_free;
+	} else {
+		e = t->entry_hwm++;
+	}
 	ce = &t->entries[e];
-	t->free_entry = ce->next_free;
 	memcpy(ce->name, cuff, strlen(cuff) + 1);
 	for (int c = 0; c < ALARM_CODE_COUNT; c++)
 		ce->slot[c] = NIL;
 	ce->hash = hash_str(cuff);
 	ce->n_open = 0;
-	for (i = ce->hash & t->hash_mask; t->cuff_hash[i] != NIL; i = (i + 1) & t->hash_mask)
+	for (i = ce->hash & t->hash_mask; t->cuff_hash[i] != 0; i = (i + 1) & t->hash_mask)
 		;
-	t->cuff_hash[i] = e;
+	t->cuff_hash[i] = e + 1;
 	return e;
 }
 
@@ -302,7 +300,7 @@ static void entry_put(struct alarm_table *t, int32_t e)
 {
 	uint32_t i = t->entries[e].hash & t->hash_mask;
 
-	while (t->cuff_hash[i] != e)
+	while (t->cuff_hash[i] != e + 1)
 		i = (i + 1) & t->hash_mask;
 	hash_delete(t->cuff_hash, t->hash_mask, i, entry_home, t);
 	t->entries[e].next_free = t->free_entry;
@@ -314,7 +312,7 @@ static int32_t id_find(const struct alarm_table *t, const char *alarm_id)
 	uint32_t h = hash_str(alarm_id);
 
 	for (uint32_t i = h & t->hash_mask;; i = (i + 1) & t->hash_mask) {
-		int32_t s = t->id_hash[i];
+		int32_t s = t->id_hash[i] - 1;
 
 		if (s == NIL)
 			return NIL;
@@ -343,7 +341,10 @@ static size_t slot_take(struct alarm_table *t)
 {
 	int32_t s = t->free_slot;
 
-	t->free_slot = t->meta[s].next;
+	if (s != NIL)
+		t->free_slot = t->meta[s].next;
+	else
+		s = t->slot_hwm++;
 	t->n_free--;
 	return (size_t)s;
 }
@@ -361,9 +362,9 @@ static void slot_link(struct alarm_table *t, size_t s)
 	t->entries[e].slot[r->code] = (int32_t)s;
 	t->entries[e].n_open++;
 	m->id_hash = hash_str(r->alarm_id);
-	for (i = m->id_hash & t->hash_mask; t->id_hash[i] != NIL; i = (i + 1) & t->hash_mask)
+	for (i = m->id_hash & t->hash_mask; t->id_hash[i] != 0; i = (i + 1) & t->hash_mask)
 		;
-	t->id_hash[i] = (int32_t)s;
+	t->id_hash[i] = (int32_t)s + 1;
 	/* A raise has the largest seq (O(1)); a restore may be older. */
 	while (after != NIL && t->slots[after].seq > r->seq)
 		after = t->meta[after].prev;
@@ -393,7 +394,7 @@ static void slot_unlink(struct alarm_table *t, size_t s)
 		t->tail = m->prev;
 	else
 		t->meta[m->next].prev = m->prev;
-	while (t->id_hash[i] != (int32_t)s)
+	while (t->id_hash[i] != (int32_t)s + 1)
 		i = (i + 1) & t->hash_mask;
 	hash_delete(t->id_hash, t->hash_mask, i, id_home, t);
 	ce->slot[t->slots[s].code] = NIL;
