@@ -25,6 +25,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: cuffsim --dir DIR --cuffs N [--limb leg|arm] [--rate HZ] [--lop MMHG]\n"
 		"               [--seed S] [--scenario FILE] [--handle-shift K] [--batch N]\n"
+		"               [--stagger]\n"
 		"  --dir DIR          where cuff-01.sock ... and control.sock are created\n"
 		"  --cuffs N          number of cuffs, 1..%u\n"
 		"  --limb leg|arm     limb and cuff type (default leg)\n"
@@ -33,7 +34,9 @@ static void usage(FILE *f)
 		"  --seed S           PRNG seed (default 1)\n"
 		"  --scenario FILE    timed control lines, validated before start\n"
 		"  --handle-shift K   filler handles before the BFR service, 0..%u\n"
-		"  --batch N          samples per notification when the MTU allows, 1..%u\n",
+		"  --batch N          samples per notification when the MTU allows, 1..%u\n"
+		"  --stagger          spread the cuffs' sample instants over the period\n"
+		"                     (default: all cuffs sample at the same instant)\n",
 		CONTROL_MAX_CUFFS, CUFF_GATT_MAX_SHIFT, (unsigned)BFR_MAX_SAMPLES_PER_NTF);
 }
 
@@ -70,6 +73,7 @@ int main(int argc, char **argv)
 		{ "scenario", required_argument, NULL, 'f' },
 		{ "handle-shift", required_argument, NULL, 'k' },
 		{ "batch", required_argument, NULL, 'b' },
+		{ "stagger", no_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -156,6 +160,9 @@ int main(int argc, char **argv)
 				goto out;
 			}
 			cfg.batch = (unsigned)v;
+			break;
+		case 'g':
+			cfg.stagger = true;
 			break;
 		case 'h':
 			usage(stdout);

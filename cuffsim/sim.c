@@ -97,6 +97,7 @@ struct sim {
 	uint64_t tick_no;
 	uint64_t tick_timer;
 	uint64_t samples_done;
+	uint64_t group_done[SIM_STAGGER_GROUPS]; /* samples taken per stagger group */
 
 	struct scenario *scenario;
 	size_t scenario_pos;
@@ -370,18 +371,46 @@ static void cuff_notify_status(struct sim_cuff *c)
 
 static void schedule_tick(struct sim *s);
 
+/*
+ * Without --stagger every cuff samples at the same instant, once per period
+ * (the worst case for a receiver: N notifications at once). With it the
+ * cuffs are split into SIM_STAGGER_GROUPS groups whose sample instants are
+ * spread evenly over the period, as independent real cuffs would be. Each
+ * cuff's own sequence of model steps is the same either way.
+ */
+static unsigned n_groups(const struct sim *s)
+{
+	return s->cfg.stagger ? SIM_STAGGER_GROUPS : 1;
+}
+
+uint64_t sim_sample_due_ms(uint32_t rate_hz, unsigned groups, unsigned g, uint64_t k)
+{
+	uint64_t num = (k + 1) * 1000u * groups + (uint64_t)g * 1000u;
+	uint64_t den = (uint64_t)rate_hz * groups;
+
+	return (num + den - 1) / den;
+}
+
+static uint64_t group_due_ms(const struct sim *s, unsigned g, uint64_t k)
+{
+	return sim_sample_due_ms(s->cfg.rate_hz, n_groups(s), g, k);
+}
+
 static void on_tick(struct loop *loop, uint64_t id, void *user_data)
 {
 	struct sim *s = user_data;
-	uint64_t now = loop_now_ms(loop);
-	uint64_t due = (now - s->start_ms) * s->cfg.rate_hz / 1000;
+	uint64_t elapsed = loop_now_ms(loop) - s->start_ms;
+	unsigned groups = n_groups(s);
 
 	s->tick_timer = 0;
-	while (s->samples_done < due) {
-		for (unsigned i = 0; i < s->n_cuffs; i++)
-			cuff_sample(&s->cuffs[i]);
-		s->samples_done++;
+	for (unsigned g = 0; g < groups; g++) {
+		while (group_due_ms(s, g, s->group_done[g]) <= elapsed) {
+			for (unsigned i = g; i < s->n_cuffs; i += groups)
+				cuff_sample(&s->cuffs[i]);
+			s->group_done[g]++;
+		}
 	}
+	s->samples_done = s->group_done[0];
 	for (unsigned i = 0; i < s->n_cuffs; i++)
 		cuff_notify_status(&s->cuffs[i]);
 	schedule_tick(s);
@@ -390,9 +419,14 @@ static void on_tick(struct loop *loop, uint64_t id, void *user_data)
 static void schedule_tick(struct sim *s)
 {
 	uint64_t now = loop_now_ms(s->loop);
-	uint64_t next = s->start_ms + ((s->samples_done + 1) * 1000 + s->cfg.rate_hz - 1) /
-					      s->cfg.rate_hz;
+	uint64_t next = UINT64_MAX;
 
+	for (unsigned g = 0; g < n_groups(s); g++) {
+		uint64_t at = s->start_ms + group_due_ms(s, g, s->group_done[g]);
+
+		if (at < next)
+			next = at;
+	}
 	loop_add_timer(s->loop, next > now ? next - now : 0, on_tick, s, &s->tick_timer);
 }
 

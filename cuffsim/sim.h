@@ -18,10 +18,21 @@
 
 #include <stdint.h>
 
+#include <stdbool.h>
+
 #include "control.h"
 #include "loop.h"
 
 struct sim;
+
+#define SIM_STAGGER_GROUPS 10
+
+/*
+ * When sample k (from 0) of stagger group g of `groups` is due, in ms after
+ * the start: the first instant t with t * rate >= (k + 1 + g / groups) * 1000.
+ * With one group it is the plain schedule ceil((k + 1) * 1000 / rate).
+ */
+uint64_t sim_sample_due_ms(uint32_t rate_hz, unsigned groups, unsigned g, uint64_t k);
 
 struct sim_config {
 	const char *dir;
@@ -32,6 +43,7 @@ struct sim_config {
 	uint64_t seed;
 	unsigned handle_shift;  /* 0..CUFF_GATT_MAX_SHIFT */
 	unsigned batch;         /* samples per notification, 1..BFR_MAX_SAMPLES_PER_NTF */
+	bool stagger;           /* spread the cuffs' sample instants over the period */
 };
 
 /* Creates and listens on every socket; the tick starts with sim_start(). */

@@ -451,9 +451,29 @@ static void test_sim_new_alloc_failure_leaves_nothing(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* --stagger: one group is the plain schedule; ten groups spread over the period. */
+static void test_stagger_schedule(void **state)
+{
+	(void)state;
+	for (uint32_t rate = 1; rate <= 1000; rate += 7)
+		for (uint64_t k = 0; k < 50; k++) {
+			uint64_t t = sim_sample_due_ms(rate, 1, 0, k);
+
+			/* The first ms at which k + 1 samples are due, as before. */
+			assert_true(t * rate >= (k + 1) * 1000);
+			assert_true(t == 0 || (t - 1) * rate < (k + 1) * 1000);
+		}
+	/* 50 Hz, 10 groups: sample instants 2 ms apart, each group every 20 ms. */
+	for (unsigned g = 0; g < SIM_STAGGER_GROUPS; g++) {
+		assert_int_equal(sim_sample_due_ms(50, SIM_STAGGER_GROUPS, g, 0), 20 + 2 * g);
+		assert_int_equal(sim_sample_due_ms(50, SIM_STAGGER_GROUPS, g, 7), 160 + 2 * g);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_stagger_schedule),
 		cmocka_unit_test_setup_teardown(test_control_socket_replies, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_samples_flow_and_connection_replacement,
