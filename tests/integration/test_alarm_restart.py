@@ -27,10 +27,11 @@ def main():
         state = {}
 
         def online(since=0.0):
-            col.wait_for(lambda c: any(m.payload.get("state") == "online" and m.t >= since
+            col.wait_for(lambda c: any(m.payload.get("state") == "online" and m.t > since
                                        for m in c.select("status")), 20, "status online")
-            col.wait_for(lambda c: (c.latest_payload("cuff/cuff-01/state") or {})
-                         .get("link") == "connected", 20, "cuff-01 connected")
+            col.wait_for(lambda c: any(m.payload.get("link") == "connected" and m.t > since
+                                       for m in c.select(topic=PREFIX + "/cuff/cuff-01/state")),
+                         20, "cuff-01 connected")
 
         def estop_then_crash():
             online()
@@ -41,13 +42,18 @@ def main():
                                 "the estop alarm")
             state["id"] = msgs[0].payload["alarm_id"]
             gw.kill()
+            # The Last Will marks the end of the first run; the restart's
+            # "online" must come after it (a command sent earlier is lost).
+            off = col.wait_for(lambda c: [m for m in c.select("status")
+                                          if m.payload.get("state") == "offline"], 20,
+                               "the Last Will (status offline)")
+            state["offline_t"] = off[-1].t
 
         suite.check("e-stop raises a HIGH alarm, then the gateway is killed", estop_then_crash)
 
         def survives():
-            since = col.select("status")[-1].t if col.select("status") else 0.0
             h.start_gateway(config)
-            online(since)
+            online(state["offline_t"])
             got = h.retained(PREFIX + "/alarm/#")
             topic = "%s/alarm/%s" % (PREFIX, state["id"])
             check_that(topic in got and got[topic], "the e-stop alarm is not retained any more")
