@@ -858,6 +858,25 @@ static int queue_alarm(struct gateway *gw, const struct alarm_record *rec)
 	return 0;
 }
 
+/* The numbers recorded with an alarm ("values" of the published record). */
+static struct alarm_values restored_values(const char *values_json)
+{
+	struct alarm_values v = { NAN, NAN, NAN, NAN };
+	json_t *o = values_json ? json_loads(values_json, 0, NULL) : NULL;
+	json_t *x;
+
+	if ((x = json_object_get(o, "pressure_mmHg")) && json_is_number(x))
+		v.pressure_mmhg = json_number_value(x);
+	if ((x = json_object_get(o, "target_mmHg")) && json_is_number(x))
+		v.target_mmhg = json_number_value(x);
+	if ((x = json_object_get(o, "limit")) && json_is_number(x))
+		v.limit = json_number_value(x);
+	if ((x = json_object_get(o, "duration_s")) && json_is_number(x))
+		v.duration_s = json_number_value(x);
+	json_decref(o);
+	return v;
+}
+
 static int restore_alarm(const struct store_alarm *a, void *user_data)
 {
 	struct gateway *gw = user_data;
@@ -881,7 +900,7 @@ static int restore_alarm(const struct store_alarm *a, void *user_data)
 	rec.raised_at_ms = (uint64_t)a->raised_ms;
 	rec.acked_at_ms = (uint64_t)a->acked_ms;
 	rec.state = a->acked_ms ? ALARM_STATE_ACKNOWLEDGED : ALARM_STATE_ACTIVE;
-	rec.values = (struct alarm_values){ NAN, NAN, NAN, NAN };
+	rec.values = restored_values(a->values_json);
 	rec.condition_present = false;
 	json_object_set_new(gw->known_alarm_ids, rec.alarm_id, json_true());
 	if (known_cuff && alarm_code_latching(code) && rec.state == ALARM_STATE_ACTIVE &&
