@@ -265,6 +265,7 @@ static void on_link_ready(struct cuff_link *link, const struct bfr_features *fea
 	struct safety_event ev = { .type = SAFETY_EV_LINK_UP };
 
 	c->was_ready = true;
+	c->fresh_link = true;
 	c->status = *status;
 	c->have_status = true;
 	log_info("cuff %s: ready (%s %s, serial %s, fw %s; %s, %u mm, max %.0f mmHg, %u Hz)",
@@ -287,6 +288,17 @@ static void on_samples(struct cuff_link *link, const struct bfr_sample *samples,
 	struct gateway *gw = c->gw;
 	uint64_t now = loop_now_ms(gw->loop);
 
+	/* A cuff inflated when we connect, with nothing of ours inflating it
+	 * (after a restart, or inflated by someone else): the engine deflates
+	 * it (SR-10); say so, this is worth a look. */
+	if (c->fresh_link && n > 0) {
+		c->fresh_link = false;
+		if (isfinite(samples[0].pressure_mmhg) &&
+		    samples[0].pressure_mmhg > BFR_SUPERVISION_ACTIVE_ABOVE_MMHG && !c->session &&
+		    c->commanded_target <= 0)
+			log_warn("cuff %s: found inflated at %.0f mmHg with no session: deflating",
+				 c->cfg->id, samples[0].pressure_mmhg);
+	}
 	/* 1. Safety sees every sample of the notification before anything else. */
 	for (size_t i = 0; i < n; i++) {
 		struct safety_event ev = { .type = SAFETY_EV_SAMPLE };

@@ -59,6 +59,7 @@ struct gw_cuff {
 	enum cuff_link_state link_state;
 	char link_error[160];
 	bool was_ready; /* the link reached READY at least once */
+	bool fresh_link; /* READY and no sample seen since */
 
 	bool have_sample;
 	double pressure, reported_target, pulse;
