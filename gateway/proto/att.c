@@ -588,67 +588,78 @@ const char *att_error_name(uint8_t error)
 /*
  * The lists were validated by att_pdu_decode; the iterators still check
  * bounds so a hand-built or reused struct att_pdu cannot make them overrun.
+ *
+ * One step over a list of entries of el bytes (at least min_el): 1 with
+ * *entry at the entry and *pos advanced, 0 at the end, -EBADMSG for a torn
+ * list (*pos untouched).
  */
+static int list_next(const uint8_t *list, size_t list_len, size_t el, size_t min_el,
+		     size_t *pos, const uint8_t **entry)
+{
+	size_t off = *pos;
+
+	if (el < min_el)
+		return -EBADMSG;
+	if (off >= list_len)
+		return 0;
+	if (list_len - off < el)
+		return -EBADMSG;
+	*entry = list + off;
+	*pos = off + el;
+	return 1;
+}
+
 int att_find_info_next(const struct att_pdu *pdu, size_t *pos, struct att_info_entry *entry)
 {
-	size_t el, off;
+	const uint8_t *e;
+	size_t el;
+	int r;
 
 	if (!pdu || !pos || pdu->opcode != ATT_OP_FIND_INFO_RSP)
 		return -EINVAL;
 	el = pdu->find_info_rsp.format == 1 ? 4 : pdu->find_info_rsp.format == 2 ? 18 : 0;
-	if (!el)
-		return -EBADMSG;
-	off = *pos;
-	if (off >= pdu->find_info_rsp.list_len)
-		return 0;
-	if (pdu->find_info_rsp.list_len - off < el)
-		return -EBADMSG;
-	entry->handle = get_le16(pdu->find_info_rsp.list + off);
-	att_uuid_from_wire(pdu->find_info_rsp.list + off + 2, el - 2, &entry->type);
-	*pos = off + el;
+	r = list_next(pdu->find_info_rsp.list, pdu->find_info_rsp.list_len, el, 4, pos, &e);
+	if (r <= 0)
+		return r;
+	entry->handle = get_le16(e);
+	att_uuid_from_wire(e + 2, el - 2, &entry->type);
 	return 1;
 }
 
 int att_read_by_type_next(const struct att_pdu *pdu, size_t *pos, struct att_type_entry *entry)
 {
-	size_t el, off;
+	const uint8_t *e;
+	size_t el;
+	int r;
 
 	if (!pdu || !pos || pdu->opcode != ATT_OP_READ_BY_TYPE_RSP)
 		return -EINVAL;
 	el = pdu->read_by_type_rsp.entry_len;
-	if (el < 2)
-		return -EBADMSG;
-	off = *pos;
-	if (off >= pdu->read_by_type_rsp.list_len)
-		return 0;
-	if (pdu->read_by_type_rsp.list_len - off < el)
-		return -EBADMSG;
-	entry->handle = get_le16(pdu->read_by_type_rsp.list + off);
-	entry->value = pdu->read_by_type_rsp.list + off + 2;
+	r = list_next(pdu->read_by_type_rsp.list, pdu->read_by_type_rsp.list_len, el, 2, pos, &e);
+	if (r <= 0)
+		return r;
+	entry->handle = get_le16(e);
+	entry->value = e + 2;
 	entry->value_len = el - 2;
-	*pos = off + el;
 	return 1;
 }
 
 int att_read_by_group_next(const struct att_pdu *pdu, size_t *pos, struct att_group_entry *entry)
 {
-	size_t el, off;
+	const uint8_t *e;
+	size_t el;
+	int r;
 
 	if (!pdu || !pos || pdu->opcode != ATT_OP_READ_BY_GROUP_TYPE_RSP)
 		return -EINVAL;
 	el = pdu->read_by_type_rsp.entry_len;
-	if (el < 4)
-		return -EBADMSG;
-	off = *pos;
-	if (off >= pdu->read_by_type_rsp.list_len)
-		return 0;
-	if (pdu->read_by_type_rsp.list_len - off < el)
-		return -EBADMSG;
-	entry->start = get_le16(pdu->read_by_type_rsp.list + off);
-	entry->end = get_le16(pdu->read_by_type_rsp.list + off + 2);
-	entry->value = pdu->read_by_type_rsp.list + off + 4;
+	r = list_next(pdu->read_by_type_rsp.list, pdu->read_by_type_rsp.list_len, el, 4, pos, &e);
+	if (r <= 0)
+		return r;
+	entry->start = get_le16(e);
+	entry->end = get_le16(e + 2);
+	entry->value = e + 4;
 	entry->value_len = el - 4;
-	*pos = off + el;
 	return 1;
 }
 
