@@ -7,12 +7,20 @@
  * iteration is recognised as stale and dropped.
  *
  * timers: a slab of timer records (reused through a free list) and a binary
- * min-heap of slab indices ordered by (deadline, id). Ids are
- * (sequence << TIMER_SLOT_BITS | slot): the slot gives O(1) lookup for
- * cancel, the ever-growing sequence makes ids unique for the loop's life and
- * gives FIFO order among equal deadlines. Each record keeps its heap index,
- * so cancel is O(log n). The heap and slab only grow in loop_add_timer; an
- * iteration allocates nothing.
+ * min-heap of the armed ones' slab indices ordered by (deadline, order). Ids
+ * are (sequence << TIMER_SLOT_BITS | slot): the slot gives O(1) lookup, the
+ * ever-growing sequence makes ids unique for the loop's life. `order` is a
+ * fresh sequence number at every (re)start: FIFO among equal deadlines, and
+ * run_timers() uses it to keep timers armed during its own pass for the next
+ * iteration. Each armed record keeps its heap index, so cancel is O(log n).
+ * One-shot timers (loop_add_timer) are released when they fire; persistent
+ * ones (loop_timer_new) keep their slot until loop_timer_free. The heap and
+ * slab only grow when a timer is created; an iteration allocates nothing.
+ *
+ * post hooks: a small table of (fn, user_data, pending); scheduled hooks run
+ * in slot order, i.e. the order they were registered in. Each pending hook
+ * records the scheduling sequence, so one scheduled while run_posts() is
+ * running waits for the next iteration.
  *
  * With the default clock one timerfd (CLOCK_MONOTONIC, TFD_TIMER_ABSTIME)
  * is armed to the earliest deadline just before epoll_wait, only when that
@@ -36,6 +44,7 @@
 #define TIMER_SLOT_MAX (1u << TIMER_SLOT_BITS)
 #define NO_SLOT UINT32_MAX
 #define NOT_ARMED UINT64_MAX
+#define NOT_IN_HEAP UINT32_MAX
 #define SIGNAL_MAX 65 /* _NSIG on Linux; signalfd only carries 1..64 */
 
 struct io_entry {
@@ -48,10 +57,21 @@ struct io_entry {
 struct timer {
 	uint64_t id; /* 0: free */
 	uint64_t deadline;
+	uint64_t order;  /* sequence of the latest (re)start */
+	uint64_t repeat; /* 0: fires once per start */
 	loop_timer_fn fn;
 	void *user_data;
-	uint32_t heap_index; /* while in use */
+	bool persistent;     /* loop_timer_new: kept after firing */
+	uint32_t heap_index; /* NOT_IN_HEAP while stopped */
 	uint32_t next_free;  /* while free */
+};
+
+struct post {
+	uint64_t id; /* 0: free */
+	loop_post_fn fn;
+	void *user_data;
+	bool pending;
+	uint64_t scheduled; /* post_seq when it was scheduled */
 };
 
 struct signal_entry {
@@ -81,6 +101,11 @@ struct loop {
 	uint32_t free_head;
 	uint64_t timer_seq;
 	uint64_t armed_deadline;
+
+	struct post *posts;
+	uint32_t posts_cap;
+	uint32_t posts_pending;
+	uint64_t post_seq;
 
 	sigset_t sigmask;
 	struct signal_entry signals[SIGNAL_MAX];
@@ -115,7 +140,7 @@ static bool timer_before(const struct loop *loop, uint32_t a, uint32_t b)
 
 	if (ta->deadline != tb->deadline)
 		return ta->deadline < tb->deadline;
-	return ta->id < tb->id; /* sequence is in the high bits: FIFO */
+	return ta->order < tb->order; /* FIFO */
 }
 
 static void heap_place(struct loop *loop, uint32_t index, uint32_t slot)
@@ -163,6 +188,7 @@ static void heap_remove(struct loop *loop, uint32_t index)
 {
 	uint32_t last = loop->heap[--loop->heap_len];
 
+	loop->timers[loop->heap[index]].heap_index = NOT_IN_HEAP;
 	if (index == loop->heap_len)
 		return;
 	heap_place(loop, index, last);
@@ -173,9 +199,35 @@ static void heap_remove(struct loop *loop, uint32_t index)
 		heap_sift_down(loop, index);
 }
 
+static void heap_insert(struct loop *loop, uint32_t slot)
+{
+	loop->heap[loop->heap_len] = slot;
+	loop->timers[slot].heap_index = loop->heap_len++;
+	heap_sift_up(loop, loop->timers[slot].heap_index);
+}
+
+/* (Re)arms an allocated timer; it keeps its id. */
+static void timer_arm(struct loop *loop, uint32_t slot, uint64_t deadline)
+{
+	struct timer *t = &loop->timers[slot];
+
+	if (t->heap_index != NOT_IN_HEAP)
+		heap_remove(loop, t->heap_index);
+	t->deadline = deadline;
+	t->order = loop->timer_seq++;
+	heap_insert(loop, slot);
+}
+
+static uint64_t deadline_after(const struct loop *loop, uint64_t delay_ms)
+{
+	return delay_ms > UINT64_MAX - 1 - loop->now ? UINT64_MAX - 1 : loop->now + delay_ms;
+}
+
 static void timer_release(struct loop *loop, uint32_t slot)
 {
 	loop->timers[slot].id = 0;
+	loop->timers[slot].persistent = false;
+	loop->timers[slot].heap_index = NOT_IN_HEAP;
 	loop->timers[slot].fn = NULL;
 	loop->timers[slot].user_data = NULL;
 	loop->timers[slot].next_free = loop->free_head;
@@ -252,12 +304,38 @@ static void run_timers(struct loop *loop)
 		loop_timer_fn fn = t->fn;
 		void *user_data = t->user_data;
 
-		if (t->deadline > loop->now || (id >> TIMER_SLOT_BITS) >= seq_limit)
+		/* Heap order is (deadline, order) and a timer armed now has
+		 * deadline >= now: once the top was armed during this pass, every
+		 * due timer left was too. */
+		if (t->deadline > loop->now || t->order >= seq_limit)
 			break;
 		heap_remove(loop, 0);
-		/* Released before the call: the callback may re-arm or cancel freely. */
-		timer_release(loop, slot);
+		/* Settled before the call: the callback may re-arm, stop or free it. */
+		if (!t->persistent) {
+			timer_release(loop, slot);
+		} else if (t->repeat) {
+			uint64_t next = t->deadline + t->repeat;
+
+			timer_arm(loop, slot, next > loop->now ? next : loop->now);
+		}
 		fn(loop, id, user_data);
+	}
+}
+
+/* Runs the hooks scheduled before this pass, in slot (registration) order. */
+static void run_posts(struct loop *loop)
+{
+	uint64_t limit = loop->post_seq;
+
+	/* posts may move if a hook registers another: index, never cache. */
+	for (uint32_t slot = 0; slot < loop->posts_cap && loop->posts_pending > 0; slot++) {
+		struct post *p = &loop->posts[slot];
+
+		if (!p->id || !p->pending || p->scheduled >= limit)
+			continue;
+		p->pending = false;
+		loop->posts_pending--;
+		p->fn(loop, p->user_data);
 	}
 }
 
@@ -360,6 +438,7 @@ void loop_free(struct loop *loop)
 	free(loop->io);
 	free(loop->timers);
 	free(loop->heap);
+	free(loop->posts);
 	free(loop);
 }
 
@@ -455,45 +534,213 @@ int loop_del_io(struct loop *loop, int fd)
 	return 0;
 }
 
-int loop_add_timer(struct loop *loop, uint64_t delay_ms, loop_timer_fn fn, void *user_data,
-		   uint64_t *id_out)
+/* A stopped timer record with a fresh id; NO_SLOT and *err on failure. */
+static uint32_t timer_alloc(struct loop *loop, loop_timer_fn fn, void *user_data, bool persistent,
+			    int *err)
 {
 	struct timer *t;
 	uint32_t slot;
-	int r;
 
-	if (!loop || !fn || !id_out)
-		return -EINVAL;
 	if (loop->free_head == NO_SLOT) {
-		r = timers_grow(loop);
-		if (r < 0)
-			return r;
+		*err = timers_grow(loop);
+		if (*err < 0)
+			return NO_SLOT;
 	}
 	slot = loop->free_head;
 	t = &loop->timers[slot];
 	loop->free_head = t->next_free;
 	t->id = loop->timer_seq++ << TIMER_SLOT_BITS | slot;
-	t->deadline = delay_ms > UINT64_MAX - loop->now ? UINT64_MAX - 1 : loop->now + delay_ms;
 	t->fn = fn;
 	t->user_data = user_data;
-	loop->heap[loop->heap_len] = slot;
-	t->heap_index = loop->heap_len++;
-	heap_sift_up(loop, t->heap_index);
-	*id_out = t->id;
+	t->persistent = persistent;
+	t->repeat = 0;
+	t->heap_index = NOT_IN_HEAP;
+	return slot;
+}
+
+/* The slot of a live timer id, or NO_SLOT. */
+static uint32_t timer_slot(const struct loop *loop, uint64_t timer_id)
+{
+	uint32_t slot = (uint32_t)(timer_id & (TIMER_SLOT_MAX - 1));
+
+	if (timer_id == 0 || slot >= loop->timers_cap || loop->timers[slot].id != timer_id)
+		return NO_SLOT;
+	return slot;
+}
+
+int loop_add_timer(struct loop *loop, uint64_t delay_ms, loop_timer_fn fn, void *user_data,
+		   uint64_t *id_out)
+{
+	uint32_t slot;
+	int r = 0;
+
+	if (!loop || !fn || !id_out)
+		return -EINVAL;
+	slot = timer_alloc(loop, fn, user_data, false, &r);
+	if (slot == NO_SLOT)
+		return r;
+	timer_arm(loop, slot, deadline_after(loop, delay_ms));
+	*id_out = loop->timers[slot].id;
 	return 0;
 }
 
 int loop_cancel_timer(struct loop *loop, uint64_t timer_id)
 {
-	uint32_t slot = (uint32_t)(timer_id & (TIMER_SLOT_MAX - 1));
+	uint32_t slot;
 
 	if (!loop)
 		return -EINVAL;
-	if (timer_id == 0 || slot >= loop->timers_cap || loop->timers[slot].id != timer_id)
+	slot = timer_slot(loop, timer_id);
+	if (slot == NO_SLOT || loop->timers[slot].persistent)
 		return -ENOENT;
 	heap_remove(loop, loop->timers[slot].heap_index);
 	timer_release(loop, slot);
 	return 0;
+}
+
+int loop_timer_new(struct loop *loop, loop_timer_fn fn, void *user_data, uint64_t *id_out)
+{
+	uint32_t slot;
+	int r = 0;
+
+	if (!loop || !fn || !id_out)
+		return -EINVAL;
+	slot = timer_alloc(loop, fn, user_data, true, &r);
+	if (slot == NO_SLOT)
+		return r;
+	*id_out = loop->timers[slot].id;
+	return 0;
+}
+
+int loop_timer_start(struct loop *loop, uint64_t timer_id, uint64_t delay_ms, uint64_t repeat_ms)
+{
+	uint32_t slot;
+
+	if (!loop)
+		return -EINVAL;
+	slot = timer_slot(loop, timer_id);
+	if (slot == NO_SLOT || !loop->timers[slot].persistent)
+		return -ENOENT;
+	loop->timers[slot].repeat = repeat_ms;
+	timer_arm(loop, slot, deadline_after(loop, delay_ms));
+	return 0;
+}
+
+int loop_timer_stop(struct loop *loop, uint64_t timer_id)
+{
+	uint32_t slot;
+
+	if (!loop)
+		return -EINVAL;
+	slot = timer_slot(loop, timer_id);
+	if (slot == NO_SLOT || !loop->timers[slot].persistent)
+		return -ENOENT;
+	if (loop->timers[slot].heap_index != NOT_IN_HEAP)
+		heap_remove(loop, loop->timers[slot].heap_index);
+	return 0;
+}
+
+bool loop_timer_is_active(const struct loop *loop, uint64_t timer_id, uint64_t *due_ms)
+{
+	uint32_t slot;
+
+	if (!loop)
+		return false;
+	slot = timer_slot(loop, timer_id);
+	if (slot == NO_SLOT || loop->timers[slot].heap_index == NOT_IN_HEAP)
+		return false;
+	if (due_ms)
+		*due_ms = loop->timers[slot].deadline;
+	return true;
+}
+
+void loop_timer_free(struct loop *loop, uint64_t timer_id)
+{
+	uint32_t slot;
+
+	if (!loop)
+		return;
+	slot = timer_slot(loop, timer_id);
+	if (slot == NO_SLOT || !loop->timers[slot].persistent)
+		return;
+	if (loop->timers[slot].heap_index != NOT_IN_HEAP)
+		heap_remove(loop, loop->timers[slot].heap_index);
+	timer_release(loop, slot);
+}
+
+/* ---- post hooks -------------------------------------------------------- */
+
+#define POST_SLOT_BITS 24
+#define POST_SLOT_MAX (1u << POST_SLOT_BITS)
+
+static uint32_t post_slot(const struct loop *loop, uint64_t post_id)
+{
+	uint32_t slot = (uint32_t)(post_id & (POST_SLOT_MAX - 1));
+
+	if (post_id == 0 || slot >= loop->posts_cap || loop->posts[slot].id != post_id)
+		return NO_SLOT;
+	return slot;
+}
+
+int loop_post_new(struct loop *loop, loop_post_fn fn, void *user_data, uint64_t *id_out)
+{
+	uint32_t slot;
+
+	if (!loop || !fn || !id_out)
+		return -EINVAL;
+	for (slot = 0; slot < loop->posts_cap && loop->posts[slot].id; slot++)
+		;
+	if (slot == loop->posts_cap) {
+		uint32_t cap = loop->posts_cap ? loop->posts_cap * 2 : 8;
+		struct post *posts;
+
+		if (loop->posts_cap >= POST_SLOT_MAX)
+			return -ENOSPC;
+		posts = realloc(loop->posts, cap * sizeof(*posts));
+		if (!posts)
+			return -ENOMEM;
+		memset(&posts[loop->posts_cap], 0, (cap - loop->posts_cap) * sizeof(*posts));
+		loop->posts = posts;
+		loop->posts_cap = cap;
+	}
+	loop->posts[slot] = (struct post){
+		.id = ++loop->post_seq << POST_SLOT_BITS | slot,
+		.fn = fn,
+		.user_data = user_data,
+	};
+	*id_out = loop->posts[slot].id;
+	return 0;
+}
+
+int loop_post_schedule(struct loop *loop, uint64_t post_id)
+{
+	uint32_t slot;
+
+	if (!loop)
+		return -EINVAL;
+	slot = post_slot(loop, post_id);
+	if (slot == NO_SLOT)
+		return -ENOENT;
+	if (loop->posts[slot].pending)
+		return 0;
+	loop->posts[slot].pending = true;
+	loop->posts[slot].scheduled = loop->post_seq++;
+	loop->posts_pending++;
+	return 0;
+}
+
+void loop_post_free(struct loop *loop, uint64_t post_id)
+{
+	uint32_t slot;
+
+	if (!loop)
+		return;
+	slot = post_slot(loop, post_id);
+	if (slot == NO_SLOT)
+		return;
+	if (loop->posts[slot].pending)
+		loop->posts_pending--;
+	memset(&loop->posts[slot], 0, sizeof(loop->posts[slot]));
 }
 
 int loop_add_signal(struct loop *loop, int signo, loop_signal_fn fn, void *user_data)
@@ -535,6 +782,8 @@ static int wait_timeout(struct loop *loop, int timeout_ms)
 {
 	uint64_t deadline, wait;
 
+	if (loop->posts_pending > 0)
+		return 0; /* hooks scheduled by hooks: run them without waiting */
 	if (!loop->clock_fn || loop->heap_len == 0)
 		return timeout_ms;
 	deadline = loop->timers[loop->heap[0]].deadline;
@@ -573,6 +822,7 @@ int loop_run_once(struct loop *loop, int timeout_ms)
 		entry->fn(loop, fd, loop->events[i].events, entry->user_data);
 	}
 	run_timers(loop);
+	run_posts(loop);
 	return 0;
 }
 

@@ -2,7 +2,8 @@
  * loop.h - a small single-threaded epoll event loop.
  *
  * One epoll fd; timers in a min-heap behind one timerfd; signals through a
- * signalfd. (A module fed by another thread, e.g. the MQTT client, owns an
+ * signalfd; "post" hooks that run once after the current batch of events
+ * (Redis's beforesleep, sd-event's post sources). (A module fed by another thread, e.g. the MQTT client, owns an
  * eventfd and registers it with loop_add_io.) `now` is read once per
  * iteration from an injectable monotonic clock and cached, so every callback
  * of one iteration sees the same time (and tests can drive time).
@@ -19,6 +20,7 @@
 #ifndef BFR_LOOP_H
 #define BFR_LOOP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 
@@ -48,13 +50,52 @@ int loop_mod_io(struct loop *loop, int fd, uint32_t events);
 int loop_del_io(struct loop *loop, int fd);
 
 /*
- * One-shot timer firing at now + delay_ms. *id_out gets a non-zero id that
- * is never reused while the loop lives. Repeat by re-arming in the callback.
+ * One-shot timer firing at now + delay_ms, forgotten once it fired. *id_out
+ * gets a non-zero id that is never reused while the loop lives.
  */
 int loop_add_timer(struct loop *loop, uint64_t delay_ms, loop_timer_fn fn, void *user_data,
 		   uint64_t *id_out);
 /* -ENOENT if the timer already fired or was cancelled. */
 int loop_cancel_timer(struct loop *loop, uint64_t timer_id);
+
+/*
+ * Persistent timers (libuv's uv_timer_t): created stopped, started and
+ * stopped any number of times under the same id, freed by the owner.
+ *
+ * loop_timer_start() on a running timer restarts it: it fires at
+ * now + delay_ms. With repeat_ms > 0 it then fires every repeat_ms on a
+ * fixed schedule (deadline + repeat_ms, so the callback's own run time does
+ * not stretch the period); a loop that fell more than a period behind does
+ * not fire a burst of missed periods: the next one is due at once (the next
+ * iteration) and the schedule continues from there. A timer (re)started
+ * from a callback never fires again in the same iteration.
+ */
+int loop_timer_new(struct loop *loop, loop_timer_fn fn, void *user_data, uint64_t *id_out);
+/* -ENOENT for an id that is not a persistent timer of this loop. */
+int loop_timer_start(struct loop *loop, uint64_t timer_id, uint64_t delay_ms, uint64_t repeat_ms);
+/* Idempotent: stopping a stopped timer is 0. */
+int loop_timer_stop(struct loop *loop, uint64_t timer_id);
+/* Started and not yet fired (or repeating); *due_ms (may be NULL) gets its deadline. */
+bool loop_timer_is_active(const struct loop *loop, uint64_t timer_id, uint64_t *due_ms);
+/* Stops and forgets the timer; 0 and unknown ids are ignored. */
+void loop_timer_free(struct loop *loop, uint64_t timer_id);
+
+/*
+ * Post hooks: work that must follow a batch of events rather than run inside
+ * each of them (publishing what a batch of cuff samples changed, say).
+ * loop_post_schedule() makes the hook run once, after the io and timer
+ * callbacks of the current iteration; scheduling it again before it ran
+ * changes nothing. A hook scheduled from a hook runs in the next iteration,
+ * which then does not block in epoll_wait. Registering allocates; scheduling
+ * never does.
+ */
+typedef void (*loop_post_fn)(struct loop *loop, void *user_data);
+
+int loop_post_new(struct loop *loop, loop_post_fn fn, void *user_data, uint64_t *id_out);
+/* -ENOENT for an unknown id. */
+int loop_post_schedule(struct loop *loop, uint64_t post_id);
+/* Forgets the hook (a pending run is dropped); 0 and unknown ids are ignored. */
+void loop_post_free(struct loop *loop, uint64_t post_id);
 
 /*
  * Blocks signo for the process and delivers it through the loop. The mask

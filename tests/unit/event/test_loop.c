@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -690,6 +691,310 @@ static void test_no_allocation_per_iteration(void **state)
 	loop_free(loop);
 }
 
+/* --- persistent timers ---------------------------------------------------- */
+
+struct ticker {
+	int fired;
+	uint64_t at[16];
+	uint64_t restart_ms; /* restart itself from the callback with this delay */
+	bool stop_self, free_self;
+};
+
+static void on_tick(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct ticker *t = user_data;
+
+	assert_true(t->fired < 16);
+	t->at[t->fired++] = loop_now_ms(loop);
+	if (t->restart_ms)
+		assert_int_equal(loop_timer_start(loop, id, t->restart_ms, 0), 0);
+	if (t->stop_self)
+		assert_int_equal(loop_timer_stop(loop, id), 0);
+	if (t->free_self)
+		loop_timer_free(loop, id);
+}
+
+static void step_until(struct loop *loop, struct fake_clock *clock, uint64_t until)
+{
+	while (clock->now < until) {
+		clock->now++;
+		assert_int_equal(loop_run_once(loop, 0), 0);
+	}
+}
+
+static void test_persistent_timer_restart_and_stop(void **state)
+{
+	struct fake_clock clock = { .now = 100 };
+	struct loop *loop = fake_loop(&clock);
+	struct ticker t = { 0 };
+	uint64_t id, due = 0;
+
+	assert_int_equal(loop_timer_new(loop, on_tick, &t, &id), 0);
+	assert_false(loop_timer_is_active(loop, id, &due));
+	assert_int_equal(loop_timer_start(loop, id, 10, 0), 0);
+	assert_true(loop_timer_is_active(loop, id, &due));
+	assert_int_equal(due, 110);
+	/* Restarting a running timer moves it; the id stays. */
+	clock.now = 105;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(loop_timer_start(loop, id, 10, 0), 0);
+	step_until(loop, &clock, 114);
+	assert_int_equal(t.fired, 0);
+	step_until(loop, &clock, 115);
+	assert_int_equal(t.fired, 1);
+	assert_int_equal(t.at[0], 115);
+	/* Fired once: inactive, but still there to start again. */
+	assert_false(loop_timer_is_active(loop, id, NULL));
+	assert_int_equal(loop_timer_start(loop, id, 5, 0), 0);
+	assert_int_equal(loop_timer_stop(loop, id), 0);
+	assert_int_equal(loop_timer_stop(loop, id), 0); /* idempotent */
+	step_until(loop, &clock, 200);
+	assert_int_equal(t.fired, 1);
+	/* A one-shot id is not a persistent timer, and vice versa. */
+	assert_int_equal(loop_cancel_timer(loop, id), -ENOENT);
+	loop_timer_free(loop, id);
+	assert_int_equal(loop_timer_start(loop, id, 1, 0), -ENOENT);
+	assert_int_equal(loop_timer_stop(loop, id), -ENOENT);
+	loop_timer_free(loop, id); /* twice: ignored */
+	loop_timer_free(loop, 0);
+	loop_free(loop);
+}
+
+static void test_persistent_timer_repeat_fixed_schedule(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	struct ticker t = { 0 };
+	uint64_t id;
+
+	assert_int_equal(loop_timer_new(loop, on_tick, &t, &id), 0);
+	assert_int_equal(loop_timer_start(loop, id, 10, 10), 0);
+	/* Wake up late (at 13): the next deadline stays 20, not 23. */
+	clock.now = 13;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(t.fired, 1);
+	step_until(loop, &clock, 20);
+	assert_int_equal(t.fired, 2);
+	assert_int_equal(t.at[1], 20);
+	/* Far behind (at 75): one firing, then on from now, no burst. */
+	clock.now = 75;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(t.fired, 3);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(t.fired, 4); /* the one due "now" runs next iteration */
+	step_until(loop, &clock, 84);
+	assert_int_equal(t.fired, 4);
+	step_until(loop, &clock, 85);
+	assert_int_equal(t.fired, 5);
+	loop_timer_free(loop, id);
+	loop_free(loop);
+}
+
+static void test_persistent_timer_changes_inside_callback(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	struct ticker restart = { .restart_ms = 0 }, stop = { .stop_self = true },
+		      freed = { .free_self = true };
+	uint64_t a, b, c;
+
+	/* Restarted with delay 0 inside its callback: not again this iteration. */
+	assert_int_equal(loop_timer_new(loop, on_tick, &restart, &a), 0);
+	assert_int_equal(loop_timer_start(loop, a, 1, 0), 0);
+	restart.restart_ms = 0;
+	assert_int_equal(loop_timer_new(loop, on_tick, &stop, &b), 0);
+	assert_int_equal(loop_timer_start(loop, b, 1, 1), 0);
+	assert_int_equal(loop_timer_new(loop, on_tick, &freed, &c), 0);
+	assert_int_equal(loop_timer_start(loop, c, 1, 1), 0);
+	clock.now = 1;
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(restart.fired, 1);
+	assert_int_equal(stop.fired, 1);
+	assert_int_equal(freed.fired, 1);
+	/* A repeating timer stopped by its callback stays stopped. */
+	assert_false(loop_timer_is_active(loop, b, NULL));
+	assert_int_equal(loop_timer_start(loop, c, 1, 0), -ENOENT);
+	/* restart_ms 0 means "no restart" in the ticker: arm it by hand at 0. */
+	assert_int_equal(loop_timer_start(loop, a, 0, 0), 0);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(restart.fired, 2);
+	step_until(loop, &clock, 50);
+	assert_int_equal(stop.fired, 1);
+	assert_int_equal(freed.fired, 1);
+	loop_timer_free(loop, a);
+	loop_timer_free(loop, b);
+	loop_free(loop);
+}
+
+static void test_persistent_timer_bad_args(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	struct ticker t = { 0 };
+	uint64_t id = 77;
+
+	assert_int_equal(loop_timer_new(NULL, on_tick, &t, &id), -EINVAL);
+	assert_int_equal(loop_timer_new(loop, NULL, &t, &id), -EINVAL);
+	assert_int_equal(loop_timer_new(loop, on_tick, &t, NULL), -EINVAL);
+	assert_int_equal(id, 77);
+	assert_int_equal(loop_timer_start(NULL, 1, 0, 0), -EINVAL);
+	assert_int_equal(loop_timer_start(loop, 0, 0, 0), -ENOENT);
+	assert_int_equal(loop_timer_stop(loop, 12345), -ENOENT);
+	assert_false(loop_timer_is_active(loop, 0, NULL));
+	/* A failed allocation leaves nothing behind. */
+	test_alloc_fail_after(0);
+	assert_int_equal(loop_timer_new(loop, on_tick, &t, &id), -ENOMEM);
+	test_alloc_reset();
+	assert_int_equal(id, 77);
+	loop_free(loop);
+}
+
+/* --- post hooks --------------------------------------------------------- */
+
+struct hook {
+	int runs;
+	int order;     /* position in the shared sequence when it last ran */
+	int *seq;
+	uint64_t reschedule; /* schedule this post id from the callback */
+	uint64_t free_id;    /* free this post id from the callback */
+};
+
+static void on_hook(struct loop *loop, void *user_data)
+{
+	struct hook *h = user_data;
+
+	h->runs++;
+	h->order = ++*h->seq;
+	if (h->reschedule)
+		assert_int_equal(loop_post_schedule(loop, h->reschedule), 0);
+	if (h->free_id)
+		loop_post_free(loop, h->free_id);
+}
+
+struct hook_on_io {
+	uint64_t post;
+	int io_calls;
+	int post_runs_seen;
+	struct hook *h;
+};
+
+static void on_io_schedule(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct hook_on_io *x = user_data;
+	char buf[8];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	x->io_calls++;
+	/* The hook has not run yet inside the batch. */
+	x->post_runs_seen = x->h->runs;
+	assert_int_equal(loop_post_schedule(loop, x->post), 0);
+	assert_int_equal(loop_post_schedule(loop, x->post), 0); /* twice: once */
+}
+
+static void test_post_runs_once_after_batch(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	int seq = 0;
+	struct hook h = { .seq = &seq };
+	struct hook_on_io a = { .h = &h }, b = { .h = &h };
+	int sv1[2], sv2[2];
+
+	assert_int_equal(loop_post_new(loop, on_hook, &h, &a.post), 0);
+	b.post = a.post;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv1), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv2), 0);
+	assert_int_equal(loop_add_io(loop, sv1[1], EPOLLIN, on_io_schedule, &a), 0);
+	assert_int_equal(loop_add_io(loop, sv2[1], EPOLLIN, on_io_schedule, &b), 0);
+	assert_int_equal(write(sv1[0], "x", 1), 1);
+	assert_int_equal(write(sv2[0], "y", 1), 1);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	/* Both io callbacks ran before the hook, which ran once. */
+	assert_int_equal(a.io_calls + b.io_calls, 2);
+	assert_int_equal(a.post_runs_seen + b.post_runs_seen, 0);
+	assert_int_equal(h.runs, 1);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(h.runs, 1); /* not scheduled again */
+	loop_del_io(loop, sv1[1]);
+	loop_del_io(loop, sv2[1]);
+	close(sv1[0]);
+	close(sv1[1]);
+	close(sv2[0]);
+	close(sv2[1]);
+	loop_post_free(loop, a.post);
+	loop_free(loop);
+}
+
+static void test_post_order_reschedule_and_free(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	int seq = 0;
+	struct hook first = { .seq = &seq }, second = { .seq = &seq }, third = { .seq = &seq };
+	uint64_t p1, p2, p3;
+
+	assert_int_equal(loop_post_new(loop, on_hook, &first, &p1), 0);
+	assert_int_equal(loop_post_new(loop, on_hook, &second, &p2), 0);
+	assert_int_equal(loop_post_new(loop, on_hook, &third, &p3), 0);
+	/* Registration order, whatever the scheduling order. */
+	assert_int_equal(loop_post_schedule(loop, p3), 0);
+	assert_int_equal(loop_post_schedule(loop, p1), 0);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(first.order, 1);
+	assert_int_equal(third.order, 2);
+	assert_int_equal(second.runs, 0);
+	/* A hook scheduling itself runs again next iteration, and that
+	 * iteration does not block (timeout -1 would hang this test). */
+	first.reschedule = p1;
+	assert_int_equal(loop_post_schedule(loop, p1), 0);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(first.runs, 2);
+	first.reschedule = 0;
+	assert_int_equal(loop_run_once(loop, -1), 0);
+	assert_int_equal(first.runs, 3);
+	/* A pending hook freed by an earlier one does not run. */
+	first.free_id = p2;
+	assert_int_equal(loop_post_schedule(loop, p1), 0);
+	assert_int_equal(loop_post_schedule(loop, p2), 0);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(second.runs, 0);
+	assert_int_equal(loop_post_schedule(loop, p2), -ENOENT);
+	loop_post_free(loop, p2); /* already gone: ignored */
+	loop_post_free(loop, p1);
+	loop_post_free(loop, p3);
+	loop_free(loop);
+}
+
+static void test_post_bad_args_and_no_allocation(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	int seq = 0;
+	struct hook h = { .seq = &seq };
+	uint64_t id = 5, p;
+
+	assert_int_equal(loop_post_new(NULL, on_hook, &h, &id), -EINVAL);
+	assert_int_equal(loop_post_new(loop, NULL, &h, &id), -EINVAL);
+	assert_int_equal(loop_post_new(loop, on_hook, &h, NULL), -EINVAL);
+	test_alloc_fail_after(0);
+	assert_int_equal(loop_post_new(loop, on_hook, &h, &id), -ENOMEM);
+	test_alloc_reset();
+	assert_int_equal(id, 5);
+	assert_int_equal(loop_post_schedule(loop, 0), -ENOENT);
+	assert_int_equal(loop_post_schedule(NULL, 1), -EINVAL);
+	assert_int_equal(loop_post_new(loop, on_hook, &h, &p), 0);
+	test_alloc_reset();
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(loop_post_schedule(loop, p), 0);
+		assert_int_equal(loop_run_once(loop, 0), 0);
+	}
+	assert_int_equal(test_alloc_count(), 0);
+	assert_int_equal(h.runs, 100);
+	loop_post_free(loop, p);
+	loop_free(loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -711,6 +1016,13 @@ int main(void)
 		cmocka_unit_test(test_alloc_failures_new),
 		cmocka_unit_test(test_alloc_failures_grow),
 		cmocka_unit_test(test_no_allocation_per_iteration),
+		cmocka_unit_test(test_persistent_timer_restart_and_stop),
+		cmocka_unit_test(test_persistent_timer_repeat_fixed_schedule),
+		cmocka_unit_test(test_persistent_timer_changes_inside_callback),
+		cmocka_unit_test(test_persistent_timer_bad_args),
+		cmocka_unit_test(test_post_runs_once_after_batch),
+		cmocka_unit_test(test_post_order_reschedule_and_free),
+		cmocka_unit_test(test_post_bad_args_and_no_allocation),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
