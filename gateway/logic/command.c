@@ -876,3 +876,33 @@ fail:
 	json_decref(root);
 	return ret;
 }
+
+enum command_error_code command_refusal_code(enum limits_refusal refusal)
+{
+	switch (refusal) {
+	case LIMITS_OK:
+		return CMD_ERR_NONE;
+	case LIMITS_REFUSE_PCT_INVALID:
+	case LIMITS_REFUSE_PCT_ABOVE_MAX:
+	case LIMITS_REFUSE_TARGET_INVALID:
+	case LIMITS_REFUSE_TARGET_ABOVE_CEILING:
+	case LIMITS_REFUSE_TARGET_ABOVE_PCT:
+		return CMD_ERR_LIMIT_EXCEEDED;
+	case LIMITS_REFUSE_LOP_MISSING:
+	case LIMITS_REFUSE_LOP_OUT_OF_RANGE:
+	case LIMITS_REFUSE_LOP_TOO_OLD:
+		return CMD_ERR_LOP_INVALID;
+	case LIMITS_REFUSE_LINK_DOWN:
+		return CMD_ERR_NOT_CONNECTED;
+	case LIMITS_REFUSE_REPERFUSION:
+		return CMD_ERR_REPERFUSION;
+	case LIMITS_REFUSE_SESSION_TOTAL:
+		return CMD_ERR_SESSION_TOTAL;
+	case LIMITS_REFUSE_UNACKED_HIGH:
+		return CMD_ERR_ALARM_UNACKED;
+	case LIMITS_REFUSE_BATTERY:
+		return CMD_ERR_BATTERY_LOW;
+	default:
+		return CMD_ERR_BAD_STATE;
+	}
+}

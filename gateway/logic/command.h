@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "limits.h"
 #include "session.h"
 
 /* Larger payloads are refused before parsing. */
@@ -129,6 +130,9 @@ void command_error_set(struct command_error *err, enum command_error_code code,
  */
 int command_reply_build(const char *request_id, const char *ts, const char *msg_id,
 			const char *session_id, const struct command_error *err, char **out);
+
+/* The reply code for a refusal of the limits or the safety engine. */
+enum command_error_code command_refusal_code(enum limits_refusal refusal);
 
 /* Shared checks, also for the wiring and other payloads: */
 /* 1..64 code points, valid UTF-8, no '/', '#', '+' or white space. */

@@ -787,6 +787,11 @@ bool safety_deflate_pending(const struct safety_state *s)
 	return s && s->deflate_pending;
 }
 
+bool safety_deflate_covers(const struct safety_state *s, uint8_t reason)
+{
+	return s->deflate_pending && s->deflate_reason >= reason;
+}
+
 uint64_t safety_session_inflated_ms(const struct safety_state *s)
 {
 	return s ? s->session_inflated_ms : 0;

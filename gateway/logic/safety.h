@@ -217,6 +217,9 @@ uint64_t safety_next_deadline(const struct safety_state *s);
 bool safety_inflated(const struct safety_state *s);
 bool safety_condition_present(const struct safety_state *s, enum alarm_code code);
 bool safety_deflate_pending(const struct safety_state *s);
+/* A DEFLATE with at least this reason (enum bfr_deflate_reason) is tracked:
+ * the engine re-sends it while the cuff does not deflate. */
+bool safety_deflate_covers(const struct safety_state *s, uint8_t reason);
 /* Cumulative inflated time of the current session, up to the last event. */
 uint64_t safety_session_inflated_ms(const struct safety_state *s);
 /* The LOP the engine uses (NAN if none) and its age in s at now_ms (-1 if none). */

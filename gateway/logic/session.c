@@ -9,9 +9,16 @@
 
 /* Every cuff a plan can name: per-cuff LOPs live here, not per exercise. */
 #define MAX_PLAN_CUFFS (SESSION_MAX_EXERCISES * SESSION_MAX_CUFFS)
-/* A stuck deadline must never spin the caller: far more than any plan needs
- * (10 exercises x 10 sets x 200 cues plus phase changes). */
-#define MAX_STEPS_PER_CALL 100000
+/*
+ * Output room: one deadline step emits at most STEP_ITEMS items (end of a
+ * bilateral set: 2 cues, 2 deflates, 1 phase event), an input's own work at
+ * most INPUT_ITEMS. Deadlines only run while RESERVE_ITEMS are free, so the
+ * input after a complete catch-up, and the catch-up after it, always fit.
+ */
+#define STEP_ITEMS 8
+#define INPUT_ITEMS 16
+#define RESERVE_ITEMS (STEP_ITEMS + INPUT_ITEMS)
+_Static_assert(2 * RESERVE_ITEMS <= SESSION_OUTPUT_MAX, "session output too small");
 
 enum fig_state { FIG_NONE = 0, FIG_DONE, FIG_NODATA };
 
@@ -28,7 +35,7 @@ struct session {
 	char id[SESSION_ID_BUF];
 	struct session_plan plan;
 	struct session_config cfg;
-	struct session_callbacks cb;
+	struct session_output *out; /* of the call in progress */
 	bool deflate_for_rest; /* the DEFLATEs being emitted are for a rest */
 
 	struct plan_cuff cuffs[MAX_PLAN_CUFFS];
@@ -178,13 +185,12 @@ static int find_cuff(const struct session *s, const char *id)
 }
 
 int session_new(const char *id, const struct session_plan *plan,
-		const struct session_config *cfg, const struct session_callbacks *cb,
-		struct session **out)
+		const struct session_config *cfg, struct session **out)
 {
 	struct session *s;
 	unsigned e, c;
 
-	if (!id_ok(id) || !cb || !cb->action || !cb->event || !out)
+	if (!id_ok(id) || !out)
 		return -EINVAL;
 	if (session_plan_check(plan))
 		return -EINVAL;
@@ -201,7 +207,6 @@ int session_new(const char *id, const struct session_plan *plan,
 		s->cfg = *cfg;
 	else
 		session_config_default(&s->cfg);
-	s->cb = *cb;
 	s->phase = SESSION_PHASE_IDLE;
 	s->ex = -1;
 	for (e = 0; e < plan->n_exercises; e++) {
@@ -274,9 +279,29 @@ static const struct session_exercise *cur_ex(const struct session *s)
 	return s->ex >= 0 ? &s->plan.exercises[s->ex] : NULL;
 }
 
-static unsigned n_sets_of(const struct session_exercise *ex)
+unsigned session_exercise_n_sets(const struct session_exercise *ex)
 {
 	return ex->mode == SESSION_MODE_CYCLE ? ex->cycles : ex->n_sets;
+}
+
+static unsigned n_sets_of(const struct session_exercise *ex)
+{
+	return session_exercise_n_sets(ex);
+}
+
+/* The room arguments (RESERVE_ITEMS) make a full output impossible; the
+ * check only keeps a future mistake from writing out of bounds. */
+static struct session_output_item *push(struct session *s, enum session_output_kind kind)
+{
+	struct session_output *out = s->out;
+	struct session_output_item *item;
+
+	if (out->n >= SESSION_OUTPUT_MAX)
+		abort();
+	item = &out->items[out->n++];
+	memset(item, 0, sizeof(*item));
+	item->kind = kind;
+	return item;
 }
 
 static void emit_event(struct session *s, enum session_event_type type, uint64_t t,
@@ -284,42 +309,38 @@ static void emit_event(struct session *s, enum session_event_type type, uint64_t
 		       const char *alarm_id)
 {
 	const struct session_exercise *ex = cur_ex(s);
-	struct session_event ev = {
-		.seq = ++s->seq,
-		.type = type,
-		.t_ms = t,
-		.phase = s->phase,
-		.exercise = s->ex,
-		.exercise_name = ex ? ex->name : NULL,
-		.cuff = cuff,
-		.lop_mmHg = lop,
-		.reason = reason,
-		.message = message,
-		.alarm_id = alarm_id,
-	};
+	struct session_event *ev = &push(s, SESSION_OUTPUT_EVENT)->event;
 
+	ev->seq = ++s->seq;
+	ev->type = type;
+	ev->t_ms = t;
+	ev->phase = s->phase;
+	ev->exercise = s->ex;
+	ev->exercise_name = ex ? ex->name : NULL;
+	ev->cuff = cuff;
+	ev->lop_mmHg = lop;
+	snprintf(ev->reason, sizeof(ev->reason), "%s", reason ? reason : "");
+	snprintf(ev->message, sizeof(ev->message), "%s", message ? message : "");
+	snprintf(ev->alarm_id, sizeof(ev->alarm_id), "%s", alarm_id ? alarm_id : "");
 	if (s->phase == SESSION_PHASE_SET || s->phase == SESSION_PHASE_REST ||
 	    type == SESSION_EV_REP) {
-		ev.set = s->set + 1;
-		ev.rep = s->rep;
+		ev->set = s->set + 1;
+		ev->rep = s->rep;
 	}
-	s->cb.event(&ev, s->cb.user_data);
 }
 
 static void emit_action(struct session *s, enum session_action_kind kind, unsigned ci,
 			double target, enum bfr_deflate_reason reason, enum bfr_cue cue)
 {
-	struct session_action a = {
-		.kind = kind,
-		.cuff = s->cuffs[s->ex_cuff[ci]].id,
-		.target_mmHg = target,
-		.ramp_ms = kind == SESSION_ACT_SET_TARGET ? s->cfg.ramp_ms : 0,
-		.reason = reason,
-		.rest = kind == SESSION_ACT_DEFLATE && s->deflate_for_rest,
-		.cue = cue,
-	};
+	struct session_action *a = &push(s, SESSION_OUTPUT_ACTION)->action;
 
-	s->cb.action(&a, s->cb.user_data);
+	a->kind = kind;
+	a->cuff = s->cuffs[s->ex_cuff[ci]].id;
+	a->target_mmHg = target;
+	a->ramp_ms = kind == SESSION_ACT_SET_TARGET ? s->cfg.ramp_ms : 0;
+	a->reason = reason;
+	a->rest = kind == SESSION_ACT_DEFLATE && s->deflate_for_rest;
+	a->cue = cue;
 }
 
 static void cue_all(struct session *s, enum bfr_cue cue)
@@ -423,23 +444,11 @@ static double target_of(const struct session *s, unsigned ci)
 static void enter_inflating(struct session *s, uint64_t t)
 {
 	const struct session_exercise *ex = cur_ex(s);
-	char msg[160];
 	unsigned i;
 
 	for (i = 0; i < ex->n_cuffs; i++) {
-		const struct plan_cuff *pc = &s->cuffs[s->ex_cuff[i]];
-
 		s->target[i] = target_of(s, i);
 		s->in_band[i] = false;
-		if (s->cb.check_target &&
-		    s->cb.check_target(pc->id, s->target[i], pc->lop_mmHg, ex->pct_lop,
-				       s->cb.user_data) != 0) {
-			snprintf(msg, sizeof(msg),
-				 "%s: target %.1f mmHg (%u %% of LOP %.1f) refused", pc->id,
-				 s->target[i], ex->pct_lop, pc->lop_mmHg);
-			abort_session(s, "limit_exceeded", msg, t);
-			return;
-		}
 	}
 	for (i = 0; i < ex->n_cuffs; i++)
 		emit_action(s, SESSION_ACT_SET_TARGET, i, s->target[i], BFR_DEFLATE_NORMAL,
@@ -676,12 +685,16 @@ static void fire_deadline(struct session *s, uint64_t t)
 	}
 }
 
+/* Runs due deadlines while the output has room; `more` when some are left. */
 static void run_due(struct session *s, uint64_t now)
 {
-	unsigned steps = 0;
 	uint64_t t;
 
-	while (next_due(s, &t) && t <= now && steps++ < MAX_STEPS_PER_CALL) {
+	while (next_due(s, &t) && t <= now) {
+		if (s->out->n + RESERVE_ITEMS > SESSION_OUTPUT_MAX) {
+			s->out->more = true;
+			return;
+		}
 		if (s->phase == SESSION_PHASE_SET && s->cue_index < cues_in_set(s) &&
 		    cue_time(s, s->cue_index) == t && t < s->deadline)
 			fire_cue(s, t);
@@ -690,7 +703,19 @@ static void run_due(struct session *s, uint64_t now)
 	}
 }
 
-/* Every input starts here: refuse time going backwards, then catch up. */
+/* Every call starts here: a fresh output for it. */
+static void begin(struct session *s, struct session_output *out)
+{
+	out->n = 0;
+	out->more = false;
+	s->out = out;
+}
+
+/*
+ * Every input starts here: refuse time going backwards, then catch up.
+ * -EAGAIN when the catch-up did not fit: the input must wait for the
+ * caller's session_tick() calls (see session.h).
+ */
 static int advance(struct session *s, uint64_t now)
 {
 	if (s->have_now && now < s->last_now)
@@ -698,17 +723,18 @@ static int advance(struct session *s, uint64_t now)
 	s->have_now = true;
 	s->last_now = now;
 	run_due(s, now);
-	return 0;
+	return s->out->more ? -EAGAIN : 0;
 }
 
 /* --- inputs ---------------------------------------------------------------- */
 
-int session_start(struct session *s, uint64_t now_ms)
+int session_start(struct session *s, uint64_t now_ms, struct session_output *out)
 {
 	int err;
 
-	if (!s)
+	if (!s || !out)
 		return -EINVAL;
+	begin(s, out);
 	if (s->phase != SESSION_PHASE_IDLE)
 		return -EBUSY;
 	err = advance(s, now_ms);
@@ -721,11 +747,15 @@ int session_start(struct session *s, uint64_t now_ms)
 	return 0;
 }
 
-int session_tick(struct session *s, uint64_t now_ms)
+int session_tick(struct session *s, uint64_t now_ms, struct session_output *out)
 {
-	if (!s)
+	int err;
+
+	if (!s || !out)
 		return -EINVAL;
-	return advance(s, now_ms);
+	begin(s, out);
+	err = advance(s, now_ms);
+	return err == -EAGAIN ? 0 : err; /* out->more says it */
 }
 
 int session_next_deadline(const struct session *s, uint64_t *out_ms)
@@ -763,11 +793,15 @@ static bool all_true(const bool *v, unsigned n)
 	return true;
 }
 
-int session_pressure(struct session *s, const char *cuff, double mmHg, uint64_t now_ms)
+int session_pressure(struct session *s, const char *cuff, double mmHg, uint64_t now_ms,
+		     struct session_output *out)
 {
 	int pc, i, err;
 
-	if (!s || !cuff || !isfinite(mmHg) || mmHg < 0)
+	if (!s || !cuff || !out)
+		return -EINVAL;
+	begin(s, out);
+	if (!isfinite(mmHg) || mmHg < 0)
 		return -EINVAL;
 	pc = find_cuff(s, cuff);
 	if (pc < 0)
@@ -818,14 +852,15 @@ int session_pressure(struct session *s, const char *cuff, double mmHg, uint64_t 
 }
 
 int session_lop_result(struct session *s, const char *cuff, bool ok, double lop_mmHg,
-		       uint64_t now_ms)
+		       uint64_t now_ms, struct session_output *out)
 {
 	char msg[128];
 	int pc, err;
 	unsigned i;
 
-	if (!s || !cuff)
+	if (!s || !cuff || !out)
 		return -EINVAL;
+	begin(s, out);
 	pc = find_cuff(s, cuff);
 	if (pc < 0)
 		return -ENOENT;
@@ -873,13 +908,14 @@ static int refuse(struct session *s, const char *what, uint64_t t)
 	return -EBUSY;
 }
 
-int session_pause(struct session *s, uint64_t now_ms)
+int session_pause(struct session *s, uint64_t now_ms, struct session_output *out)
 {
 	unsigned i;
 	int err;
 
-	if (!s)
+	if (!s || !out)
 		return -EINVAL;
+	begin(s, out);
 	err = advance(s, now_ms);
 	if (err)
 		return err;
@@ -919,12 +955,13 @@ static bool needs_inflation(const struct session *s, enum session_phase p)
 	       (p == SESSION_PHASE_REST && cur_ex(s)->mode == SESSION_MODE_CONTINUOUS);
 }
 
-int session_resume(struct session *s, uint64_t now_ms)
+int session_resume(struct session *s, uint64_t now_ms, struct session_output *out)
 {
 	int err;
 
-	if (!s)
+	if (!s || !out)
 		return -EINVAL;
+	begin(s, out);
 	err = advance(s, now_ms);
 	if (err)
 		return err;
@@ -943,12 +980,13 @@ int session_resume(struct session *s, uint64_t now_ms)
 	return 0;
 }
 
-int session_stop(struct session *s, uint64_t now_ms)
+int session_stop(struct session *s, uint64_t now_ms, struct session_output *out)
 {
 	int err;
 
-	if (!s)
+	if (!s || !out)
 		return -EINVAL;
+	begin(s, out);
 	err = advance(s, now_ms);
 	if (err)
 		return err;
@@ -959,11 +997,14 @@ int session_stop(struct session *s, uint64_t now_ms)
 }
 
 int session_abort(struct session *s, const char *reason_code, enum bfr_deflate_reason reason,
-		  uint64_t now_ms)
+		  uint64_t now_ms, struct session_output *out)
 {
 	int err;
 
-	if (!s || !reason_code || !reason_code[0])
+	if (!s || !out)
+		return -EINVAL;
+	begin(s, out);
+	if (!reason_code || !reason_code[0])
 		return -EINVAL;
 	err = advance(s, now_ms);
 	if (err)
@@ -974,30 +1015,40 @@ int session_abort(struct session *s, const char *reason_code, enum bfr_deflate_r
 	return 0;
 }
 
-int session_note_alarm(struct session *s, const char *alarm_id, uint64_t now_ms)
+int session_note_alarm(struct session *s, const char *alarm_id, uint64_t now_ms,
+		       struct session_output *out)
 {
 	int err;
 
-	if (!s || !alarm_id || !alarm_id[0])
+	if (!s || !out)
+		return -EINVAL;
+	begin(s, out);
+	if (!alarm_id || !alarm_id[0] || strlen(alarm_id) >= SESSION_ALARM_ID_BUF)
 		return -EINVAL;
 	err = advance(s, now_ms);
 	if (err)
 		return err;
-	/* reason carries the id too: gw_session.c reads it from there. */
-	emit_event(s, SESSION_EV_ALARM, now_ms, NULL, 0, alarm_id, NULL, alarm_id);
+	if (phase_is_end(s->phase))
+		return -EBUSY;
+	emit_event(s, SESSION_EV_ALARM, now_ms, NULL, 0, NULL, NULL, alarm_id);
 	return 0;
 }
 
 int session_note_refused(struct session *s, const char *code, const char *message,
-			 uint64_t now_ms)
+			 uint64_t now_ms, struct session_output *out)
 {
 	int err;
 
-	if (!s || !code || !code[0])
+	if (!s || !out)
+		return -EINVAL;
+	begin(s, out);
+	if (!code || !code[0])
 		return -EINVAL;
 	err = advance(s, now_ms);
 	if (err)
 		return err;
+	if (phase_is_end(s->phase))
+		return -EBUSY;
 	emit_event(s, SESSION_EV_REFUSED, now_ms, NULL, 0, code, message, NULL);
 	return 0;
 }

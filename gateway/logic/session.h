@@ -4,26 +4,34 @@
  * A session runs a plan (exercises of sets of reps, or KAATSU-style cycles)
  * on one or two cuffs per exercise. Inputs are calls carrying a monotonic
  * `now_ms` (pressure samples, LOP results, pause/resume/stop/abort, timer
- * ticks); outputs are actions for the cuffs and events for MQTT, delivered
- * synchronously through the callbacks given at creation, plus the state for
- * `session/{id}/state` and the next deadline for the caller's one timer.
+ * ticks); outputs are written, in order, into the caller's struct
+ * session_output: actions for the cuffs and events for MQTT, the way
+ * safety_handle() returns its actions. The session never calls out, so it
+ * is never re-entered; the caller executes the output after the call. The
+ * state for `session/{id}/state` and the next deadline for the caller's one
+ * timer are read with the const queries.
  *
  * Invariants:
- *  - No I/O, no clock reads, no allocation after session_new(). Time only
- *    comes in as monotonic ms and must never go backwards: a call with an
- *    earlier `now_ms` than a previous one is refused (-EINVAL) and changes
- *    nothing. Wall-clock jumps therefore cannot reach the session at all.
+ *  - No I/O, no clock reads, no callbacks, no allocation after
+ *    session_new(). Time only comes in as monotonic ms and must never go
+ *    backwards: a call with an earlier `now_ms` than a previous one is
+ *    refused (-EINVAL) and changes nothing. Wall-clock jumps therefore
+ *    cannot reach the session at all.
  *  - Every input first runs the deadlines that fell due up to `now_ms`, each
  *    at its own scheduled time, so a late timer never shifts the schedule.
+ *    One call emits at most SESSION_OUTPUT_MAX items: when more deadlines
+ *    are due than fit, `out->more` is set and the caller calls
+ *    session_tick() again (after executing the output); an input other than
+ *    a tick then returns -EAGAIN without being applied (nothing is lost: the
+ *    output holds the catch-up so far). Execute the output of every call,
+ *    whatever it returned.
  *  - Event seq numbers start at 1 and have no gaps.
  *  - Whenever the session leaves a phase that holds pressure (pause, stop,
  *    abort, rest of intermittent/cycle, end of exercise) it emits DEFLATE for
  *    every cuff of the exercise; it never leaves a cuff inflated on its own.
- *  - Safety limits are enforced elsewhere (the safety engine); the session
- *    only asks the caller's check_target() before every SET_TARGET and
- *    aborts with "limit_exceeded" when refused.
- *  - Callbacks run inside session calls; they may read the session with the
- *    const getters but must not call any other session function on it.
+ *  - Safety limits are enforced elsewhere (the safety engine): the caller
+ *    asks it before executing each SET_TARGET and aborts the session when
+ *    it refuses.
  */
 #ifndef BFR_SESSION_H
 #define BFR_SESSION_H
@@ -140,7 +148,11 @@ enum session_event_type {
 	SESSION_EV_ABORTED,
 };
 
-/* Pointers inside are valid only during the callback. */
+#define SESSION_REASON_BUF 64
+#define SESSION_MESSAGE_BUF 160
+#define SESSION_ALARM_ID_BUF 96
+
+/* `cuff` and `exercise_name` point into the session: valid until session_free(). */
 struct session_event {
 	uint32_t seq;
 	enum session_event_type type;
@@ -152,9 +164,31 @@ struct session_event {
 	unsigned rep;             /* 1-based, 0 outside sets */
 	const char *cuff;         /* LOP_MEASURED */
 	double lop_mmHg;          /* LOP_MEASURED */
-	const char *reason;       /* ABORTED / STOPPED / REFUSED code; ALARM: the alarm id */
-	const char *alarm_id;     /* ALARM: the alarm id (same as reason), else NULL */
-	const char *message;      /* human-readable detail, may be NULL */
+	char reason[SESSION_REASON_BUF];    /* ABORTED / STOPPED / REFUSED code, else "" */
+	char message[SESSION_MESSAGE_BUF];  /* human-readable detail, may be "" */
+	char alarm_id[SESSION_ALARM_ID_BUF]; /* ALARM: the alarm id, else "" */
+};
+
+/* What one call asks of the caller, in the order it must be done. */
+#define SESSION_OUTPUT_MAX 64
+
+enum session_output_kind {
+	SESSION_OUTPUT_ACTION = 0,
+	SESSION_OUTPUT_EVENT,
+};
+
+struct session_output_item {
+	enum session_output_kind kind;
+	union {
+		struct session_action action;
+		struct session_event event;
+	};
+};
+
+struct session_output {
+	size_t n;
+	bool more; /* deadlines still due: call session_tick() again */
+	struct session_output_item items[SESSION_OUTPUT_MAX];
 };
 
 struct session_state {
@@ -181,17 +215,6 @@ struct session_config {
 	double deflated_mmHg;        /* p < this counts as deflated */
 };
 
-struct session_callbacks {
-	void (*action)(const struct session_action *action, void *user_data);
-	void (*event)(const struct session_event *event, void *user_data);
-	/* Optional prescription check before every SET_TARGET: 0 allows, -errno
-	 * refuses (the session then aborts with reason "limit_exceeded"). The
-	 * wiring plugs limits_check_prescription() in here. */
-	int (*check_target)(const char *cuff, double target_mmHg, double lop_mmHg,
-			    unsigned pct_lop, void *user_data);
-	void *user_data;
-};
-
 struct session;
 
 /* Defaults: inflate 30 s, deflate 5 s, LOP 60 s timeouts, ramp 2 s, band
@@ -201,11 +224,13 @@ void session_config_default(struct session_config *cfg);
 /* Checks every plan bound above; -EINVAL when the plan is out of range. */
 int session_plan_check(const struct session_plan *plan);
 
-/* cfg NULL: defaults. id is an id (1..64 code points). -EINVAL on a bad plan,
- * id or callbacks (action and event are required); -ENOMEM. */
+/* Sets (cycles in cycle mode) of an exercise: the one rule for everyone. */
+unsigned session_exercise_n_sets(const struct session_exercise *ex);
+
+/* cfg NULL: defaults. id is an id (1..64 code points). -EINVAL on a bad plan
+ * or id; -ENOMEM. */
 int session_new(const char *id, const struct session_plan *plan,
-		const struct session_config *cfg, const struct session_callbacks *cb,
-		struct session **out);
+		const struct session_config *cfg, struct session **out);
 void session_free(struct session *s);
 
 /* A valid, fresh LOP known before start (the wiring checks its age). Cuffs
@@ -214,10 +239,10 @@ void session_free(struct session *s);
 int session_set_lop(struct session *s, const char *cuff, double lop_mmHg);
 
 /* IDLE -> started; -EBUSY when already started. */
-int session_start(struct session *s, uint64_t now_ms);
+int session_start(struct session *s, uint64_t now_ms, struct session_output *out);
 
 /* Runs every deadline due at or before now_ms. */
-int session_tick(struct session *s, uint64_t now_ms);
+int session_tick(struct session *s, uint64_t now_ms, struct session_output *out);
 
 /* The earliest time session_tick() has work; -ENOENT when nothing is timed
  * (idle, paused, waiting on the cuffs without timeout, or ended). */
@@ -225,32 +250,35 @@ int session_next_deadline(const struct session *s, uint64_t *out_ms);
 
 /* One pressure sample of a cuff, received at now_ms. -ENOENT for a cuff not
  * in the plan; -EINVAL for a non-finite or negative pressure. */
-int session_pressure(struct session *s, const char *cuff, double mmHg, uint64_t now_ms);
+int session_pressure(struct session *s, const char *cuff, double mmHg, uint64_t now_ms,
+		     struct session_output *out);
 
 /* Result of MEASURE_LOP. ok false (the cuff failed) or a LOP outside
  * 50..350 mmHg aborts the session with reason "lop_invalid" (the call
  * still returns 0: the input was well-formed). -ENOENT for a cuff not in
  * the plan; -EALREADY when no measurement of that cuff is pending. */
 int session_lop_result(struct session *s, const char *cuff, bool ok, double lop_mmHg,
-		       uint64_t now_ms);
+		       uint64_t now_ms, struct session_output *out);
 
 /* -EBUSY (and a `refused` event with reason "bad_state", unless the session
  * has ended) when the session is not in a state that allows it: pause needs
  * a running phase other than lop; resume needs a paused session. */
-int session_pause(struct session *s, uint64_t now_ms);
-int session_resume(struct session *s, uint64_t now_ms);
+int session_pause(struct session *s, uint64_t now_ms, struct session_output *out);
+int session_resume(struct session *s, uint64_t now_ms, struct session_output *out);
 /* Deflates and ends as stopped. -EBUSY when already ended. */
-int session_stop(struct session *s, uint64_t now_ms);
+int session_stop(struct session *s, uint64_t now_ms, struct session_output *out);
 /* E-stop or a safety deflate: deflates with `reason` and ends as aborted
  * with reason_code (e.g. "estop", "over_pressure"). -EBUSY when ended. */
 int session_abort(struct session *s, const char *reason_code, enum bfr_deflate_reason reason,
-		  uint64_t now_ms);
+		  uint64_t now_ms, struct session_output *out);
 
-/* Adds an `alarm` event referring to alarm_id (seq stays contiguous). */
-int session_note_alarm(struct session *s, const char *alarm_id, uint64_t now_ms);
+/* Adds an `alarm` event referring to alarm_id (seq stays contiguous);
+ * -EBUSY once the session has ended (nothing follows its final event). */
+int session_note_alarm(struct session *s, const char *alarm_id, uint64_t now_ms,
+		       struct session_output *out);
 /* Adds a `refused` event, e.g. when the safety engine refused inflation. */
 int session_note_refused(struct session *s, const char *code, const char *message,
-			 uint64_t now_ms);
+			 uint64_t now_ms, struct session_output *out);
 
 int session_get_state(const struct session *s, uint64_t now_ms, struct session_state *out);
 const char *session_id(const struct session *s);

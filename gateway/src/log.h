@@ -10,6 +10,12 @@ enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_
 
 void log_set_level(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * "<kind> <id>: message": the object names itself, so call sites never
+ * write the prefix by hand. Modules wrap it (cuff_log, run_log).
+ */
+void log_obj(enum log_level level, const char *kind, const char *id, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)

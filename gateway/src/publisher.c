@@ -1,0 +1,299 @@
+/* publisher.c - see publisher.h. */
+#include "publisher.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "messages.h"
+
+struct publisher {
+	struct loop *loop;
+	struct mqtt_client *mqtt; /* NULL: none yet, or freed */
+	struct store *store; /* borrowed; NULL without persistence */
+	struct payload_ctx *ctx; /* borrowed: the wall clock of created_ms */
+	struct outbox *outbox;
+	bool store_fd_watched;
+	struct publisher_callbacks cb;
+	void *user_data;
+
+	/* The send window: rows up to `cursor` were handed to Paho on this
+	 * connection; `inflight` of them still wait for their PUBACK. */
+	int64_t cursor;
+	size_t inflight;
+
+	bool disk_failing; /* between a DISK_ERROR and the DISK_OK after it */
+	uint64_t direct_lost; /* QoS 1 messages lost while running without a store */
+	uint64_t qos0_refused;
+};
+
+/* Hands committed outbox rows to Paho, at most PUBLISHER_WINDOW in flight. */
+void publisher_drain(struct publisher *pub)
+{
+	const struct outbox_row *rows[PUBLISHER_WINDOW];
+	size_t n = 0;
+
+	if (!pub->outbox || !mqtt_client_is_connected(pub->mqtt) ||
+	    pub->inflight >= PUBLISHER_WINDOW)
+		return;
+	if (outbox_next(pub->outbox, pub->cursor, PUBLISHER_WINDOW - pub->inflight, rows, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const struct outbox_row *row = rows[i];
+		int r = mqtt_client_publish(pub->mqtt, row->topic, row->payload, row->len, row->qos,
+					    row->retain, (uint64_t)row->id);
+
+		if (r < 0) {
+			/* Not connected after all: publisher_connected starts over. */
+			log_debug("outbox: %" PRId64 " not published: %s", row->id, strerror(-r));
+			break;
+		}
+		pub->cursor = row->id;
+		pub->inflight++;
+	}
+}
+
+static void on_outbox_ready(struct outbox *outbox, void *user_data)
+{
+	publisher_drain(user_data);
+}
+
+static void on_store_completion(const struct store_completion *c, void *user_data)
+{
+	struct publisher *pub = user_data;
+
+	if (pub->outbox && outbox_handle_completion(pub->outbox, c))
+		return;
+	switch (c->kind) {
+	case STORE_DONE_COMMITTED:
+		break;
+	case STORE_DONE_REJECTED:
+		log_error("store: record rejected: %s", c->message ? c->message : "");
+		break;
+	case STORE_DONE_DISK_ERROR:
+		if (!pub->disk_failing)
+			log_error("store: disk error: %s", c->message ? c->message : "");
+		pub->disk_failing = true;
+		if (pub->cb.on_disk_health)
+			pub->cb.on_disk_health(false, c->message, pub->user_data);
+		break;
+	case STORE_DONE_DISK_OK:
+		log_info("store: disk writes recovered");
+		pub->disk_failing = false;
+		if (pub->cb.on_disk_health)
+			pub->cb.on_disk_health(true, NULL, pub->user_data);
+		break;
+	}
+}
+
+static void on_store_fd(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct publisher *pub = user_data;
+
+	store_dispatch_completions(pub->store);
+}
+
+int publisher_new(struct loop *loop, struct store *store, size_t outbox_max_bytes,
+		  struct payload_ctx *ctx, const struct publisher_callbacks *cb, void *user_data,
+		  struct publisher **out)
+{
+	struct publisher *pub = calloc(1, sizeof(*pub));
+	int r;
+
+	if (!pub)
+		return -ENOMEM;
+	pub->loop = loop;
+	pub->store = store;
+	pub->ctx = ctx;
+	if (cb)
+		pub->cb = *cb;
+	pub->user_data = user_data;
+	if (!store)
+		goto done;
+	r = outbox_new(store, outbox_max_bytes, &pub->outbox);
+	if (r < 0)
+		goto fail;
+	outbox_set_ready_cb(pub->outbox, on_outbox_ready, pub);
+	store_set_completion_cb(store, on_store_completion, pub);
+	/* A failed reload loses no row: they stay on disk for the next start. */
+	r = outbox_load_pending(pub->outbox);
+	if (r < 0)
+		log_error("outbox: reloading pending messages failed: %s", strerror(-r));
+	else if (outbox_depth(pub->outbox))
+		log_info("outbox: %zu messages waiting from before the restart",
+			 outbox_depth(pub->outbox));
+	r = loop_add_io(loop, store_completion_fd(store), EPOLLIN, on_store_fd, pub);
+	if (r < 0)
+		goto fail;
+	pub->store_fd_watched = true;
+done:
+	*out = pub;
+	return 0;
+fail:
+	outbox_free(pub->outbox);
+	free(pub);
+	return r;
+}
+
+void publisher_set_client(struct publisher *pub, struct mqtt_client *mqtt)
+{
+	pub->mqtt = mqtt;
+}
+
+void publisher_free(struct publisher *pub, unsigned flush_ms)
+{
+	if (!pub)
+		return;
+	if (pub->store) {
+		store_flush(pub->store, flush_ms);
+		if (pub->store_fd_watched)
+			loop_del_io(pub->loop, store_completion_fd(pub->store));
+	}
+	outbox_free(pub->outbox);
+	if (pub->direct_lost)
+		log_error("mqtt: %" PRIu64 " QoS 1 messages were lost while running without a "
+			  "database",
+			  pub->direct_lost);
+	free(pub);
+}
+
+int publisher_qos1_raw(struct publisher *pub, const char *topic, const void *buf, size_t len,
+		       unsigned flags, const char *msg_id)
+{
+	bool connected = mqtt_client_is_connected(pub->mqtt);
+	int r;
+
+	if (!pub->outbox) {
+		/* No database: best effort, what the broker does not get now is lost. */
+		r = connected ? mqtt_client_publish(pub->mqtt, topic, buf, len, 1,
+						    flags & OUTBOX_RETAIN, 0)
+			      : -ENOTCONN;
+		if (r < 0)
+			pub->direct_lost++;
+		return r;
+	}
+	r = outbox_append(pub->outbox, topic, buf, len, 1, flags, msg_id, (int64_t)payload_wall_ms(pub->ctx));
+	if (r == -ENOBUFS)
+		return r; /* a superseded state snapshot; the next one will do */
+	/*
+	 * While the disk fails nothing commits, so nothing would reach the
+	 * broker - not even the storage_error alarm. Send a copy now; the
+	 * outbox sends it again once committed, with the same msg_id. Its
+	 * result does not matter: the outbox copy is the one that counts.
+	 */
+	if (pub->disk_failing && connected)
+		(void)mqtt_client_publish(pub->mqtt, topic, buf, len, 1, flags & OUTBOX_RETAIN, 0);
+	if (r < 0) {
+		log_error("outbox: %s not queued: %s", topic, strerror(-r));
+		if (pub->cb.on_outbox_refused)
+			pub->cb.on_outbox_refused(topic, r, pub->user_data);
+	}
+	return r;
+}
+
+int publisher_qos1(struct publisher *pub, const char *topic, json_t *payload, unsigned flags)
+{
+	char *text = json_dumps(payload, MSG_JSON_FLAGS);
+	int r;
+
+	if (!text)
+		return -ENOMEM;
+	r = publisher_qos1_raw(pub, topic, text, strlen(text), flags,
+			       json_string_value(json_object_get(payload, "msg_id")));
+	free(text);
+	return r;
+}
+
+int publisher_qos0(struct publisher *pub, const char *topic, json_t *payload)
+{
+	char *text;
+	int r;
+
+	if (!mqtt_client_is_connected(pub->mqtt))
+		return -ENOTCONN; /* QoS 0 live data is never queued */
+	text = json_dumps(payload, MSG_JSON_FLAGS);
+	if (!text)
+		return -ENOMEM;
+	r = mqtt_client_publish(pub->mqtt, topic, text, strlen(text), 0, false, 0);
+	free(text);
+	if (r < 0 && (pub->qos0_refused++ & 1023) == 0)
+		log_warn("mqtt: telemetry refused by the client (%" PRIu64 " so far)",
+			 pub->qos0_refused);
+	return r;
+}
+
+int publisher_direct(struct publisher *pub, const char *topic, const void *buf, size_t len,
+		     bool retain)
+{
+	if (!mqtt_client_is_connected(pub->mqtt))
+		return -ENOTCONN;
+	return mqtt_client_publish(pub->mqtt, topic, buf, len, 1, retain, 0);
+}
+
+int publisher_reply(struct publisher *pub, const char *response_topic,
+		    const uint8_t *correlation, size_t correlation_len, const void *buf,
+		    size_t len)
+{
+	if (!mqtt_client_is_connected(pub->mqtt))
+		return -ENOTCONN;
+	return mqtt_client_publish_reply(pub->mqtt, response_topic, correlation, correlation_len,
+					 buf, len);
+}
+
+void publisher_connected(struct publisher *pub)
+{
+	/* Everything handed to the old connection may be lost: send again from
+	 * the oldest unacknowledged row (consumers dedupe on msg_id). */
+	pub->cursor = 0;
+	pub->inflight = 0;
+	publisher_drain(pub);
+}
+
+void publisher_publish_done(struct publisher *pub, uint64_t tag, int result)
+{
+	if (tag == 0 || !pub->outbox)
+		return;
+	if (pub->inflight > 0)
+		pub->inflight--;
+	if (result == -EACCES) {
+		/* The broker refuses this topic for good (ACL): retrying forever
+		 * would change nothing. The record stays in the database. */
+		log_error("outbox: the broker refused message %" PRIu64 "; dropped from the outbox",
+			  tag);
+		result = 0;
+	}
+	/*
+	 * Any other failure leaves the row in the outbox: it is sent again, in
+	 * order, after the next connect. Rewinding on a live connection would
+	 * re-send older retained rows after newer ones (ghost alarms).
+	 */
+	if (result == 0) {
+		int r = outbox_ack(pub->outbox, (int64_t)tag);
+
+		if (r < 0 && r != -ENOENT)
+			log_error("outbox: ack of %" PRIu64 " failed: %s", tag, strerror(-r));
+	}
+	publisher_drain(pub);
+}
+
+bool publisher_is_connected(const struct publisher *pub)
+{
+	return mqtt_client_is_connected(pub->mqtt);
+}
+
+bool publisher_has_store(const struct publisher *pub)
+{
+	return pub->outbox != NULL;
+}
+
+size_t publisher_outbox_depth(const struct publisher *pub)
+{
+	return pub->outbox ? outbox_depth(pub->outbox) : 0;
+}
+
+bool publisher_outbox_over_alarm_level(const struct publisher *pub)
+{
+	return pub->outbox && outbox_over_alarm_level(pub->outbox);
+}

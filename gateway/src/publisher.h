@@ -1,0 +1,96 @@
+/*
+ * publisher.h - everything the gateway sends to the broker goes through
+ * here: the QoS 1 pump (outbox first, Paho only after the commit, removed on
+ * PUBACK), QoS 0 telemetry, and the few messages that go straight out.
+ *
+ * It owns the outbox and its send window (cursor, messages in flight) and
+ * the store's completion stream (the outbox's commits arrive there), so the
+ * whole life of a QoS 1 message is in this one file:
+ *   append (outbox, queued for commit) -> committed (ready) -> handed to Paho
+ *   (in flight, at most PUBLISHER_WINDOW) -> PUBACK (ack: DELETE queued).
+ * A failed publish stays in the outbox and is sent again, in order, after the
+ * next connect (consumers dedupe on msg_id); after a connect the window
+ * starts over from the oldest unacknowledged row.
+ *
+ * Without a store (the database could not be opened) QoS 1 messages go
+ * straight to Paho while connected and are counted as lost otherwise. While
+ * the disk fails, a QoS 1 message is also sent at once (its committed copy
+ * follows later with the same msg_id), so an alarm is not held back by the
+ * very disk it reports.
+ *
+ * Upward it reports only through the callbacks its owner registers; it
+ * calls nothing above it. Loop thread only.
+ */
+#ifndef BFR_PUBLISHER_H
+#define BFR_PUBLISHER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+#include "mqtt_client.h"
+#include "outbox.h"
+#include "payload.h"
+#include "store.h"
+
+#define PUBLISHER_WINDOW 256 /* QoS 1 messages in flight at once */
+
+struct publisher;
+
+struct publisher_callbacks {
+	/* A QoS 1 message could not be queued in the outbox (err: -EAGAIN store
+	 * queue full, -ENOMEM, ...): the caller raises storage_error. */
+	void (*on_outbox_refused)(const char *topic, int err, void *user_data);
+	/* The store's writer hit a disk error (ok false, message) or recovered. */
+	void (*on_disk_health)(bool ok, const char *message, void *user_data);
+};
+
+/*
+ * store may be NULL (no persistence). With a store the outbox is created,
+ * the rows of an earlier run are reloaded (they drain first, in order) and
+ * the store's completion fd is watched. Nothing goes to the broker before
+ * a client is set and connected. -errno.
+ */
+int publisher_new(struct loop *loop, struct store *store, size_t outbox_max_bytes,
+		  struct payload_ctx *ctx, const struct publisher_callbacks *cb, void *user_data,
+		  struct publisher **out);
+/* The MQTT client to publish through; NULL before it is freed. */
+void publisher_set_client(struct publisher *pub, struct mqtt_client *mqtt);
+/* Waits up to flush_ms for the store to commit what is queued, then frees. */
+void publisher_free(struct publisher *pub, unsigned flush_ms);
+
+/*
+ * QoS 1 through the outbox. flags: OUTBOX_RETAIN, OUTBOX_DROPPABLE (a
+ * retained snapshot a newer one supersedes). 0, -ENOBUFS (a droppable
+ * snapshot over the outbox bound: the next one will do), or -errno (then
+ * on_outbox_refused has been called).
+ */
+int publisher_qos1(struct publisher *pub, const char *topic, json_t *payload, unsigned flags);
+int publisher_qos1_raw(struct publisher *pub, const char *topic, const void *buf, size_t len,
+		       unsigned flags, const char *msg_id);
+/* QoS 0, never queued: -ENOTCONN while disconnected, -EAGAIN when Paho is full. */
+int publisher_qos0(struct publisher *pub, const char *topic, json_t *payload);
+/* Straight to Paho (QoS 1), not recorded: messages regenerated on every
+ * connect (status "online") and replies. -ENOTCONN while disconnected. */
+int publisher_direct(struct publisher *pub, const char *topic, const void *buf, size_t len,
+		     bool retain);
+int publisher_reply(struct publisher *pub, const char *response_topic,
+		    const uint8_t *correlation, size_t correlation_len, const void *buf,
+		    size_t len);
+
+/* Hands committed rows to Paho if the window has room (also a periodic kick:
+ * a burst Paho refused with -EAGAIN is retried from here). */
+void publisher_drain(struct publisher *pub);
+
+/* From the owner's MQTT callbacks. */
+void publisher_connected(struct publisher *pub);
+void publisher_publish_done(struct publisher *pub, uint64_t tag, int result);
+
+bool publisher_is_connected(const struct publisher *pub);
+bool publisher_has_store(const struct publisher *pub);
+size_t publisher_outbox_depth(const struct publisher *pub);
+bool publisher_outbox_over_alarm_level(const struct publisher *pub);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * recovery.h - what a gateway that stopped without warning (crash,
+ * kill -9, power loss) left behind, put right at the next start.
+ *
+ *  - Alarm ids continue after the highest one recorded, so they never
+ *    repeat (recovery_first_alarm_seq, before the alarm table exists).
+ *  - A session that was running is closed as aborted (reason
+ *    gateway_restart): its next event, a summary with its real start and
+ *    every finished set's figures from the database, and a final state.
+ *  - Open alarms: an unacknowledged HIGH alarm latches across the restart
+ *    (put back in the table, still blocking inflation until acknowledged);
+ *    every other open alarm is closed (a condition still present is
+ *    detected again and raised afresh).
+ *  - A retained alarm on our topics that no run of ours holds open any more
+ *    (a crash cannot publish the closing record) is closed publicly, so
+ *    dashboards do not show a ghost forever.
+ *
+ * Reads the database synchronously: start-up only, except the retained-alarm
+ * check, which reads nothing. Loop thread only.
+ */
+#ifndef BFR_RECOVERY_H
+#define BFR_RECOVERY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alarms.h"
+#include "cuff.h"
+#include "payload.h"
+#include "publisher.h"
+#include "store.h"
+
+struct recovery;
+
+struct recovery_deps {
+	struct payload_ctx *ctx;
+	struct publisher *pub;
+	struct alarms *alarms;
+	struct store *store; /* NULL: nothing to recover */
+	struct cuff *const *cuffs;
+	size_t n_cuffs;
+};
+
+/* The first alarm seq of this run: after the highest recorded one, or the
+ * wall clock's ms for an empty (new, wiped) or missing database, which is
+ * above any id an earlier run can have used. */
+uint64_t recovery_first_alarm_seq(struct store *store, const char *gateway_id, uint64_t wall_ms);
+
+int recovery_new(const struct recovery_deps *deps, struct recovery **out);
+void recovery_free(struct recovery *rec);
+
+/* Start-up, in this order, before the cuffs and MQTT start. */
+void recovery_close_interrupted_sessions(struct recovery *rec);
+void recovery_restore_alarms(struct recovery *rec);
+
+/* A retained message on alarm/{alarm_id} came from the broker. */
+void recovery_retained_alarm(struct recovery *rec, const char *alarm_id, const uint8_t *payload,
+			     size_t len);
+
+#endif

@@ -1,0 +1,364 @@
+/* reporter.c - see reporter.h. */
+#include "reporter.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "messages.h"
+
+#define STATE_ALARMS_MAX 64 /* alarm ids listed in one cuff state */
+#define STATUS_DEPTH_STEP 100 /* republish status when the backlog moved this much */
+
+struct cuff_report {
+	struct msg_telemetry_sample tele[MSG_TELEMETRY_MAX];
+	size_t n_tele;
+	bool state_dirty;
+	double published_pressure;
+	uint64_t state_published_ms;
+};
+
+struct reporter {
+	struct reporter_deps deps;
+	struct cuff_report *per_cuff; /* by cuff_index */
+	uint64_t telemetry_timer;
+	unsigned telemetry_slice;
+	uint64_t housekeeping_timer;
+	uint64_t state_timer; /* the next rate-limited cuff state */
+	uint64_t state_post;  /* urgent cuff states, after this batch */
+	size_t published_outbox_depth;
+	bool stopped;
+};
+
+/* --- cuff state ----------------------------------------------------------- */
+
+static const char *cuff_state_name(const struct cuff_reading *r)
+{
+	if (!r->have_status || r->link != CUFF_LINK_READY)
+		return NULL;
+	switch (r->status.state) {
+	case BFR_STATE_IDLE:
+		return "idle";
+	case BFR_STATE_INFLATING:
+		return "inflating";
+	case BFR_STATE_HOLDING:
+		return "holding";
+	case BFR_STATE_DEFLATING:
+		return "deflating";
+	case BFR_STATE_MEASURING_LOP:
+		return "measuring_lop";
+	default:
+		return "fault";
+	}
+}
+
+static const char *link_text(const struct cuff_reading *r)
+{
+	switch (r->link) {
+	case CUFF_LINK_READY:
+		return "connected";
+	case CUFF_LINK_CONNECTING:
+	case CUFF_LINK_DISCOVERING:
+		return "connecting";
+	case CUFF_LINK_BACKOFF:
+		/* A cuff that never worked (no Bluetooth, bad address) is an error. */
+		return r->was_ready ? "disconnected" : "error";
+	default:
+		return "disconnected";
+	}
+}
+
+static void publish_cuff_state(struct reporter *rep, struct cuff *c)
+{
+	struct cuff_report *cr = &rep->per_cuff[cuff_index(c)];
+	const struct alarm_record *open[STATE_ALARMS_MAX];
+	const char *ids[STATE_ALARMS_MAX];
+	struct cuff_reading rd;
+	struct msg_cuff_state st;
+	char topic[TOPIC_MAX];
+	size_t n_open = 0;
+	bool live;
+	json_t *p;
+
+	cuff_read(c, &rd);
+	live = rd.link == CUFF_LINK_READY && rd.have_sample;
+	/* More than STATE_ALARMS_MAX open on one cuff cannot happen: one per code. */
+	(void)alarm_list_open(alarms_table(rep->deps.alarms), cuff_id(c), open, STATE_ALARMS_MAX,
+			      &n_open);
+	if (n_open > STATE_ALARMS_MAX)
+		n_open = STATE_ALARMS_MAX;
+	for (size_t i = 0; i < n_open; i++)
+		ids[i] = open[i]->alarm_id;
+	st = (struct msg_cuff_state){
+		.cuff = cuff_id(c),
+		.link = link_text(&rd),
+		.link_error = rd.link != CUFF_LINK_READY ? rd.link_error : NULL,
+		.pressure_mmhg = live ? rd.pressure : NAN,
+		.target_mmhg = live ? rd.reported_target : NAN,
+		.battery_pct = rd.battery_pct,
+		.lop_mmhg = rd.lop_mmhg,
+		.session_id = rd.session_id,
+		.alarm_ids = ids,
+		.n_alarms = n_open,
+		.cuff_state = cuff_state_name(&rd),
+		.limb = config_limb_name(cuff_config(c)->limb),
+		.status_bits = live ? (int)rd.status_bits : -1,
+	};
+	p = msg_cuff_state(rep->deps.ctx, &st);
+	if (p && payload_topic(rep->deps.ctx, topic, sizeof(topic), "cuff/%s/state",
+			       cuff_id(c)) == 0)
+		publisher_qos1(rep->deps.pub, topic, p, OUTBOX_RETAIN | OUTBOX_DROPPABLE);
+	json_decref(p);
+	cr->state_dirty = false;
+	cr->published_pressure = rd.pressure;
+	cr->state_published_ms = loop_now_ms(rep->deps.loop);
+}
+
+/* Publishes the dirty states whose rate limit allows it; a timer for the rest. */
+static void flush_states(struct reporter *rep)
+{
+	uint64_t now = loop_now_ms(rep->deps.loop);
+	uint64_t next = UINT64_MAX;
+
+	for (size_t i = 0; i < rep->deps.n_cuffs; i++) {
+		struct cuff_report *cr = &rep->per_cuff[i];
+
+		if (!cr->state_dirty)
+			continue;
+		if (cr->state_published_ms == 0 ||
+		    now - cr->state_published_ms >= REPORTER_STATE_MIN_MS)
+			publish_cuff_state(rep, rep->deps.cuffs[i]);
+		else if (cr->state_published_ms + REPORTER_STATE_MIN_MS < next)
+			next = cr->state_published_ms + REPORTER_STATE_MIN_MS;
+	}
+	if (next != UINT64_MAX && !rep->stopped &&
+	    loop_timer_start(rep->deps.loop, rep->state_timer, next - now, 0) < 0)
+		log_error("reporter: cannot arm the state timer");
+}
+
+static void on_state_timer(struct loop *loop, uint64_t id, void *user_data)
+{
+	flush_states(user_data);
+}
+
+static void on_state_post(struct loop *loop, void *user_data)
+{
+	flush_states(user_data);
+}
+
+void reporter_cuff_changed(struct reporter *rep, struct cuff *c, bool urgent)
+{
+	rep->per_cuff[cuff_index(c)].state_dirty = true;
+	/* Discrete changes (link, alarms, session, LOP) go out within 200 ms. */
+	if (urgent && !rep->stopped)
+		(void)loop_post_schedule(rep->deps.loop, rep->state_post); /* registered: 0 */
+}
+
+/* --- telemetry -------------------------------------------------------------- */
+
+static void publish_telemetry(struct reporter *rep, struct cuff *c)
+{
+	struct cuff_report *cr = &rep->per_cuff[cuff_index(c)];
+	char topic[TOPIC_MAX];
+	json_t *p;
+
+	if (cr->n_tele == 0)
+		return;
+	/* QoS 0 live data is never queued: without a broker it is dropped (the
+	 * session summary carries the aggregates). */
+	if (publisher_is_connected(rep->deps.pub) &&
+	    payload_topic(rep->deps.ctx, topic, sizeof(topic), "cuff/%s/telemetry",
+			  cuff_id(c)) == 0) {
+		p = msg_telemetry(rep->deps.ctx, cuff_id(c), cr->tele, cr->n_tele);
+		if (p)
+			(void)publisher_qos0(rep->deps.pub, topic, p); /* counted there */
+		json_decref(p);
+	}
+	cr->n_tele = 0;
+}
+
+void reporter_cuff_samples(struct reporter *rep, struct cuff *c, const struct bfr_sample *samples,
+			   size_t n)
+{
+	struct cuff_report *cr = &rep->per_cuff[cuff_index(c)];
+
+	for (size_t i = 0; i < n; i++) {
+		if (cr->n_tele == MSG_TELEMETRY_MAX)
+			publish_telemetry(rep, c);
+		cr->tele[cr->n_tele++] = (struct msg_telemetry_sample){
+			.t_ms = samples[i].t_ms,
+			.pressure = (float)samples[i].pressure_mmhg,
+			.target = (float)samples[i].target_mmhg,
+			.pulse = (float)samples[i].pulse_amplitude,
+		};
+	}
+}
+
+/*
+ * Telemetry is published in REPORTER_TELEMETRY_SLICES slices per period, a
+ * slice of the cuffs every period/slices ms, instead of all cuffs at once:
+ * 500 JSON messages in one callback would hold the loop for milliseconds,
+ * and a cuff's over-limit sample arriving then would wait for its DEFLATE
+ * behind them (docs/benchmarks.md, safety latency). The timer repeats on a
+ * fixed schedule, so the slices' own work does not stretch the period.
+ */
+static unsigned telemetry_slices(const struct reporter *rep)
+{
+	unsigned period = 1000 / rep->deps.cfg->mqtt.telemetry_hz;
+
+	return period >= REPORTER_TELEMETRY_SLICES ? REPORTER_TELEMETRY_SLICES : 1;
+}
+
+static void on_telemetry_timer(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct reporter *rep = user_data;
+	unsigned slices = telemetry_slices(rep);
+	unsigned slice = rep->telemetry_slice++ % slices;
+
+	for (size_t i = slice; i < rep->deps.n_cuffs; i += slices)
+		publish_telemetry(rep, rep->deps.cuffs[i]);
+}
+
+/* --- status and housekeeping ---------------------------------------------------- */
+
+char *reporter_status_text(struct reporter *rep, const char *state)
+{
+	struct msg_status st = {
+		.state = state,
+		.gateway = rep->deps.cfg->gateway_id,
+		.site = rep->deps.cfg->site,
+		.cuffs = rep->deps.cfg->n_cuffs,
+		.outbox_depth = publisher_outbox_depth(rep->deps.pub),
+		.started_wall_ms = rep->deps.started_wall_ms,
+	};
+	json_t *p = msg_status(rep->deps.ctx, &st);
+	char *text = p ? json_dumps(p, MSG_JSON_FLAGS) : NULL;
+
+	json_decref(p);
+	return text;
+}
+
+/*
+ * "online" goes straight to the broker: it must not wait behind an outage's
+ * backlog, and it is regenerated on every connect, so losing it costs
+ * nothing. Without a connection there is nobody to tell.
+ */
+static void publish_status(struct reporter *rep)
+{
+	char topic[TOPIC_MAX];
+	char *text = reporter_status_text(rep, "online");
+
+	if (text && payload_topic(rep->deps.ctx, topic, sizeof(topic), "status") == 0)
+		(void)publisher_direct(rep->deps.pub, topic, text, strlen(text), true);
+	rep->published_outbox_depth = publisher_outbox_depth(rep->deps.pub);
+	free(text);
+}
+
+static void on_housekeeping(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct reporter *rep = user_data;
+	size_t depth;
+
+	/* A moving pressure is worth a state message once a second at most. */
+	for (size_t i = 0; i < rep->deps.n_cuffs; i++) {
+		struct cuff_report *cr = &rep->per_cuff[i];
+		struct cuff_reading rd;
+
+		cuff_read(rep->deps.cuffs[i], &rd);
+		if (rd.have_sample && isfinite(rd.pressure) &&
+		    fabs(rd.pressure - cr->published_pressure) >= 1.0)
+			cr->state_dirty = true;
+	}
+	flush_states(rep);
+	runner_publish_states(rep->deps.runner);
+	if (publisher_has_store(rep->deps.pub))
+		alarms_outbox_level(rep->deps.alarms,
+				    publisher_outbox_over_alarm_level(rep->deps.pub));
+	publisher_drain(rep->deps.pub);
+	if (!publisher_has_store(rep->deps.pub) || !publisher_is_connected(rep->deps.pub))
+		return;
+	/* Status carries the backlog: republish when it moved noticeably. */
+	depth = publisher_outbox_depth(rep->deps.pub);
+	if (depth > rep->published_outbox_depth + STATUS_DEPTH_STEP ||
+	    depth + STATUS_DEPTH_STEP < rep->published_outbox_depth ||
+	    (depth == 0 && rep->published_outbox_depth != 0))
+		publish_status(rep);
+}
+
+void reporter_connected(struct reporter *rep)
+{
+	publish_status(rep);
+	for (size_t i = 0; i < rep->deps.n_cuffs; i++)
+		publish_cuff_state(rep, rep->deps.cuffs[i]);
+	runner_publish_states(rep->deps.runner);
+}
+
+/* --- life -------------------------------------------------------------------- */
+
+int reporter_new(const struct reporter_deps *deps, struct reporter **out)
+{
+	struct reporter *rep = calloc(1, sizeof(*rep));
+	int r = -ENOMEM;
+
+	if (!rep)
+		return -ENOMEM;
+	rep->deps = *deps;
+	rep->per_cuff = calloc(deps->n_cuffs ? deps->n_cuffs : 1, sizeof(*rep->per_cuff));
+	if (!rep->per_cuff)
+		goto fail;
+	for (size_t i = 0; i < deps->n_cuffs; i++)
+		rep->per_cuff[i].published_pressure = NAN;
+	r = loop_timer_new(deps->loop, on_telemetry_timer, rep, &rep->telemetry_timer);
+	if (r < 0)
+		goto fail;
+	r = loop_timer_new(deps->loop, on_housekeeping, rep, &rep->housekeeping_timer);
+	if (r < 0)
+		goto fail;
+	r = loop_timer_new(deps->loop, on_state_timer, rep, &rep->state_timer);
+	if (r < 0)
+		goto fail;
+	r = loop_post_new(deps->loop, on_state_post, rep, &rep->state_post);
+	if (r < 0)
+		goto fail;
+	*out = rep;
+	return 0;
+fail:
+	reporter_free(rep);
+	return r;
+}
+
+void reporter_free(struct reporter *rep)
+{
+	if (!rep)
+		return;
+	loop_timer_free(rep->deps.loop, rep->telemetry_timer);
+	loop_timer_free(rep->deps.loop, rep->housekeeping_timer);
+	loop_timer_free(rep->deps.loop, rep->state_timer);
+	loop_post_free(rep->deps.loop, rep->state_post);
+	free(rep->per_cuff);
+	free(rep);
+}
+
+int reporter_start(struct reporter *rep)
+{
+	unsigned period = 1000 / rep->deps.cfg->mqtt.telemetry_hz;
+	unsigned step = period / telemetry_slices(rep);
+	int r;
+
+	r = loop_timer_start(rep->deps.loop, rep->telemetry_timer, 0, step ? step : 1);
+	if (r < 0)
+		return r;
+	return loop_timer_start(rep->deps.loop, rep->housekeeping_timer, REPORTER_HOUSEKEEPING_MS,
+				REPORTER_HOUSEKEEPING_MS);
+}
+
+void reporter_stop(struct reporter *rep)
+{
+	rep->stopped = true;
+	loop_timer_stop(rep->deps.loop, rep->telemetry_timer);
+	loop_timer_stop(rep->deps.loop, rep->housekeeping_timer);
+	loop_timer_stop(rep->deps.loop, rep->state_timer);
+}
