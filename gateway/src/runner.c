@@ -356,6 +356,9 @@ static void finish(struct run *run)
 			cuff_detach(run->cuffs[i]);
 	publish_state(run);
 	publish_summary(run);
+	if (run->runner->deps.cb.on_ended)
+		run->runner->deps.cb.on_ended(run->id, run->outcome, run->reason,
+					      run->runner->deps.user_data);
 	/* Cannot fail: the hook exists since runner_new. */
 	(void)loop_post_schedule(run->runner->deps.loop, run->runner->post);
 }

@@ -44,6 +44,13 @@
 struct runner;
 struct run;
 
+struct runner_callbacks {
+	/* A session ended (after its summary was published): outcome
+	 * "completed" | "stopped" | "aborted", reason "" or a code. */
+	void (*on_ended)(const char *session_id, const char *outcome, const char *reason,
+			 void *user_data);
+};
+
 struct runner_deps {
 	struct loop *loop;
 	struct payload_ctx *ctx;
@@ -53,6 +60,8 @@ struct runner_deps {
 	struct cuff *const *cuffs;
 	size_t n_cuffs;
 	unsigned deflate_timeout_ms;
+	struct runner_callbacks cb; /* optional */
+	void *user_data;
 };
 
 int runner_new(const struct runner_deps *deps, struct runner **out);

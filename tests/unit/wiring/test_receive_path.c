@@ -1,0 +1,137 @@
+/*
+ * test_receive_path.c - the receive path of the wiring (cuff -> safety ->
+ * runner -> session) against scripted cuffs, with a fake clock.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "test_alloc.h"
+#include "wiring.h"
+
+#define ONE_CUFF_PLAN                                                                         \
+	"{\"exercises\":[{\"name\":\"squat\",\"cuffs\":[\"c1\"],\"pct_lop\":50,"              \
+	"\"mode\":\"continuous\",\"sets\":[10],\"tempo_s\":[1,1],\"rest_s\":0,"             \
+	"\"reperfusion_s\":60}]}"
+
+#define BILATERAL_PLAN                                                                        \
+	"{\"exercises\":[{\"name\":\"squat\",\"cuffs\":[\"c1\",\"c2\"],\"pct_lop\":50,"       \
+	"\"mode\":\"continuous\",\"sets\":[10],\"tempo_s\":[1,1],\"rest_s\":0,"             \
+	"\"reperfusion_s\":60}]}"
+
+static struct wiring w;
+
+static bool session_inflating(struct wiring *x)
+{
+	return gatt_peer_count(&x->peers[0], BFR_CP_SET_TARGET) == 1;
+}
+
+static bool ended(struct wiring *x)
+{
+	return x->ended_outcome[0] != '\0';
+}
+
+/* One cuff measured (LOP 200 from the peer) and inflating to 100 mmHg. */
+static void start_one_cuff_session(char *id)
+{
+	struct command_error err = { 0 };
+
+	wiring_setup(&w, 1, NULL);
+	wiring_connect(&w);
+	assert_int_equal(wiring_start(&w, ONE_CUFF_PLAN, id, &err), 0);
+	wiring_run_until(&w, session_inflating);
+	assert_int_equal(gatt_peer_count(&w.peers[0], BFR_CP_MEASURE_LOP), 1);
+	assert_true(w.peers[0].cp[w.peers[0].n_cp - 1].set_target.mmhg == 100.0);
+}
+
+/*
+ * A notification of three samples whose first is over the 250 mmHg leg
+ * ceiling: the engine's DEFLATE goes out at once, the other two samples
+ * still reach the engine before the session hears of it (the cuff's reading
+ * is the last sample's when the runner is told), the session ends aborted
+ * with the alarm's code, and exactly one DEFLATE reaches the cuff: the
+ * session's own DEFLATE on abort is the one already in flight.
+ */
+static void test_safety_deflate_ends_session_after_whole_notification(void **state)
+{
+	const double spike[3] = { 262.0, 150.0, 181.0 };
+	char id[SESSION_ID_BUF];
+	long deflate_line, samples_line;
+	size_t cp_before;
+
+	start_one_cuff_session(id);
+	for (int i = 0; i < 5; i++) {
+		const double p = 100.0;
+
+		gatt_peer_notify(&w.peers[0], &p, 1, 0);
+		w.now += 20;
+		wiring_settle(&w);
+	}
+	cp_before = w.peers[0].n_cp;
+	gatt_peer_notify(&w.peers[0], spike, 3, 0);
+	wiring_run_until(&w, ended);
+	wiring_settle(&w);
+	deflate_line = wiring_find(&w, 0, "deflate c1 over_pressure_ceiling p=181.0");
+	assert_true(deflate_line >= 0);
+	/* The samples went up after the abort: the session no longer timed them. */
+	samples_line = wiring_find(&w, (size_t)deflate_line, "samples c1 3");
+	assert_true(samples_line > deflate_line);
+	assert_string_equal(w.ended_outcome, "aborted");
+	assert_string_equal(w.ended_reason, "over_pressure_ceiling");
+	assert_null(runner_find(w.runner, id));
+	/* Exactly one DEFLATE, with the safety reason, and nothing else. */
+	assert_int_equal(gatt_peer_count(&w.peers[0], BFR_CP_DEFLATE), 1);
+	for (size_t i = cp_before; i < w.peers[0].n_cp; i++)
+		if (w.peers[0].cp[i].opcode != BFR_CP_CUE)
+			assert_int_equal(w.peers[0].cp[i].opcode, BFR_CP_DEFLATE);
+	for (size_t i = 0; i < w.peers[0].n_cp; i++)
+		if (w.peers[0].cp[i].opcode == BFR_CP_DEFLATE)
+			assert_int_equal(w.peers[0].cp[i].deflate_reason, BFR_DEFLATE_SAFETY);
+	wiring_teardown(&w);
+}
+
+static bool both_lops_measured(struct wiring *x)
+{
+	return wiring_find(x, 0, "lop c1 ok") >= 0 && wiring_find(x, 0, "lop c2 ok") >= 0;
+}
+
+/*
+ * Bilateral: the targets of one step are checked together. With an
+ * unacknowledged HIGH alarm on the second cuff (raised while both LOPs were
+ * being measured), neither SET_TARGET is sent and the session is aborted.
+ */
+static void test_bilateral_targets_refused_together(void **state)
+{
+	struct command_error err = { 0 };
+	char id[SESSION_ID_BUF];
+
+	wiring_setup(&w, 2, NULL);
+	wiring_connect(&w);
+	assert_int_equal(wiring_start(&w, BILATERAL_PLAN, id, &err), 0);
+	assert_int_equal(alarm_raise(alarms_table(w.alarms), "c2", id, ALARM_LINK_LOST_INFLATED,
+				     NULL, NULL, 1, NULL),
+			 0);
+	wiring_run_until(&w, both_lops_measured);
+	wiring_run_until(&w, ended);
+	assert_int_equal(gatt_peer_count(&w.peers[0], BFR_CP_SET_TARGET), 0);
+	assert_int_equal(gatt_peer_count(&w.peers[1], BFR_CP_SET_TARGET), 0);
+	assert_string_equal(w.ended_outcome, "aborted");
+	assert_string_equal(w.ended_reason, "limit_exceeded");
+	wiring_teardown(&w);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_safety_deflate_ends_session_after_whole_notification),
+		cmocka_unit_test(test_bilateral_targets_refused_together),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
