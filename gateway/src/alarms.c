@@ -64,8 +64,8 @@ void alarms_publish_closed_json(struct alarms *a, const char *alarm_id, json_t *
 
 	if (payload_topic(a->ctx, topic, sizeof(topic), "alarm/%s", alarm_id) < 0)
 		return;
-	publisher_qos1(a->pub, topic, record, 0);
-	publisher_qos1_raw(a->pub, topic, "", 0, OUTBOX_RETAIN, NULL);
+	(void)publisher_qos1(a->pub, topic, record, 0);
+	(void)publisher_qos1_raw(a->pub, topic, "", 0, OUTBOX_RETAIN, NULL);
 }
 
 /* record: also append the change to the database's alarm history. */
@@ -81,7 +81,7 @@ static void publish(struct alarms *a, const struct alarm_record *rec, bool recor
 	if (rec->state == ALARM_STATE_CLEARED)
 		alarms_publish_closed_json(a, rec->alarm_id, p);
 	else if (payload_topic(a->ctx, topic, sizeof(topic), "alarm/%s", rec->alarm_id) == 0)
-		publisher_qos1(a->pub, topic, p, OUTBOX_RETAIN);
+		(void)publisher_qos1(a->pub, topic, p, OUTBOX_RETAIN);
 	if (a->store && record)
 		record_history(a, rec, json_object_get(p, "values"));
 	json_decref(p);
@@ -220,12 +220,14 @@ void alarms_storage_error(struct alarms *a, bool present, const char *message)
 {
 	uint64_t wall = payload_wall_ms(a->ctx);
 
+	/* Clearing with valid arguments cannot fail. */
 	if (!present) {
-		alarm_condition_cleared(a->table, "", ALARM_STORAGE_ERROR, wall);
+		(void)alarm_condition_cleared(a->table, "", ALARM_STORAGE_ERROR, wall);
 		return;
 	}
-	if (!alarm_find_open(a->table, "", ALARM_STORAGE_ERROR))
-		alarm_raise(a->table, "", NULL, ALARM_STORAGE_ERROR, message, NULL, wall, NULL);
+	if (!alarm_find_open(a->table, "", ALARM_STORAGE_ERROR) &&
+	    alarm_raise(a->table, "", NULL, ALARM_STORAGE_ERROR, message, NULL, wall, NULL) < 0)
+		log_error("storage_error could not be raised (%s)", message ? message : "disk");
 }
 
 void alarms_outbox_level(struct alarms *a, bool over)
@@ -236,8 +238,9 @@ void alarms_outbox_level(struct alarms *a, bool over)
 	if (over && !open) {
 		struct alarm_values v = { NAN, NAN, 100.0 * OUTBOX_ALARM_RATIO, NAN };
 
-		alarm_raise(a->table, "", NULL, ALARM_OUTBOX_FULL, NULL, &v, wall, NULL);
+		if (alarm_raise(a->table, "", NULL, ALARM_OUTBOX_FULL, NULL, &v, wall, NULL) < 0)
+			log_error("outbox_full could not be raised");
 	} else if (!over && open) {
-		alarm_condition_cleared(a->table, "", ALARM_OUTBOX_FULL, wall);
+		(void)alarm_condition_cleared(a->table, "", ALARM_OUTBOX_FULL, wall);
 	}
 }

@@ -163,7 +163,7 @@ static int estop(struct commands *cmds, const struct command *cmd, struct comman
 	 * keeps the alarm (and the inflation block) until it is acknowledged. */
 	if (alarm_raise(table, "", NULL, ALARM_ESTOP, msg, NULL, wall, NULL) < 0)
 		log_error("e-stop: the estop alarm could not be raised");
-	alarm_condition_cleared(table, "", ALARM_ESTOP, wall);
+	(void)alarm_condition_cleared(table, "", ALARM_ESTOP, wall); /* valid: cannot fail */
 	log_warn("e-stop (request %s): %zu cuffs deflated", cmd->request_id, n);
 	return 0;
 }

@@ -168,7 +168,8 @@ static void execute(struct cuff *c, const struct safety_action *acts, size_t n,
 			break;
 		}
 		case SAFETY_ACT_CLEAR:
-			alarm_condition_cleared(c->deps.alarms, c->cfg->id, a->code, wall_ms(c));
+			/* Valid arguments: clearing cannot fail. */
+			(void)alarm_condition_cleared(c->deps.alarms, c->cfg->id, a->code, wall_ms(c));
 			break;
 		case SAFETY_ACT_REFUSE:
 			break; /* answered by the caller of INFLATE_CMD */

@@ -1,4 +1,11 @@
-/* messages.c - see messages.h. */
+/*
+ * messages.c - see messages.h.
+ *
+ * The json_object_set_new / json_array_append_new calls are not checked one
+ * by one: they fail only for lack of memory, which leaves a field out of one
+ * message (a consumer sees it as invalid and drops it); nothing unsafe can
+ * follow, and checking each would hide what the builder says.
+ */
 #include "messages.h"
 
 #include <math.h>

@@ -65,7 +65,8 @@ void publisher_free(struct publisher *pub, unsigned flush_ms);
  * QoS 1 through the outbox. flags: OUTBOX_RETAIN, OUTBOX_DROPPABLE (a
  * retained snapshot a newer one supersedes). 0, -ENOBUFS (a droppable
  * snapshot over the outbox bound: the next one will do), or -errno (then
- * on_outbox_refused has been called).
+ * it was logged and on_outbox_refused has been called). Callers may ignore
+ * the result: everything that can be done about a failure is done here.
  */
 int publisher_qos1(struct publisher *pub, const char *topic, json_t *payload, unsigned flags);
 int publisher_qos1_raw(struct publisher *pub, const char *topic, const void *buf, size_t len,

@@ -1,4 +1,4 @@
-/* recovery.c - see recovery.h. */
+/* recovery.c - see recovery.h. JSON field setters unchecked as in messages.c. */
 #include "recovery.h"
 
 #include <errno.h>
@@ -100,7 +100,7 @@ static void publish_aborted_event(struct recovery *rec, const char *id, uint32_t
 				0) < 0)
 		log_error("session %s: aborted event not recorded", id);
 	if (payload_topic(rec->deps.ctx, topic, sizeof(topic), "session/%s/event", id) == 0)
-		publisher_qos1(rec->deps.pub, topic, ev, 0);
+		(void)publisher_qos1(rec->deps.pub, topic, ev, 0);
 out:
 	free(text);
 	json_decref(ev);
@@ -118,7 +118,7 @@ static void publish_final_state(struct recovery *rec, const char *id, json_t *st
 		json_object_set_new(fin, "phase", json_string("aborted"));
 		json_object_set_new(fin, "seconds_left", json_null());
 		if (payload_topic(rec->deps.ctx, topic, sizeof(topic), "session/%s/state", id) == 0)
-			publisher_qos1(rec->deps.pub, topic, fin, OUTBOX_RETAIN);
+			(void)publisher_qos1(rec->deps.pub, topic, fin, OUTBOX_RETAIN);
 	}
 	json_decref(fin);
 	json_decref(env);
@@ -162,7 +162,7 @@ static void close_interrupted_session(struct recovery *rec, const char *id)
 								   "exercises"),
 						   json_object_get(recorded, "figures")));
 	if (p && payload_topic(rec->deps.ctx, topic, sizeof(topic), "session/%s/summary", id) == 0)
-		publisher_qos1(rec->deps.pub, topic, p, OUTBOX_RETAIN);
+		(void)publisher_qos1(rec->deps.pub, topic, p, OUTBOX_RETAIN);
 	if (p && json_is_object(state))
 		publish_final_state(rec, id, state);
 	json_decref(p);

@@ -222,7 +222,7 @@ static void publish_event(struct run *run, const struct session_event *e)
 		run_log(run, LOG_LEVEL_ERROR, "event %u not recorded", e->seq);
 	free(text);
 	if (payload_topic(r->deps.ctx, topic, sizeof(topic), "session/%s/event", run->id) == 0)
-		publisher_qos1(r->deps.pub, topic, p, 0);
+		(void)publisher_qos1(r->deps.pub, topic, p, 0);
 	json_decref(p);
 	if (e->type == SESSION_EV_COMPLETED || e->type == SESSION_EV_STOPPED ||
 	    e->type == SESSION_EV_ABORTED) {
@@ -274,7 +274,7 @@ static void publish_state(struct run *run)
 		return;
 	/* The final state must not be coalesced away or refused at the bound. */
 	if (payload_topic(r->deps.ctx, topic, sizeof(topic), "session/%s/state", run->id) == 0)
-		publisher_qos1(r->deps.pub, topic, p,
+		(void)publisher_qos1(r->deps.pub, topic, p,
 			       run->ended ? OUTBOX_RETAIN : OUTBOX_RETAIN | OUTBOX_DROPPABLE);
 	if (r->deps.store) {
 		char *text = json_dumps(p, MSG_JSON_FLAGS);
@@ -335,7 +335,7 @@ static void publish_summary(struct run *run)
 	p = msg_session_summary(r->deps.ctx, &sum, exercises_json(run));
 	if (p && payload_topic(r->deps.ctx, topic, sizeof(topic), "session/%s/summary",
 			       run->id) == 0)
-		publisher_qos1(r->deps.pub, topic, p, OUTBOX_RETAIN);
+		(void)publisher_qos1(r->deps.pub, topic, p, OUTBOX_RETAIN);
 	if (!p)
 		run_log(run, LOG_LEVEL_ERROR, "summary: out of memory, not published");
 	if (r->deps.store &&
