@@ -50,6 +50,8 @@ static const struct code_desc codes[ALARM_CODE_COUNT] = {
 				     "cuff battery critical: no new exercise" },
 	[ALARM_LOP_INVALID] = { "lop_invalid", M, TEC, false,
 				"limb occlusion pressure invalid or missing" },
+	[ALARM_CUFF_FAULT] = { "cuff_fault", M, TEC, false,
+			       "cuff reports a fault: no new inflation" },
 	[ALARM_ESTOP] = { "estop", H, TEC, true, "emergency stop: all cuffs deflated" },
 	[ALARM_OUTBOX_FULL] = { "outbox_full", M, TEC, true, "outbox nearly full" },
 	[ALARM_STORAGE_ERROR] = { "storage_error", M, TEC, true, "storage error" },

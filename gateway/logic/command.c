@@ -901,6 +901,7 @@ enum command_error_code command_refusal_code(enum limits_refusal refusal)
 	case LIMITS_REFUSE_UNACKED_HIGH:
 		return CMD_ERR_ALARM_UNACKED;
 	case LIMITS_REFUSE_BATTERY:
+	case LIMITS_REFUSE_BATTERY_UNKNOWN:
 		return CMD_ERR_BATTERY_LOW;
 	default:
 		return CMD_ERR_BAD_STATE;

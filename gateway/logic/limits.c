@@ -84,6 +84,8 @@ static const char *const refusal_names[LIMITS_REFUSAL_COUNT] = {
 	[LIMITS_REFUSE_BATTERY] = "battery",
 	[LIMITS_REFUSE_SENSOR_FAULT] = "sensor_fault",
 	[LIMITS_REFUSE_SAFETY_CONDITION] = "safety_condition",
+	[LIMITS_REFUSE_BATTERY_UNKNOWN] = "battery_unknown",
+	[LIMITS_REFUSE_CUFF_FAULT] = "cuff_fault",
 };
 
 static double field_get(const struct limits *l, const struct field_desc *fd)

@@ -107,6 +107,8 @@ enum limits_refusal {
 	LIMITS_REFUSE_BATTERY,             /* battery < battery_min_pct */
 	LIMITS_REFUSE_SENSOR_FAULT,        /* pressure sensor faulty */
 	LIMITS_REFUSE_SAFETY_CONDITION,    /* a deflating safety condition is present */
+	LIMITS_REFUSE_BATTERY_UNKNOWN,     /* the cuff's battery level is not known yet */
+	LIMITS_REFUSE_CUFF_FAULT,          /* the cuff reports a fault (status) */
 	LIMITS_REFUSAL_COUNT,
 };
 

@@ -10,7 +10,17 @@
 	((1u << ALARM_OVER_PRESSURE_CEILING) | (1u << ALARM_FULL_OCCLUSION) |          \
 	 (1u << ALARM_INFLATION_TIME) | (1u << ALARM_TELEMETRY_LOST) |                 \
 	 (1u << ALARM_LINK_LOST_INFLATED) | (1u << ALARM_DEFLATE_FAILED) |             \
-	 (1u << ALARM_SENSOR_FAULT))
+	 (1u << ALARM_SENSOR_FAULT) | (1u << ALARM_CUFF_FAULT))
+
+/* Cuff Status fault bits that make the cuff unfit to inflate (SR-25). A
+ * leak is the gateway's own MEDIUM alarm (SR-05: the exercise goes on); a
+ * failed LOP search and the supervision deflation are reported otherwise. */
+#define FAULTS_BLOCKING                                                                \
+	(BFR_FAULT_SENSOR | BFR_FAULT_VALVE_STUCK | BFR_FAULT_OVER_PRESSURE |          \
+	 BFR_FAULT_DEFLATE_FAILED)
+
+/* A safety DEFLATE not confirmed within this releases the cuff (SR-24). */
+#define RELEASE_AFTER_MS SAFETY_DEFLATE_RESEND_MS
 
 /* Actions of one call, collected so the DEFLATE can be put first. */
 struct ctx {
@@ -18,6 +28,8 @@ struct ctx {
 	uint64_t now;
 	bool deflate;
 	enum bfr_deflate_reason deflate_reason;
+	enum alarm_code deflate_cause;
+	bool release;
 	size_t n;
 	struct safety_action acts[SAFETY_MAX_ACTIONS];
 };
@@ -34,9 +46,10 @@ static void push(struct ctx *c, const struct safety_action *a)
 	/*
 	 * Each condition yields at most one edge per call and there are fewer
 	 * codes than slots, so this cannot overflow; the check is a backstop
-	 * that can only ever lose an alarm edge, never the DEFLATE (kept apart).
+	 * that can only ever lose an alarm edge, never the DEFLATE or RELEASE
+	 * (kept apart).
 	 */
-	if (c->n < SAFETY_MAX_ACTIONS - 1)
+	if (c->n < SAFETY_MAX_ACTIONS - 2)
 		c->acts[c->n++] = *a;
 }
 
@@ -77,14 +90,18 @@ static double cur_pressure(const struct safety_state *s)
 }
 
 /* Starts (or continues) tracking a DEFLATE the cuff has been told about. */
-static void track_deflate(struct safety_state *s, uint64_t now, enum bfr_deflate_reason reason)
+static void track_deflate(struct safety_state *s, uint64_t now, enum bfr_deflate_reason reason,
+			  enum alarm_code cause)
 {
 	if (!s->deflate_pending) {
 		s->deflate_pending = true;
 		s->deflate_first_ms = now;
 		s->deflate_reason = reason;
+		s->deflate_cause = (uint8_t)cause;
+		s->released = false;
 	} else if (reason > s->deflate_reason) {
 		s->deflate_reason = reason;
+		s->deflate_cause = (uint8_t)cause;
 	}
 	s->deflate_check_ms = now;
 	s->deflate_check_mmhg = cur_pressure(s);
@@ -99,16 +116,19 @@ static void track_deflate(struct safety_state *s, uint64_t now, enum bfr_deflate
  * wait for the re-send interval of an earlier, possibly normal, deflate).
  * While the link is down it cannot be sent; LINK_UP sends it.
  */
-static void deflate_now(struct ctx *c, enum bfr_deflate_reason reason)
+static void deflate_now(struct ctx *c, enum bfr_deflate_reason reason, enum alarm_code cause)
 {
 	struct safety_state *s = c->s;
 
 	s->reperfusion_due = true;
-	track_deflate(s, c->now, reason);
+	track_deflate(s, c->now, reason, cause);
 	if (!s->link_up)
 		return;
 	if (!c->deflate || reason > c->deflate_reason)
 		c->deflate_reason = reason;
+	/* The first condition of the call names it. */
+	if (!c->deflate || c->deflate_cause == ALARM_CODE_COUNT)
+		c->deflate_cause = cause;
 	c->deflate = true;
 }
 
@@ -128,6 +148,8 @@ static void deflate_resend(struct ctx *c)
 		return;
 	if (!c->deflate || s->deflate_reason > c->deflate_reason)
 		c->deflate_reason = s->deflate_reason;
+	if (!c->deflate)
+		c->deflate_cause = (enum alarm_code)s->deflate_cause;
 	c->deflate = true;
 }
 
@@ -163,6 +185,7 @@ int safety_init(struct safety_state *s, const struct limits *lim, uint64_t now_m
 	s->accounted_at_ms = now_ms;
 	s->lop_mmhg = NAN;
 	s->battery_pct = -1;
+	s->deflate_cause = ALARM_CODE_COUNT;
 	reset_sample_timers(s);
 	return 0;
 }
@@ -225,7 +248,7 @@ static void sensor_fault(struct ctx *c, struct alarm_values v, const char *messa
 	/* Once; the DEFLATE tracking re-sends, and without a valid reading it
 	 * can never confirm, so deflate_failed follows after the timeout. */
 	if ((s->inflated || s->target_mmhg > 0) && (first || !s->deflate_pending))
-		deflate_now(c, BFR_DEFLATE_SAFETY);
+		deflate_now(c, BFR_DEFLATE_SAFETY, ALARM_SENSOR_FAULT);
 }
 
 static void on_sample(struct ctx *c, double p, double pulse, uint16_t status)
@@ -239,12 +262,15 @@ static void on_sample(struct ctx *c, double p, double pulse, uint16_t status)
 	s->last_sample_ms = now;
 	s->status = status;
 	set_cond(c, ALARM_TELEMETRY_LOST, false, no_values);
+	/* What the cuff says of itself, valid reading or not. */
+	s->battery_low_bit = (status & BFR_ST_BATTERY_LOW) != 0;
+	s->relief_tripped = (status & BFR_ST_RELIEF_TRIPPED) != 0;
 
 	/* Any finite reading above the ceiling deflates, even one flagged faulty. */
 	if (isfinite(p) && p > l->max_pressure_mmhg) {
 		set_cond(c, ALARM_OVER_PRESSURE_CEILING, true,
 			 vals(p, t, l->max_pressure_mmhg, NAN));
-		deflate_now(c, BFR_DEFLATE_SAFETY);
+		deflate_now(c, BFR_DEFLATE_SAFETY, ALARM_OVER_PRESSURE_CEILING);
 		/* A sample proves the link carries data: send even if LINK_DOWN raced it. */
 		c->deflate = true;
 		c->deflate_reason = BFR_DEFLATE_SAFETY;
@@ -272,7 +298,7 @@ static void on_sample(struct ctx *c, double p, double pulse, uint16_t status)
 	if (s->link_fresh) {
 		s->link_fresh = false;
 		if (p > SAFETY_INFLATED_ABOVE_MMHG && s->target_mmhg <= 0 && !s->deflate_pending)
-			deflate_now(c, BFR_DEFLATE_SAFETY);
+			deflate_now(c, BFR_DEFLATE_SAFETY, ALARM_CODE_COUNT);
 	}
 
 	if (status & BFR_ST_SUPERVISION_DEFLATED) {
@@ -346,7 +372,7 @@ static int64_t lop_age_s(const struct safety_state *s, uint64_t now)
 {
 	if (isnan(s->lop_mmhg))
 		return -1;
-	return (int64_t)((now - s->lop_at_ms) / 1000u);
+	return ((int64_t)now - s->lop_at_ms) / 1000;
 }
 
 int safety_may_inflate(const struct safety_state *s, uint64_t now_ms, bool unacked_high,
@@ -363,19 +389,23 @@ int safety_may_inflate(const struct safety_state *s, uint64_t now_ms, bool unack
 		return refuse(LIMITS_REFUSE_LINK_DOWN, reason);
 	if (s->sensor_bad)
 		return refuse(LIMITS_REFUSE_SENSOR_FAULT, reason);
+	if (s->fault_status || s->relief_tripped)
+		return refuse(LIMITS_REFUSE_CUFF_FAULT, reason);
 	if (s->deflate_pending)
 		return refuse(LIMITS_REFUSE_DEFLATING, reason);
 	if (s->present & DEFLATING_CONDITIONS)
 		return refuse(LIMITS_REFUSE_SAFETY_CONDITION, reason);
 	if (unacked_high)
 		return refuse(LIMITS_REFUSE_UNACKED_HIGH, reason);
-	if (s->battery_pct >= 0 && (uint32_t)s->battery_pct < l->battery_min_pct)
+	if (s->battery_pct < 0)
+		return refuse(LIMITS_REFUSE_BATTERY_UNKNOWN, reason);
+	if ((uint32_t)s->battery_pct < l->battery_min_pct || s->battery_low_bit)
 		return refuse(LIMITS_REFUSE_BATTERY, reason);
 	if (s->in_session && s->session_inflated_ms >= (uint64_t)l->session_total_s * 1000u)
 		return refuse(LIMITS_REFUSE_SESSION_TOTAL, reason);
 	if (s->reperfusion_due) {
-		/* Reperfusion only starts once the cuff is actually down. */
-		if (s->inflated || s->deflated_at_ms == SAFETY_NEVER)
+		/* Reperfusion only starts once the cuff is seen deflated. */
+		if (!s->down || s->deflated_at_ms == SAFETY_NEVER)
 			return refuse(LIMITS_REFUSE_REPERFUSION, reason);
 		if (now_ms - s->deflated_at_ms < (uint64_t)l->min_reperfusion_s * 1000u)
 			return refuse(LIMITS_REFUSE_REPERFUSION, reason);
@@ -458,6 +488,28 @@ static void on_inflate(struct ctx *c, double target, bool unacked_high)
 
 /* ---- evaluation after every event ---------------------------------------- */
 
+/*
+ * What the cuff says of itself (SR-16, SR-25): battery level and battery-low
+ * bit, Cuff Status faults and the relief-valve bit. A fault while inflated
+ * deflates: a cuff that reports one is not trusted to hold a pressure.
+ */
+static void device_conditions(struct ctx *c)
+{
+	struct safety_state *s = c->s;
+	const struct limits *l = &s->lim;
+	bool low = (s->battery_pct >= 0 && (uint32_t)s->battery_pct < l->battery_low_pct) ||
+		   s->battery_low_bit;
+	bool fault = s->fault_status || s->relief_tripped;
+
+	set_cond(c, ALARM_BATTERY_LOW, low, vals(NAN, NAN, l->battery_low_pct, NAN));
+	set_cond(c, ALARM_BATTERY_CRITICAL,
+		 s->battery_pct >= 0 && (uint32_t)s->battery_pct < l->battery_min_pct,
+		 vals(NAN, NAN, l->battery_min_pct, NAN));
+	if (fault && !present(s, ALARM_CUFF_FAULT) && (s->inflated || s->target_mmhg > 0))
+		deflate_now(c, BFR_DEFLATE_SAFETY, ALARM_CUFF_FAULT);
+	set_cond(c, ALARM_CUFF_FAULT, fault, vals(cur_pressure(s), s->target_mmhg, NAN, NAN));
+}
+
 static void evaluate(struct ctx *c)
 {
 	struct safety_state *s = c->s;
@@ -467,22 +519,32 @@ static void evaluate(struct ctx *c)
 	bool inflated = s->target_mmhg > 0 ||
 			(s->have_pressure && s->pressure_mmhg > SAFETY_INFLATED_ABOVE_MMHG);
 
+	bool down = s->target_mmhg <= 0 && s->have_pressure &&
+		    s->pressure_mmhg < l->deflated_below_mmhg;
+
 	if (inflated && !s->inflated) {
 		s->inflated_since_ms = now;
 	} else if (!inflated && s->inflated) {
-		s->deflated_at_ms = now;
 		s->inflated_since_ms = SAFETY_NEVER;
 		set_cond(c, ALARM_INFLATION_TIME, false, no_values);
 		set_cond(c, ALARM_INFLATION_TIME_WARNING, false, no_values);
 	}
 	s->inflated = inflated;
+	/* Reperfusion starts when the cuff is seen deflated (SR-08), the same
+	 * "< deflated_below_mmHg" the session waits for before its reperfusion
+	 * phase, so a plan's reperfusion_s and the engine agree to the ms. */
+	if (down && !s->down)
+		s->deflated_at_ms = now;
+	s->down = down;
+
+	device_conditions(c);
 
 	if (timer_expired(s->occlusion_since_ms, now, l->full_occlusion_ms) &&
 	    !present(s, ALARM_FULL_OCCLUSION)) {
 		set_cond(c, ALARM_FULL_OCCLUSION, true,
 			 vals(p, t, s->lop_mmhg * l->full_occlusion_pct / 100.0,
 			      secs(s->occlusion_since_ms, now)));
-		deflate_now(c, BFR_DEFLATE_SAFETY);
+		deflate_now(c, BFR_DEFLATE_SAFETY, ALARM_FULL_OCCLUSION);
 	}
 	if (timer_expired(s->band_high_since_ms, now, l->band_ms))
 		set_cond(c, ALARM_PRESSURE_HIGH, true,
@@ -504,14 +566,20 @@ static void evaluate(struct ctx *c)
 		if (d > max_ms && !present(s, ALARM_INFLATION_TIME)) {
 			set_cond(c, ALARM_INFLATION_TIME, true,
 				 vals(p, t, (double)l->max_inflation_s, (double)d / 1000.0));
-			deflate_now(c, BFR_DEFLATE_SAFETY);
+			deflate_now(c, BFR_DEFLATE_SAFETY, ALARM_INFLATION_TIME);
 		}
 	}
 
-	if (s->in_session && s->session_inflated_ms > (uint64_t)l->session_total_s * 1000u)
+	/* The session total is a hard limit (SR-07): the inflation that uses it
+	 * up is deflated, once, when the total is crossed. */
+	if (s->in_session && s->session_inflated_ms > (uint64_t)l->session_total_s * 1000u &&
+	    !present(s, ALARM_SESSION_INFLATION_TOTAL)) {
 		set_cond(c, ALARM_SESSION_INFLATION_TOTAL, true,
 			 vals(p, t, (double)l->session_total_s,
 			      (double)s->session_inflated_ms / 1000.0));
+		if (s->inflated)
+			deflate_now(c, BFR_DEFLATE_SAFETY, ALARM_SESSION_INFLATION_TOTAL);
+	}
 
 	/* Telemetry: counted from the later of last sample, link up, inflation start. */
 	if (s->link_up && s->inflated && !present(s, ALARM_TELEMETRY_LOST)) {
@@ -526,7 +594,7 @@ static void evaluate(struct ctx *c)
 				 vals(p, t, (double)l->sample_timeout_ms / 1000.0,
 				      (double)(now - base) / 1000.0));
 			/* Unsupervisable pressure is not left on a limb. */
-			deflate_now(c, BFR_DEFLATE_SAFETY);
+			deflate_now(c, BFR_DEFLATE_SAFETY, ALARM_TELEMETRY_LOST);
 		}
 	}
 
@@ -537,7 +605,7 @@ static void evaluate(struct ctx *c)
 			set_cond(c, ALARM_DEFLATE_FAILED, true,
 				 vals(p, t, l->deflated_below_mmhg,
 				      (double)(now - s->deflate_first_ms) / 1000.0));
-			deflate_now(c, BFR_DEFLATE_SAFETY);
+			deflate_now(c, BFR_DEFLATE_SAFETY, ALARM_DEFLATE_FAILED);
 		} else if (!c->deflate && now - s->deflate_check_ms >= SAFETY_DEFLATE_RESEND_MS) {
 			bool falling = !isnan(p) && !isnan(s->deflate_check_mmhg) &&
 				       p <= s->deflate_check_mmhg - SAFETY_FALLING_MMHG;
@@ -546,6 +614,17 @@ static void evaluate(struct ctx *c)
 				s->deflate_check_ms = now;
 				s->deflate_check_mmhg = p;
 			} else {
+				/*
+				 * SR-24: a safety DEFLATE the cuff neither confirmed nor
+				 * acted on for a whole re-send interval. Keepalives would
+				 * keep its own fail-safe from firing while its control
+				 * channel is dead: release it, once.
+				 */
+				if (s->deflate_reason >= BFR_DEFLATE_SAFETY && !s->released &&
+				    now - s->deflate_first_ms >= RELEASE_AFTER_MS) {
+					s->released = true;
+					c->release = true;
+				}
 				deflate_resend(c);
 			}
 		}
@@ -575,9 +654,20 @@ static int validate(const struct safety_state *s, const struct safety_event *ev,
 			       0 :
 			       -EINVAL;
 	case SAFETY_EV_LOP_SET:
-		return ev->lop.measured_at_ms <= (now > s->now_ms ? now : s->now_ms) ? 0 : -EINVAL;
+		/* A LOP is a number or NAN (failed); a ceiling NAN or > 0. */
+		return !isinf(ev->lop.lop_mmhg) &&
+			       (isnan(ev->lop.search_ceiling_mmhg) ||
+				(isfinite(ev->lop.search_ceiling_mmhg) &&
+				 ev->lop.search_ceiling_mmhg > 0)) ?
+			       0 :
+			       -EINVAL;
 	case SAFETY_EV_BATTERY:
 		return ev->battery.pct >= 0 && ev->battery.pct <= 100 ? 0 : -EINVAL;
+	case SAFETY_EV_STATUS:
+		return ev->status.state <= BFR_STATE_FAULT && ev->status.battery_pct >= 0 &&
+			       ev->status.battery_pct <= 100 ?
+			       0 :
+			       -EINVAL;
 	}
 	return -EINVAL;
 }
@@ -601,7 +691,9 @@ static void apply(struct ctx *c, const struct safety_event *ev)
 		/* What happened while we could not see is unknown: deflate first. */
 		if (s->deflate_pending || present(s, ALARM_LINK_LOST_INFLATED)) {
 			s->deflate_pending = false;
-			deflate_now(c, BFR_DEFLATE_SAFETY);
+			deflate_now(c, BFR_DEFLATE_SAFETY,
+				    present(s, ALARM_LINK_LOST_INFLATED) ? ALARM_LINK_LOST_INFLATED
+									 : ALARM_CODE_COUNT);
 		}
 		break;
 	case SAFETY_EV_LINK_DOWN:
@@ -623,7 +715,8 @@ static void apply(struct ctx *c, const struct safety_event *ev)
 		 * was not inflated (an e-stop of every cuff) blocks nothing. */
 		if (!ev->deflate.rest && s->inflated)
 			s->reperfusion_due = true;
-		track_deflate(s, c->now, (enum bfr_deflate_reason)ev->deflate.reason);
+		track_deflate(s, c->now, (enum bfr_deflate_reason)ev->deflate.reason,
+			      ALARM_CODE_COUNT);
 		break;
 	case SAFETY_EV_CP_RESULT:
 		if (ev->cp_result.opcode == BFR_CP_DEFLATE)
@@ -645,27 +738,33 @@ static void apply(struct ctx *c, const struct safety_event *ev)
 		set_cond(c, ALARM_SESSION_INFLATION_TOTAL, false, no_values);
 		break;
 	case SAFETY_EV_LOP_SET:
-		if (limits_check_lop(l, ev->lop.lop_mmhg,
-				     (int64_t)((c->now - ev->lop.measured_at_ms) / 1000u), &why) < 0) {
-			/* A failed re-measurement also withdraws the old LOP. */
-			s->lop_mmhg = NAN;
+		/* SR-15: a LOP above the search ceiling asked for is impossible;
+		 * an invalid or failed result keeps the last valid LOP. */
+		if (limits_check_lop(l, ev->lop.lop_mmhg, (int64_t)(ev->lop.age_ms / 1000u), &why) < 0 ||
+		    (!isnan(ev->lop.search_ceiling_mmhg) &&
+		     ev->lop.lop_mmhg > ev->lop.search_ceiling_mmhg)) {
 			set_cond(c, ALARM_LOP_INVALID, true,
 				 vals(NAN, NAN, isnan(ev->lop.lop_mmhg) ? NAN : ev->lop.lop_mmhg,
 				      NAN));
 		} else {
 			s->lop_mmhg = ev->lop.lop_mmhg;
-			s->lop_at_ms = ev->lop.measured_at_ms;
+			s->lop_at_ms = (int64_t)c->now - (int64_t)ev->lop.age_ms;
 			set_cond(c, ALARM_LOP_INVALID, false, no_values);
 		}
+		/* The search's own inflation is not the next set's: the continuous
+		 * clock (SR-06) restarts when the measurement ends. */
+		if (s->measuring_lop && s->target_mmhg <= 0 && s->inflated)
+			s->inflated_since_ms = c->now;
 		s->occlusion_since_ms = SAFETY_NEVER;
 		s->measuring_lop = false;
 		break;
 	case SAFETY_EV_BATTERY:
 		s->battery_pct = ev->battery.pct;
-		set_cond(c, ALARM_BATTERY_LOW, (uint32_t)ev->battery.pct < l->battery_low_pct,
-			 vals(NAN, NAN, l->battery_low_pct, NAN));
-		set_cond(c, ALARM_BATTERY_CRITICAL, (uint32_t)ev->battery.pct < l->battery_min_pct,
-			 vals(NAN, NAN, l->battery_min_pct, NAN));
+		break;
+	case SAFETY_EV_STATUS:
+		s->battery_pct = ev->status.battery_pct;
+		s->fault_status = ev->status.state == BFR_STATE_FAULT ||
+				  (ev->status.faults & FAULTS_BLOCKING);
 		break;
 	}
 }
@@ -687,10 +786,13 @@ int safety_handle(struct safety_state *s, const struct safety_event *ev, uint64_
 	c.now = now_ms;
 	c.deflate = false;
 	c.deflate_reason = BFR_DEFLATE_NORMAL;
+	c.deflate_cause = ALARM_CODE_COUNT;
+	c.release = false;
 	c.n = 0;
 
-	/* Session time is charged for the interval before this event. */
-	if (s->in_session && s->inflated)
+	/* Session time is charged for the interval before this event; a LOP
+	 * search is not exercise (the plan's time limits cannot include it). */
+	if (s->in_session && s->inflated && !s->measuring_lop)
 		s->session_inflated_ms += now_ms - s->accounted_at_ms;
 	s->accounted_at_ms = now_ms;
 	s->now_ms = now_ms;
@@ -702,11 +804,19 @@ int safety_handle(struct safety_state *s, const struct safety_event *ev, uint64_
 		memset(&acts[n], 0, sizeof(acts[n]));
 		acts[n].type = SAFETY_ACT_DEFLATE;
 		acts[n].deflate_reason = c.deflate_reason;
+		acts[n].cause = c.deflate_cause;
 		acts[n].values = no_values;
 		n++;
 	}
 	for (size_t i = 0; i < c.n; i++)
 		acts[n++] = c.acts[i];
+	if (c.release) {
+		memset(&acts[n], 0, sizeof(acts[n]));
+		acts[n].type = SAFETY_ACT_RELEASE;
+		acts[n].cause = (enum alarm_code)s->deflate_cause;
+		acts[n].values = no_values;
+		n++;
+	}
 	*n_out = n;
 	return 0;
 }
@@ -836,6 +946,8 @@ const char *safety_event_name(enum safety_event_type t)
 		return "battery";
 	case SAFETY_EV_LOP_MEASURE:
 		return "lop_measure";
+	case SAFETY_EV_STATUS:
+		return "status";
 	}
 	return "unknown";
 }
@@ -851,6 +963,8 @@ const char *safety_action_name(enum safety_action_type t)
 		return "clear";
 	case SAFETY_ACT_REFUSE:
 		return "refuse";
+	case SAFETY_ACT_RELEASE:
+		return "release";
 	}
 	return "unknown";
 }

@@ -76,6 +76,7 @@ enum safety_event_type {
 	SAFETY_EV_LOP_SET,      /* a LOP measurement result (NAN if it failed) */
 	SAFETY_EV_BATTERY,
 	SAFETY_EV_LOP_MEASURE,  /* BEFORE sending MEASURE_LOP: may answer REFUSE */
+	SAFETY_EV_STATUS,       /* the Cuff Status characteristic (read at connect, notified) */
 };
 
 struct safety_event {
@@ -107,12 +108,20 @@ struct safety_event {
 			uint8_t result; /* enum bfr_cp_result */
 		} cp_result;
 		struct {
-			double lop_mmhg;
-			uint64_t measured_at_ms; /* same clock as now_ms, <= now_ms */
+			double lop_mmhg;   /* NAN: the measurement failed */
+			uint64_t age_ms;   /* 0 for a fresh result; a restored LOP's age */
+			/* The max_search_mmHg MEASURE_LOP asked for: a LOP above it is
+			 * impossible. NAN when not known (a restored LOP). */
+			double search_ceiling_mmhg;
 		} lop;
 		struct {
 			int pct; /* 0..100 */
 		} battery;
+		struct {
+			uint8_t state;      /* enum bfr_cuff_state, 0..5 */
+			uint16_t faults;    /* BFR_FAULT_* */
+			int battery_pct;    /* 0..100 */
+		} status;
 	};
 };
 
@@ -121,6 +130,13 @@ enum safety_action_type {
 	SAFETY_ACT_RAISE,       /* alarm_raise(cuff, session, code, message, &values) */
 	SAFETY_ACT_CLEAR,       /* alarm_condition_cleared(cuff, code) */
 	SAFETY_ACT_REFUSE,      /* INFLATE_CMD / LOP_MEASURE refused: send nothing */
+	/*
+	 * A safety DEFLATE the cuff neither confirmed nor acted on (SR-24): stop
+	 * the supervision keepalives so the cuff's own fail-safe deflates it
+	 * (cuff_link_release: and drop the link if the control channel is
+	 * dead). Once per unconfirmed DEFLATE.
+	 */
+	SAFETY_ACT_RELEASE,
 };
 
 struct safety_action {
@@ -129,6 +145,9 @@ struct safety_action {
 	enum alarm_priority priority;           /* RAISE (from the code table) */
 	enum alarm_kind kind;                   /* RAISE */
 	enum bfr_deflate_reason deflate_reason; /* DEFLATE */
+	/* DEFLATE: the condition that asked for it (ALARM_CODE_COUNT: none,
+	 * e.g. a cuff found inflated at connect). */
+	enum alarm_code cause;
 	enum limits_refusal refusal;            /* REFUSE */
 	const char *message;                    /* RAISE, REFUSE: static string */
 	struct alarm_values values;             /* RAISE, REFUSE (NAN where n/a) */
@@ -154,13 +173,17 @@ struct safety_state {
 	bool inflated;
 	uint64_t inflated_since_ms;
 	bool reperfusion_due;
-	uint64_t deflated_at_ms;
+	bool down;               /* seen deflated (< deflated_below) with no target */
+	uint64_t deflated_at_ms; /* when it was last seen so: reperfusion starts (SR-08) */
 	bool in_session;
 	uint64_t session_inflated_ms;
 	uint64_t accounted_at_ms;
 	double lop_mmhg;
-	uint64_t lop_at_ms;
+	int64_t lop_at_ms; /* may lie before the clock's epoch (a restored LOP) */
 	int battery_pct;
+	bool battery_low_bit;  /* the cuff's own battery-low status bit */
+	bool fault_status;     /* Cuff Status reports a fault */
+	bool relief_tripped;   /* the samples' relief-valve-tripped status bit */
 	bool band_armed;
 	uint64_t occlusion_since_ms;
 	uint64_t band_high_since_ms;
@@ -172,6 +195,8 @@ struct safety_state {
 	uint64_t deflate_check_ms;
 	double deflate_check_mmhg;
 	bool deflate_ok_seen;
+	bool released; /* SR-24: keepalives stopped for the tracked DEFLATE */
+	uint8_t deflate_cause; /* enum alarm_code of the tracked DEFLATE */
 	/* Frozen-sensor run: identical valid samples while inflated (0 = none). */
 	uint32_t freeze_n;
 	uint64_t freeze_since_ms;
@@ -198,11 +223,13 @@ int safety_handle(struct safety_state *s, const struct safety_event *ev, uint64_
 /*
  * Whether a NEW inflation may start now: link up, no DEFLATE awaiting
  * confirmation, no sensor fault or other deflating condition, no
- * unacknowledged HIGH alarm (the caller asks the alarm table), battery not
- * below battery_min_pct (unknown battery is allowed), session total not used
- * up (>= session_total_s), and, after a deflation that was not a rest,
- * min_reperfusion_s since the cuff was last seen not inflated (exactly
- * min is allowed). 0 or -EPERM with *reason.
+ * unacknowledged HIGH alarm (the caller asks the alarm table), the cuff
+ * reporting no fault (SR-25), its battery known (SR-16) and neither below
+ * battery_min_pct nor flagged low by the cuff, session total not used up
+ * (>= session_total_s), and, after a deflation that was not a rest,
+ * min_reperfusion_s since the cuff was seen deflated (< deflated_below_mmhg
+ * with no target: the one definition of "reperfusion started", SR-08;
+ * exactly min is allowed). 0 or -EPERM with *reason.
  */
 int safety_may_inflate(const struct safety_state *s, uint64_t now_ms, bool unacked_high,
 		       enum limits_refusal *reason);

@@ -174,6 +174,107 @@ unsigned session_cycle_step_pct(const struct session_exercise *ex, unsigned cycl
 	return pct > 100 ? 100 : pct;
 }
 
+static bool exercise_uses(const struct session_exercise *ex, const char *cuff)
+{
+	for (unsigned i = 0; i < ex->n_cuffs; i++)
+		if (strcmp(ex->cuffs[i], cuff) == 0)
+			return true;
+	return false;
+}
+
+static uint64_t set_ms_of(const struct session_exercise *ex, unsigned set)
+{
+	if (ex->mode == SESSION_MODE_CYCLE)
+		return (uint64_t)ex->on_s * 1000;
+	return (uint64_t)ex->sets[set] * (ex->tempo_up_s + ex->tempo_down_s) * 1000;
+}
+
+/* The planned length of an exercise without ramps: sets and rests. */
+static uint64_t exercise_ms(const struct session_exercise *ex)
+{
+	unsigned n = session_exercise_n_sets(ex);
+	uint64_t ms = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		ms += set_ms_of(ex, i);
+	if (ex->mode == SESSION_MODE_CYCLE)
+		return ms + (uint64_t)ex->off_s * 1000 * (n - 1);
+	return ms + (uint64_t)ex->rest_s * 1000 * (n - 1);
+}
+
+/* Continuous inflations of one exercise: longest and sum, overhead included. */
+static void exercise_inflations(const struct session_exercise *ex, uint64_t overhead_ms,
+				uint64_t *longest, uint64_t *total)
+{
+	unsigned n = session_exercise_n_sets(ex);
+	uint64_t run = 0;
+
+	*longest = 0;
+	*total = 0;
+	for (unsigned i = 0; i < n; i++) {
+		run += set_ms_of(ex, i);
+		/* Continuous mode holds through its rests; a rest of 0 s holds too. */
+		if (i + 1 < n && ex->mode == SESSION_MODE_CONTINUOUS) {
+			run += (uint64_t)ex->rest_s * 1000;
+			continue;
+		}
+		if (i + 1 < n && ex->mode == SESSION_MODE_INTERMITTENT && ex->rest_s == 0)
+			continue;
+		run += overhead_ms;
+		*total += run;
+		if (run > *longest)
+			*longest = run;
+		run = 0;
+	}
+}
+
+int session_plan_load(const struct session_plan *plan, const char *cuff, uint64_t overhead_ms,
+		      struct session_plan_load *out)
+{
+	struct session_plan_load load = {
+		.longest_exercise = -1,
+		.shortest_reperfusion_ms = UINT64_MAX,
+		.reperfusion_exercise = -1,
+	};
+	int last = -1; /* the previous exercise of this cuff */
+
+	if (!cuff || !out || session_plan_check(plan) < 0)
+		return -EINVAL;
+	for (unsigned e = 0; e < plan->n_exercises; e++) {
+		const struct session_exercise *ex = &plan->exercises[e];
+		uint64_t longest, total;
+
+		if (!exercise_uses(ex, cuff))
+			continue;
+		exercise_inflations(ex, overhead_ms, &longest, &total);
+		load.total_inflation_ms += total;
+		if (longest > load.longest_inflation_ms) {
+			load.longest_inflation_ms = longest;
+			load.longest_exercise = (int)e;
+		}
+		if (load.longest_exercise < 0)
+			load.longest_exercise = (int)e;
+		if (last >= 0) {
+			uint64_t gap = 0;
+
+			/* Deflated from the end of `last` to the start of e: the
+			 * reperfusion phases and whatever runs in between. */
+			for (unsigned k = (unsigned)last; k < e; k++) {
+				gap += (uint64_t)plan->exercises[k].reperfusion_s * 1000;
+				if (k > (unsigned)last)
+					gap += exercise_ms(&plan->exercises[k]);
+			}
+			if (gap < load.shortest_reperfusion_ms) {
+				load.shortest_reperfusion_ms = gap;
+				load.reperfusion_exercise = last;
+			}
+		}
+		last = (int)e;
+	}
+	*out = load;
+	return 0;
+}
+
 static int find_cuff(const struct session *s, const char *id)
 {
 	unsigned i;

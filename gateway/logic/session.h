@@ -227,6 +227,27 @@ int session_plan_check(const struct session_plan *plan);
 /* Sets (cycles in cycle mode) of an exercise: the one rule for everyone. */
 unsigned session_exercise_n_sets(const struct session_exercise *ex);
 
+/*
+ * What a plan asks of one cuff, from its timing alone (SR-26: checked
+ * against the cuff's limits before a session is accepted). Every inflation
+ * counts its sets (and, inflated, its rests) plus overhead_ms for the ramp
+ * up and the deflation. A LOP search is not counted: the safety engine does
+ * not count it either.
+ */
+struct session_plan_load {
+	uint64_t longest_inflation_ms; /* the longest continuous inflation */
+	int longest_exercise;          /* where it is; -1: the cuff is not in the plan */
+	uint64_t total_inflation_ms;   /* all of them: what the session total sees */
+	/* The shortest deflated time between two exercises of this cuff (the
+	 * reperfusion phases, plus the sets of exercises in between); UINT64_MAX
+	 * when the cuff is in one exercise only. */
+	uint64_t shortest_reperfusion_ms;
+	int reperfusion_exercise; /* the exercise after which it is */
+};
+
+int session_plan_load(const struct session_plan *plan, const char *cuff, uint64_t overhead_ms,
+		      struct session_plan_load *out);
+
 /* cfg NULL: defaults. id is an id (1..64 code points). -EINVAL on a bad plan
  * or id; -ENOMEM. */
 int session_new(const char *id, const struct session_plan *plan,

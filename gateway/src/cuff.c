@@ -33,6 +33,7 @@ struct cuff {
 	int battery_pct;         /* -1 unknown */
 	double commanded_target; /* last SET_TARGET sent, 0 after DEFLATE */
 	bool lop_measuring;      /* MEASURE_LOP outside a session in progress */
+	double lop_search_ceiling; /* max_search_mmHg of the MEASURE_LOP in flight */
 
 	const char *session_id; /* the attached session's, NULL when none */
 	void *session_owner;
@@ -142,6 +143,28 @@ static void write_deflate(struct cuff *c, uint8_t reason)
 	c->commanded_target = 0;
 }
 
+/* The end reason a session gets when the engine deflates its cuff. */
+static const char *deflate_why(enum alarm_code cause)
+{
+	switch (cause) {
+	case ALARM_SESSION_INFLATION_TOTAL:
+		return "session_total"; /* the refusal's name for the same limit */
+	case ALARM_CODE_COUNT:
+		return "safety";
+	default:
+		return alarm_code_name(cause);
+	}
+}
+
+static void note_end(struct deflate_note *note, const char *why, uint8_t reason)
+{
+	if (!note || note->seen)
+		return;
+	note->seen = true;
+	note->why = why;
+	note->reason = reason;
+}
+
 static void execute(struct cuff *c, const struct safety_action *acts, size_t n,
 		    struct deflate_note *note)
 {
@@ -173,21 +196,18 @@ static void execute(struct cuff *c, const struct safety_action *acts, size_t n,
 			break;
 		case SAFETY_ACT_REFUSE:
 			break; /* answered by the caller of INFLATE_CMD */
+		case SAFETY_ACT_RELEASE:
+			cuff_link_release(c->link);
+			break;
 		}
 	}
-	/* A re-sent routine DEFLATE (a slowly venting cuff) ends nothing. */
-	for (size_t i = 0; i < n && note && !note->seen; i++) {
-		if (acts[i].type != SAFETY_ACT_DEFLATE ||
-		    acts[i].deflate_reason == BFR_DEFLATE_NORMAL)
-			continue;
-		note->seen = true;
-		note->reason = acts[i].deflate_reason;
-		note->why = "safety";
-		for (size_t j = 0; j < n; j++)
-			if (acts[j].type == SAFETY_ACT_RAISE && acts[j].priority == ALARM_PRIO_HIGH) {
-				note->why = alarm_code_name(acts[j].code);
-				break;
-			}
+	for (size_t i = 0; i < n; i++) {
+		/* A re-sent routine DEFLATE (a slowly venting cuff) ends nothing. */
+		if (acts[i].type == SAFETY_ACT_DEFLATE && acts[i].deflate_reason != BFR_DEFLATE_NORMAL)
+			note_end(note, deflate_why(acts[i].cause), acts[i].deflate_reason);
+		/* The cuff dropped its target itself (SR-14): the exercise is over. */
+		if (acts[i].type == SAFETY_ACT_RAISE && acts[i].code == ALARM_SUPERVISION_DEFLATED)
+			note_end(note, "supervision_deflated", BFR_DEFLATE_NORMAL);
 	}
 }
 
@@ -305,6 +325,7 @@ int cuff_measure_lop(struct cuff *c, enum limits_refusal *why)
 	if (r < 0)
 		return r;
 	req.max_search_mmhg = c->limits.max_pressure_mmhg;
+	c->lop_search_ceiling = req.max_search_mmhg;
 	r = cuff_link_send_cp(c->link, &req);
 	if (r < 0) {
 		struct safety_event fail = { .type = SAFETY_EV_CP_RESULT };
@@ -392,6 +413,20 @@ void cuff_read(const struct cuff *c, struct cuff_reading *out)
 
 /* --- link callbacks -------------------------------------------------------- */
 
+/* What the Cuff Status says: the engine judges battery and faults. */
+static void take_status(struct cuff *c, const struct bfr_status *status)
+{
+	struct safety_event ev = { .type = SAFETY_EV_STATUS };
+
+	c->status = *status;
+	c->have_status = true;
+	c->battery_pct = status->battery_pct;
+	ev.status.state = status->state;
+	ev.status.faults = status->faults;
+	ev.status.battery_pct = status->battery_pct;
+	feed_and_report(c, &ev);
+}
+
 /* The word a state message uses for the link: a change of it is news. */
 static const char *link_word(enum cuff_link_state s)
 {
@@ -444,8 +479,6 @@ static void on_link_ready(struct cuff_link *link, const struct bfr_features *fea
 
 	c->was_ready = true;
 	c->fresh_link = true;
-	c->status = *status;
-	c->have_status = true;
 	cuff_log(c, LOG_LEVEL_INFO,
 		 "ready (%s %s, serial %s, fw %s; %s, %u mm, max %.0f mmHg, %u Hz)",
 		 info->manufacturer, info->model, info->serial, info->firmware, leg ? "leg" : "arm",
@@ -457,6 +490,9 @@ static void on_link_ready(struct cuff_link *link, const struct bfr_features *fea
 			 leg ? "leg" : "arm", config_limb_name(c->cfg->limb),
 			 config_limb_name(c->cfg->limb));
 	feed_and_report(c, &ev);
+	/* The Status read at connect: battery and faults are known from here on
+	 * (SR-16, SR-25), before anything may inflate. */
+	take_status(c, status);
 	changed(c, true);
 }
 
@@ -512,10 +548,9 @@ static void on_status(struct cuff_link *link, const struct bfr_status *status, v
 {
 	struct cuff *c = user_data;
 	bool news = !c->have_status || c->status.state != status->state ||
-		    c->status.faults != status->faults;
+		    c->status.faults != status->faults || c->battery_pct != status->battery_pct;
 
-	c->status = *status;
-	c->have_status = true;
+	take_status(c, status);
 	if (news)
 		changed(c, true);
 }
@@ -535,13 +570,26 @@ static void on_battery(struct cuff_link *link, uint8_t pct, void *user_data)
 		changed(c, false);
 }
 
+/*
+ * A MEASURE_LOP result. The engine judges it (SR-15: plausible, not above
+ * the search ceiling asked for); only a LOP it accepted is recorded and
+ * given to the session, a rejected one keeps the last valid LOP.
+ */
 static void lop_result(struct cuff *c, bool ok, double lop)
 {
 	struct safety_event ev = { .type = SAFETY_EV_LOP_SET };
 
 	ev.lop.lop_mmhg = ok ? lop : NAN;
-	ev.lop.measured_at_ms = now_ms(c);
+	ev.lop.age_ms = 0;
+	ev.lop.search_ceiling_mmhg = c->lop_search_ceiling > 0 ? c->lop_search_ceiling : NAN;
 	feed_and_report(c, &ev);
+	if (ok && safety_condition_present(&c->safety, ALARM_LOP_INVALID)) {
+		cuff_log(c, LOG_LEVEL_WARN,
+			 "LOP %.1f mmHg rejected (search ceiling %.0f mmHg, plausible %.0f..%.0f): "
+			 "the last valid LOP is kept",
+			 lop, c->lop_search_ceiling, c->limits.lop_min_mmhg, c->limits.lop_max_mmhg);
+		ok = false;
+	}
 	if (ok && c->deps.store &&
 	    store_lop_record(c->deps.store, c->cfg->id, c->session_id, lop, (int64_t)wall_ms(c),
 			     0) < 0)

@@ -73,6 +73,9 @@ struct cuff_link {
 	uint64_t ready_since;
 	uint64_t keepalive_timer;
 	uint16_t token;
+	bool released;          /* keepalives stopped on purpose (SR-24) */
+	uint64_t release_timer; /* then the drop, or keepalives again */
+	uint32_t release_cp_seq; /* requests up to this one were written before it */
 
 	struct cp_slot cp[CP_SLOTS];
 	uint32_t cp_seq;
@@ -199,6 +202,8 @@ static void teardown_session(struct cuff_link *link)
 	}
 	cancel_timer(link, &link->setup_timer);
 	cancel_timer(link, &link->keepalive_timer);
+	cancel_timer(link, &link->release_timer);
+	link->released = false;
 	link->step = SETUP_NONE;
 }
 
@@ -268,8 +273,44 @@ static void keepalive_cb(struct loop *loop, uint64_t timer_id, void *user_data)
 	struct cuff_link *link = user_data;
 
 	link->keepalive_timer = 0;
-	if (link->state == CUFF_LINK_READY && link->att)
+	if (link->state == CUFF_LINK_READY && link->att && !link->released)
 		send_keepalive(link);
+}
+
+static void release_cb(struct loop *loop, uint64_t timer_id, void *user_data)
+{
+	struct cuff_link *link = user_data;
+
+	link->release_timer = 0;
+	for (int i = 0; i < CP_SLOTS; i++)
+		if (link->cp[i].in_use && link->cp[i].seq <= link->release_cp_seq) {
+			link_failed(link, -ETIMEDOUT,
+				    "control channel dead: left to the cuff's own fail-safe for "
+				    "%u ms, reconnecting",
+				    (unsigned)link->supervision_timeout_ms);
+			return;
+		}
+	/* The cuff answers: the channel works, supervise it again. */
+	link->released = false;
+	send_keepalive(link);
+}
+
+void cuff_link_release(struct cuff_link *link)
+{
+	if (link->state != CUFF_LINK_READY || link->released)
+		return;
+	link->released = true;
+	link->release_cp_seq = link->cp_seq;
+	cancel_timer(link, &link->keepalive_timer);
+	link_log(link, "no answer to a safety DEFLATE: supervision keepalives stopped so the "
+		       "cuff deflates itself");
+	if (loop_add_timer(link->loop,
+			   (uint64_t)link->supervision_timeout_ms + CUFF_LINK_RELEASE_MARGIN_MS,
+			   release_cb, link, &link->release_timer) < 0) {
+		/* Without the timer the drop cannot wait: do it now. */
+		link->release_timer = 0;
+		link_failed(link, -ENOMEM, "control channel dead, reconnecting");
+	}
 }
 
 static void go_ready(struct cuff_link *link)

@@ -114,6 +114,18 @@ int cuff_link_start(struct cuff_link *link);
 void cuff_link_stop(struct cuff_link *link);
 
 /*
+ * SR-24: a safety DEFLATE was neither answered nor acted on. The
+ * supervision keepalives stop, so the cuff's own fail-safe deflates it
+ * within its timeout. After that timeout plus CUFF_LINK_RELEASE_MARGIN_MS:
+ * if a Control Point request written before the release is still
+ * unanswered, the control channel is dead and the link is dropped (BACKOFF,
+ * then a fresh connection); otherwise keepalives resume. Nothing while not
+ * READY or already released.
+ */
+#define CUFF_LINK_RELEASE_MARGIN_MS 500
+void cuff_link_release(struct cuff_link *link);
+
+/*
  * Writes a Control Point request. -ENOTCONN unless READY, -EINVAL for a
  * request that does not encode, -EBUSY when too many are pending (never for
  * DEFLATE), -ENOMEM.

@@ -83,19 +83,19 @@ static void request_abort(struct run *run, const char *why, uint8_t deflate_reas
  * The SET_TARGETs of one step (consecutive items: both cuffs of a bilateral
  * exercise) are checked together, so either both are sent or neither.
  */
-static bool targets_allowed(struct run *run, const struct session_output *out, size_t first)
+static bool targets_allowed(struct run *run, const struct session_output *out, size_t first,
+			    enum limits_refusal *why)
 {
 	for (size_t i = first; i < out->n; i++) {
 		const struct session_output_item *it = &out->items[i];
-		enum limits_refusal why = LIMITS_OK;
 		struct cuff *c;
 
 		if (it->kind != SESSION_OUTPUT_ACTION || it->action.kind != SESSION_ACT_SET_TARGET)
 			break;
 		c = find_cuff(run->runner, it->action.cuff);
-		if (c && cuff_check_target(c, it->action.target_mmHg, &why) < 0) {
+		if (c && cuff_check_target(c, it->action.target_mmHg, why) < 0) {
 			run_log(run, LOG_LEVEL_WARN, "%.1f mmHg on %s refused: %s",
-				it->action.target_mmHg, cuff_id(c), limits_refusal_name(why));
+				it->action.target_mmHg, cuff_id(c), limits_refusal_name(*why));
 			return false;
 		}
 	}
@@ -133,10 +133,11 @@ static void execute_action(struct run *run, const struct session_output *out, si
 		return;
 	switch (a->kind) {
 	case SESSION_ACT_SET_TARGET:
+		/* The end reason names the limit (reperfusion, session_total, ...). */
 		if ((!prev || prev->kind != SESSION_OUTPUT_ACTION ||
 		     prev->action.kind != SESSION_ACT_SET_TARGET) &&
-		    !targets_allowed(run, out, i)) {
-			request_abort(run, "limit_exceeded", BFR_DEFLATE_SAFETY);
+		    !targets_allowed(run, out, i, &why)) {
+			request_abort(run, limits_refusal_name(why), BFR_DEFLATE_SAFETY);
 			return;
 		}
 		set_target(run, c, a);
@@ -656,6 +657,59 @@ static int check_cuff(struct runner *r, const struct session_exercise *ex, const
 	return 0;
 }
 
+/* Ramp up and deflation of one inflation, on top of its sets (SR-26). */
+static uint64_t inflation_overhead_ms(const struct runner *r)
+{
+	struct session_config def;
+
+	session_config_default(&def);
+	return (uint64_t)def.ramp_ms + r->deps.deflate_timeout_ms;
+}
+
+/*
+ * SR-26: the time limits a plan would meet, checked before it is accepted,
+ * so that every accepted plan can run to its end: the longest continuous
+ * inflation against max_inflation_s, the cuff's inflation over the whole
+ * session against session_total_s, and the deflated time between two of its
+ * exercises against min_reperfusion_s.
+ */
+static int check_plan_times(struct runner *r, const struct session_plan *plan, struct cuff *c,
+			    struct command_error *err, const char *request_id)
+{
+	const struct limits *lim = cuff_limits(c);
+	struct session_plan_load load;
+
+	if (session_plan_load(plan, cuff_id(c), inflation_overhead_ms(r), &load) < 0) {
+		command_error_set(err, CMD_ERR_BAD_REQUEST, request_id, "the plan is not valid");
+		return -EINVAL;
+	}
+	if (load.longest_inflation_ms > (uint64_t)lim->max_inflation_s * 1000) {
+		command_error_set(err, CMD_ERR_LIMIT_EXCEEDED, request_id,
+				  "plan.exercises[%d]: cuff %s would stay inflated %.0f s (ramp and "
+				  "deflation included), above its max_inflation_s of %u s",
+				  load.longest_exercise, cuff_id(c),
+				  (double)load.longest_inflation_ms / 1000.0, lim->max_inflation_s);
+		return -EPERM;
+	}
+	if (load.total_inflation_ms > (uint64_t)lim->session_total_s * 1000) {
+		command_error_set(err, CMD_ERR_SESSION_TOTAL, request_id,
+				  "cuff %s would be inflated %.0f s in this session (ramps and "
+				  "deflations included), above its session_total_s of %u s",
+				  cuff_id(c), (double)load.total_inflation_ms / 1000.0,
+				  lim->session_total_s);
+		return -EPERM;
+	}
+	if (load.shortest_reperfusion_ms < (uint64_t)lim->min_reperfusion_s * 1000) {
+		command_error_set(err, CMD_ERR_REPERFUSION, request_id,
+				  "plan.exercises[%d].reperfusion_s: cuff %s would be deflated only "
+				  "%.0f s before its next exercise, below its min_reperfusion_s of %u s",
+				  load.reperfusion_exercise, cuff_id(c),
+				  (double)load.shortest_reperfusion_ms / 1000.0, lim->min_reperfusion_s);
+		return -EPERM;
+	}
+	return 0;
+}
+
 static void run_free(struct run *run)
 {
 	if (!run)
@@ -710,6 +764,10 @@ int runner_start(struct runner *r, const struct command *cmd, struct command_err
 					cmd->request_id);
 			if (rc < 0)
 				return rc;
+			rc = check_plan_times(r, plan, find_cuff(r, plan->exercises[e].cuffs[k]), err,
+					      cmd->request_id);
+			if (rc < 0)
+				return rc;
 		}
 	if (r->n_runs == r->cap_runs) {
 		size_t cap = r->cap_runs ? r->cap_runs * 2 : 4;
@@ -734,6 +792,16 @@ int runner_start(struct runner *r, const struct command *cmd, struct command_err
 	session_config_default(&scfg);
 	scfg.deflate_timeout_ms = r->deps.deflate_timeout_ms;
 	scfg.lop_timeout_ms = RUN_LOP_TIMEOUT_MS;
+	/* "Deflated" is the safety engine's (SR-08): the session's reperfusion
+	 * phase starts on the same sample as the engine's reperfusion clock. */
+	for (unsigned e = 0; e < plan->n_exercises; e++)
+		for (unsigned k = 0; k < plan->exercises[e].n_cuffs; k++) {
+			double below = cuff_limits(find_cuff(r, plan->exercises[e].cuffs[k]))
+					       ->deflated_below_mmhg;
+
+			if (below < scfg.deflated_mmHg)
+				scfg.deflated_mmHg = below;
+		}
 	rc = session_new(run->id, plan, &scfg, &run->s);
 	if (rc < 0) {
 		command_error_set(err, rc == -ENOMEM ? CMD_ERR_INTERNAL : CMD_ERR_BAD_REQUEST,

@@ -112,7 +112,8 @@ static void lop_set(double lop, uint64_t at)
 	struct safety_event ev = { .type = SAFETY_EV_LOP_SET };
 
 	ev.lop.lop_mmhg = lop;
-	ev.lop.measured_at_ms = at;
+	ev.lop.age_ms = f.now - at;
+	ev.lop.search_ceiling_mmhg = NAN;
 	feed(ev);
 }
 
@@ -500,7 +501,8 @@ static void test_SR_06_inflation_time_warn_at_80pct_then_deflate(void **state)
 
 /* ---- SR-07 session total -------------------------------------------------------- */
 
-static void test_SR_07_session_total_blocks_further_inflation(void **state)
+/* The session total is a hard limit: crossing it deflates, and nothing inflates again. */
+static void test_SR_07_session_total_deflates_and_blocks_further_inflation(void **state)
 {
 	enum limits_refusal why = LIMITS_OK;
 	uint64_t t;
@@ -522,7 +524,13 @@ static void test_SR_07_session_total_blocks_further_inflation(void **state)
 	assert_true(raised(ALARM_SESSION_INFLATION_TOTAL));
 	assert_int_equal(find(SAFETY_ACT_RAISE, ALARM_SESSION_INFLATION_TOTAL)->priority,
 			 ALARM_PRIO_MEDIUM);
-	assert_false(deflated()); /* the running inflation is bounded by SR-06 */
+	assert_true(deflated());
+	assert_int_equal(f.a[0].deflate_reason, BFR_DEFLATE_SAFETY);
+	assert_int_equal(f.a[0].cause, ALARM_SESSION_INFLATION_TOTAL);
+	/* Once: the next samples do not deflate it again (SR-12 re-sends). */
+	f.now += 100;
+	sample(150);
+	assert_false(deflated());
 	deflate_cmd(false);
 	f.now += 100;
 	sample(5);
@@ -572,12 +580,18 @@ static void test_SR_08_reperfusion_60s_after_deflation(void **state)
 	assert_int_equal(safety_may_inflate(&f.s, f.now, false, &why), -EPERM);
 	assert_int_equal(why, LIMITS_REFUSE_DEFLATING);
 	f.now += 100;
-	sample(15); /* seen deflated (< 20) but still inflated (> 10) */
+	sample(20.0); /* not yet seen deflated: 20 is not < 20 */
+	assert_int_equal(safety_may_inflate(&f.s, f.now, false, &why), -EPERM);
+	assert_int_equal(why, LIMITS_REFUSE_DEFLATING);
+	f.now += 100;
+	t = f.now;
+	/* Seen deflated (< 20), though still counted inflated (> 10): the one
+	 * definition of "reperfusion started", the session's too. */
+	sample(19.9);
 	assert_int_equal(safety_may_inflate(&f.s, f.now, false, &why), -EPERM);
 	assert_int_equal(why, LIMITS_REFUSE_REPERFUSION);
 	f.now += 100;
-	t = f.now;
-	sample(10.0); /* not inflated from here: reperfusion starts */
+	sample(10.0);
 	assert_int_equal(safety_may_inflate(&f.s, t + 59999, false, &why), -EPERM);
 	assert_int_equal(why, LIMITS_REFUSE_REPERFUSION);
 	assert_int_equal(safety_may_inflate(&f.s, t + 60000, false, &why), 0);
@@ -909,19 +923,82 @@ static void test_SR_14_supervision_deflated_bit(void **state)
 
 /* ---- SR-15 LOP validity ------------------------------------------------------------- */
 
-static void test_SR_15_lop_invalid_refuses_inflation(void **state)
+/* A failed or implausible measurement raises lop_invalid and keeps the last valid LOP. */
+static void test_SR_15_invalid_measurement_keeps_last_valid_lop(void **state)
+{
+	int64_t age;
+
+	(void)state;
+	f.now += 5000;
+	lop_set(NAN, f.now);
+	assert_true(raised(ALARM_LOP_INVALID));
+	assert_true(safety_lop(&f.s, f.now, &age) == LOP);
+	assert_int_equal(age, 5); /* still the one measured at T0 */
+	inflate(100, false);
+	assert_int_equal(refused(), LIMITS_OK);
+	deflate_cmd(true);
+	sample(0);
+	lop_set(350.1, f.now);
+	assert_false(raised(ALARM_LOP_INVALID)); /* already present */
+	assert_true(safety_lop(&f.s, f.now, NULL) == LOP);
+	lop_set(350.0, f.now);
+	assert_true(cleared(ALARM_LOP_INVALID));
+	assert_true(safety_lop(&f.s, f.now, NULL) == 350.0);
+	lop_set(49.9, f.now);
+	assert_true(raised(ALARM_LOP_INVALID));
+	assert_true(safety_lop(&f.s, f.now, NULL) == 350.0);
+}
+
+/* No LOP ever measured: no inflation. */
+static void test_SR_15_no_lop_refuses_inflation(void **state)
 {
 	(void)state;
+	assert_int_equal(safety_init(&f.s, &f.lim, f.now), 0);
+	simple(SAFETY_EV_LINK_UP);
+	battery(80);
+	sample(0);
 	lop_set(NAN, f.now);
 	assert_true(raised(ALARM_LOP_INVALID));
 	inflate(100, false);
 	assert_int_equal(refused(), LIMITS_REFUSE_LOP_MISSING);
-	lop_set(350.1, f.now);
-	assert_false(raised(ALARM_LOP_INVALID)); /* already present */
-	lop_set(350.0, f.now);
-	assert_true(cleared(ALARM_LOP_INVALID));
-	lop_set(49.9, f.now);
+}
+
+/* A LOP above the search ceiling MEASURE_LOP asked for cannot be true. */
+static void test_SR_15_lop_above_search_ceiling_rejected(void **state)
+{
+	struct safety_event ev = { .type = SAFETY_EV_LOP_SET };
+
+	(void)state;
+	ev.lop.lop_mmhg = 300;
+	ev.lop.search_ceiling_mmhg = 250;
+	feed(ev);
 	assert_true(raised(ALARM_LOP_INVALID));
+	assert_true(find(SAFETY_ACT_RAISE, ALARM_LOP_INVALID)->values.limit == 300);
+	assert_true(safety_lop(&f.s, f.now, NULL) == LOP);
+	ev.lop.lop_mmhg = 250; /* exactly the ceiling is possible */
+	feed(ev);
+	assert_true(cleared(ALARM_LOP_INVALID));
+	assert_true(safety_lop(&f.s, f.now, NULL) == 250);
+}
+
+/* A LOP restored from the database keeps its age, even one older than the clock. */
+static void test_SR_15_restored_lop_keeps_its_age(void **state)
+{
+	struct safety_event ev = { .type = SAFETY_EV_LOP_SET };
+	int64_t age;
+
+	(void)state;
+	ev.lop.lop_mmhg = 180;
+	ev.lop.age_ms = (uint64_t)T0 + 3600000u; /* measured before the monotonic epoch */
+	ev.lop.search_ceiling_mmhg = NAN;
+	feed(ev);
+	assert_true(safety_lop(&f.s, f.now, &age) == 180);
+	assert_int_equal(age, (int64_t)(T0 + 3600000u) / 1000);
+	ev.lop.age_ms = 86401u * 1000u; /* older than lop_max_age_s: refused, old one kept */
+	ev.lop.lop_mmhg = 190;
+	feed(ev);
+	assert_true(raised(ALARM_LOP_INVALID));
+	assert_true(safety_lop(&f.s, f.now, NULL) == 180);
 }
 
 static void test_SR_15_lop_too_old(void **state)
@@ -1016,6 +1093,174 @@ static void test_SR_16_battery_thresholds(void **state)
 	assert_true(cleared(ALARM_BATTERY_LOW));
 }
 
+static void status_ev(uint8_t state, uint16_t faults, int battery_pct)
+{
+	struct safety_event ev = { .type = SAFETY_EV_STATUS };
+
+	ev.status.state = state;
+	ev.status.faults = faults;
+	ev.status.battery_pct = battery_pct;
+	feed(ev);
+}
+
+/* Battery unknown (never read) means no inflation; the Status read at connect tells it. */
+static void test_SR_16_battery_unknown_refuses_inflation(void **state)
+{
+	enum limits_refusal why = LIMITS_OK;
+
+	(void)state;
+	assert_int_equal(safety_init(&f.s, &f.lim, f.now), 0);
+	simple(SAFETY_EV_LINK_UP);
+	lop_set(LOP, f.now);
+	sample(0);
+	assert_int_equal(safety_may_inflate(&f.s, f.now, false, &why), -EPERM);
+	assert_int_equal(why, LIMITS_REFUSE_BATTERY_UNKNOWN);
+	inflate(100, false);
+	assert_int_equal(refused(), LIMITS_REFUSE_BATTERY_UNKNOWN);
+	status_ev(BFR_STATE_IDLE, 0, 5);
+	assert_true(raised(ALARM_BATTERY_CRITICAL));
+	assert_int_equal(safety_may_inflate(&f.s, f.now, false, &why), -EPERM);
+	assert_int_equal(why, LIMITS_REFUSE_BATTERY);
+	status_ev(BFR_STATE_IDLE, 0, 60);
+	assert_int_equal(safety_may_inflate(&f.s, f.now, false, &why), 0);
+}
+
+/* The cuff's own battery-low bit: LOW alarm and no new inflation, whatever the %. */
+static void test_SR_16_battery_low_status_bit(void **state)
+{
+	enum limits_refusal why = LIMITS_OK;
+
+	(void)state;
+	sample_st(0, BFR_ST_BATTERY_LOW);
+	assert_true(raised(ALARM_BATTERY_LOW));
+	assert_int_equal(safety_may_inflate(&f.s, f.now, false, &why), -EPERM);
+	assert_int_equal(why, LIMITS_REFUSE_BATTERY);
+	sample_st(0, 0);
+	assert_true(cleared(ALARM_BATTERY_LOW));
+	assert_int_equal(safety_may_inflate(&f.s, f.now, false, &why), 0);
+}
+
+/* ---- SR-25 a cuff that reports a fault ------------------------------------------------- */
+
+static void test_SR_25_status_fault_refuses_inflation_and_lop(void **state)
+{
+	enum limits_refusal why = LIMITS_OK;
+
+	(void)state;
+	status_ev(BFR_STATE_FAULT, 0, 80);
+	assert_true(raised(ALARM_CUFF_FAULT));
+	assert_int_equal(find(SAFETY_ACT_RAISE, ALARM_CUFF_FAULT)->priority, ALARM_PRIO_MEDIUM);
+	assert_false(deflated()); /* not inflated: nothing to deflate */
+	assert_int_equal(safety_may_inflate(&f.s, f.now, false, &why), -EPERM);
+	assert_int_equal(why, LIMITS_REFUSE_CUFF_FAULT);
+	lop_measure(false);
+	assert_int_equal(refused(), LIMITS_REFUSE_CUFF_FAULT);
+	status_ev(BFR_STATE_IDLE, BFR_FAULT_LOP_FAILED, 80); /* not a hardware fault */
+	assert_true(cleared(ALARM_CUFF_FAULT));
+	assert_int_equal(safety_may_inflate(&f.s, f.now, false, &why), 0);
+	status_ev(BFR_STATE_IDLE, BFR_FAULT_VALVE_STUCK, 80);
+	assert_true(raised(ALARM_CUFF_FAULT));
+}
+
+static void test_SR_25_relief_valve_bit_while_inflated_deflates(void **state)
+{
+	enum limits_refusal why = LIMITS_OK;
+
+	(void)state;
+	start_exercise(150);
+	f.now += 100;
+	sample_st(150, BFR_ST_RELIEF_TRIPPED);
+	assert_true(deflated());
+	assert_int_equal(f.a[0].cause, ALARM_CUFF_FAULT);
+	assert_true(raised(ALARM_CUFF_FAULT));
+	f.now += 100;
+	sample_st(5, 0);
+	assert_true(cleared(ALARM_CUFF_FAULT));
+	assert_int_equal(safety_may_inflate(&f.s, f.now, false, &why), -EPERM);
+	assert_int_equal(why, LIMITS_REFUSE_REPERFUSION); /* an exercise ended */
+}
+
+/* ---- SR-24 an unconfirmed safety DEFLATE releases the cuff to its fail-safe -------- */
+
+static void test_SR_24_unanswered_safety_deflate_releases_once(void **state)
+{
+	uint64_t t;
+
+	(void)state;
+	start_exercise(150);
+	f.now += 100;
+	t = f.now;
+	sample(250.1);
+	assert_true(deflated());
+	assert_int_equal(count(SAFETY_ACT_RELEASE, -1), 0);
+	/* No CP result, pressure not falling: at 1000 ms the engine releases. */
+	f.now = t + 400;
+	sample(240);
+	assert_int_equal(count(SAFETY_ACT_RELEASE, -1), 0);
+	f.now = t + 999;
+	sample(240);
+	assert_int_equal(count(SAFETY_ACT_RELEASE, -1), 0);
+	f.now = t + 1000;
+	sample(240);
+	assert_int_equal(count(SAFETY_ACT_RELEASE, -1), 1);
+	assert_int_equal(find(SAFETY_ACT_RELEASE, -1)->cause, ALARM_OVER_PRESSURE_CEILING);
+	assert_true(deflated()); /* and the DEFLATE is re-sent too */
+	f.now = t + 2000;
+	sample(240);
+	assert_true(deflated());
+	assert_int_equal(count(SAFETY_ACT_RELEASE, -1), 0); /* once */
+}
+
+static void test_SR_24_confirmed_or_routine_deflate_releases_nothing(void **state)
+{
+	(void)state;
+	/* Confirmed and falling: no release. */
+	start_exercise(150);
+	f.now += 100;
+	sample(250.1);
+	cp_result(BFR_CP_DEFLATE, BFR_RESULT_SUCCESS);
+	for (int i = 0; i < 5; i++) {
+		f.now += 400;
+		sample(200 - 30 * i);
+		assert_int_equal(count(SAFETY_ACT_RELEASE, -1), 0);
+	}
+	/* A routine DEFLATE nobody answers is re-sent, not released (SR-11
+	 * raises it to a safety one after 5 s). */
+	setup_limb(BFR_LIMB_LEG);
+	start_exercise(150);
+	deflate_cmd(false);
+	for (int i = 0; i < 10; i++) {
+		f.now += 400;
+		sample(150);
+		assert_int_equal(count(SAFETY_ACT_RELEASE, -1), 0);
+	}
+}
+
+/* ---- SR-06 / SR-07 a LOP search is not exercise time ------------------------------- */
+
+static void test_SR_06_lop_search_does_not_start_the_continuous_clock(void **state)
+{
+	uint64_t t;
+
+	(void)state;
+	assert_int_equal(limits_override(&f.lim, LIMITS_F_MAX_INFLATION_S, 60, NULL), 0);
+	f.s.lim = f.lim;
+	simple(SAFETY_EV_SESSION_START);
+	lop_measure(false);
+	hold_no(150, 0, f.now + 40000, ALARM_INFLATION_TIME); /* a 40 s search */
+	lop_set(210, f.now);
+	t = f.now;
+	inflate(150, false);
+	assert_int_equal(refused(), LIMITS_OK);
+	/* 60 s from the end of the search, not from its start. */
+	hold_no(150, 0, t + 60000, ALARM_INFLATION_TIME);
+	f.now = t + 60001;
+	sample(150);
+	assert_true(raised(ALARM_INFLATION_TIME));
+	/* The session total counted the exercise only. */
+	assert_true(safety_session_inflated_ms(&f.s) <= 60001);
+}
+
 /* ---- SR-17 unacknowledged HIGH blocks a new inflation -------------------------------- */
 
 static void test_SR_17_unacked_high_blocks_new_inflation(void **state)
@@ -1087,8 +1332,22 @@ static void test_SR_22_garbage_events_change_nothing(void **state)
 	ev.cp_result.result = 0;
 	expect_einval(&ev);
 	ev.type = SAFETY_EV_LOP_SET;
+	ev.lop.lop_mmhg = INFINITY;
+	ev.lop.search_ceiling_mmhg = NAN;
+	expect_einval(&ev);
 	ev.lop.lop_mmhg = 200;
-	ev.lop.measured_at_ms = f.now + 1;
+	ev.lop.search_ceiling_mmhg = -1;
+	expect_einval(&ev);
+	ev.lop.search_ceiling_mmhg = INFINITY;
+	expect_einval(&ev);
+	ev.type = SAFETY_EV_STATUS;
+	ev.status.state = BFR_STATE_FAULT + 1;
+	ev.status.battery_pct = 50;
+	expect_einval(&ev);
+	ev.status.state = BFR_STATE_IDLE;
+	ev.status.battery_pct = 101;
+	expect_einval(&ev);
+	ev.status.battery_pct = -1;
 	expect_einval(&ev);
 	ev.type = SAFETY_EV_TICK;
 	assert_int_equal(safety_handle(&f.s, &ev, f.now, f.a, SAFETY_MAX_ACTIONS - 1, &n),
@@ -1571,7 +1830,8 @@ static void test_property_random_streams(void **state)
 			} else if (k < 98) {
 				ev.type = SAFETY_EV_LOP_SET;
 				ev.lop.lop_mmhg = (double)rnd(4000) / 10.0;
-				ev.lop.measured_at_ms = f.now - rnd(1000);
+				ev.lop.age_ms = rnd(1000);
+				ev.lop.search_ceiling_mmhg = rnd(2) ? NAN : 250;
 			} else {
 				ev.type = SAFETY_EV_BATTERY;
 				ev.battery.pct = (int)rnd(101);
@@ -1643,7 +1903,8 @@ int main(void)
 		cmocka_unit_test_setup(test_SR_05_leak_after_7s_with_pump, setup),
 		cmocka_unit_test_setup(test_SR_05_no_leak_at_exactly_15_or_pump_off, setup),
 		cmocka_unit_test_setup(test_SR_06_inflation_time_warn_at_80pct_then_deflate, setup),
-		cmocka_unit_test_setup(test_SR_07_session_total_blocks_further_inflation, setup),
+		cmocka_unit_test_setup(test_SR_07_session_total_deflates_and_blocks_further_inflation,
+				       setup),
 		cmocka_unit_test_setup(test_SR_07_session_total_exactly_used_up_refuses, setup),
 		cmocka_unit_test_setup(test_SR_08_reperfusion_60s_after_deflation, setup),
 		cmocka_unit_test_setup(test_SR_08_rest_deflation_does_not_need_reperfusion, setup),
@@ -1662,7 +1923,18 @@ int main(void)
 		cmocka_unit_test_setup(test_SR_13_sensor_fault_bit_and_implausible_values, setup),
 		cmocka_unit_test_setup(test_SR_13_nan_when_idle_alarms_without_deflate, setup),
 		cmocka_unit_test_setup(test_SR_14_supervision_deflated_bit, setup),
-		cmocka_unit_test_setup(test_SR_15_lop_invalid_refuses_inflation, setup),
+		cmocka_unit_test_setup(test_SR_15_invalid_measurement_keeps_last_valid_lop, setup),
+		cmocka_unit_test_setup(test_SR_15_no_lop_refuses_inflation, setup),
+		cmocka_unit_test_setup(test_SR_15_lop_above_search_ceiling_rejected, setup),
+		cmocka_unit_test_setup(test_SR_15_restored_lop_keeps_its_age, setup),
+		cmocka_unit_test_setup(test_SR_16_battery_unknown_refuses_inflation, setup),
+		cmocka_unit_test_setup(test_SR_16_battery_low_status_bit, setup),
+		cmocka_unit_test_setup(test_SR_25_status_fault_refuses_inflation_and_lop, setup),
+		cmocka_unit_test_setup(test_SR_25_relief_valve_bit_while_inflated_deflates, setup),
+		cmocka_unit_test_setup(test_SR_24_unanswered_safety_deflate_releases_once, setup),
+		cmocka_unit_test_setup(test_SR_24_confirmed_or_routine_deflate_releases_nothing, setup),
+		cmocka_unit_test_setup(test_SR_06_lop_search_does_not_start_the_continuous_clock,
+				       setup),
 		cmocka_unit_test_setup(test_SR_15_lop_too_old, setup),
 		cmocka_unit_test_setup(test_SR_15_lop_measurement_suspends_occlusion_only, setup),
 		cmocka_unit_test_setup(test_SR_15_lop_measurement_refused_over_exercise, setup),

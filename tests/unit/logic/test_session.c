@@ -1001,6 +1001,54 @@ static void test_catch_up_in_chunks(void **state)
 	ctx_free(&c);
 }
 
+/* SR-26: the time a plan asks of a cuff, computed before it is accepted. */
+static void test_SR_26_plan_load(void **state)
+{
+	struct session_exercise a = exercise("squat", "L", 50, SESSION_MODE_CONTINUOUS);
+	struct session_exercise b = exercise("curl", "R", 50, SESSION_MODE_INTERMITTENT);
+	struct session_exercise c = exercise("press", "L", 50, SESSION_MODE_CYCLE);
+	struct session_plan plan;
+	struct session_plan_load load;
+
+	/* continuous: sets 2+1 reps of 2 s, one 5 s rest, held throughout:
+	 * 4 + 5 + 2 = 11 s, plus 7 s overhead, one inflation */
+	plan = one(a);
+	assert_int_equal(session_plan_load(&plan, "L", 7000, &load), 0);
+	assert_int_equal(load.longest_inflation_ms, 18000);
+	assert_int_equal(load.total_inflation_ms, 18000);
+	assert_int_equal(load.longest_exercise, 0);
+	assert_true(load.shortest_reperfusion_ms == UINT64_MAX);
+	/* intermittent: two inflations, 4 + 7 and 2 + 7 */
+	plan = one(b);
+	assert_int_equal(session_plan_load(&plan, "R", 7000, &load), 0);
+	assert_int_equal(load.longest_inflation_ms, 11000);
+	assert_int_equal(load.total_inflation_ms, 20000);
+	/* ... with rest_s 0 the sets run into each other: one of 6 + 7 */
+	plan.exercises[0].rest_s = 0;
+	assert_int_equal(session_plan_load(&plan, "R", 7000, &load), 0);
+	assert_int_equal(load.longest_inflation_ms, 13000);
+	assert_int_equal(load.total_inflation_ms, 13000);
+	/* L, R, L: the gap for L is both reperfusions plus R's 4 + 5 + 2 s */
+	memset(&plan, 0, sizeof(plan));
+	plan.n_exercises = 3;
+	plan.exercises[0] = a;
+	plan.exercises[1] = b;
+	plan.exercises[2] = c;
+	assert_int_equal(session_plan_load(&plan, "L", 7000, &load), 0);
+	assert_int_equal(load.shortest_reperfusion_ms, 60000 + 11000 + 60000);
+	assert_int_equal(load.reperfusion_exercise, 0);
+	/* cycle: 3 inflations of 5 + 7 s */
+	assert_int_equal(load.total_inflation_ms, 18000 + 3 * 12000);
+	assert_int_equal(load.longest_inflation_ms, 18000);
+	assert_int_equal(load.longest_exercise, 0);
+	/* a cuff not in the plan asks nothing */
+	assert_int_equal(session_plan_load(&plan, "X", 7000, &load), 0);
+	assert_int_equal(load.total_inflation_ms, 0);
+	assert_int_equal(load.longest_exercise, -1);
+	assert_int_equal(session_plan_load(NULL, "L", 0, &load), -EINVAL);
+	assert_int_equal(session_plan_load(&plan, NULL, 0, &load), -EINVAL);
+}
+
 /* Nothing follows the final event: notes after the end are refused. */
 static void test_notes_after_end_refused(void **state)
 {
@@ -1190,6 +1238,7 @@ int main(void)
 		cmocka_unit_test(test_late_tick_keeps_schedule),
 		cmocka_unit_test(test_catch_up_in_chunks),
 		cmocka_unit_test(test_notes_after_end_refused),
+		cmocka_unit_test(test_SR_26_plan_load),
 		cmocka_unit_test(test_time_backwards_refused),
 		cmocka_unit_test(test_garbage_inputs),
 		cmocka_unit_test(test_bad_plans_refused),

@@ -122,7 +122,7 @@ static void test_bilateral_targets_refused_together(void **state)
 	assert_int_equal(gatt_peer_count(&w.peers[0], BFR_CP_SET_TARGET), 0);
 	assert_int_equal(gatt_peer_count(&w.peers[1], BFR_CP_SET_TARGET), 0);
 	assert_string_equal(w.ended_outcome, "aborted");
-	assert_string_equal(w.ended_reason, "limit_exceeded");
+	assert_string_equal(w.ended_reason, "unacknowledged_high_alarm");
 	wiring_teardown(&w);
 }
 
