@@ -41,6 +41,7 @@ static const char *const error_names[CMD_ERR_COUNT] = {
 	[CMD_ERR_BAD_STATE] = "bad_state",
 	[CMD_ERR_NOT_CONNECTED] = "not_connected",
 	[CMD_ERR_INTERNAL] = "internal",
+	[CMD_ERR_CUFF_FAULT] = "cuff_fault",
 };
 
 int command_verb_parse(const char *name, enum command_verb *out)
@@ -903,6 +904,8 @@ enum command_error_code command_refusal_code(enum limits_refusal refusal)
 	case LIMITS_REFUSE_BATTERY:
 	case LIMITS_REFUSE_BATTERY_UNKNOWN:
 		return CMD_ERR_BATTERY_LOW;
+	case LIMITS_REFUSE_CUFF_FAULT:
+		return CMD_ERR_CUFF_FAULT;
 	default:
 		return CMD_ERR_BAD_STATE;
 	}

@@ -72,6 +72,7 @@ enum command_error_code {
 	CMD_ERR_BAD_STATE,      /* "bad_state" */
 	CMD_ERR_NOT_CONNECTED,  /* "not_connected" */
 	CMD_ERR_INTERNAL,       /* "internal": out of memory and the like */
+	CMD_ERR_CUFF_FAULT,     /* "cuff_fault": the cuff reports a fault */
 	CMD_ERR_COUNT,
 };
 

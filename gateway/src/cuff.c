@@ -264,6 +264,17 @@ static int ask(struct cuff *c, const struct safety_event *ev, enum limits_refusa
 
 /* --- commands ---------------------------------------------------------------- */
 
+void cuff_restore_lop(struct cuff *c, double lop_mmhg, uint64_t age_ms)
+{
+	struct safety_event ev = { .type = SAFETY_EV_LOP_SET };
+
+	ev.lop.lop_mmhg = lop_mmhg;
+	ev.lop.age_ms = age_ms;
+	ev.lop.search_ceiling_mmhg = NAN;
+	feed_and_report(c, &ev);
+	changed(c, true);
+}
+
 double cuff_lop(const struct cuff *c, int64_t *age_s)
 {
 	return safety_lop(&c->safety, now_ms(c), age_s);

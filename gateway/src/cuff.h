@@ -110,6 +110,8 @@ void *cuff_session_owner(const struct cuff *c);
 /* Lent to a session, or measuring a LOP outside one. */
 bool cuff_busy(const struct cuff *c);
 
+/* A LOP measured by an earlier run (SR-15), age_ms old now. */
+void cuff_restore_lop(struct cuff *c, double lop_mmhg, uint64_t age_ms);
 /* The LOP the engine uses (NAN if none) and its age in s (-1 if none). */
 double cuff_lop(const struct cuff *c, int64_t *age_s);
 /* Queries, no change: may a new inflation start / this target be set? */

@@ -391,9 +391,10 @@ int gateway_new(struct loop *loop, struct config *cfg, struct gateway **out, cha
 	r = setup_mqtt(gw, err, errlen);
 	if (r < 0)
 		goto fail;
-	if (gw->store)
+	if (gw->store) {
 		recovery_restore_alarms(gw->recovery);
-	else
+		recovery_restore_lops(gw->recovery);
+	} else
 		alarms_storage_error(gw->alarms, true,
 				     "database unavailable: running without records");
 	*out = gw;

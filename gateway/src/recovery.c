@@ -235,6 +235,29 @@ void recovery_restore_alarms(struct recovery *rec)
 	alarms_flush(rec->deps.alarms); /* the ones closed at start */
 }
 
+void recovery_restore_lops(struct recovery *rec)
+{
+	uint64_t wall = wall_ms(rec);
+
+	for (size_t i = 0; rec->deps.store && i < rec->deps.n_cuffs; i++) {
+		struct cuff *c = rec->deps.cuffs[i];
+		double lop;
+		int64_t at;
+		uint64_t age_ms;
+
+		if (store_lop_latest(rec->deps.store, cuff_id(c), &lop, &at) < 0 || at <= 0 ||
+		    (uint64_t)at > wall)
+			continue;
+		age_ms = wall - (uint64_t)at;
+		/* A stale one would only raise lop_invalid: it is not a measurement. */
+		if (age_ms / 1000 > cuff_limits(c)->lop_max_age_s)
+			continue;
+		cuff_restore_lop(c, lop, age_ms);
+		cuff_log(c, LOG_LEVEL_INFO, "LOP %.1f mmHg from %llu s ago restored", lop,
+			 (unsigned long long)(age_ms / 1000));
+	}
+}
+
 void recovery_retained_alarm(struct recovery *rec, const char *alarm_id, const uint8_t *payload,
 			     size_t len)
 {

@@ -52,6 +52,10 @@ void recovery_free(struct recovery *rec);
 /* Start-up, in this order, before the cuffs and MQTT start. */
 void recovery_close_interrupted_sessions(struct recovery *rec);
 void recovery_restore_alarms(struct recovery *rec);
+/* Each cuff's last LOP, if it is still younger than its lop_max_age_s
+ * (SR-15). Its age comes from the wall clock: a clock set back makes a
+ * restored LOP look younger; one in the future is not restored. */
+void recovery_restore_lops(struct recovery *rec);
 
 /* A retained message on alarm/{alarm_id} came from the broker. */
 void recovery_retained_alarm(struct recovery *rec, const char *alarm_id, const uint8_t *payload,

@@ -1289,6 +1289,40 @@ sqlfail:
 	return ret;
 }
 
+int store_lop_latest(struct store *store, const char *cuff, double *lop_mmhg,
+		     int64_t *measured_ms)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, ret = 0;
+
+	if (!store || !cuff || !lop_mmhg || !measured_ms)
+		return -EINVAL;
+	pthread_mutex_lock(&store->db_lock);
+	rc = sqlite3_prepare_v2(store->db,
+				"SELECT lop_mmhg, measured_ms FROM lop_measurements WHERE cuff = ?1 "
+				"ORDER BY id DESC LIMIT 1",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlfail;
+	sqlite3_bind_text(st, 1, cuff, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (rc != SQLITE_ROW)
+		goto sqlfail;
+	*lop_mmhg = sqlite3_column_double(st, 0);
+	*measured_ms = sqlite3_column_int64(st, 1);
+	goto out;
+sqlfail:
+	ret = store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&store->db_lock);
+	return ret;
+}
+
 int store_outbox_load(struct store *store,
 		      int (*fn)(const struct store_outbox_row *row, void *user_data),
 		      void *user_data)

@@ -228,6 +228,10 @@ int store_session_load(struct store *store, const char *session_id, json_t **out
 /* The highest <seq> of the alarm ids "<gateway_id>-<seq>" recorded (0: none). */
 int store_alarm_max_seq(struct store *store, const char *gateway_id, uint64_t *out);
 
+/* The last LOP recorded for cuff and when (wall ms); -ENOENT when none. */
+int store_lop_latest(struct store *store, const char *cuff, double *lop_mmhg,
+		     int64_t *measured_ms);
+
 /* Test hook: runs sql on the writer's connection between batches (e.g.
  * "PRAGMA max_page_count = 10" to simulate a full disk). */
 int store_test_exec(struct store *store, const char *sql);

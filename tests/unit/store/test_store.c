@@ -133,6 +133,27 @@ static void test_records_commit_in_order(void **state)
 	assert_true(stats.batches >= 1);
 }
 
+/* SR-15: the last recorded LOP of a cuff, for the next start. */
+static void test_lop_latest(void **state)
+{
+	struct fixture *f = *state;
+	double lop = -1;
+	int64_t at = -1;
+
+	assert_int_equal(store_lop_latest(f->st, "bay1", &lop, &at), -ENOENT);
+	assert_true(lop == -1 && at == -1);
+	assert_int_equal(store_lop_record(f->st, "bay1", "s-1", 182.5, 103, 1), 0);
+	assert_int_equal(store_lop_record(f->st, "bay2", NULL, 150, 104, 2), 0);
+	assert_int_equal(store_lop_record(f->st, "bay1", NULL, 190.5, 105, 3), 0);
+	wait_committed(f, 3);
+	assert_int_equal(store_lop_latest(f->st, "bay1", &lop, &at), 0);
+	assert_true(lop == 190.5);
+	assert_int_equal(at, 105);
+	assert_int_equal(store_lop_latest(f->st, "bay2", &lop, &at), 0);
+	assert_true(lop == 150);
+	assert_int_equal(store_lop_latest(f->st, NULL, &lop, &at), -EINVAL);
+}
+
 static void test_bad_arguments_change_nothing(void **state)
 {
 	struct fixture *f = *state;
@@ -467,6 +488,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_records_commit_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_arguments_change_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lop_latest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rejected_record_does_not_block_batch, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_open_sessions_survive_restart, setup, teardown),
