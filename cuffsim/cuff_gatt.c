@@ -740,9 +740,9 @@ int cuff_gatt_receive(struct cuff_gatt *g, const uint8_t *buf, size_t len)
 	int err;
 
 	if (!buf || len == 0) {
+		/* No opcode, so no request to answer: counted and ignored, as BlueZ does. */
 		g->stats.malformed_pdus++;
-		g->stats.att_requests++;
-		return send_error(g, 0, 0, ATT_ERR_INVALID_PDU);
+		return 0;
 	}
 	if (buf[0] & 0x40) { /* command flag: never answered */
 		if (buf[0] == ATT_OP_WRITE_CMD && att_pdu_decode_mtu(buf, len, g->mtu, &req) == 0)

@@ -11,7 +11,8 @@
  *
  * Invariants: every request gets exactly one response or Error Response
  * (never silence); Write Commands and confirmations never get one; a
- * malformed PDU is answered with Invalid PDU and counted; at most one
+ * malformed PDU is answered with Invalid PDU and counted; an empty packet
+ * (no opcode, so no request) is counted and ignored; at most one
  * indication is outstanding, later ones queue (bounded) until the client
  * confirms; notifications and indications go out only when the client
  * enabled them in the CCCD of this connection. cuff_gatt_reset() starts a
@@ -40,7 +41,10 @@ enum cuff_gatt_char {
 };
 
 struct cuff_gatt_ops {
-	/* One PDU for the bearer. A failure is counted, never retried. */
+	/*
+	 * One PDU for the bearer. 0 when sent or queued for sending; a failure
+	 * is counted in send_failures, never retried here.
+	 */
 	int (*send)(const uint8_t *pdu, size_t len, void *user_data);
 	/* Current value of STATUS, FEATURES or BATTERY into buf; 0 or -errno. */
 	int (*read)(enum cuff_gatt_char ch, uint8_t *buf, size_t cap, size_t *len,
@@ -61,7 +65,7 @@ struct cuff_gatt_config {
 
 struct cuff_gatt_stats {
 	uint64_t att_requests;   /* requests received (answered one way or another) */
-	uint64_t malformed_pdus; /* answered with Invalid PDU (or dropped commands) */
+	uint64_t malformed_pdus; /* answered with Invalid PDU (or dropped commands, empty packets) */
 	uint64_t error_responses;
 	uint64_t notifications;
 	uint64_t indications;

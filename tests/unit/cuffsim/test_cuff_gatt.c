@@ -517,7 +517,7 @@ static void test_malformed_pdus_get_invalid_pdu(void **state)
 		  ATT_ERR_UNSUPPORTED_GROUP_TYPE, 1 },
 	};
 	struct fixture *f = fx_new(0);
-	struct cuff_gatt_stats st;
+	struct cuff_gatt_stats st, st2;
 	uint64_t malformed = 0;
 	uint8_t rsp[ATT_MAX_MTU], big[600];
 
@@ -535,6 +535,14 @@ static void test_malformed_pdus_get_invalid_pdu(void **state)
 	big[0] = ATT_OP_WRITE_REQ;
 	big[1] = 1;
 	expect_error(rsp, xfer(f, big, sizeof(big), rsp), ATT_OP_WRITE_REQ, 0, ATT_ERR_INVALID_PDU);
+	/* An empty packet has no opcode, so there is no request to answer (as in BlueZ). */
+	cuff_gatt_get_stats(f->g, &st);
+	assert_int_equal(cuff_gatt_receive(f->g, big, 0), 0);
+	assert_int_equal(take(f, rsp, sizeof(rsp)), -1);
+	cuff_gatt_get_stats(f->g, &st2);
+	assert_int_equal(st2.malformed_pdus, st.malformed_pdus + 1);
+	assert_int_equal(st2.att_requests, st.att_requests);
+	assert_int_equal(st2.error_responses, st.error_responses);
 	/* Nothing of it changed the connection. */
 	assert_int_equal(cuff_gatt_mtu(f->g), ATT_DEFAULT_MTU);
 	assert_int_equal(f->cp_writes, 0);

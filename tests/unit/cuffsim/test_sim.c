@@ -1,7 +1,9 @@
 /*
  * test_sim.c - the simulator's I/O layer on a real event loop: sockets and
  * their cleanup, the sample tick, the control socket, connection
- * replacement, `drop`, and the over-limit -> DEFLATE latency in `stats`.
+ * replacement, `drop`, the over-limit -> DEFLATE latency in `stats`, and a
+ * congested link (empty packets, a full socket: responses wait, only
+ * notifications are dropped).
  *
  * Waits are on conditions with deadlines (the loop is run until the
  * expected PDU or reply is there), never sleeps.
@@ -394,6 +396,166 @@ static void test_control_point_results_over_the_socket(void **state)
 	close(ctl);
 }
 
+/* The JSON of one cuff's `status` line (caller decrefs). */
+static json_t *cuff_status(struct env *e, int ctl, unsigned cuff)
+{
+	char line[32], *r;
+	json_error_t jerr;
+	json_t *o;
+
+	snprintf(line, sizeof(line), "status %u\n", cuff);
+	r = control(e, ctl, line);
+	assert_true(strncmp(r, "ok {", 4) == 0);
+	o = json_loads(r + 3, 0, &jerr);
+	free(r);
+	assert_non_null(o);
+	return o;
+}
+
+static json_int_t status_int(struct env *e, int ctl, unsigned cuff, const char *field)
+{
+	json_t *o = cuff_status(e, ctl, cuff);
+	json_t *v = json_object_get(o, field);
+	json_int_t n;
+
+	if (!json_is_integer(v))
+		fail_msg("status %u has no integer \"%s\"", cuff, field);
+	n = json_integer_value(v);
+	json_decref(o);
+	return n;
+}
+
+static void read_req(uint8_t pdu[3], uint16_t handle)
+{
+	pdu[0] = ATT_OP_READ_REQ;
+	put_le16(pdu + 1, handle);
+}
+
+/* BlueZ ignores an empty SEQPACKET packet; it is not the end of the link. */
+static void test_empty_packet_is_not_end_of_file(void **state)
+{
+	struct env *e = *state;
+	int cuff = connect_to(e->dir, "cuff-01.sock", SOCK_SEQPACKET);
+	int ctl = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	uint8_t req[3], rsp[ATT_MAX_MTU];
+	ssize_t n;
+
+	assert_int_equal(send(cuff, "", 0, 0), 0);
+	read_req(req, H_CP_CCCD);
+	assert_int_equal(send(cuff, req, sizeof(req), 0), 3);
+	/* The empty packet gets no answer (it has no opcode); the request does. */
+	n = recv_wait(e, cuff, rsp, sizeof(rsp));
+	assert_int_equal(n, 3);
+	assert_int_equal(rsp[0], ATT_OP_READ_RSP);
+	assert_int_equal(status_int(e, ctl, 1, "connections"), 1);
+	assert_int_equal(status_int(e, ctl, 1, "malformed_pdus"), 1);
+	assert_int_equal(status_int(e, ctl, 1, "error_responses"), 0);
+	{
+		json_t *o = cuff_status(e, ctl, 1);
+
+		assert_true(json_is_true(json_object_get(o, "connected")));
+		json_decref(o);
+	}
+	close(cuff);
+	close(ctl);
+}
+
+/*
+ * A central that stops reading: the cuff's socket fills with notifications.
+ * A request sent then is still answered (the response waits for room);
+ * only notifications are dropped, and counted.
+ */
+static void test_full_socket_delays_responses_drops_notifications(void **state)
+{
+	struct env *e = *state;
+	int cuff = connect_to(e->dir, "cuff-01.sock", SOCK_SEQPACKET);
+	int ctl = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	uint8_t req[3], buf[ATT_MAX_MTU];
+	uint64_t deadline = now_ms() + 10000;
+	int answers = 0;
+
+	enable(e, cuff, H_PRESSURE_CCCD, ATT_CCCD_NOTIFY);
+	while (status_int(e, ctl, 1, "samples_dropped") == 0) {
+		if (now_ms() > deadline)
+			fail_msg("the cuff's socket never filled");
+		loop_run_once(e->loop, 10);
+	}
+	/* Three requests into the congested link (pipelined: answers keep order). */
+	for (uint16_t i = 0; i < 3; i++) {
+		read_req(req, i == 1 ? H_PRESSURE_CCCD : H_CP_CCCD);
+		assert_int_equal(send(cuff, req, sizeof(req), 0), 3);
+	}
+	/* The cuff takes them in (and answers) before the central reads again. */
+	while (status_int(e, ctl, 1, "att_requests") < 4) {
+		if (now_ms() > deadline)
+			fail_msg("the cuff did not read the requests");
+	}
+	deadline = now_ms() + DEADLINE_MS;
+	while (answers < 3) {
+		ssize_t n = recv_wait(e, cuff, buf, sizeof(buf));
+
+		if (now_ms() > deadline)
+			fail_msg("%d of 3 requests answered within %d ms", answers, DEADLINE_MS);
+		assert_true(n > 0);
+		if (buf[0] == ATT_OP_HANDLE_VALUE_NTF)
+			continue;
+		assert_int_equal(buf[0], ATT_OP_READ_RSP);
+		assert_int_equal(n, 3);
+		/* Pressure notifications on (1), Control Point indications off (0). */
+		assert_int_equal(get_le16(buf + 1), answers == 1 ? ATT_CCCD_NOTIFY : 0);
+		answers++;
+	}
+	assert_true(status_int(e, ctl, 1, "notifications_dropped") > 0);
+	assert_true(status_int(e, ctl, 1, "pdus_delayed") >= 1);
+	assert_int_equal(status_int(e, ctl, 1, "send_failures"),
+			 status_int(e, ctl, 1, "notifications_dropped"));
+	assert_int_equal(status_int(e, ctl, 1, "connections"), 1);
+	close(cuff);
+	close(ctl);
+}
+
+/*
+ * A central that sends requests and reads nothing is throttled (the cuff
+ * stops reading once its queue is nearly full), never answered partially:
+ * every request that got in is answered once it reads again.
+ */
+static void test_unread_responses_throttle_not_drop(void **state)
+{
+	struct env *e = *state;
+	int cuff = connect_to(e->dir, "cuff-02.sock", SOCK_SEQPACKET);
+	int ctl = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	uint8_t req[3], buf[ATT_MAX_MTU];
+	int sent = 0, answers = 0, stuck = 0;
+
+	read_req(req, H_CP_CCCD);
+	/* Until the link refuses more (the cuff stopped reading): 50 turns without progress. */
+	while (sent < 5000 && stuck < 50) {
+		if (send(cuff, req, sizeof(req), MSG_DONTWAIT) == 3) {
+			sent++;
+			stuck = 0;
+			continue;
+		}
+		assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+		stuck++;
+		loop_run_once(e->loop, 10);
+	}
+	assert_true(sent < 5000);
+	while (answers < sent) {
+		ssize_t n = recv_wait(e, cuff, buf, sizeof(buf));
+
+		assert_int_equal(n, 3);
+		assert_int_equal(buf[0], ATT_OP_READ_RSP);
+		answers++;
+	}
+	assert_int_equal(status_int(e, ctl, 2, "att_requests"), sent);
+	assert_true(status_int(e, ctl, 2, "pdus_delayed") > 0);
+	assert_int_equal(status_int(e, ctl, 2, "send_failures"), 0);
+	print_message("congested link: %d requests in before the cuff throttled, all answered\n",
+		      sent);
+	close(cuff);
+	close(ctl);
+}
+
 static void test_sim_new_rejects_bad_config(void **state)
 {
 	struct loop *loop;
@@ -482,6 +644,12 @@ int main(void)
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_control_point_results_over_the_socket,
 						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_empty_packet_is_not_end_of_file, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_full_socket_delays_responses_drops_notifications,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_unread_responses_throttle_not_drop, env_setup,
+						env_teardown),
 		cmocka_unit_test(test_sim_new_rejects_bad_config),
 		cmocka_unit_test(test_sim_new_alloc_failure_leaves_nothing),
 	};
