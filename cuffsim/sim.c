@@ -707,7 +707,10 @@ static json_t *cuff_json(const struct sim_cuff *c)
 	if (o && (json_object_set_new(o, "notifications_dropped",
 				      json_integer((json_int_t)c->notifications_dropped)) < 0 ||
 		  json_object_set_new(o, "pdus_delayed", json_integer((json_int_t)c->pdus_delayed)) <
-			  0)) {
+			  0 ||
+		  json_object_set_new(o, "button", json_boolean(mi.status_bits & BFR_ST_BUTTON)) < 0 ||
+		  json_object_set_new(o, "button_presses",
+				      json_integer((json_int_t)mi.button_presses)) < 0)) {
 		json_decref(o);
 		return NULL;
 	}
@@ -818,6 +821,9 @@ static void apply_fault(struct sim_cuff *c, const struct control_cmd *cmd)
 		break;
 	case CTL_LIMIT:
 		c->limit_mmhg = cmd->value;
+		break;
+	case CTL_BUTTON:
+		cuff_model_press_button(c->model, (uint32_t)cmd->value);
 		break;
 	default:
 		break;

@@ -47,6 +47,9 @@ static void test_good_lines(void **state)
 		{ "status\t4", CTL_STATUS, 4, 0, 0 },
 		{ "quit", CTL_QUIT, 0, 0, 0 },
 		{ "leak 01 1e1", CTL_LEAK, 1, 10, 0 },
+		{ "button 1 long", CTL_BUTTON, 1, CONTROL_BUTTON_LONG_MS, 0 },
+		{ "button all short", CTL_BUTTON, CONTROL_ALL, CONTROL_BUTTON_SHORT_MS, 0 },
+		{ "button\t4  short ", CTL_BUTTON, 4, CONTROL_BUTTON_SHORT_MS, 0 },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -107,6 +110,16 @@ static void test_bad_lines(void **state)
 		{ "a b c d e f g", "too many arguments" },
 		{ "drop\x01 1", "control character" },
 		{ "stats\n\n", "control character" },
+		{ "button", "button: missing cuff (1..4 or all)" },
+		{ "button 5 long", "button: bad cuff '5' (1..4 or all)" },
+		{ "button 0 short", "button: bad cuff '0'" },
+		{ "button long", "button: bad cuff 'long'" },
+		{ "button 1", "button: missing kind (long or short)" },
+		{ "button 1 medium", "button: kind 'medium' is not long or short" },
+		{ "button 1 LONG", "button: kind 'LONG' is not long or short" },
+		{ "button 1 2500", "button: kind '2500' is not long or short" },
+		{ "button 1 long 3", "button: too many arguments" },
+		{ "button 1 long short", "button: too many arguments" },
 	};
 	char long_line[CONTROL_LINE_MAX + 10];
 
@@ -136,6 +149,7 @@ static void test_bad_lines(void **state)
 		assert_int_equal(control_parse(NULL, N_CUFFS, &cmd, NULL, 0), -EINVAL);
 	}
 	assert_string_equal(control_verb_name(CTL_STUCK_VALVE), "stuck-valve");
+	assert_string_equal(control_verb_name(CTL_BUTTON), "button");
 }
 
 static void test_scenario_parse(void **state)
@@ -146,12 +160,13 @@ static void test_scenario_parse(void **state)
 				   "   2.5 leak 2 20   # slow leak\n"
 				   "2.5 spike 1 80 300\n"
 				   "10 clear all\n"
+				   "11 button 3 long\n"
 				   "12 quit";
 	struct scenario *sc = NULL;
 	char err[128] = "";
 
 	assert_int_equal(scenario_parse(text, strlen(text), N_CUFFS, &sc, err, sizeof(err)), 0);
-	assert_int_equal(sc->n, 5);
+	assert_int_equal(sc->n, 6);
 	assert_int_equal(sc->entries[0].at_ms, 0);
 	assert_int_equal(sc->entries[0].line, 3);
 	assert_int_equal(sc->entries[0].cmd.verb, CTL_LIMIT);
@@ -159,8 +174,13 @@ static void test_scenario_parse(void **state)
 	assert_int_equal(sc->entries[1].cmd.cuff, 2);
 	assert_true(sc->entries[1].cmd.value == 20);
 	assert_int_equal(sc->entries[2].cmd.verb, CTL_SPIKE);
-	assert_int_equal(sc->entries[4].at_ms, 12000);
+	assert_int_equal(sc->entries[4].at_ms, 11000);
 	assert_int_equal(sc->entries[4].line, 7);
+	assert_int_equal(sc->entries[4].cmd.verb, CTL_BUTTON);
+	assert_int_equal(sc->entries[4].cmd.cuff, 3);
+	assert_true(sc->entries[4].cmd.value == CONTROL_BUTTON_LONG_MS);
+	assert_int_equal(sc->entries[5].at_ms, 12000);
+	assert_int_equal(sc->entries[5].line, 8);
 	scenario_free(sc);
 
 	sc = NULL;
@@ -183,6 +203,7 @@ static void test_scenario_errors_name_the_line(void **state)
 		{ "# c\n5 stats\n4 stats\n", "line 3: offset goes back in time" },
 		{ "0 fly\n", "line 1: unknown command 'fly'" },
 		{ "0 stats\n\n\n0 battery 1\n", "line 4: battery: missing pct" },
+		{ "0 stats\n2 button 1 hold\n", "line 2: button: kind 'hold' is not long or short" },
 	};
 	struct scenario *sc = (struct scenario *)0x1;
 	char err[160];

@@ -556,6 +556,97 @@ static void test_unread_responses_throttle_not_drop(void **state)
 	close(ctl);
 }
 
+/*
+ * Presses the button over the control socket and follows the samples: the
+ * bit is in every sample while held. Returns (t of the first sample without
+ * the bit) - (t of the first with it) and the number of samples with it,
+ * or -1 when a sample was lost on the way (a loaded machine can stall this
+ * single-threaded test long enough for the cuff to drop notifications) so
+ * the caller presses again.
+ */
+static int button_hold(struct env *e, int cuff, int ctl, const char *line, int *n_set)
+{
+	uint8_t buf[ATT_MAX_MTU];
+	uint32_t first = 0;
+	uint16_t prev_seq = 0;
+	bool have_prev = false, gap = false;
+	char *r = control(e, ctl, line);
+
+	assert_string_equal(r, "ok button 1");
+	free(r);
+	*n_set = 0;
+	for (;;) {
+		struct bfr_sample smp[4];
+		size_t n = 0;
+		ssize_t len = recv_wait(e, cuff, buf, sizeof(buf));
+
+		assert_true(len > 3);
+		if (buf[0] != ATT_OP_HANDLE_VALUE_NTF || get_le16(buf + 1) != H_PRESSURE)
+			continue;
+		assert_int_equal(bfr_pressure_decode(buf + 3, (size_t)len - 3, smp, 4, &n), 0);
+		if (have_prev && smp[0].seq != (uint16_t)(prev_seq + 1))
+			gap = gap || *n_set > 0 || (smp[0].status & BFR_ST_BUTTON);
+		have_prev = true;
+		prev_seq = smp[0].seq;
+		if (smp[0].status & BFR_ST_BUTTON) {
+			if (!(*n_set)++)
+				first = smp[0].t_ms;
+		} else if (*n_set) {
+			return gap ? -1 : (int)(smp[0].t_ms - first);
+		}
+	}
+}
+
+static void expect_hold(struct env *e, int cuff, int ctl, const char *line, int ms, int n)
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		int n_set, held = button_hold(e, cuff, ctl, line, &n_set);
+
+		if (held < 0)
+			continue;
+		assert_int_equal(held, ms);
+		assert_int_equal(n_set, n);
+		return;
+	}
+	fail_msg("samples lost around every one of 3 presses of '%s'", line);
+}
+
+/* DESIGN section 11: `button <cuff> long|short` holds status bit 6 for 2.5 s / 0.3 s. */
+static void test_button_presses(void **state)
+{
+	struct env *e = *state;
+	int cuff = connect_to(e->dir, "cuff-01.sock", SOCK_SEQPACKET);
+	int ctl = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	char *r;
+
+	enable(e, cuff, H_PRESSURE_CCCD, ATT_CCCD_NOTIFY);
+	/* Bad lines are refused and press nothing. */
+	r = control(e, ctl, "button 1 medium\n");
+	assert_string_equal(r, "error: button: kind 'medium' is not long or short");
+	free(r);
+	r = control(e, ctl, "button 3 long\n");
+	assert_string_equal(r, "error: button: bad cuff '3' (1..2 or all)");
+	free(r);
+	r = control(e, ctl, "button 1\n");
+	assert_string_equal(r, "error: button: missing kind (long or short)");
+	free(r);
+	assert_int_equal(status_int(e, ctl, 1, "button_presses"), 0);
+
+	/* 100 Hz: short = 30 samples, 300 ms; long = 250 samples, 2500 ms. */
+	expect_hold(e, cuff, ctl, "button 1 short\n", 300, 30);
+	expect_hold(e, cuff, ctl, "button 1 long\n", 2500, 250);
+	assert_true(status_int(e, ctl, 1, "button_presses") >= 2);
+	assert_int_equal(status_int(e, ctl, 2, "button_presses"), 0);
+	{
+		json_t *o = cuff_status(e, ctl, 1);
+
+		assert_true(json_is_false(json_object_get(o, "button")));
+		json_decref(o);
+	}
+	close(cuff);
+	close(ctl);
+}
+
 static void test_sim_new_rejects_bad_config(void **state)
 {
 	struct loop *loop;
@@ -650,6 +741,7 @@ int main(void)
 						env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_unread_responses_throttle_not_drop, env_setup,
 						env_teardown),
+		cmocka_unit_test_setup_teardown(test_button_presses, env_setup, env_teardown),
 		cmocka_unit_test(test_sim_new_rejects_bad_config),
 		cmocka_unit_test(test_sim_new_alloc_failure_leaves_nothing),
 	};
