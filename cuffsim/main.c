@@ -4,6 +4,7 @@
  *
  * Exit status: 0 after SIGTERM/SIGINT or `quit`, 1 on a runtime failure,
  * 2 on bad arguments or a bad scenario file (nothing is started then).
+ * `cuffsim ctl ...` is the control-socket client instead (ctl.h).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "control.h"
+#include "ctl.h"
 #include "cuff_gatt.h"
 #include "cuff_profile.h"
 #include "loop.h"
@@ -36,7 +38,9 @@ static void usage(FILE *f)
 		"  --handle-shift K   filler handles before the BFR service, 0..%u\n"
 		"  --batch N          samples per notification when the MTU allows, 1..%u\n"
 		"  --stagger          spread the cuffs' sample instants over the period\n"
-		"                     (default: all cuffs sample at the same instant)\n",
+		"                     (default: all cuffs sample at the same instant)\n"
+		"       cuffsim ctl (--dir DIR | --socket PATH) [--timeout S] [COMMAND...]\n"
+		"                     send control lines to a running cuffsim (--help)\n",
 		CONTROL_MAX_CUFFS, CUFF_GATT_MAX_SHIFT, (unsigned)BFR_MAX_SAMPLES_PER_NTF);
 }
 
@@ -91,6 +95,8 @@ int main(int argc, char **argv)
 	char err[512];
 	int opt, ret = 2, r;
 
+	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+		return cuffsim_ctl_main(argc - 1, argv + 1, stdin, stdout, stderr);
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'd':
