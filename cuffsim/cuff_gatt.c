@@ -21,7 +21,9 @@
 
 #define IND_QUEUE_LEN 16
 #define IND_VALUE_MAX 8
-#define STATIC_VALUE_MAX 20
+/* Longest constant value: the Device Information strings (longer than one
+ * Read Response at MTU 23, so clients must use Read Blob). */
+#define STATIC_VALUE_MAX 48
 #define FILLER_SERVICE_UUID 0xFFF0
 
 enum attr_kind {
@@ -256,7 +258,7 @@ static void build_db(struct cuff_gatt *g, const struct cuff_gatt_config *cfg)
 	att_uuid_from16(ATT_UUID_DEVICE_INFO_SERVICE, &u);
 	svc = g->n_attrs;
 	add_service(g, &u);
-	add_string_char(g, ATT_UUID_MANUFACTURER_NAME, "BFR Gateway Project");
+	add_string_char(g, ATT_UUID_MANUFACTURER_NAME, CUFF_GATT_MANUFACTURER);
 	add_string_char(g, ATT_UUID_MODEL_NUMBER, "cuffsim-1");
 	add_string_char(g, ATT_UUID_SERIAL_NUMBER, cfg->serial);
 	add_string_char(g, ATT_UUID_FIRMWARE_REV, BFR_VERSION);

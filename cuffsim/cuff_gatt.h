@@ -58,8 +58,8 @@ struct cuff_gatt_ops {
 
 struct cuff_gatt_config {
 	unsigned handle_shift;   /* filler handles before the BFR service, 0..1000 */
-	const char *device_name; /* GAP device name, <= 20 bytes */
-	const char *serial;      /* 0x2A25, <= 20 bytes, unique per cuff */
+	const char *device_name; /* GAP device name, <= 48 bytes */
+	const char *serial;      /* 0x2A25, <= 48 bytes, unique per cuff */
 	uint16_t server_mtu;     /* answered to Exchange MTU; 23..517 */
 };
 
@@ -74,6 +74,8 @@ struct cuff_gatt_stats {
 };
 
 #define CUFF_GATT_MAX_SHIFT 1000
+/* 0x2A29: 44 bytes, two full Read Responses at MTU 23 (Read, Read Blob, Read Blob). */
+#define CUFF_GATT_MANUFACTURER "BFR Gateway Project - cuffsim simulated cuff"
 /* ATT error from the CSS for a control point whose CCCD is not enabled. */
 #define CUFF_GATT_ERR_CCCD_IMPROPER 0xFD
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "att.h"
 #include "control.h"
 #include "ctl.h"
 #include "cuff_gatt.h"
@@ -27,7 +28,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: cuffsim --dir DIR --cuffs N [--limb leg|arm] [--rate HZ] [--lop MMHG]\n"
 		"               [--seed S] [--scenario FILE] [--handle-shift K] [--batch N]\n"
-		"               [--stagger]\n"
+		"               [--stagger] [--mtu N]\n"
 		"  --dir DIR          where cuff-01.sock ... and control.sock are created\n"
 		"  --cuffs N          number of cuffs, 1..%u\n"
 		"  --limb leg|arm     limb and cuff type (default leg)\n"
@@ -39,6 +40,9 @@ static void usage(FILE *f)
 		"  --batch N          samples per notification when the MTU allows, 1..%u\n"
 		"  --stagger          spread the cuffs' sample instants over the period\n"
 		"                     (default: all cuffs sample at the same instant)\n"
+		"  --mtu N            ATT MTU the cuffs answer to Exchange MTU, 23..517\n"
+		"                     (default 517; 23 makes clients read long values with\n"
+		"                     Read Blob)\n"
 		"       cuffsim ctl (--dir DIR | --socket PATH) [--timeout S] [COMMAND...]\n"
 		"                     send control lines to a running cuffsim (--help)\n",
 		CONTROL_MAX_CUFFS, CUFF_GATT_MAX_SHIFT, (unsigned)BFR_MAX_SAMPLES_PER_NTF);
@@ -78,6 +82,7 @@ int main(int argc, char **argv)
 		{ "handle-shift", required_argument, NULL, 'k' },
 		{ "batch", required_argument, NULL, 'b' },
 		{ "stagger", no_argument, NULL, 'g' },
+		{ "mtu", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -169,6 +174,14 @@ int main(int argc, char **argv)
 			break;
 		case 'g':
 			cfg.stagger = true;
+			break;
+		case 'm':
+			if (parse_ulong(optarg, ATT_DEFAULT_MTU, ATT_MAX_MTU, &v) < 0) {
+				fprintf(stderr, "cuffsim: --mtu: want %u..%u, got '%s'\n",
+					ATT_DEFAULT_MTU, ATT_MAX_MTU, optarg);
+				goto out;
+			}
+			cfg.server_mtu = (uint16_t)v;
 			break;
 		case 'h':
 			usage(stdout);

@@ -1071,7 +1071,7 @@ static int cuff_setup(struct sim *s, struct sim_cuff *c, unsigned index)
 	};
 	struct cuff_gatt_config gc = {
 		.handle_shift = s->cfg.handle_shift,
-		.server_mtu = ATT_MAX_MTU,
+		.server_mtu = s->cfg.server_mtu ? s->cfg.server_mtu : ATT_MAX_MTU,
 	};
 	struct cuff_model_info mi;
 	char name[24], serial[24];
@@ -1114,6 +1114,7 @@ int sim_new(struct loop *loop, const struct sim_config *cfg, struct sim **out)
 	    cfg->n_cuffs > CONTROL_MAX_CUFFS || cfg->rate_hz < 1 || cfg->rate_hz > 1000 ||
 	    cfg->batch < 1 || cfg->batch > BFR_MAX_SAMPLES_PER_NTF ||
 	    cfg->handle_shift > CUFF_GATT_MAX_SHIFT ||
+	    (cfg->server_mtu && (cfg->server_mtu < ATT_DEFAULT_MTU || cfg->server_mtu > ATT_MAX_MTU)) ||
 	    (cfg->limb != BFR_LIMB_ARM && cfg->limb != BFR_LIMB_LEG))
 		goto fail;
 	err = -ENAMETOOLONG;

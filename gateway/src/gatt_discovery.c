@@ -93,6 +93,9 @@ struct gatt_discovery {
 	int chr_of_wanted[N_WANTED]; /* -1: not found */
 	size_t desc_pos;             /* index into wanted[] */
 	size_t devinfo_pos;
+	uint16_t devinfo_handle;     /* the string being read */
+	size_t devinfo_len;          /* bytes of it so far */
+	bool devinfo_blob;           /* reading on with Read Blob */
 
 	struct gatt_cuff_handles h;
 };
@@ -461,7 +464,10 @@ static void devinfo_next(struct gatt_discovery *d)
 			    !uuid_is16(&d->chars[i].uuid, devinfo_chars[d->devinfo_pos].uuid) ||
 			    !(d->chars[i].props & ATT_PROP_READ))
 				continue;
-			pdu.read_req.handle = d->chars[i].value;
+			d->devinfo_handle = d->chars[i].value;
+			d->devinfo_len = 0;
+			d->devinfo_blob = false;
+			pdu.read_req.handle = d->devinfo_handle;
 			r = send_req(d, &pdu);
 			if (r < 0)
 				finish(d, r, "%s: cannot send request: %s", step_name(d->step),
@@ -472,20 +478,50 @@ static void devinfo_next(struct gatt_discovery *d)
 	finish(d, 0, NULL);
 }
 
-static void handle_devinfo(struct gatt_discovery *d, const struct att_pdu *rsp)
+/*
+ * One chunk of a Device Information string: a Read Response, or a Read Blob
+ * Response when the value did not fit one response (Vol 3 Part G 4.8.3,
+ * what BlueZ's read_long does): a chunk that fills MTU - 1 bytes may have
+ * more behind it. Reading stops once the string buffer is full. An error
+ * leaves the string empty, except that Attribute Not Long or Invalid Offset
+ * on a Read Blob only says the value ended at the previous chunk.
+ */
+static void handle_devinfo(struct gatt_discovery *d, const struct att_pdu *rsp, uint8_t ecode)
 {
 	char *dst = (char *)&d->h.info + devinfo_chars[d->devinfo_pos].off;
-	size_t n = rsp ? rsp->value.value_len : 0;
+	size_t room = GATT_DEVINFO_LEN - 1 - d->devinfo_len;
+	size_t n, full;
 
-	if (n > GATT_DEVINFO_LEN - 1)
-		n = GATT_DEVINFO_LEN - 1;
+	if (!rsp) {
+		if (!d->devinfo_blob ||
+		    (ecode != ATT_ERR_ATTRIBUTE_NOT_LONG && ecode != ATT_ERR_INVALID_OFFSET))
+			d->devinfo_len = 0;
+		goto done;
+	}
+	n = rsp->value.value_len;
+	full = att_client_mtu(d->att) - 1u;
 	/* These strings end up in logs and JSON: keep them printable ASCII. */
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && i < room; i++) {
 		uint8_t ch = rsp->value.value[i];
 
-		dst[i] = (ch >= 0x20 && ch < 0x7F) ? (char)ch : '?';
+		dst[d->devinfo_len + i] = (ch >= 0x20 && ch < 0x7F) ? (char)ch : '?';
 	}
-	dst[n] = '\0';
+	d->devinfo_len += n < room ? n : room;
+	if (n >= full && d->devinfo_len < GATT_DEVINFO_LEN - 1) {
+		struct att_pdu pdu = { .opcode = ATT_OP_READ_BLOB_REQ };
+		int r;
+
+		pdu.read_blob_req.handle = d->devinfo_handle;
+		pdu.read_blob_req.offset = (uint16_t)d->devinfo_len;
+		d->devinfo_blob = true;
+		r = send_req(d, &pdu);
+		if (r < 0)
+			finish(d, r, "%s: cannot send request: %s", step_name(d->step),
+			       strerror(-r));
+		return;
+	}
+done:
+	dst[d->devinfo_len] = '\0';
 	d->devinfo_pos++;
 	devinfo_next(d);
 }
@@ -598,7 +634,7 @@ static void on_response(int err, const struct att_pdu *rsp, void *user_data)
 		break;
 	case STEP_DEVICE_INFO:
 		/* A string we cannot read stays empty. */
-		handle_devinfo(d, err ? NULL : rsp);
+		handle_devinfo(d, err ? NULL : rsp, ecode);
 		return;
 	}
 	if (err) {

@@ -8,7 +8,8 @@
  *   Device Information) -> Find Information where a notify/indicate
  *   characteristic has more than one handle after its value (one handle is
  *   taken to be the CCCD without asking) -> Read the Device Information
- *   strings.
+ *   strings, each continued with Read Blob while a chunk fills MTU - 1
+ *   bytes (up to GATT_DEVINFO_LEN - 1 bytes; longer strings are cut).
  *
  * Handles are never assumed: other services (GAP, GATT with Service
  * Changed), 0x2901 descriptors, 16- and 128-bit UUIDs and any handle layout

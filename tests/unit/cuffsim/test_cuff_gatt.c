@@ -758,6 +758,69 @@ static void test_control_point_indications(void **state)
 	fx_free(f);
 }
 
+/*
+ * Issue 9 item 9: the manufacturer string is longer than one Read Response
+ * at MTU 23, so a client must go on with Read Blob; a server configured
+ * with MTU 23 (cuffsim --mtu 23) keeps every client there.
+ */
+static void test_long_string_read_blob_at_mtu_23(void **state)
+{
+	struct fixture *f = fx_new(0);
+	struct cuff_gatt *g23;
+	struct cuff_gatt_config cfg = { .device_name = "BFR Cuff 01", .serial = "SIM-0001",
+					.server_mtu = ATT_DEFAULT_MTU };
+	uint8_t rsp[ATT_MAX_MTU], req[8], got[64];
+	const size_t want = strlen(CUFF_GATT_MANUFACTURER);
+	uint16_t h;
+	size_t len, have = 0;
+
+	assert_true(want > 2 * (ATT_DEFAULT_MTU - 1) - 1);
+	/* Find 0x2A29 by type: the value in that response is cut at MTU - 4. */
+	len = read_by_type(f, 1, 0xFFFF, ATT_UUID_MANUFACTURER_NAME, rsp);
+	assert_int_equal(rsp[0], ATT_OP_READ_BY_TYPE_RSP);
+	assert_int_equal(rsp[1], 2 + ATT_DEFAULT_MTU - 4);
+	assert_int_equal(len, 2 + 2 + ATT_DEFAULT_MTU - 4);
+	h = get_le16(rsp + 2);
+	req[0] = ATT_OP_READ_REQ;
+	put_le16(req + 1, h);
+	len = xfer(f, req, 3, rsp);
+	assert_int_equal(rsp[0], ATT_OP_READ_RSP);
+	assert_int_equal(len - 1, ATT_DEFAULT_MTU - 1);
+	memcpy(got, rsp + 1, len - 1);
+	have = len - 1;
+	while (len - 1 == ATT_DEFAULT_MTU - 1) {
+		req[0] = ATT_OP_READ_BLOB_REQ;
+		put_le16(req + 1, h);
+		put_le16(req + 3, (uint16_t)have);
+		len = xfer(f, req, 5, rsp);
+		assert_int_equal(rsp[0], ATT_OP_READ_BLOB_RSP);
+		assert_true(have + len - 1 <= sizeof(got));
+		memcpy(got + have, rsp + 1, len - 1);
+		have += len - 1;
+	}
+	/* 44 bytes: 22 + 22, then an empty Read Blob Response at offset 44. */
+	assert_int_equal(have, want);
+	assert_int_equal(len, 1);
+	assert_memory_equal(got, CUFF_GATT_MANUFACTURER, want);
+	put_le16(req + 3, (uint16_t)(want + 1));
+	expect_error(rsp, xfer(f, req, 5, rsp), ATT_OP_READ_BLOB_REQ, h, ATT_ERR_INVALID_OFFSET);
+	fx_free(f);
+
+	/* A server MTU of 23 answers 23 and keeps 23 whatever the client asks. */
+	f = fx_new(0);
+	assert_int_equal(cuff_gatt_new(&cfg, &OPS, f, &g23), 0);
+	cuff_gatt_free(f->g);
+	f->g = g23;
+	req[0] = ATT_OP_MTU_REQ;
+	put_le16(req + 1, ATT_MAX_MTU);
+	len = xfer(f, req, 3, rsp);
+	assert_int_equal(len, 3);
+	assert_int_equal(rsp[0], ATT_OP_MTU_RSP);
+	assert_int_equal(get_le16(rsp + 1), ATT_DEFAULT_MTU);
+	assert_int_equal(cuff_gatt_mtu(f->g), ATT_DEFAULT_MTU);
+	fx_free(f);
+}
+
 static void test_new_rejects_bad_config_and_alloc_failure(void **state)
 {
 	struct cuff_gatt_config cfg = { .handle_shift = 0, .device_name = "x", .serial = "y",
@@ -771,7 +834,7 @@ static void test_new_rejects_bad_config_and_alloc_failure(void **state)
 	cfg.server_mtu = 22;
 	assert_int_equal(cuff_gatt_new(&cfg, &OPS, NULL, &g), -EINVAL);
 	cfg.server_mtu = 517;
-	cfg.serial = "a serial number that is far too long";
+	cfg.serial = "a serial number that is far too long for any cuff (49)";
 	assert_int_equal(cuff_gatt_new(&cfg, &OPS, NULL, &g), -EINVAL);
 	cfg.serial = "y";
 	assert_ptr_equal(g, (struct cuff_gatt *)0x1);
@@ -797,6 +860,7 @@ int main(void)
 		cmocka_unit_test(test_find_by_type_value),
 		cmocka_unit_test(test_notifications_need_cccd),
 		cmocka_unit_test(test_control_point_indications),
+		cmocka_unit_test(test_long_string_read_blob_at_mtu_23),
 		cmocka_unit_test(test_new_rejects_bad_config_and_alloc_failure),
 	};
 

@@ -665,6 +665,11 @@ static void test_sim_new_rejects_bad_config(void **state)
 	cfg.rate_hz = 0;
 	assert_int_equal(sim_new(loop, &cfg, &s), -EINVAL);
 	cfg.rate_hz = 50;
+	cfg.server_mtu = 22;
+	assert_int_equal(sim_new(loop, &cfg, &s), -EINVAL);
+	cfg.server_mtu = 518;
+	assert_int_equal(sim_new(loop, &cfg, &s), -EINVAL);
+	cfg.server_mtu = 0;
 	memset(longdir, 'd', sizeof(longdir) - 1);
 	longdir[sizeof(longdir) - 1] = '\0';
 	cfg.dir = longdir;

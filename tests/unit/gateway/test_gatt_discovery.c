@@ -28,7 +28,7 @@
 struct attr {
 	uint16_t handle;
 	struct att_uuid type;
-	uint8_t value[32];
+	uint8_t value[96];
 	size_t len;
 };
 
@@ -49,6 +49,7 @@ struct server {
 	size_t garbage_len;
 	int seen[256];
 	uint8_t log[128]; /* request opcodes in order */
+	uint16_t log_offset[128]; /* Read Blob offsets, same index */
 	size_t n_log;
 };
 
@@ -145,6 +146,8 @@ struct layout_opts {
 	bool cp_write_only;  /* Control Point without indicate */
 	bool battery;
 	bool devinfo;
+	/* Device Information strings instead of the short defaults */
+	const char *manufacturer, *model, *serial, *firmware;
 };
 
 static struct gatt_cuff_handles expected;
@@ -204,10 +207,13 @@ static void build_layout(struct server *s, const struct layout_opts *o)
 	}
 	if (o->devinfo) {
 		add_service16(s, ATT_UUID_DEVICE_INFO_SERVICE);
-		add_char16(s, ATT_PROP_READ, ATT_UUID_MANUFACTURER_NAME, "Acme\x01" "Cuffs");
-		add_char16(s, ATT_PROP_READ, ATT_UUID_MODEL_NUMBER, "BFR-2");
-		add_char16(s, ATT_PROP_READ, ATT_UUID_SERIAL_NUMBER, "SN0001");
-		add_char16(s, ATT_PROP_READ, ATT_UUID_FIRMWARE_REV, "1.4.2");
+		add_char16(s, ATT_PROP_READ, ATT_UUID_MANUFACTURER_NAME,
+			   o->manufacturer ? o->manufacturer : "Acme\x01" "Cuffs");
+		add_char16(s, ATT_PROP_READ, ATT_UUID_MODEL_NUMBER, o->model ? o->model : "BFR-2");
+		add_char16(s, ATT_PROP_READ, ATT_UUID_SERIAL_NUMBER,
+			   o->serial ? o->serial : "SN0001");
+		add_char16(s, ATT_PROP_READ, ATT_UUID_FIRMWARE_REV,
+			   o->firmware ? o->firmware : "1.4.2");
 	}
 }
 
@@ -255,6 +261,9 @@ static void srv_handle(struct fixture *f, const uint8_t *buf, size_t n)
 	uint8_t entry[64];
 
 	assert_int_equal(att_pdu_decode(buf, n, &req), 0);
+	assert_true(s->n_log < sizeof(s->log));
+	s->log_offset[s->n_log] =
+		req.opcode == ATT_OP_READ_BLOB_REQ ? req.read_blob_req.offset : 0;
 	s->log[s->n_log++] = req.opcode;
 	if (req.opcode == s->fault_op && ++s->seen[req.opcode] == s->fault_nth) {
 		if (s->fault == FAULT_ERROR) {
@@ -319,17 +328,30 @@ static void srv_handle(struct fixture *f, const uint8_t *buf, size_t n)
 		}
 		break;
 	case ATT_OP_READ_REQ:
+	case ATT_OP_READ_BLOB_REQ: {
+		bool blob = req.opcode == ATT_OP_READ_BLOB_REQ;
+		uint16_t h = blob ? req.read_blob_req.handle : req.read_req.handle;
+		size_t off = blob ? req.read_blob_req.offset : 0;
+
 		for (size_t i = 0; i < s->n; i++) {
-			if (s->attrs[i].handle != req.read_req.handle)
+			const struct attr *a = &s->attrs[i];
+
+			if (a->handle != h)
 				continue;
-			rsp.opcode = ATT_OP_READ_RSP;
-			rsp.value.value = s->attrs[i].value;
-			rsp.value.value_len = s->attrs[i].len;
+			if (off > a->len) {
+				srv_error(f, req.opcode, h, ATT_ERR_INVALID_OFFSET);
+				return;
+			}
+			/* As much as fits one response: MTU - 1 bytes. */
+			rsp.opcode = blob ? ATT_OP_READ_BLOB_RSP : ATT_OP_READ_RSP;
+			rsp.value.value = a->value + off;
+			rsp.value.value_len = a->len - off < s->mtu - 1u ? a->len - off : s->mtu - 1u;
 			srv_send(f, &rsp);
 			return;
 		}
-		srv_error(f, req.opcode, req.read_req.handle, ATT_ERR_INVALID_HANDLE);
+		srv_error(f, req.opcode, h, ATT_ERR_INVALID_HANDLE);
 		return;
+	}
 	default:
 		srv_error(f, req.opcode, 0, ATT_ERR_REQUEST_NOT_SUPPORTED);
 		return;
@@ -595,6 +617,138 @@ static void test_devinfo_read_error_leaves_string_empty(void **state)
 	assert_string_equal(f->h.info.serial, "SN0001");
 }
 
+/* The requests of the Device Information step: the log after the last descriptor step. */
+static size_t devinfo_log(const struct fixture *f, uint8_t *ops, uint16_t *offsets)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < f->srv.n_log; i++) {
+		if (f->srv.log[i] != ATT_OP_READ_REQ && f->srv.log[i] != ATT_OP_READ_BLOB_REQ)
+			continue;
+		ops[n] = f->srv.log[i];
+		offsets[n++] = f->srv.log_offset[i];
+	}
+	return n;
+}
+
+#define S44 "BFR Gateway Project - cuffsim simulated cuff"
+#define S30 "Model BFR-2 thigh cuff, 115mm"
+#define S75 "A manufacturer name that is longer than the 63 bytes the gateway keeps: cut"
+
+/*
+ * Issue 9 item 9: at MTU 23 a Read Response carries 22 bytes; a string that
+ * fills it is read on with Read Blob until a shorter (or empty) chunk.
+ */
+static void test_long_device_strings_read_with_blob(void **state)
+{
+	struct fixture *f = *state;
+	const struct layout_opts o = { .devinfo = true, .manufacturer = S44, .model = S30,
+				       .serial = "SN-0123456789-ABCDEFGH", /* exactly 22 */
+				       .firmware = "1.4.2" };
+	static const uint8_t want_ops[] = {
+		ATT_OP_READ_REQ, ATT_OP_READ_BLOB_REQ, ATT_OP_READ_BLOB_REQ, /* 22 + 22 + 0 */
+		ATT_OP_READ_REQ, ATT_OP_READ_BLOB_REQ,                       /* 22 + 7 */
+		ATT_OP_READ_REQ, ATT_OP_READ_BLOB_REQ,                       /* 22 + 0 */
+		ATT_OP_READ_REQ,                                             /* 5 */
+	};
+	static const uint16_t want_off[] = { 0, 22, 44, 0, 22, 0, 22, 0 };
+	uint8_t ops[64];
+	uint16_t off[64];
+	size_t n;
+
+	assert_int_equal(strlen(S44), 44);
+	assert_int_equal(strlen(S30), 29);
+	f->srv.server_mtu = 23;
+	build_layout(&f->srv, &o);
+	run(f);
+	if (f->err)
+		fail_msg("discovery failed: %s", f->msg);
+	assert_int_equal(f->h.mtu, 23);
+	assert_string_equal(f->h.info.manufacturer, S44);
+	assert_string_equal(f->h.info.model, S30);
+	assert_string_equal(f->h.info.serial, "SN-0123456789-ABCDEFGH");
+	assert_string_equal(f->h.info.firmware, "1.4.2");
+	n = devinfo_log(f, ops, off);
+	assert_int_equal(n, sizeof(want_ops));
+	assert_memory_equal(ops, want_ops, sizeof(want_ops));
+	assert_memory_equal(off, want_off, sizeof(want_off));
+}
+
+/* At MTU 517 the same strings come in one Read Response each. */
+static void test_long_device_strings_one_read_at_large_mtu(void **state)
+{
+	struct fixture *f = *state;
+	const struct layout_opts o = { .devinfo = true, .manufacturer = S44, .model = S30 };
+
+	build_layout(&f->srv, &o);
+	run(f);
+	assert_int_equal(f->err, 0);
+	assert_string_equal(f->h.info.manufacturer, S44);
+	assert_string_equal(f->h.info.model, S30);
+	assert_int_equal(count_op(f, ATT_OP_READ_BLOB_REQ), 0);
+	assert_int_equal(count_op(f, ATT_OP_READ_REQ), 4);
+}
+
+/* A string longer than the gateway keeps is cut, and no more is read than kept. */
+static void test_device_string_longer_than_kept_is_cut(void **state)
+{
+	struct fixture *f = *state;
+	const struct layout_opts o = { .devinfo = true, .manufacturer = S75 };
+	char want[GATT_DEVINFO_LEN];
+
+	assert_true(strlen(S75) > GATT_DEVINFO_LEN);
+	f->srv.server_mtu = 23;
+	build_layout(&f->srv, &o);
+	run(f);
+	assert_int_equal(f->err, 0);
+	memcpy(want, S75, GATT_DEVINFO_LEN - 1);
+	want[GATT_DEVINFO_LEN - 1] = '\0';
+	assert_string_equal(f->h.info.manufacturer, want);
+	/* 22 + 22 + 22 >= 63: the third chunk fills the buffer, no fourth request. */
+	assert_int_equal(count_op(f, ATT_OP_READ_BLOB_REQ), 2);
+}
+
+/*
+ * Read Blob errors: Attribute Not Long / Invalid Offset end the value at
+ * the chunk before; any other error leaves the string empty (as a failed
+ * Read does), and discovery goes on.
+ */
+static void test_read_blob_errors(void **state)
+{
+	static const struct {
+		uint8_t ecode;
+		const char *manufacturer;
+	} cases[] = {
+		{ ATT_ERR_ATTRIBUTE_NOT_LONG, "BFR Gateway Project - " },
+		{ ATT_ERR_INVALID_OFFSET, "BFR Gateway Project - " },
+		{ ATT_ERR_READ_NOT_PERMITTED, "" },
+		{ ATT_ERR_INSUFFICIENT_AUTHENTICATION, "" },
+	};
+	const struct layout_opts o = { .devinfo = true, .manufacturer = S44, .model = S30 };
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fixture *f;
+
+		setup(state);
+		f = *state;
+		f->srv.server_mtu = 23;
+		f->srv.fault_op = ATT_OP_READ_BLOB_REQ;
+		f->srv.fault_nth = 1;
+		f->srv.fault = FAULT_ERROR;
+		f->srv.fault_ecode = cases[i].ecode;
+		build_layout(&f->srv, &o);
+		run(f);
+		assert_int_equal(f->err, 0);
+		if (strcmp(f->h.info.manufacturer, cases[i].manufacturer) != 0)
+			fail_msg("error 0x%02x: manufacturer '%s', want '%s'", cases[i].ecode,
+				 f->h.info.manufacturer, cases[i].manufacturer);
+		/* The next string is read as usual. */
+		assert_string_equal(f->h.info.model, S30);
+		teardown(state);
+	}
+	*state = NULL;
+}
+
 static void test_free_while_running_and_alloc_failure(void **state)
 {
 	struct fixture *f = *state;
@@ -632,6 +786,13 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_free_while_running_and_alloc_failure, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_long_device_strings_read_with_blob, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_long_device_strings_one_read_at_large_mtu,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_string_longer_than_kept_is_cut, setup,
+						teardown),
+		cmocka_unit_test(test_read_blob_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
