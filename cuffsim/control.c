@@ -66,6 +66,8 @@ static const struct verb_spec VERBS[] = {
 	{ "limit", CTL_LIMIT, CUFF_ONE_OR_ALL, 1,
 	  { { "mmhg", 0, 400, true, false, 0 } }, NULL },
 	{ "button", CTL_BUTTON, CUFF_ONE_OR_ALL, 0, { { 0 } }, &BUTTON_KIND },
+	{ "service-changed", CTL_SERVICE_CHANGED, CUFF_ONE_OR_ALL, 1,
+	  { { "shift", 0, CONTROL_MAX_SHIFT, false, false, 0 } }, NULL },
 	{ "stats", CTL_STATS, CUFF_NONE, 0, { { 0 } }, NULL },
 	{ "status", CTL_STATUS, CUFF_ONE, 0, { { 0 } }, NULL },
 	{ "quit", CTL_QUIT, CUFF_NONE, 0, { { 0 } }, NULL },
@@ -237,6 +239,10 @@ int control_parse(const char *line, unsigned n_cuffs, struct control_cmd *out, c
 	}
 	if (cmd.verb == CTL_SPIKE && cmd.value == 0) {
 		set_err(err, errlen, "spike: mmhg must not be 0");
+		return -EINVAL;
+	}
+	if (cmd.verb == CTL_SERVICE_CHANGED && cmd.value != floor(cmd.value)) {
+		set_err(err, errlen, "service-changed: shift %g is not a whole number", cmd.value);
 		return -EINVAL;
 	}
 	*out = cmd;

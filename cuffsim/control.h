@@ -24,6 +24,8 @@
 /* How long `button <cuff> long|short` holds the cuff's button (DESIGN section 11: long >= 2 s). */
 #define CONTROL_BUTTON_LONG_MS 2500
 #define CONTROL_BUTTON_SHORT_MS 300
+/* `service-changed <cuff> <shift>`: the new filler count, as --handle-shift. */
+#define CONTROL_MAX_SHIFT 1000
 
 enum control_verb {
 	CTL_LEAK,
@@ -38,6 +40,7 @@ enum control_verb {
 	CTL_CLEAR,
 	CTL_LIMIT,
 	CTL_BUTTON,
+	CTL_SERVICE_CHANGED,
 	CTL_STATS,
 	CTL_STATUS,
 	CTL_QUIT,
@@ -46,7 +49,7 @@ enum control_verb {
 struct control_cmd {
 	enum control_verb verb;
 	unsigned cuff;  /* 1..n_cuffs, or CONTROL_ALL; 0 for verbs without a cuff */
-	double value;   /* leak rate, battery pct, spike mmHg, limit mmHg, button hold ms */
+	double value;   /* leak rate, battery pct, spike mmHg, limit mmHg, button hold ms, shift */
 	double value2;  /* spike duration ms */
 };
 

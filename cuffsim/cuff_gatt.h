@@ -17,6 +17,8 @@
  * confirms; notifications and indications go out only when the client
  * enabled them in the CCCD of this connection. cuff_gatt_reset() starts a
  * new connection: MTU back to 23, CCCDs cleared, indication queue emptied.
+ * The database changes only through cuff_gatt_change_database(), which
+ * indicates Service Changed.
  */
 #ifndef CUFFSIM_CUFF_GATT_H
 #define CUFFSIM_CUFF_GATT_H
@@ -71,6 +73,7 @@ struct cuff_gatt_stats {
 	uint64_t indications;
 	uint64_t send_failures;
 	uint64_t indications_dropped; /* queue full */
+	uint64_t database_changes;    /* cuff_gatt_change_database() calls that rebuilt it */
 };
 
 #define CUFF_GATT_MAX_SHIFT 1000
@@ -106,6 +109,21 @@ int cuff_gatt_notify(struct cuff_gatt *g, enum cuff_gatt_char ch);
  * -ENOBUFS queue full (counted).
  */
 int cuff_gatt_indicate_cp(struct cuff_gatt *g, const struct bfr_cp_response *rsp);
+
+/*
+ * The cuff's attribute database changes (a firmware that adds a service
+ * would do this): it is rebuilt with handle_shift filler handles, so every
+ * handle from the filler on moves, and a Service Changed indication with
+ * the range (first handle that may have moved, 0xFFFF) goes to the client
+ * if it enabled Service Changed indications (queued like any indication).
+ * The connection's CCCD settings stay with their characteristics. 1 when
+ * indicated or queued, 0 when the client did not enable the indication
+ * (the database changed anyway), -ENOBUFS indication queue full (changed,
+ * not indicated, counted), -ENOMEM or -EINVAL (shift > CUFF_GATT_MAX_SHIFT):
+ * nothing changed.
+ */
+int cuff_gatt_change_database(struct cuff_gatt *g, unsigned handle_shift);
+unsigned cuff_gatt_handle_shift(const struct cuff_gatt *g);
 
 uint16_t cuff_gatt_mtu(const struct cuff_gatt *g);
 /* Value handle of a characteristic (for tests and diagnostics). */

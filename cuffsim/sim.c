@@ -710,7 +710,11 @@ static json_t *cuff_json(const struct sim_cuff *c)
 			  0 ||
 		  json_object_set_new(o, "button", json_boolean(mi.status_bits & BFR_ST_BUTTON)) < 0 ||
 		  json_object_set_new(o, "button_presses",
-				      json_integer((json_int_t)mi.button_presses)) < 0)) {
+				      json_integer((json_int_t)mi.button_presses)) < 0 ||
+		  json_object_set_new(o, "handle_shift",
+				      json_integer((json_int_t)cuff_gatt_handle_shift(c->gatt))) < 0 ||
+		  json_object_set_new(o, "database_changes",
+				      json_integer((json_int_t)gs.database_changes)) < 0)) {
 		json_decref(o);
 		return NULL;
 	}
@@ -864,9 +868,16 @@ int sim_execute(struct sim *s, const struct control_cmd *cmd, char **reply)
 	}
 	if (cmd->cuff > s->n_cuffs)
 		return reply_printf(reply, "error: %s: bad cuff", control_verb_name(cmd->verb));
-	for (unsigned i = 0; i < s->n_cuffs; i++)
-		if (cmd->cuff == CONTROL_ALL || cmd->cuff == i + 1)
-			apply_fault(&s->cuffs[i], cmd);
+	for (unsigned i = 0; i < s->n_cuffs; i++) {
+		if (cmd->cuff != CONTROL_ALL && cmd->cuff != i + 1)
+			continue;
+		/* A full indication queue is counted (indications_dropped), not an error. */
+		if (cmd->verb == CTL_SERVICE_CHANGED &&
+		    cuff_gatt_change_database(s->cuffs[i].gatt, (unsigned)cmd->value) == -ENOMEM)
+			return reply_printf(reply, "error: service-changed: out of memory at cuff %u",
+					    i + 1);
+		apply_fault(&s->cuffs[i], cmd);
+	}
 	if (cmd->cuff == CONTROL_ALL)
 		return reply_printf(reply, "ok %s all", control_verb_name(cmd->verb));
 	return reply_printf(reply, "ok %s %u", control_verb_name(cmd->verb), cmd->cuff);

@@ -50,6 +50,9 @@ static void test_good_lines(void **state)
 		{ "button 1 long", CTL_BUTTON, 1, CONTROL_BUTTON_LONG_MS, 0 },
 		{ "button all short", CTL_BUTTON, CONTROL_ALL, CONTROL_BUTTON_SHORT_MS, 0 },
 		{ "button\t4  short ", CTL_BUTTON, 4, CONTROL_BUTTON_SHORT_MS, 0 },
+		{ "service-changed 2 40", CTL_SERVICE_CHANGED, 2, 40, 0 },
+		{ "service-changed all 0", CTL_SERVICE_CHANGED, CONTROL_ALL, 0, 0 },
+		{ "service-changed 1 1000", CTL_SERVICE_CHANGED, 1, 1000, 0 },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -120,6 +123,12 @@ static void test_bad_lines(void **state)
 		{ "button 1 2500", "button: kind '2500' is not long or short" },
 		{ "button 1 long 3", "button: too many arguments" },
 		{ "button 1 long short", "button: too many arguments" },
+		{ "service-changed 1", "service-changed: missing shift" },
+		{ "service-changed 1 1001", "service-changed: shift 1001 out of range (0..1000)" },
+		{ "service-changed 1 -1", "out of range" },
+		{ "service-changed 1 2.5", "service-changed: shift 2.5 is not a whole number" },
+		{ "service-changed 5 3", "service-changed: bad cuff '5'" },
+		{ "service-changed 1 3 4", "service-changed: too many arguments" },
 	};
 	char long_line[CONTROL_LINE_MAX + 10];
 

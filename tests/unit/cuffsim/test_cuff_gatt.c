@@ -821,6 +821,95 @@ static void test_long_string_read_blob_at_mtu_23(void **state)
 	fx_free(f);
 }
 
+/* The next PDU the cuff sent, which must be an indication on handle; returns its value. */
+static size_t take_indication(struct fixture *f, uint16_t handle, uint8_t *value)
+{
+	uint8_t pdu[ATT_MAX_MTU];
+	ssize_t n = take(f, pdu, sizeof(pdu));
+
+	assert_true(n >= 3);
+	assert_int_equal(pdu[0], ATT_OP_HANDLE_VALUE_IND);
+	assert_int_equal(get_le16(pdu + 1), handle);
+	memcpy(value, pdu + 3, (size_t)n - 3);
+	return (size_t)n - 3;
+}
+
+/*
+ * Issue 9 item 8, the server side: `service-changed` rebuilds the database
+ * with another shift, so the BFR handles move, and indicates Service
+ * Changed (first moved handle .. 0xFFFF) to a client that enabled it.
+ */
+static void test_database_change_indicates_service_changed(void **state)
+{
+	struct fixture *f = fx_new(0);
+	struct discovery d, d2;
+	const struct characteristic *pc;
+	uint16_t sc, sc_cccd, pressure, cp, cfm_h;
+	uint8_t v[64], cfm = ATT_OP_HANDLE_VALUE_CFM;
+	struct bfr_sample smp = { .seq = 1, .pressure_mmhg = 50, .target_mmhg = 0 };
+	struct bfr_cp_response r = { .req_opcode = BFR_CP_IDENTIFY };
+	struct cuff_gatt_stats st;
+	size_t len;
+
+	discover(f, &d);
+	sc = cuff_gatt_value_handle(f->g, CUFF_CHAR_SERVICE_CHANGED);
+	sc_cccd = (uint16_t)(sc + 1);
+	pc = find_bfr(&d, BFR_UUID_PRESSURE);
+	pressure = pc->d.value_handle;
+	cp = find_bfr(&d, BFR_UUID_CONTROL_POINT)->d.value_handle;
+	enable(f, cccd_of(f, &d, pc), ATT_CCCD_NOTIFY);
+
+	/* Not enabled: the database changes, nothing is indicated. */
+	assert_int_equal(cuff_gatt_change_database(f->g, 3), 0);
+	assert_int_equal(take(f, v, sizeof(v)), -1);
+	assert_int_equal(cuff_gatt_handle_shift(f->g), 3);
+	assert_int_equal(cuff_gatt_value_handle(f->g, CUFF_CHAR_PRESSURE), pressure + 3);
+	/* Handles before the shift stay: GAP, GATT, DIS, Battery. */
+	assert_int_equal(cuff_gatt_value_handle(f->g, CUFF_CHAR_SERVICE_CHANGED), sc);
+
+	enable(f, sc_cccd, ATT_CCCD_INDICATE);
+	assert_int_equal(cuff_gatt_change_database(f->g, 40), 1);
+	len = take_indication(f, sc, v);
+	assert_int_equal(len, 4);
+	assert_int_equal(get_le16(v), 21); /* where the filler / BFR service begins */
+	assert_int_equal(get_le16(v + 2), 0xFFFF);
+	assert_int_equal(send(f->client_fd, &cfm, 1, 0), 1);
+	serve_one(f);
+
+	/* The connection's CCCDs stayed with their characteristics. */
+	assert_int_equal(cuff_gatt_notify_pressure(f->g, &smp, 1), 1);
+	assert_int_equal(take(f, v, sizeof(v)), 3 + 1 + BFR_SAMPLE_WIRE_SIZE);
+	assert_int_equal(get_le16(v + 1), pressure + 40);
+	/* A client that discovers again finds everything 40 handles on. */
+	discover(f, &d2);
+	assert_int_equal(find_bfr(&d2, BFR_UUID_PRESSURE)->d.value_handle, pressure + 40);
+	assert_int_equal(find_bfr(&d2, BFR_UUID_CONTROL_POINT)->d.value_handle, cp + 40);
+
+	/* Behind an unconfirmed indication, Service Changed waits its turn. */
+	enable(f, cccd_of(f, &d2, find_bfr(&d2, BFR_UUID_CONTROL_POINT)), ATT_CCCD_INDICATE);
+	assert_int_equal(cuff_gatt_indicate_cp(f->g, &r), 1);
+	assert_int_equal(cuff_gatt_change_database(f->g, 0), 1);
+	cfm_h = (uint16_t)(cp + 40);
+	/* The queued CP result goes out on the Control Point's handle of the new database. */
+	take_indication(f, cfm_h, v);
+	assert_int_equal(take(f, v, sizeof(v)), -1);
+	assert_int_equal(send(f->client_fd, &cfm, 1, 0), 1);
+	serve_one(f);
+	len = take_indication(f, sc, v);
+	assert_int_equal(get_le16(v), 21);
+
+	/* Out of memory or a bad shift: nothing changes. */
+	test_alloc_fail_after(0);
+	assert_int_equal(cuff_gatt_change_database(f->g, 7), -ENOMEM);
+	test_alloc_reset();
+	assert_int_equal(cuff_gatt_change_database(f->g, CUFF_GATT_MAX_SHIFT + 1), -EINVAL);
+	assert_int_equal(cuff_gatt_handle_shift(f->g), 0);
+	assert_int_equal(cuff_gatt_value_handle(f->g, CUFF_CHAR_PRESSURE), pressure);
+	cuff_gatt_get_stats(f->g, &st);
+	assert_int_equal(st.database_changes, 3);
+	fx_free(f);
+}
+
 static void test_new_rejects_bad_config_and_alloc_failure(void **state)
 {
 	struct cuff_gatt_config cfg = { .handle_shift = 0, .device_name = "x", .serial = "y",
@@ -861,6 +950,7 @@ int main(void)
 		cmocka_unit_test(test_notifications_need_cccd),
 		cmocka_unit_test(test_control_point_indications),
 		cmocka_unit_test(test_long_string_read_blob_at_mtu_23),
+		cmocka_unit_test(test_database_change_indicates_service_changed),
 		cmocka_unit_test(test_new_rejects_bad_config_and_alloc_failure),
 	};
 
