@@ -93,7 +93,8 @@ static int parse_args(int argc, char **argv, struct ctl_opts *o, FILE *err)
 		} else if (strcmp(a, "--socket") == 0) {
 			o->socket = argv[++i];
 		} else if (parse_timeout(argv[++i], &o->timeout_s) < 0) {
-			fprintf(err, "cuffsim ctl: --timeout: want seconds, 0 < S <= %.0f, got '%s'\n",
+			fprintf(err,
+				"cuffsim ctl: --timeout: want seconds, 0 < S <= %.0f, got '%s'\n",
 				TIMEOUT_MAX_S, argv[i]);
 			return -EINVAL;
 		}

@@ -67,7 +67,7 @@ struct cuff_gatt_config {
 
 struct cuff_gatt_stats {
 	uint64_t att_requests;   /* requests received (answered one way or another) */
-	uint64_t malformed_pdus; /* answered with Invalid PDU (or dropped commands, empty packets) */
+	uint64_t malformed_pdus; /* answered with Invalid PDU; dropped commands, empty packets */
 	uint64_t error_responses;
 	uint64_t notifications;
 	uint64_t indications;

@@ -660,6 +660,11 @@ static double round1(double v)
 	return round(v * 10.0) / 10.0;
 }
 
+static int set_count(json_t *o, const char *key, uint64_t n)
+{
+	return json_object_set_new(o, key, json_integer((json_int_t)n));
+}
+
 static json_t *cuff_json(const struct sim_cuff *c)
 {
 	struct cuff_model_info mi;
@@ -704,17 +709,13 @@ static json_t *cuff_json(const struct sim_cuff *c)
 		faults_json(mi.faults, c->stall), "true_pressure", round1(mi.pressure_mmhg),
 		"identify_blinks", (json_int_t)mi.identify_blinks, "latency_us", lat, "send_failures",
 		(json_int_t)gs.send_failures, "indications_dropped", (json_int_t)gs.indications_dropped);
-	if (o && (json_object_set_new(o, "notifications_dropped",
-				      json_integer((json_int_t)c->notifications_dropped)) < 0 ||
-		  json_object_set_new(o, "pdus_delayed", json_integer((json_int_t)c->pdus_delayed)) <
-			  0 ||
-		  json_object_set_new(o, "button", json_boolean(mi.status_bits & BFR_ST_BUTTON)) < 0 ||
-		  json_object_set_new(o, "button_presses",
-				      json_integer((json_int_t)mi.button_presses)) < 0 ||
-		  json_object_set_new(o, "handle_shift",
-				      json_integer((json_int_t)cuff_gatt_handle_shift(c->gatt))) < 0 ||
-		  json_object_set_new(o, "database_changes",
-				      json_integer((json_int_t)gs.database_changes)) < 0)) {
+	if (o && (set_count(o, "notifications_dropped", c->notifications_dropped) < 0 ||
+		  set_count(o, "pdus_delayed", c->pdus_delayed) < 0 ||
+		  json_object_set_new(o, "button",
+				      json_boolean(mi.status_bits & BFR_ST_BUTTON)) < 0 ||
+		  set_count(o, "button_presses", mi.button_presses) < 0 ||
+		  set_count(o, "handle_shift", cuff_gatt_handle_shift(c->gatt)) < 0 ||
+		  set_count(o, "database_changes", gs.database_changes) < 0)) {
 		json_decref(o);
 		return NULL;
 	}
@@ -874,8 +875,8 @@ int sim_execute(struct sim *s, const struct control_cmd *cmd, char **reply)
 		/* A full indication queue is counted (indications_dropped), not an error. */
 		if (cmd->verb == CTL_SERVICE_CHANGED &&
 		    cuff_gatt_change_database(s->cuffs[i].gatt, (unsigned)cmd->value) == -ENOMEM)
-			return reply_printf(reply, "error: service-changed: out of memory at cuff %u",
-					    i + 1);
+			return reply_printf(reply,
+					    "error: service-changed: out of memory at cuff %u", i + 1);
 		apply_fault(&s->cuffs[i], cmd);
 	}
 	if (cmd->cuff == CONTROL_ALL)
@@ -1125,7 +1126,8 @@ int sim_new(struct loop *loop, const struct sim_config *cfg, struct sim **out)
 	    cfg->n_cuffs > CONTROL_MAX_CUFFS || cfg->rate_hz < 1 || cfg->rate_hz > 1000 ||
 	    cfg->batch < 1 || cfg->batch > BFR_MAX_SAMPLES_PER_NTF ||
 	    cfg->handle_shift > CUFF_GATT_MAX_SHIFT ||
-	    (cfg->server_mtu && (cfg->server_mtu < ATT_DEFAULT_MTU || cfg->server_mtu > ATT_MAX_MTU)) ||
+	    (cfg->server_mtu &&
+	     (cfg->server_mtu < ATT_DEFAULT_MTU || cfg->server_mtu > ATT_MAX_MTU)) ||
 	    (cfg->limb != BFR_LIMB_ARM && cfg->limb != BFR_LIMB_LEG))
 		goto fail;
 	err = -ENAMETOOLONG;

@@ -181,7 +181,7 @@ static void build_layout(struct server *s, const struct layout_opts *o)
 		add_service16(s, ATT_UUID_GATT_SERVICE);
 		expected.service_changed =
 			add_char16(s, ATT_PROP_INDICATE, ATT_UUID_SERVICE_CHANGED, "1234");
-		add_desc(s, ATT_UUID_CCCD);
+		expected.service_changed_cccd = add_desc(s, ATT_UUID_CCCD);
 	}
 	bfr_uuid(BFR_UUID_SERVICE, &u);
 	expected.service_start = s->next_handle;
@@ -460,6 +460,7 @@ static void assert_handles(const struct fixture *f)
 	assert_int_equal(f->h.battery_level, expected.battery_level);
 	assert_int_equal(f->h.battery_cccd, expected.battery_cccd);
 	assert_int_equal(f->h.service_changed, expected.service_changed);
+	assert_int_equal(f->h.service_changed_cccd, expected.service_changed_cccd);
 }
 
 static void test_minimal_layout_exact_sequence(void **state)
@@ -749,6 +750,91 @@ static void test_read_blob_errors(void **state)
 	*state = NULL;
 }
 
+/* Drives a discovery already started (rediscovery) until it reports. */
+static void serve_until_done(struct fixture *f)
+{
+	for (int i = 0; i < 500 && f->calls == 0; i++) {
+		uint8_t buf[ATT_MAX_MTU + 1];
+		ssize_t n;
+
+		assert_int_equal(loop_run_once(f->loop, 0), 0);
+		while ((n = recv(f->peer, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+			srv_handle(f, buf, (size_t)n);
+	}
+	assert_int_equal(f->calls, 1);
+}
+
+/*
+ * Issue 9 item 8: after Service Changed the gateway discovers again on the
+ * same bearer. No second MTU exchange (ATT allows one per connection), no
+ * Server Supported Features; primary services first; the new handles.
+ */
+static void test_rediscover_on_the_same_bearer(void **state)
+{
+	struct fixture *f = *state;
+	const struct layout_opts o = { .gap_gatt = true, .user_desc = true, .battery = true };
+	const struct layout_opts moved = { .first_handle = 0x0040, .gap_gatt = true,
+					   .user_desc = true, .battery = true };
+	struct gatt_cuff_handles first;
+
+	build_layout(&f->srv, &o);
+	run(f);
+	assert_int_equal(f->err, 0);
+	assert_handles(f);
+	assert_true(f->h.service_changed_cccd > f->h.service_changed);
+	first = f->h;
+
+	/* The server's table changes: everything moves up. */
+	memset(f->srv.attrs, 0, sizeof(f->srv.attrs));
+	f->srv.n = 0;
+	f->srv.n_log = 0;
+	f->calls = 0;
+	build_layout(&f->srv, &moved);
+	assert_int_equal(gatt_discovery_rediscover(f->att, on_done, f, &f->disc), 0);
+	serve_until_done(f);
+	if (f->err)
+		fail_msg("rediscovery failed: %s", f->msg);
+	gatt_discovery_free(f->disc);
+	f->disc = NULL;
+	assert_handles(f);
+	assert_int_not_equal(f->h.pressure, first.pressure);
+	assert_int_equal(f->h.mtu, first.mtu);
+	assert_int_equal(f->srv.log[0], ATT_OP_READ_BY_GROUP_TYPE_REQ);
+	assert_int_equal(count_op(f, ATT_OP_MTU_REQ), 0);
+
+	/* The BFR service gone after the change: rediscovery fails, naming it. */
+	memset(f->srv.attrs, 0, sizeof(f->srv.attrs));
+	f->srv.n = 0;
+	f->calls = 0;
+	f->srv.next_handle = 1;
+	add_service16(&f->srv, ATT_UUID_GAP_SERVICE);
+	add_char16(&f->srv, ATT_PROP_READ, ATT_UUID_DEVICE_NAME, "BFR Cuff");
+	assert_int_equal(gatt_discovery_rediscover(f->att, on_done, f, &f->disc), 0);
+	serve_until_done(f);
+	assert_int_equal(f->err, -ENOENT);
+	assert_non_null(strstr(f->msg, "no BFR Cuff service"));
+	assert_int_equal(gatt_discovery_rediscover(NULL, on_done, f, &f->disc), -EINVAL);
+}
+
+/* A Service Changed without indicate, or outside the GATT service, is not used. */
+static void test_service_changed_only_in_gatt_with_indicate(void **state)
+{
+	struct fixture *f = *state;
+	const struct layout_opts o = { .battery = true };
+
+	build_layout(&f->srv, &o);
+	/* In the Battery service, where it does not belong. */
+	add_char16(&f->srv, ATT_PROP_INDICATE, ATT_UUID_SERVICE_CHANGED, "1234");
+	add_desc(&f->srv, ATT_UUID_CCCD);
+	add_service16(&f->srv, ATT_UUID_GATT_SERVICE);
+	/* In GATT but read-only. */
+	add_char16(&f->srv, ATT_PROP_READ, ATT_UUID_SERVICE_CHANGED, "1234");
+	run(f);
+	assert_int_equal(f->err, 0);
+	assert_int_equal(f->h.service_changed, 0);
+	assert_int_equal(f->h.service_changed_cccd, 0);
+}
+
 static void test_free_while_running_and_alloc_failure(void **state)
 {
 	struct fixture *f = *state;
@@ -793,6 +879,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_device_string_longer_than_kept_is_cut, setup,
 						teardown),
 		cmocka_unit_test(test_read_blob_errors),
+		cmocka_unit_test_setup_teardown(test_rediscover_on_the_same_bearer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_service_changed_only_in_gatt_with_indicate,
+						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
