@@ -296,8 +296,9 @@ static void control_point_write(struct sim_cuff *c, const uint8_t *v, size_t len
 
 	err = bfr_cp_request_decode(v, len, &req);
 	if (err < 0) {
+		/* Never empty: cuff_gatt refuses an empty write with ATT error 0x0D. */
 		c->cp_writes[0]++;
-		rsp.req_opcode = len ? v[0] : 0;
+		rsp.req_opcode = v[0];
 		rsp.result = err == -ENOTSUP ? BFR_RESULT_NOT_SUPPORTED :
 					       BFR_RESULT_INVALID_PARAMETER;
 		cuff_gatt_indicate_cp(c->gatt, &rsp);

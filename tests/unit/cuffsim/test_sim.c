@@ -647,6 +647,44 @@ static void test_button_presses(void **state)
 	close(ctl);
 }
 
+/*
+ * Issue 9 item 11: an empty Control Point write carries no opcode, so it is
+ * refused at ATT level (Invalid Attribute Value Length) and no indication
+ * follows; the next real write is answered as usual.
+ */
+static void test_empty_control_point_write_att_error(void **state)
+{
+	struct env *e = *state;
+	int cuff = connect_to(e->dir, "cuff-01.sock", SOCK_SEQPACKET);
+	int ctl = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	uint8_t buf[ATT_MAX_MTU], op = 0;
+	const uint8_t identify = BFR_CP_IDENTIFY;
+	ssize_t n;
+
+	enable(e, cuff, H_CP_CCCD, ATT_CCCD_INDICATE);
+	att_write(cuff, ATT_OP_WRITE_REQ, H_CP, &identify, 0);
+	n = recv_wait(e, cuff, buf, sizeof(buf));
+	assert_int_equal(n, 5);
+	assert_int_equal(buf[0], ATT_OP_ERROR_RSP);
+	assert_int_equal(buf[1], ATT_OP_WRITE_REQ);
+	assert_int_equal(get_le16(buf + 2), H_CP);
+	assert_int_equal(buf[4], ATT_ERR_INVALID_ATTRIBUTE_VALUE_LENGTH);
+	/* No indication for it: the next PDU answers the next write. */
+	assert_int_equal(cp_result(e, cuff, &identify, 1, &op), BFR_RESULT_SUCCESS);
+	assert_int_equal(op, BFR_CP_IDENTIFY);
+	{
+		json_t *o = cuff_status(e, ctl, 1);
+		json_t *w = json_object_get(o, "cp_writes");
+
+		assert_int_equal(json_integer_value(json_object_get(w, "invalid")), 0);
+		assert_int_equal(json_integer_value(json_object_get(w, "identify")), 1);
+		assert_int_equal(json_integer_value(json_object_get(o, "indications")), 1);
+		json_decref(o);
+	}
+	close(cuff);
+	close(ctl);
+}
+
 static void test_sim_new_rejects_bad_config(void **state)
 {
 	struct loop *loop;
@@ -747,6 +785,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unread_responses_throttle_not_drop, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_button_presses, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_empty_control_point_write_att_error, env_setup,
+						env_teardown),
 		cmocka_unit_test(test_sim_new_rejects_bad_config),
 		cmocka_unit_test(test_sim_new_alloc_failure_leaves_nothing),
 	};

@@ -50,6 +50,8 @@ struct server {
 	int seen[256];
 	uint8_t log[128]; /* request opcodes in order */
 	uint16_t log_offset[128]; /* Read Blob offsets, same index */
+	uint16_t log_type[128];   /* Read By (Group) Type: the 16-bit type, 0 otherwise */
+	uint16_t log_start[128], log_end[128]; /* its range */
 	size_t n_log;
 };
 
@@ -264,6 +266,12 @@ static void srv_handle(struct fixture *f, const uint8_t *buf, size_t n)
 	assert_true(s->n_log < sizeof(s->log));
 	s->log_offset[s->n_log] =
 		req.opcode == ATT_OP_READ_BLOB_REQ ? req.read_blob_req.offset : 0;
+	s->log_type[s->n_log] = 0;
+	if (req.opcode == ATT_OP_READ_BY_TYPE_REQ || req.opcode == ATT_OP_READ_BY_GROUP_TYPE_REQ) {
+		(void)att_uuid_is16(&req.read_by_type_req.type, &s->log_type[s->n_log]);
+		s->log_start[s->n_log] = req.read_by_type_req.start;
+		s->log_end[s->n_log] = req.read_by_type_req.end;
+	}
 	s->log[s->n_log++] = req.opcode;
 	if (req.opcode == s->fault_op && ++s->seen[req.opcode] == s->fault_nth) {
 		if (s->fault == FAULT_ERROR) {
@@ -750,6 +758,76 @@ static void test_read_blob_errors(void **state)
 	*state = NULL;
 }
 
+/*
+ * Issue 9 item 11: the gateway's sequence is the one docs/gatt-profile.md
+ * 9.1 states: MTU, 0x2B3A over everything, primary services, then
+ * characteristics service by service (never across two services), no
+ * secondary services, no includes, then descriptors, then Device
+ * Information reads, each phase after the one before.
+ */
+static void test_request_order_as_documented(void **state)
+{
+	struct fixture *f = *state;
+	const struct layout_opts o = { .first_handle = 0x0020, .gap_gatt = true,
+				       .user_desc = true, .battery = true, .devinfo = true };
+	const struct server *s = &f->srv;
+	int phase = 0; /* 0 MTU, 1 features, 2 services, 3 characteristics, 4 descriptors, 5 reads */
+
+	build_layout(&f->srv, &o);
+	run(f);
+	assert_int_equal(f->err, 0);
+	assert_int_equal(s->log[0], ATT_OP_MTU_REQ);
+	assert_int_equal(s->log[1], ATT_OP_READ_BY_TYPE_REQ);
+	assert_int_equal(s->log_type[1], ATT_UUID_SERVER_SUPPORTED_FEATURES);
+	assert_int_equal(s->log_start[1], 0x0001);
+	assert_int_equal(s->log_end[1], 0xFFFF);
+	for (size_t i = 2; i < s->n_log; i++) {
+		int p;
+
+		switch (s->log[i]) {
+		case ATT_OP_READ_BY_GROUP_TYPE_REQ:
+			/* Primary services only: no 0x2801 (the profile has none). */
+			assert_int_equal(s->log_type[i], ATT_UUID_PRIMARY_SERVICE);
+			assert_int_equal(s->log_end[i], 0xFFFF);
+			p = 2;
+			break;
+		case ATT_OP_READ_BY_TYPE_REQ: {
+			bool within = false;
+
+			/* Declarations only (no 0x2802), and within one service's range. */
+			assert_int_equal(s->log_type[i], ATT_UUID_CHARACTERISTIC);
+			for (size_t a = 0; a < s->n; a++) {
+				if (!is16(&s->attrs[a].type, ATT_UUID_PRIMARY_SERVICE))
+					continue;
+				within = within || (s->log_start[i] >= s->attrs[a].handle &&
+						    s->log_end[i] <= group_end(s, a));
+			}
+			if (!within)
+				fail_msg("request %zu: 0x2803 over 0x%04x-0x%04x spans services", i,
+					 s->log_start[i], s->log_end[i]);
+			p = 3;
+			break;
+		}
+		case ATT_OP_FIND_INFO_REQ:
+			p = 4;
+			break;
+		case ATT_OP_READ_REQ:
+		case ATT_OP_READ_BLOB_REQ:
+			p = 5;
+			break;
+		default:
+			fail_msg("request %zu: unexpected opcode 0x%02x", i, s->log[i]);
+			return;
+		}
+		if (p < phase)
+			fail_msg("request %zu (opcode 0x%02x) after a later phase", i, s->log[i]);
+		phase = p;
+	}
+	assert_int_equal(phase, 5);
+	/* The four services it uses, the GATT service among them. */
+	assert_true(f->h.service_changed != 0);
+}
+
 /* Drives a discovery already started (rediscovery) until it reports. */
 static void serve_until_done(struct fixture *f)
 {
@@ -879,6 +957,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_device_string_longer_than_kept_is_cut, setup,
 						teardown),
 		cmocka_unit_test(test_read_blob_errors),
+		cmocka_unit_test_setup_teardown(test_request_order_as_documented, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rediscover_on_the_same_bearer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_service_changed_only_in_gatt_with_indicate,
 						setup, teardown),
