@@ -241,7 +241,7 @@ static int read_reply(struct ctl *c, const char *sent, char **line)
 /* One line out, its reply printed: CTL_EXIT_OK, _REFUSED or _FAILED. */
 static int exchange(struct ctl *c, const char *line)
 {
-	char *reply;
+	char *reply = NULL;
 
 	if (send_line(c, line) < 0 || read_reply(c, line, &reply) < 0)
 		return CTL_EXIT_FAILED;
