@@ -29,33 +29,48 @@ struct num_arg {
 	double def;
 };
 
+/* A word from a fixed set, after the cuff; each word stands for a value. */
+struct kw_arg {
+	const char *name;
+	const char *words[2];
+	double values[2];
+};
+
 struct verb_spec {
 	const char *name;
 	enum control_verb verb;
 	enum cuff_arg cuff;
 	unsigned n_num;
 	struct num_arg num[2];
+	const struct kw_arg *kw; /* NULL: none */
+};
+
+static const struct kw_arg BUTTON_KIND = {
+	"kind", { "long", "short" }, { CONTROL_BUTTON_LONG_MS, CONTROL_BUTTON_SHORT_MS },
 };
 
 static const struct verb_spec VERBS[] = {
 	{ "leak", CTL_LEAK, CUFF_ONE_OR_ALL, 1,
-	  { { "rate", 0, 1000, true, true, 5.0 } } },
-	{ "stuck-valve", CTL_STUCK_VALVE, CUFF_ONE_OR_ALL, 0, { { 0 } } },
-	{ "sensor-freeze", CTL_SENSOR_FREEZE, CUFF_ONE_OR_ALL, 0, { { 0 } } },
-	{ "stall", CTL_STALL, CUFF_ONE_OR_ALL, 0, { { 0 } } },
-	{ "drop", CTL_DROP, CUFF_ONE_OR_ALL, 0, { { 0 } } },
+	  { { "rate", 0, 1000, true, true, 5.0 } }, NULL },
+	{ "stuck-valve", CTL_STUCK_VALVE, CUFF_ONE_OR_ALL, 0, { { 0 } }, NULL },
+	{ "sensor-freeze", CTL_SENSOR_FREEZE, CUFF_ONE_OR_ALL, 0, { { 0 } }, NULL },
+	{ "stall", CTL_STALL, CUFF_ONE_OR_ALL, 0, { { 0 } }, NULL },
+	{ "drop", CTL_DROP, CUFF_ONE_OR_ALL, 0, { { 0 } }, NULL },
 	{ "battery", CTL_BATTERY, CUFF_ONE_OR_ALL, 1,
-	  { { "pct", 0, 100, false, false, 0 } } },
-	{ "deflate-fail", CTL_DEFLATE_FAIL, CUFF_ONE_OR_ALL, 0, { { 0 } } },
-	{ "lop-fail", CTL_LOP_FAIL, CUFF_ONE_OR_ALL, 0, { { 0 } } },
+	  { { "pct", 0, 100, false, false, 0 } }, NULL },
+	{ "deflate-fail", CTL_DEFLATE_FAIL, CUFF_ONE_OR_ALL, 0, { { 0 } }, NULL },
+	{ "lop-fail", CTL_LOP_FAIL, CUFF_ONE_OR_ALL, 0, { { 0 } }, NULL },
 	{ "spike", CTL_SPIKE, CUFF_ONE_OR_ALL, 2,
-	  { { "mmhg", -300, 300, false, false, 0 }, { "ms", 1, 60000, false, true, 500 } } },
-	{ "clear", CTL_CLEAR, CUFF_ONE_OR_ALL, 0, { { 0 } } },
+	  { { "mmhg", -300, 300, false, false, 0 }, { "ms", 1, 60000, false, true, 500 } }, NULL },
+	{ "clear", CTL_CLEAR, CUFF_ONE_OR_ALL, 0, { { 0 } }, NULL },
 	{ "limit", CTL_LIMIT, CUFF_ONE_OR_ALL, 1,
-	  { { "mmhg", 0, 400, true, false, 0 } } },
-	{ "stats", CTL_STATS, CUFF_NONE, 0, { { 0 } } },
-	{ "status", CTL_STATUS, CUFF_ONE, 0, { { 0 } } },
-	{ "quit", CTL_QUIT, CUFF_NONE, 0, { { 0 } } },
+	  { { "mmhg", 0, 400, true, false, 0 } }, NULL },
+	{ "button", CTL_BUTTON, CUFF_ONE_OR_ALL, 0, { { 0 } }, &BUTTON_KIND },
+	{ "service-changed", CTL_SERVICE_CHANGED, CUFF_ONE_OR_ALL, 1,
+	  { { "shift", 0, CONTROL_MAX_SHIFT, false, false, 0 } }, NULL },
+	{ "stats", CTL_STATS, CUFF_NONE, 0, { { 0 } }, NULL },
+	{ "status", CTL_STATUS, CUFF_ONE, 0, { { 0 } }, NULL },
+	{ "quit", CTL_QUIT, CUFF_NONE, 0, { { 0 } }, NULL },
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -175,6 +190,25 @@ int control_parse(const char *line, unsigned n_cuffs, struct control_cmd *out, c
 		}
 		next = 2;
 	}
+	if (spec->kw) {
+		const struct kw_arg *kw = spec->kw;
+		size_t w;
+
+		if (next >= ntok) {
+			set_err(err, errlen, "%s: missing %s (%s or %s)", spec->name, kw->name,
+				kw->words[0], kw->words[1]);
+			return -EINVAL;
+		}
+		for (w = 0; w < 2 && strcmp(tok[next], kw->words[w]) != 0; w++)
+			;
+		if (w == 2) {
+			set_err(err, errlen, "%s: %s '%.20s' is not %s or %s", spec->name, kw->name,
+				tok[next], kw->words[0], kw->words[1]);
+			return -EINVAL;
+		}
+		cmd.value = kw->values[w];
+		next++;
+	}
 	if (ntok - next > spec->n_num) {
 		set_err(err, errlen, "%s: too many arguments", spec->name);
 		return -EINVAL;
@@ -205,6 +239,10 @@ int control_parse(const char *line, unsigned n_cuffs, struct control_cmd *out, c
 	}
 	if (cmd.verb == CTL_SPIKE && cmd.value == 0) {
 		set_err(err, errlen, "spike: mmhg must not be 0");
+		return -EINVAL;
+	}
+	if (cmd.verb == CTL_SERVICE_CHANGED && cmd.value != floor(cmd.value)) {
+		set_err(err, errlen, "service-changed: shift %g is not a whole number", cmd.value);
 		return -EINVAL;
 	}
 	*out = cmd;

@@ -8,8 +8,9 @@
  * count, numbers and their ranges), so executing a parsed command cannot
  * fail on its input, and a rejected line changes nothing.
  *
- * Grammar (docs/cuffsim.md): `verb [cuff|all] [numbers...]`, tokens
- * separated by blanks; numbers are plain decimals (no hex, inf or nan).
+ * Grammar (docs/cuffsim.md): `verb [cuff|all] [keyword] [numbers...]`,
+ * tokens separated by blanks; numbers are plain decimals (no hex, inf or
+ * nan); a keyword is one of the verb's fixed words (`button 1 long`).
  */
 #ifndef CUFFSIM_CONTROL_H
 #define CUFFSIM_CONTROL_H
@@ -20,6 +21,11 @@
 #define CONTROL_ALL 0u            /* cuff == CONTROL_ALL means every cuff */
 #define CONTROL_LINE_MAX 256      /* longer lines are rejected */
 #define CONTROL_MAX_CUFFS 1000
+/* How long `button <cuff> long|short` holds the cuff's button (DESIGN section 11: long >= 2 s). */
+#define CONTROL_BUTTON_LONG_MS 2500
+#define CONTROL_BUTTON_SHORT_MS 300
+/* `service-changed <cuff> <shift>`: the new filler count, as --handle-shift. */
+#define CONTROL_MAX_SHIFT 1000
 
 enum control_verb {
 	CTL_LEAK,
@@ -33,6 +39,8 @@ enum control_verb {
 	CTL_SPIKE,
 	CTL_CLEAR,
 	CTL_LIMIT,
+	CTL_BUTTON,
+	CTL_SERVICE_CHANGED,
 	CTL_STATS,
 	CTL_STATUS,
 	CTL_QUIT,
@@ -41,7 +49,7 @@ enum control_verb {
 struct control_cmd {
 	enum control_verb verb;
 	unsigned cuff;  /* 1..n_cuffs, or CONTROL_ALL; 0 for verbs without a cuff */
-	double value;   /* leak rate, battery pct, spike mmHg, limit mmHg */
+	double value;   /* leak rate, battery pct, spike mmHg, limit mmHg, button hold ms, shift */
 	double value2;  /* spike duration ms */
 };
 

@@ -21,8 +21,12 @@
 
 #define IND_QUEUE_LEN 16
 #define IND_VALUE_MAX 8
-#define STATIC_VALUE_MAX 20
+/* Longest constant value: the Device Information strings (longer than one
+ * Read Response at MTU 23, so clients must use Read Blob). */
+#define STATIC_VALUE_MAX 48
 #define FILLER_SERVICE_UUID 0xFFF0
+/* 35 profile attributes plus at most one per filler handle. */
+#define DB_ATTRS(shift) (35u + (shift))
 
 enum attr_kind {
 	ATTR_STATIC,  /* value held in the attribute */
@@ -43,6 +47,7 @@ struct attr {
 };
 
 struct indication {
+	uint8_t ch; /* enum cuff_gatt_char: CONTROL_POINT or SERVICE_CHANGED */
 	uint8_t value[IND_VALUE_MAX];
 	size_t len;
 };
@@ -57,6 +62,11 @@ struct cuff_gatt {
 	uint16_t value_handle[CUFF_CHAR_COUNT];
 	uint8_t props[CUFF_CHAR_COUNT];
 	uint16_t server_mtu;
+	/* what the database is built from, for rebuilding it with another shift */
+	char device_name[STATIC_VALUE_MAX + 1];
+	char serial[STATIC_VALUE_MAX + 1];
+	unsigned handle_shift;
+	uint16_t shift_start; /* first handle the shift moves (the filler / BFR service) */
 
 	/* per connection */
 	uint16_t mtu;
@@ -223,7 +233,7 @@ static void add_filler(struct cuff_gatt *g, unsigned shift)
 	end_service(g, svc);
 }
 
-static void build_db(struct cuff_gatt *g, const struct cuff_gatt_config *cfg)
+static void build_db(struct cuff_gatt *g)
 {
 	struct att_uuid u;
 	size_t svc;
@@ -234,7 +244,7 @@ static void build_db(struct cuff_gatt *g, const struct cuff_gatt_config *cfg)
 	att_uuid_from16(ATT_UUID_GAP_SERVICE, &u);
 	svc = g->n_attrs;
 	add_service(g, &u);
-	add_string_char(g, ATT_UUID_DEVICE_NAME, cfg->device_name);
+	add_string_char(g, ATT_UUID_DEVICE_NAME, g->device_name);
 	end_service(g, svc);
 
 	att_uuid_from16(ATT_UUID_GATT_SERVICE, &u);
@@ -256,9 +266,9 @@ static void build_db(struct cuff_gatt *g, const struct cuff_gatt_config *cfg)
 	att_uuid_from16(ATT_UUID_DEVICE_INFO_SERVICE, &u);
 	svc = g->n_attrs;
 	add_service(g, &u);
-	add_string_char(g, ATT_UUID_MANUFACTURER_NAME, "BFR Gateway Project");
+	add_string_char(g, ATT_UUID_MANUFACTURER_NAME, CUFF_GATT_MANUFACTURER);
 	add_string_char(g, ATT_UUID_MODEL_NUMBER, "cuffsim-1");
-	add_string_char(g, ATT_UUID_SERIAL_NUMBER, cfg->serial);
+	add_string_char(g, ATT_UUID_SERIAL_NUMBER, g->serial);
 	add_string_char(g, ATT_UUID_FIRMWARE_REV, BFR_VERSION);
 	end_service(g, svc);
 
@@ -270,7 +280,8 @@ static void build_db(struct cuff_gatt *g, const struct cuff_gatt_config *cfg)
 	add_cccd(g, CUFF_CHAR_BATTERY);
 	end_service(g, svc);
 
-	add_filler(g, cfg->handle_shift);
+	g->shift_start = g->next_handle;
+	add_filler(g, g->handle_shift);
 
 	bfr_uuid(BFR_UUID_SERVICE, &u);
 	svc = g->n_attrs;
@@ -310,15 +321,17 @@ int cuff_gatt_new(const struct cuff_gatt_config *cfg, const struct cuff_gatt_ops
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		goto fail;
-	/* 35 profile attributes plus at most one per filler handle. */
-	g->cap_attrs = 35 + cfg->handle_shift;
+	g->cap_attrs = DB_ATTRS(cfg->handle_shift);
 	g->attrs = calloc(g->cap_attrs, sizeof(*g->attrs));
 	if (!g->attrs)
 		goto fail;
 	g->ops = *ops;
 	g->user_data = user_data;
 	g->server_mtu = cfg->server_mtu;
-	build_db(g, cfg);
+	strcpy(g->device_name, cfg->device_name);
+	strcpy(g->serial, cfg->serial);
+	g->handle_shift = cfg->handle_shift;
+	build_db(g);
 	cuff_gatt_reset(g);
 	*out = g;
 	return 0;
@@ -661,14 +674,14 @@ static void handle_write_cmd(struct cuff_gatt *g, const struct att_pdu *req)
 		     req->handle_value.value_len, g->user_data);
 }
 
-static int send_indication(struct cuff_gatt *g, const uint8_t *value, size_t len)
+static int send_indication(struct cuff_gatt *g, const struct indication *ind)
 {
 	struct att_pdu pdu = { .opcode = ATT_OP_HANDLE_VALUE_IND };
 	int err;
 
-	pdu.handle_value.handle = g->value_handle[CUFF_CHAR_CONTROL_POINT];
-	pdu.handle_value.value = value;
-	pdu.handle_value.value_len = len;
+	pdu.handle_value.handle = g->value_handle[ind->ch];
+	pdu.handle_value.value = ind->value;
+	pdu.handle_value.value_len = ind->len;
 	err = send_pdu(g, &pdu);
 	if (err == 0) {
 		g->ind_outstanding = true;
@@ -691,7 +704,36 @@ static int handle_confirmation(struct cuff_gatt *g)
 	next = &g->ind_queue[g->ind_head];
 	g->ind_head = (g->ind_head + 1) % IND_QUEUE_LEN;
 	g->ind_count--;
-	return send_indication(g, next->value, next->len);
+	return send_indication(g, next);
+}
+
+/*
+ * Sends an indication now, or queues it behind the one awaiting its
+ * confirmation. 1 sent or queued, 0 the client has not enabled
+ * indications on ch, -ENOBUFS queue full (counted), or the send error.
+ */
+static int indicate(struct cuff_gatt *g, enum cuff_gatt_char ch, const uint8_t *value,
+		    size_t len)
+{
+	struct indication ind = { .ch = (uint8_t)ch, .len = len };
+	int err;
+
+	if (len > IND_VALUE_MAX)
+		return -EINVAL;
+	if (!(g->cccd[ch] & ATT_CCCD_INDICATE))
+		return 0;
+	memcpy(ind.value, value, len);
+	if (!g->ind_outstanding) {
+		err = send_indication(g, &ind);
+		return err < 0 ? err : 1;
+	}
+	if (g->ind_count == IND_QUEUE_LEN) {
+		g->stats.indications_dropped++;
+		return -ENOBUFS;
+	}
+	g->ind_queue[(g->ind_head + g->ind_count) % IND_QUEUE_LEN] = ind;
+	g->ind_count++;
+	return 1;
 }
 
 /*
@@ -740,9 +782,9 @@ int cuff_gatt_receive(struct cuff_gatt *g, const uint8_t *buf, size_t len)
 	int err;
 
 	if (!buf || len == 0) {
+		/* No opcode, so no request to answer: counted and ignored, as BlueZ does. */
 		g->stats.malformed_pdus++;
-		g->stats.att_requests++;
-		return send_error(g, 0, 0, ATT_ERR_INVALID_PDU);
+		return 0;
 	}
 	if (buf[0] & 0x40) { /* command flag: never answered */
 		if (buf[0] == ATT_OP_WRITE_CMD && att_pdu_decode_mtu(buf, len, g->mtu, &req) == 0)
@@ -851,7 +893,6 @@ int cuff_gatt_indicate_cp(struct cuff_gatt *g, const struct bfr_cp_response *rsp
 {
 	uint8_t value[IND_VALUE_MAX];
 	size_t len = 0;
-	struct indication *slot;
 	int err;
 
 	if (!(g->cccd[CUFF_CHAR_CONTROL_POINT] & ATT_CCCD_INDICATE))
@@ -859,19 +900,37 @@ int cuff_gatt_indicate_cp(struct cuff_gatt *g, const struct bfr_cp_response *rsp
 	err = bfr_cp_response_encode(rsp, value, sizeof(value), &len);
 	if (err < 0)
 		return err;
-	if (!g->ind_outstanding) {
-		err = send_indication(g, value, len);
-		return err < 0 ? err : 1;
-	}
-	if (g->ind_count == IND_QUEUE_LEN) {
-		g->stats.indications_dropped++;
-		return -ENOBUFS;
-	}
-	slot = &g->ind_queue[(g->ind_head + g->ind_count) % IND_QUEUE_LEN];
-	memcpy(slot->value, value, len);
-	slot->len = len;
-	g->ind_count++;
-	return 1;
+	return indicate(g, CUFF_CHAR_CONTROL_POINT, value, len);
+}
+
+int cuff_gatt_change_database(struct cuff_gatt *g, unsigned handle_shift)
+{
+	struct attr *attrs, *old = g->attrs;
+	uint8_t value[4];
+	uint16_t start;
+
+	if (handle_shift > CUFF_GATT_MAX_SHIFT)
+		return -EINVAL;
+	attrs = calloc(DB_ATTRS(handle_shift), sizeof(*attrs));
+	if (!attrs)
+		return -ENOMEM;
+	/* Everything from the shift on may move: the old and the new place. */
+	start = g->shift_start;
+	g->attrs = attrs;
+	g->n_attrs = 0;
+	g->cap_attrs = DB_ATTRS(handle_shift);
+	g->handle_shift = handle_shift;
+	build_db(g);
+	free(old);
+	g->stats.database_changes++;
+	put_le16(value, start);
+	put_le16(value + 2, 0xFFFF);
+	return indicate(g, CUFF_CHAR_SERVICE_CHANGED, value, sizeof(value));
+}
+
+unsigned cuff_gatt_handle_shift(const struct cuff_gatt *g)
+{
+	return g->handle_shift;
 }
 
 uint16_t cuff_gatt_mtu(const struct cuff_gatt *g)

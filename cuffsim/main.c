@@ -4,6 +4,7 @@
  *
  * Exit status: 0 after SIGTERM/SIGINT or `quit`, 1 on a runtime failure,
  * 2 on bad arguments or a bad scenario file (nothing is started then).
+ * `cuffsim ctl ...` is the control-socket client instead (ctl.h).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "att.h"
 #include "control.h"
+#include "ctl.h"
 #include "cuff_gatt.h"
 #include "cuff_profile.h"
 #include "loop.h"
@@ -25,7 +28,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: cuffsim --dir DIR --cuffs N [--limb leg|arm] [--rate HZ] [--lop MMHG]\n"
 		"               [--seed S] [--scenario FILE] [--handle-shift K] [--batch N]\n"
-		"               [--stagger]\n"
+		"               [--stagger] [--mtu N]\n"
 		"  --dir DIR          where cuff-01.sock ... and control.sock are created\n"
 		"  --cuffs N          number of cuffs, 1..%u\n"
 		"  --limb leg|arm     limb and cuff type (default leg)\n"
@@ -36,7 +39,12 @@ static void usage(FILE *f)
 		"  --handle-shift K   filler handles before the BFR service, 0..%u\n"
 		"  --batch N          samples per notification when the MTU allows, 1..%u\n"
 		"  --stagger          spread the cuffs' sample instants over the period\n"
-		"                     (default: all cuffs sample at the same instant)\n",
+		"                     (default: all cuffs sample at the same instant)\n"
+		"  --mtu N            ATT MTU the cuffs answer to Exchange MTU, 23..517\n"
+		"                     (default 517; 23 makes clients read long values with\n"
+		"                     Read Blob)\n"
+		"       cuffsim ctl (--dir DIR | --socket PATH) [--timeout S] [COMMAND...]\n"
+		"                     send control lines to a running cuffsim (--help)\n",
 		CONTROL_MAX_CUFFS, CUFF_GATT_MAX_SHIFT, (unsigned)BFR_MAX_SAMPLES_PER_NTF);
 }
 
@@ -74,6 +82,7 @@ int main(int argc, char **argv)
 		{ "handle-shift", required_argument, NULL, 'k' },
 		{ "batch", required_argument, NULL, 'b' },
 		{ "stagger", no_argument, NULL, 'g' },
+		{ "mtu", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -91,6 +100,8 @@ int main(int argc, char **argv)
 	char err[512];
 	int opt, ret = 2, r;
 
+	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+		return cuffsim_ctl_main(argc - 1, argv + 1, stdin, stdout, stderr);
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'd':
@@ -163,6 +174,14 @@ int main(int argc, char **argv)
 			break;
 		case 'g':
 			cfg.stagger = true;
+			break;
+		case 'm':
+			if (parse_ulong(optarg, ATT_DEFAULT_MTU, ATT_MAX_MTU, &v) < 0) {
+				fprintf(stderr, "cuffsim: --mtu: want %u..%u, got '%s'\n",
+					ATT_DEFAULT_MTU, ATT_MAX_MTU, optarg);
+				goto out;
+			}
+			cfg.server_mtu = (uint16_t)v;
 			break;
 		case 'h':
 			usage(stdout);

@@ -135,6 +135,11 @@ struct cuff_model {
 
 	uint32_t identify;
 	uint32_t cues[5];
+
+	/* the button: held from a press until button_until_ms (model time) */
+	bool button_held;
+	uint64_t button_until_ms;
+	uint32_t button_presses;
 };
 
 double cuff_model_lop_formula(double sbp_mmhg, double circumference_cm, double width_cm)
@@ -430,6 +435,10 @@ void cuff_model_step(struct cuff_model *m, struct bfr_sample *out)
 		st |= BFR_ST_BATTERY_LOW;
 	if (m->sup_deflated)
 		st |= BFR_ST_SUPERVISION_DEFLATED;
+	if (m->button_held && m->now_ms <= m->button_until_ms)
+		st |= BFR_ST_BUTTON;
+	else
+		m->button_held = false;
 	m->status = st;
 
 	out->seq = m->seq++;
@@ -586,6 +595,13 @@ int cuff_model_set_fault(struct cuff_model *m, enum cuff_fault fault, double val
 	return -EINVAL;
 }
 
+void cuff_model_press_button(struct cuff_model *m, uint32_t hold_ms)
+{
+	m->button_held = true;
+	m->button_until_ms = m->now_ms + hold_ms;
+	m->button_presses++;
+}
+
 void cuff_model_clear_faults(struct cuff_model *m)
 {
 	m->leak_rate = 0;
@@ -623,6 +639,7 @@ void cuff_model_info(const struct cuff_model *m, struct cuff_model_info *out)
 	out->supervision_deflates = m->sup_deflates;
 	out->identify_blinks = m->identify;
 	memcpy(out->cues, m->cues, sizeof(out->cues));
+	out->button_presses = m->button_presses;
 }
 
 void cuff_model_features(const struct cuff_model *m, struct bfr_features *out)

@@ -56,6 +56,7 @@ struct cuff_model_info {
 	uint32_t supervision_deflates;
 	uint32_t identify_blinks;
 	uint32_t cues[5];
+	uint32_t button_presses;
 };
 
 /* Faults injected from the control socket (see cuff_model_set_fault()). */
@@ -85,6 +86,13 @@ int cuff_model_control(struct cuff_model *m, const struct bfr_cp_request *req,
 		       struct bfr_cp_response *rsp);
 /* True (and *rsp set) once when a deferred control-point result is ready. */
 bool cuff_model_take_result(struct cuff_model *m, struct bfr_cp_response *rsp);
+
+/*
+ * The cuff's button is pressed now and held for hold_ms: status bit 6
+ * (BFR_ST_BUTTON) is set in every sample after now up to now + hold_ms. A
+ * press while held starts the hold again with the new duration.
+ */
+void cuff_model_press_button(struct cuff_model *m, uint32_t hold_ms);
 
 /* A write to the Supervision characteristic (the keepalive). */
 void cuff_model_supervision_write(struct cuff_model *m);

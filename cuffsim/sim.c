@@ -1,10 +1,15 @@
 /*
  * sim.c - cuffsim's sockets, tick, faults and statistics.
  *
- * Sending never blocks: cuff sockets are non-blocking and a PDU that does
- * not fit the socket buffer is dropped and counted (a central that stops
- * reading looks like a congested radio link). Control clients get their
- * replies through a per-client output buffer flushed on EPOLLOUT.
+ * Sending never blocks, and a congested link delays rather than loses what
+ * ATT requires to arrive: when a cuff's socket is full, responses and
+ * indications wait in a bounded per-connection queue flushed on EPOLLOUT,
+ * in order; only notifications are dropped (and counted), as a radio whose
+ * buffers are full drops them. The queue cannot overflow: the cuff reads
+ * the next request only while there is room for its answer and one
+ * indication (at most one indication is ever unconfirmed), so a central
+ * that stops reading is throttled, like a real link. Control clients get
+ * their replies through a per-client output buffer flushed on EPOLLOUT.
  */
 #include "sim.h"
 
@@ -15,6 +20,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -32,6 +38,18 @@
 #define LAT_GLOBAL_MAX 65536   /* measurements kept for the percentiles */
 #define CTL_OUT_MAX (8u << 20) /* a client that never reads is cut off here */
 #define CP_SLOTS 8             /* index = opcode 1..6; 0 invalid/unknown */
+/*
+ * PDUs that wait for a full cuff socket. Requests are read only while two
+ * slots are free (a response, and an indication it may trigger), and at
+ * most one indication is unconfirmed, so the queue never overflows.
+ */
+#define OUTQ_LEN 32
+#define OUTQ_ROOM_PER_REQUEST 2
+
+struct out_pdu {
+	uint16_t len;
+	uint8_t data[ATT_MAX_MTU];
+};
 
 enum lat_state {
 	LAT_ARMED,   /* waiting for a sample above the limit to leave */
@@ -46,6 +64,9 @@ struct sim_cuff {
 	struct cuff_gatt *gatt;
 	int listen_fd;
 	int conn_fd;
+	uint32_t conn_events;  /* what conn_fd is registered for */
+	struct out_pdu *outq;  /* OUTQ_LEN slots, allocated on the first congestion */
+	size_t outq_head, outq_count;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	bool stall;
 	double limit_mmhg;
@@ -61,6 +82,8 @@ struct sim_cuff {
 	uint64_t cp_writes[CP_SLOTS];
 	uint64_t deflates[3];
 	uint64_t supervision_writes;
+	uint64_t notifications_dropped; /* the socket was full */
+	uint64_t pdus_delayed;          /* responses/indications that had to wait */
 
 	enum lat_state lat_state;
 	uint64_t lat_sent_us; /* CLOCK_REALTIME, like the kernel's receive stamps */
@@ -125,18 +148,100 @@ static void cuff_disconnect(struct sim_cuff *c)
 	close(c->conn_fd);
 	c->conn_fd = -1;
 	c->n_pending = 0;
+	free(c->outq);
+	c->outq = NULL;
+	c->outq_head = c->outq_count = 0;
 	cuff_gatt_reset(c->gatt);
+}
+
+static bool rx_room(const struct sim_cuff *c)
+{
+	return c->outq_count + OUTQ_ROOM_PER_REQUEST <= OUTQ_LEN;
+}
+
+/* Reads requests only while their answers have room; EPOLLOUT while PDUs wait. */
+static void update_conn_events(struct sim_cuff *c)
+{
+	uint32_t want = (rx_room(c) ? EPOLLIN : 0) | (c->outq_count ? EPOLLOUT : 0);
+
+	if (c->conn_fd < 0 || want == c->conn_events)
+		return;
+	/* MOD of a registered fd; should it fail, the next call retries. */
+	if (loop_mod_io(c->sim->loop, c->conn_fd, want) == 0)
+		c->conn_events = want;
+}
+
+static int send_now(struct sim_cuff *c, const uint8_t *pdu, size_t len)
+{
+	ssize_t n;
+
+	do {
+		n = send(c->conn_fd, pdu, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	} while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : 0;
+}
+
+/* Sends what waits, oldest first, until the socket is full again. */
+static int flush_outq(struct sim_cuff *c)
+{
+	while (c->outq_count) {
+		const struct out_pdu *p = &c->outq[c->outq_head];
+		int r = send_now(c, p->data, p->len);
+
+		if (r < 0)
+			return r;
+		c->outq_head = (c->outq_head + 1) % OUTQ_LEN;
+		c->outq_count--;
+	}
+	return 0;
+}
+
+static int queue_pdu(struct sim_cuff *c, const uint8_t *pdu, size_t len)
+{
+	struct out_pdu *slot;
+
+	if (!c->outq) {
+		c->outq = calloc(OUTQ_LEN, sizeof(*c->outq));
+		if (!c->outq)
+			return -ENOMEM;
+	}
+	if (c->outq_count == OUTQ_LEN)
+		return -ENOBUFS; /* prevented by rx_room(); counted as a send failure */
+	slot = &c->outq[(c->outq_head + c->outq_count) % OUTQ_LEN];
+	memcpy(slot->data, pdu, len);
+	slot->len = (uint16_t)len;
+	c->outq_count++;
+	c->pdus_delayed++;
+	update_conn_events(c);
+	return 0;
 }
 
 static int gatt_send(const uint8_t *pdu, size_t len, void *user_data)
 {
 	struct sim_cuff *c = user_data;
+	int r = -EAGAIN;
 
 	if (c->conn_fd < 0)
 		return -ENOTCONN;
-	if (send(c->conn_fd, pdu, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		return -errno;
-	return 0;
+	if (len == 0 || len > ATT_MAX_MTU)
+		return -EINVAL;
+	/* Whatever waits goes first: a link keeps its order. */
+	if (c->outq_count) {
+		r = flush_outq(c);
+		if (r < 0 && r != -EAGAIN && r != -EWOULDBLOCK)
+			return r;
+		update_conn_events(c);
+	}
+	if (c->outq_count == 0) {
+		r = send_now(c, pdu, len);
+		if (r != -EAGAIN && r != -EWOULDBLOCK)
+			return r;
+	}
+	if (pdu[0] == ATT_OP_HANDLE_VALUE_NTF) {
+		c->notifications_dropped++;
+		return -EAGAIN;
+	}
+	return queue_pdu(c, pdu, len);
 }
 
 static int gatt_read(enum cuff_gatt_char ch, uint8_t *buf, size_t cap, size_t *len,
@@ -191,8 +296,9 @@ static void control_point_write(struct sim_cuff *c, const uint8_t *v, size_t len
 
 	err = bfr_cp_request_decode(v, len, &req);
 	if (err < 0) {
+		/* Never empty: cuff_gatt refuses an empty write with ATT error 0x0D. */
 		c->cp_writes[0]++;
-		rsp.req_opcode = len ? v[0] : 0;
+		rsp.req_opcode = v[0];
 		rsp.result = err == -ENOTSUP ? BFR_RESULT_NOT_SUPPORTED :
 					       BFR_RESULT_INVALID_PARAMETER;
 		cuff_gatt_indicate_cp(c->gatt, &rsp);
@@ -237,12 +343,34 @@ static const struct cuff_gatt_ops GATT_OPS = {
 	.write = gatt_write,
 };
 
+/*
+ * SOCK_SEQPACKET reads 0 both at end of file and for an empty packet. An
+ * empty packet is no PDU (BlueZ ignores it); only a hang-up ends the link.
+ */
+static bool peer_closed(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+
+	if (poll(&p, 1, 0) < 0)
+		return false;
+	return p.revents & (POLLHUP | POLLRDHUP | POLLERR);
+}
+
 static void on_conn(struct loop *loop, int fd, uint32_t events, void *user_data)
 {
 	struct sim_cuff *c = user_data;
 	uint8_t buf[ATT_MAX_MTU + 1];
 
-	for (int i = 0; i < RX_BURST; i++) {
+	if (events & EPOLLOUT) {
+		int r = flush_outq(c);
+
+		if (r < 0 && r != -EAGAIN && r != -EWOULDBLOCK) {
+			cuff_disconnect(c);
+			return;
+		}
+		update_conn_events(c);
+	}
+	for (int i = 0; i < RX_BURST && (events & EPOLLIN) && rx_room(c); i++) {
 		char cbuf[CMSG_SPACE(sizeof(struct timespec))];
 		struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
 		struct msghdr msg = {
@@ -271,7 +399,7 @@ static void on_conn(struct loop *loop, int fd, uint32_t events, void *user_data)
 			cuff_disconnect(c);
 			return;
 		}
-		if (n == 0) {
+		if (n == 0 && peer_closed(fd)) {
 			cuff_disconnect(c);
 			return;
 		}
@@ -280,8 +408,11 @@ static void on_conn(struct loop *loop, int fd, uint32_t events, void *user_data)
 		if (c->conn_fd != fd)
 			return;
 	}
-	if (events & (EPOLLHUP | EPOLLERR))
+	if (events & (EPOLLHUP | EPOLLERR)) {
 		cuff_disconnect(c);
+		return;
+	}
+	update_conn_events(c);
 }
 
 static void on_listen(struct loop *loop, int fd, uint32_t events, void *user_data)
@@ -300,6 +431,7 @@ static void on_listen(struct loop *loop, int fd, uint32_t events, void *user_dat
 		return;
 	}
 	c->conn_fd = nfd;
+	c->conn_events = EPOLLIN;
 	c->connections++;
 	cuff_gatt_reset(c->gatt);
 }
@@ -529,6 +661,11 @@ static double round1(double v)
 	return round(v * 10.0) / 10.0;
 }
 
+static int set_count(json_t *o, const char *key, uint64_t n)
+{
+	return json_object_set_new(o, key, json_integer((json_int_t)n));
+}
+
 static json_t *cuff_json(const struct sim_cuff *c)
 {
 	struct cuff_model_info mi;
@@ -573,6 +710,16 @@ static json_t *cuff_json(const struct sim_cuff *c)
 		faults_json(mi.faults, c->stall), "true_pressure", round1(mi.pressure_mmhg),
 		"identify_blinks", (json_int_t)mi.identify_blinks, "latency_us", lat, "send_failures",
 		(json_int_t)gs.send_failures, "indications_dropped", (json_int_t)gs.indications_dropped);
+	if (o && (set_count(o, "notifications_dropped", c->notifications_dropped) < 0 ||
+		  set_count(o, "pdus_delayed", c->pdus_delayed) < 0 ||
+		  json_object_set_new(o, "button",
+				      json_boolean(mi.status_bits & BFR_ST_BUTTON)) < 0 ||
+		  set_count(o, "button_presses", mi.button_presses) < 0 ||
+		  set_count(o, "handle_shift", cuff_gatt_handle_shift(c->gatt)) < 0 ||
+		  set_count(o, "database_changes", gs.database_changes) < 0)) {
+		json_decref(o);
+		return NULL;
+	}
 	return o;
 }
 
@@ -681,6 +828,9 @@ static void apply_fault(struct sim_cuff *c, const struct control_cmd *cmd)
 	case CTL_LIMIT:
 		c->limit_mmhg = cmd->value;
 		break;
+	case CTL_BUTTON:
+		cuff_model_press_button(c->model, (uint32_t)cmd->value);
+		break;
 	default:
 		break;
 	}
@@ -720,9 +870,16 @@ int sim_execute(struct sim *s, const struct control_cmd *cmd, char **reply)
 	}
 	if (cmd->cuff > s->n_cuffs)
 		return reply_printf(reply, "error: %s: bad cuff", control_verb_name(cmd->verb));
-	for (unsigned i = 0; i < s->n_cuffs; i++)
-		if (cmd->cuff == CONTROL_ALL || cmd->cuff == i + 1)
-			apply_fault(&s->cuffs[i], cmd);
+	for (unsigned i = 0; i < s->n_cuffs; i++) {
+		if (cmd->cuff != CONTROL_ALL && cmd->cuff != i + 1)
+			continue;
+		/* A full indication queue is counted (indications_dropped), not an error. */
+		if (cmd->verb == CTL_SERVICE_CHANGED &&
+		    cuff_gatt_change_database(s->cuffs[i].gatt, (unsigned)cmd->value) == -ENOMEM)
+			return reply_printf(reply,
+					    "error: service-changed: out of memory at cuff %u", i + 1);
+		apply_fault(&s->cuffs[i], cmd);
+	}
 	if (cmd->cuff == CONTROL_ALL)
 		return reply_printf(reply, "ok %s all", control_verb_name(cmd->verb));
 	return reply_printf(reply, "ok %s %u", control_verb_name(cmd->verb), cmd->cuff);
@@ -927,7 +1084,7 @@ static int cuff_setup(struct sim *s, struct sim_cuff *c, unsigned index)
 	};
 	struct cuff_gatt_config gc = {
 		.handle_shift = s->cfg.handle_shift,
-		.server_mtu = ATT_MAX_MTU,
+		.server_mtu = s->cfg.server_mtu ? s->cfg.server_mtu : ATT_MAX_MTU,
 	};
 	struct cuff_model_info mi;
 	char name[24], serial[24];
@@ -970,6 +1127,8 @@ int sim_new(struct loop *loop, const struct sim_config *cfg, struct sim **out)
 	    cfg->n_cuffs > CONTROL_MAX_CUFFS || cfg->rate_hz < 1 || cfg->rate_hz > 1000 ||
 	    cfg->batch < 1 || cfg->batch > BFR_MAX_SAMPLES_PER_NTF ||
 	    cfg->handle_shift > CUFF_GATT_MAX_SHIFT ||
+	    (cfg->server_mtu &&
+	     (cfg->server_mtu < ATT_DEFAULT_MTU || cfg->server_mtu > ATT_MAX_MTU)) ||
 	    (cfg->limb != BFR_LIMB_ARM && cfg->limb != BFR_LIMB_LEG))
 		goto fail;
 	err = -ENAMETOOLONG;

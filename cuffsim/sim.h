@@ -44,6 +44,7 @@ struct sim_config {
 	unsigned handle_shift;  /* 0..CUFF_GATT_MAX_SHIFT */
 	unsigned batch;         /* samples per notification, 1..BFR_MAX_SAMPLES_PER_NTF */
 	bool stagger;           /* spread the cuffs' sample instants over the period */
+	uint16_t server_mtu;    /* answered to Exchange MTU, 23..517; 0: 517 */
 };
 
 /* Creates and listens on every socket; the tick starts with sim_start(). */

@@ -318,6 +318,15 @@ static void dispatch_value(struct att_client *att, const struct att_pdu *pdu, bo
 	}
 }
 
+static void confirm(struct att_client *att)
+{
+	static const uint8_t cfm = ATT_OP_HANDLE_VALUE_CFM;
+
+	/* A lost confirmation looks like a slow client; the server's timeout decides. */
+	if (!att->free_pending && !att->dead)
+		(void)write_pdu(att, &cfm, 1);
+}
+
 static void handle_pdu(struct att_client *att, size_t n)
 {
 	struct att_pdu pdu;
@@ -325,6 +334,9 @@ static void handle_pdu(struct att_client *att, size_t n)
 
 	if (n > att->mtu) {
 		att->stats.malformed++;
+		/* Even a bad indication is confirmed: the server sends no other one until then. */
+		if (att->rxbuf[0] == ATT_OP_HANDLE_VALUE_IND)
+			confirm(att);
 		return;
 	}
 	r = att_pdu_decode(att->rxbuf, n, &pdu);
@@ -337,6 +349,8 @@ static void handle_pdu(struct att_client *att, size_t n)
 	}
 	if (r < 0) {
 		att->stats.malformed++;
+		if (att->rxbuf[0] == ATT_OP_HANDLE_VALUE_IND)
+			confirm(att);
 		return;
 	}
 	switch (pdu.opcode) {
@@ -344,15 +358,11 @@ static void handle_pdu(struct att_client *att, size_t n)
 		att->stats.notifications++;
 		dispatch_value(att, &pdu, false);
 		return;
-	case ATT_OP_HANDLE_VALUE_IND: {
-		static const uint8_t cfm = ATT_OP_HANDLE_VALUE_CFM;
-
+	case ATT_OP_HANDLE_VALUE_IND:
 		att->stats.indications++;
 		dispatch_value(att, &pdu, true);
-		if (!att->free_pending && !att->dead)
-			write_pdu(att, &cfm, 1);
+		confirm(att);
 		return;
-	}
 	case ATT_OP_ERROR_RSP:
 		if (!att->outstanding || pdu.error_rsp.req_opcode != att->outstanding->opcode) {
 			att->stats.unexpected_rsp++;

@@ -16,7 +16,9 @@
  *   unknown opcode, a response nobody asked for or of the wrong kind, a PDU
  *   longer than the MTU) is counted in the stats and dropped, never
  *   delivered. Requests from the peer get Error Response "Request Not
- *   Supported"; indications are confirmed after their handlers ran.
+ *   Supported"; every indication is confirmed, after its handlers ran
+ *   (a malformed one too, undelivered: the server sends no further
+ *   indication until it has the confirmation).
  * - When the bearer dies (EOF, hang-up, socket error, transaction timeout)
  *   every pending request's callback runs once with the reason and the
  *   disconnect callback runs exactly once. No callback runs after that.

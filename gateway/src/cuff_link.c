@@ -21,6 +21,7 @@
 
 enum setup_step {
 	SETUP_NONE,
+	SETUP_CCCD_SERVICE_CHANGED, /* first: a change during the rest of setup is seen */
 	SETUP_READ_FEATURES,
 	SETUP_READ_STATUS,
 	SETUP_CCCD_PRESSURE,
@@ -64,9 +65,11 @@ struct cuff_link {
 	uint32_t rng;
 
 	struct att_client *att;
-	struct gatt_discovery *disc;
+	struct gatt_discovery *disc; /* the first discovery, or one after Service Changed */
 	struct gatt_cuff_handles h;
 	enum setup_step step;
+	bool resubscribing; /* setup after a rediscovery: CCCDs only */
+	bool sc_pending;    /* Service Changed came while setup or a rediscovery ran */
 	uint64_t setup_timer;
 	struct bfr_features features;
 	struct bfr_status status;
@@ -205,6 +208,8 @@ static void teardown_session(struct cuff_link *link)
 	cancel_timer(link, &link->release_timer);
 	link->released = false;
 	link->step = SETUP_NONE;
+	link->resubscribing = false;
+	link->sc_pending = false;
 }
 
 static void begin_connect(struct cuff_link *link);
@@ -313,6 +318,8 @@ void cuff_link_release(struct cuff_link *link)
 	}
 }
 
+static void start_rediscovery(struct cuff_link *link);
+
 static void go_ready(struct cuff_link *link)
 {
 	cancel_timer(link, &link->setup_timer);
@@ -324,6 +331,8 @@ static void go_ready(struct cuff_link *link)
 	if (link->state == CUFF_LINK_READY && link->cb.on_ready)
 		link->cb.on_ready(link, &link->features, &link->status, &link->h.info,
 				  link->user_data);
+	if (link->state == CUFF_LINK_READY && link->sc_pending)
+		start_rediscovery(link);
 }
 
 /* --- setup after discovery -------------------------------------------------------- */
@@ -359,6 +368,8 @@ static int setup_cccd(struct cuff_link *link, uint16_t handle, uint16_t bits)
 static const char *setup_name(enum setup_step s)
 {
 	switch (s) {
+	case SETUP_CCCD_SERVICE_CHANGED:
+		return "enabling Service Changed indications";
 	case SETUP_READ_FEATURES:
 		return "reading Cuff Features";
 	case SETUP_READ_STATUS:
@@ -389,7 +400,20 @@ static void setup_timeout_cb(struct loop *loop, uint64_t timer_id, void *user_da
 		    CUFF_LINK_CP_TIMEOUT_MS);
 }
 
-/* Sends the request of link->step (skipping steps that do not apply). */
+/* The CCCDs are set at the new handles after a rediscovery: back to plain READY. */
+static void resubscribed(struct cuff_link *link)
+{
+	link->step = SETUP_NONE;
+	link->resubscribing = false;
+	if (link->sc_pending)
+		start_rediscovery(link);
+}
+
+/*
+ * Sends the request of link->step (skipping steps that do not apply). After
+ * a rediscovery (resubscribing) only the CCCDs are written: Features and
+ * Status are known and supervision is running.
+ */
 static void setup_next(struct cuff_link *link)
 {
 	int r = 0;
@@ -397,10 +421,19 @@ static void setup_next(struct cuff_link *link)
 	for (;;) {
 		link->step++;
 		switch (link->step) {
+		case SETUP_CCCD_SERVICE_CHANGED:
+			if (!link->h.service_changed_cccd)
+				continue;
+			r = setup_cccd(link, link->h.service_changed_cccd, ATT_CCCD_INDICATE);
+			break;
 		case SETUP_READ_FEATURES:
+			if (link->resubscribing)
+				continue;
 			r = setup_read(link, link->h.features);
 			break;
 		case SETUP_READ_STATUS:
+			if (link->resubscribing)
+				continue;
 			r = setup_read(link, link->h.status);
 			break;
 		case SETUP_CCCD_PRESSURE:
@@ -422,6 +455,10 @@ static void setup_next(struct cuff_link *link)
 			uint8_t buf[8];
 			size_t len;
 
+			if (link->resubscribing) {
+				resubscribed(link);
+				return;
+			}
 			req.supervision_timeout_ms = link->supervision_timeout_ms;
 			r = bfr_cp_request_encode(&req, buf, sizeof(buf), &len);
 			if (r == 0)
@@ -440,7 +477,9 @@ static void setup_next(struct cuff_link *link)
 		break;
 	}
 	if (r < 0)
-		link_failed(link, r, "%s: %s", setup_name(link->step), strerror(-r));
+		link_failed(link, r, "%s%s: %s",
+			    link->resubscribing ? "after Service Changed: " : "",
+			    setup_name(link->step), strerror(-r));
 }
 
 static void on_setup_rsp(int err, const struct att_pdu *rsp, void *user_data)
@@ -453,8 +492,10 @@ static void on_setup_rsp(int err, const struct att_pdu *rsp, void *user_data)
 	if (link->step == SETUP_NONE || link->step == SETUP_SUPERVISION_RESULT)
 		return; /* SET_SUPERVISION's result indication overtook its write response */
 	if (err == -EPROTO) {
-		link_failed(link, err, "%s: ATT error %s (0x%02x)", setup_name(link->step),
-			    att_error_name(rsp->error_rsp.error), rsp->error_rsp.error);
+		link_failed(link, err, "%s%s: ATT error %s (0x%02x)",
+			    link->resubscribing ? "after Service Changed: " : "",
+			    setup_name(link->step), att_error_name(rsp->error_rsp.error),
+			    rsp->error_rsp.error);
 		return;
 	}
 	switch (link->step) {
@@ -500,6 +541,86 @@ static void setup_cp_result(struct cuff_link *link, const struct bfr_cp_response
 		return;
 	}
 	go_ready(link);
+}
+
+/* --- Service Changed ----------------------------------------------------------------- */
+
+/* Equal value and CCCD handles (the Device Information strings do not count). */
+static bool same_handles(const struct gatt_cuff_handles *a, const struct gatt_cuff_handles *b)
+{
+	struct gatt_cuff_handles x = *a, y = *b;
+
+	memset(&x.info, 0, sizeof(x.info));
+	memset(&y.info, 0, sizeof(y.info));
+	x.mtu = y.mtu = 0;
+	return memcmp(&x, &y, sizeof(x)) == 0;
+}
+
+/*
+ * Discovery on the same link has finished. The new handles take over at
+ * once (keepalives, Control Point, the receive path), then every CCCD is
+ * written again there: a server may have reset them with the change.
+ */
+static void on_rediscovered(int err, const char *msg, const struct gatt_cuff_handles *h,
+			    void *user_data)
+{
+	struct cuff_link *link = user_data;
+	struct gatt_cuff_handles nh;
+
+	if (!err)
+		nh = *h; /* h lives inside the discovery freed below */
+	gatt_discovery_free(link->disc);
+	link->disc = NULL;
+	if (err) {
+		link_failed(link, err, "discovery after Service Changed failed: %s", msg);
+		return;
+	}
+	link_log(link, "after Service Changed: %s",
+		 same_handles(&link->h, &nh) ? "handles unchanged" :
+					       "handles moved, using the new ones");
+	link->h = nh;
+	link->resubscribing = true;
+	link->step = SETUP_NONE;
+	setup_next(link);
+}
+
+static void start_rediscovery(struct cuff_link *link)
+{
+	int r;
+
+	link->sc_pending = false;
+	r = gatt_discovery_rediscover(link->att, on_rediscovered, link, &link->disc);
+	if (r < 0)
+		link_failed(link, r, "Service Changed: cannot discover again: %s", strerror(-r));
+}
+
+/*
+ * Service Changed (Core Vol 3 Part G 7.1): the handles in [start, end] may
+ * have changed. Like BlueZ, the link stays up and discovers again; unlike
+ * BlueZ (which re-reads only that range into its cache) it discovers the
+ * whole table, which is a few requests. Until that finishes the known
+ * handles stay in use, so keepalives continue and READY is kept.
+ */
+static void service_changed(struct cuff_link *link, const uint8_t *v, size_t len)
+{
+	uint16_t start = len == 4 ? get_le16(v) : 0;
+	uint16_t end = len == 4 ? get_le16(v + 2) : 0;
+
+	if (len != 4 || start == 0 || start > end) {
+		link->stats.malformed++;
+		if (log_worthy(link->stats.malformed))
+			link_log(link, "malformed Service Changed value (%zu bytes) dropped", len);
+		return;
+	}
+	link->stats.service_changed++;
+	link_log(link, "Service Changed 0x%04x-0x%04x: discovering again on the same link", start,
+		 end);
+	if (link->state != CUFF_LINK_READY || link->disc || link->step != SETUP_NONE) {
+		/* Setup or a rediscovery is running: discover (again) once it is done. */
+		link->sc_pending = true;
+		return;
+	}
+	start_rediscovery(link);
 }
 
 /* --- receive path -------------------------------------------------------------------- */
@@ -593,9 +714,8 @@ static void on_value(uint16_t handle, const uint8_t *v, size_t len, bool indicat
 		handle_cp_indication(link, v, len);
 		return;
 	}
-	if (handle == link->h.service_changed && handle) {
-		/* Our handles may be stale: rediscover rather than trust them. */
-		link_failed(link, -ESTALE, "Service Changed indicated: rediscovering");
+	if (handle == link->h.service_changed && handle && indication) {
+		service_changed(link, v, len);
 		return;
 	}
 	link->stats.malformed++;

@@ -6,11 +6,18 @@
  *        ^                      ^   |            |           |
  *        +------stop------------+   +--failure---+--lost-----+--> BACKOFF --timer--> CONNECTING
  *
- * DISCOVERING covers GATT discovery and setup: read Features and Status,
- * enable notifications (Pressure, Status, Battery) and indications (Control
+ * DISCOVERING covers GATT discovery and setup: enable Service Changed
+ * indications (when the cuff has them), read Features and Status, enable
+ * notifications (Pressure, Status, Battery) and indications (Control
  * Point), send SET_SUPERVISION and wait for its successful result. Only
  * then is the link READY; from then on a supervision keepalive (Write
  * Command, u16 token incrementing) goes out every timeout/3.
+ *
+ * A Service Changed indication is confirmed and answered by discovering
+ * again on the same link while staying READY: keepalives and Control Point
+ * requests keep using the known handles until the new ones are found, then
+ * switch to them and the CCCDs are written again there. Only a failure of
+ * that discovery (or of those writes) drops the link.
  *
  * Invariants:
  * - on_samples runs synchronously from the receive path as soon as a
@@ -98,6 +105,7 @@ struct cuff_link_stats {
 	uint64_t keepalives;        /* supervision writes sent */
 	uint64_t keepalive_errors;
 	uint64_t cp_sent, cp_failed, cp_unexpected;
+	uint64_t service_changed;   /* Service Changed indications acted on */
 };
 
 /*

@@ -35,11 +35,13 @@ struct chr {
 	int svc; /* index into services */
 };
 
+enum wanted_service { IN_BFR, IN_BATTERY, IN_GATT };
+
 /* A characteristic discovery needs, where its handles go, and how strict. */
 struct wanted {
 	const char *name;
-	bool bfr;      /* in the BFR Cuff service (else Battery / Device Information) */
-	uint16_t id;   /* enum bfr_uuid_id or a 16-bit SIG UUID */
+	enum wanted_service svc;
+	uint16_t id;   /* enum bfr_uuid_id (IN_BFR) or a 16-bit SIG UUID */
 	uint8_t props; /* every one of these is required */
 	bool mandatory;
 	size_t value_off; /* offsetof in struct gatt_cuff_handles, or SIZE_MAX */
@@ -50,17 +52,19 @@ struct wanted {
 #define NONE SIZE_MAX
 
 static const struct wanted wanted[] = {
-	{ "Cuff Pressure", true, BFR_UUID_PRESSURE, ATT_PROP_NOTIFY, true, H(pressure),
+	{ "Cuff Pressure", IN_BFR, BFR_UUID_PRESSURE, ATT_PROP_NOTIFY, true, H(pressure),
 	  H(pressure_cccd) },
-	{ "Cuff Control Point", true, BFR_UUID_CONTROL_POINT, ATT_PROP_WRITE | ATT_PROP_INDICATE,
+	{ "Cuff Control Point", IN_BFR, BFR_UUID_CONTROL_POINT, ATT_PROP_WRITE | ATT_PROP_INDICATE,
 	  true, H(control_point), H(control_point_cccd) },
-	{ "Cuff Status", true, BFR_UUID_STATUS, ATT_PROP_READ | ATT_PROP_NOTIFY, true, H(status),
+	{ "Cuff Status", IN_BFR, BFR_UUID_STATUS, ATT_PROP_READ | ATT_PROP_NOTIFY, true, H(status),
 	  H(status_cccd) },
-	{ "Cuff Supervision", true, BFR_UUID_SUPERVISION, ATT_PROP_WRITE_WITHOUT_RESP, true,
+	{ "Cuff Supervision", IN_BFR, BFR_UUID_SUPERVISION, ATT_PROP_WRITE_WITHOUT_RESP, true,
 	  H(supervision), NONE },
-	{ "Cuff Features", true, BFR_UUID_FEATURES, ATT_PROP_READ, true, H(features), NONE },
-	{ "Battery Level", false, ATT_UUID_BATTERY_LEVEL, ATT_PROP_NOTIFY, false, H(battery_level),
-	  H(battery_cccd) },
+	{ "Cuff Features", IN_BFR, BFR_UUID_FEATURES, ATT_PROP_READ, true, H(features), NONE },
+	{ "Battery Level", IN_BATTERY, ATT_UUID_BATTERY_LEVEL, ATT_PROP_NOTIFY, false,
+	  H(battery_level), H(battery_cccd) },
+	{ "Service Changed", IN_GATT, ATT_UUID_SERVICE_CHANGED, ATT_PROP_INDICATE, false,
+	  H(service_changed), H(service_changed_cccd) },
 };
 #define N_WANTED (sizeof(wanted) / sizeof(wanted[0]))
 
@@ -93,6 +97,9 @@ struct gatt_discovery {
 	int chr_of_wanted[N_WANTED]; /* -1: not found */
 	size_t desc_pos;             /* index into wanted[] */
 	size_t devinfo_pos;
+	uint16_t devinfo_handle;     /* the string being read */
+	size_t devinfo_len;          /* bytes of it so far */
+	bool devinfo_blob;           /* reading on with Read Blob */
 
 	struct gatt_cuff_handles h;
 };
@@ -315,19 +322,20 @@ static void handle_services(struct gatt_discovery *d, const struct att_pdu *rsp)
 static bool match_wanted(struct gatt_discovery *d)
 {
 	char text[37];
-	int bfr = find_bfr_service(d);
-	int battery = find_service_16(d, ATT_UUID_BATTERY_SERVICE);
+	const int svc_of[] = { [IN_BFR] = find_bfr_service(d),
+			       [IN_BATTERY] = find_service_16(d, ATT_UUID_BATTERY_SERVICE),
+			       [IN_GATT] = find_service_16(d, ATT_UUID_GATT_SERVICE) };
 
 	for (size_t w = 0; w < N_WANTED; w++) {
 		struct att_uuid want;
 
 		d->chr_of_wanted[w] = -1;
-		if (wanted[w].bfr)
+		if (wanted[w].svc == IN_BFR)
 			bfr_uuid((enum bfr_uuid_id)wanted[w].id, &want);
 		else
 			att_uuid_from16(wanted[w].id, &want);
 		for (size_t i = 0; i < d->n_chars; i++) {
-			if (d->chars[i].svc != (wanted[w].bfr ? bfr : battery) ||
+			if (d->chars[i].svc != svc_of[wanted[w].svc] ||
 			    !att_uuid_equal(&d->chars[i].uuid, &want))
 				continue;
 			d->chr_of_wanted[w] = (int)i;
@@ -355,9 +363,6 @@ static bool match_wanted(struct gatt_discovery *d)
 		}
 		*(uint16_t *)((uint8_t *)&d->h + wanted[w].value_off) = c->value;
 	}
-	for (size_t i = 0; i < d->n_chars; i++)
-		if (uuid_is16(&d->chars[i].uuid, ATT_UUID_SERVICE_CHANGED))
-			d->h.service_changed = d->chars[i].value;
 	return true;
 }
 
@@ -461,7 +466,10 @@ static void devinfo_next(struct gatt_discovery *d)
 			    !uuid_is16(&d->chars[i].uuid, devinfo_chars[d->devinfo_pos].uuid) ||
 			    !(d->chars[i].props & ATT_PROP_READ))
 				continue;
-			pdu.read_req.handle = d->chars[i].value;
+			d->devinfo_handle = d->chars[i].value;
+			d->devinfo_len = 0;
+			d->devinfo_blob = false;
+			pdu.read_req.handle = d->devinfo_handle;
 			r = send_req(d, &pdu);
 			if (r < 0)
 				finish(d, r, "%s: cannot send request: %s", step_name(d->step),
@@ -472,20 +480,50 @@ static void devinfo_next(struct gatt_discovery *d)
 	finish(d, 0, NULL);
 }
 
-static void handle_devinfo(struct gatt_discovery *d, const struct att_pdu *rsp)
+/*
+ * One chunk of a Device Information string: a Read Response, or a Read Blob
+ * Response when the value did not fit one response (Vol 3 Part G 4.8.3,
+ * what BlueZ's read_long does): a chunk that fills MTU - 1 bytes may have
+ * more behind it. Reading stops once the string buffer is full. An error
+ * leaves the string empty, except that Attribute Not Long or Invalid Offset
+ * on a Read Blob only says the value ended at the previous chunk.
+ */
+static void handle_devinfo(struct gatt_discovery *d, const struct att_pdu *rsp, uint8_t ecode)
 {
 	char *dst = (char *)&d->h.info + devinfo_chars[d->devinfo_pos].off;
-	size_t n = rsp ? rsp->value.value_len : 0;
+	size_t room = GATT_DEVINFO_LEN - 1 - d->devinfo_len;
+	size_t n, full;
 
-	if (n > GATT_DEVINFO_LEN - 1)
-		n = GATT_DEVINFO_LEN - 1;
+	if (!rsp) {
+		if (!d->devinfo_blob ||
+		    (ecode != ATT_ERR_ATTRIBUTE_NOT_LONG && ecode != ATT_ERR_INVALID_OFFSET))
+			d->devinfo_len = 0;
+		goto done;
+	}
+	n = rsp->value.value_len;
+	full = att_client_mtu(d->att) - 1u;
 	/* These strings end up in logs and JSON: keep them printable ASCII. */
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && i < room; i++) {
 		uint8_t ch = rsp->value.value[i];
 
-		dst[i] = (ch >= 0x20 && ch < 0x7F) ? (char)ch : '?';
+		dst[d->devinfo_len + i] = (ch >= 0x20 && ch < 0x7F) ? (char)ch : '?';
 	}
-	dst[n] = '\0';
+	d->devinfo_len += n < room ? n : room;
+	if (n >= full && d->devinfo_len < GATT_DEVINFO_LEN - 1) {
+		struct att_pdu pdu = { .opcode = ATT_OP_READ_BLOB_REQ };
+		int r;
+
+		pdu.read_blob_req.handle = d->devinfo_handle;
+		pdu.read_blob_req.offset = (uint16_t)d->devinfo_len;
+		d->devinfo_blob = true;
+		r = send_req(d, &pdu);
+		if (r < 0)
+			finish(d, r, "%s: cannot send request: %s", step_name(d->step),
+			       strerror(-r));
+		return;
+	}
+done:
+	dst[d->devinfo_len] = '\0';
 	d->devinfo_pos++;
 	devinfo_next(d);
 }
@@ -598,7 +636,7 @@ static void on_response(int err, const struct att_pdu *rsp, void *user_data)
 		break;
 	case STEP_DEVICE_INFO:
 		/* A string we cannot read stays empty. */
-		handle_devinfo(d, err ? NULL : rsp);
+		handle_devinfo(d, err ? NULL : rsp, ecode);
 		return;
 	}
 	if (err) {
@@ -637,6 +675,33 @@ int gatt_discovery_start(struct att_client *att, gatt_discovery_fn fn, void *use
 	d->user_data = user_data;
 	d->step = STEP_MTU;
 	r = att_client_exchange_mtu(att, GATT_CLIENT_MTU, on_response, d, NULL, &d->req_id);
+	if (r < 0) {
+		free(d);
+		return r;
+	}
+	*out = d;
+	return 0;
+}
+
+int gatt_discovery_rediscover(struct att_client *att, gatt_discovery_fn fn, void *user_data,
+			      struct gatt_discovery **out)
+{
+	struct gatt_discovery *d;
+	int r;
+
+	if (!att || !fn || !out)
+		return -EINVAL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->att = att;
+	d->fn = fn;
+	d->user_data = user_data;
+	/* ATT allows one MTU exchange per connection; the features were read. */
+	d->step = STEP_SERVICES;
+	d->next_start = 0x0001;
+	r = send_read_by_type(d, ATT_OP_READ_BY_GROUP_TYPE_REQ, 0x0001, 0xFFFF,
+			      ATT_UUID_PRIMARY_SERVICE);
 	if (r < 0) {
 		free(d);
 		return r;

@@ -5,17 +5,20 @@
  *   Exchange MTU (517) -> Read By Type 0x2B3A over 0x0001-0xFFFF (errors
  *   tolerated) -> Read By Group Type 0x2800 until Attribute Not Found ->
  *   Read By Type 0x2803 over the services it needs (BFR Cuff, Battery,
- *   Device Information) -> Find Information where a notify/indicate
+ *   Device Information, GATT) -> Find Information where a notify/indicate
  *   characteristic has more than one handle after its value (one handle is
  *   taken to be the CCCD without asking) -> Read the Device Information
- *   strings.
+ *   strings, each continued with Read Blob while a chunk fills MTU - 1
+ *   bytes (up to GATT_DEVINFO_LEN - 1 bytes; longer strings are cut).
  *
  * Handles are never assumed: other services (GAP, GATT with Service
  * Changed), 0x2901 descriptors, 16- and 128-bit UUIDs and any handle layout
- * are fine. Every response is checked (ranges, ordering, progress); a
- * malformed one fails discovery. A missing mandatory characteristic,
- * property or CCCD fails with a message naming it. Battery and Device
- * Information are optional.
+ * are fine. Service Changed (0x2A05 in GATT 0x1801, indicate) and its CCCD
+ * are found when present, so the owner can subscribe to it. Every
+ * response is checked (ranges, ordering, progress); a malformed one fails
+ * discovery. A missing mandatory characteristic, property or CCCD fails
+ * with a message naming it. Battery, Device Information and Service
+ * Changed are optional.
  */
 #ifndef BFR_GATT_DISCOVERY_H
 #define BFR_GATT_DISCOVERY_H
@@ -44,7 +47,8 @@ struct gatt_cuff_handles {
 	uint16_t supervision;
 	uint16_t features;
 	uint16_t battery_level, battery_cccd;
-	uint16_t service_changed; /* GATT 0x2A05, informational */
+	/* GATT 0x2A05 (indicate) in service 0x1801 and its CCCD; 0 when absent */
+	uint16_t service_changed, service_changed_cccd;
 	struct gatt_device_info info;
 };
 
@@ -63,6 +67,15 @@ typedef void (*gatt_discovery_fn)(int err, const char *errmsg, const struct gatt
 /* Starts at once on att; fn runs later from the loop. */
 int gatt_discovery_start(struct att_client *att, gatt_discovery_fn fn, void *user_data,
 			 struct gatt_discovery **out);
+/*
+ * Discovers again on a bearer that was set up already (after a Service
+ * Changed indication): the same steps and checks from primary service
+ * discovery on, without the MTU exchange (ATT allows one per connection)
+ * and the Server Supported Features read. Same contract as
+ * gatt_discovery_start; h.mtu is the bearer's MTU.
+ */
+int gatt_discovery_rediscover(struct att_client *att, gatt_discovery_fn fn, void *user_data,
+			      struct gatt_discovery **out);
 /* Cancels a running discovery (its pending request is forgotten). */
 void gatt_discovery_free(struct gatt_discovery *d);
 

@@ -47,6 +47,12 @@ static void test_good_lines(void **state)
 		{ "status\t4", CTL_STATUS, 4, 0, 0 },
 		{ "quit", CTL_QUIT, 0, 0, 0 },
 		{ "leak 01 1e1", CTL_LEAK, 1, 10, 0 },
+		{ "button 1 long", CTL_BUTTON, 1, CONTROL_BUTTON_LONG_MS, 0 },
+		{ "button all short", CTL_BUTTON, CONTROL_ALL, CONTROL_BUTTON_SHORT_MS, 0 },
+		{ "button\t4  short ", CTL_BUTTON, 4, CONTROL_BUTTON_SHORT_MS, 0 },
+		{ "service-changed 2 40", CTL_SERVICE_CHANGED, 2, 40, 0 },
+		{ "service-changed all 0", CTL_SERVICE_CHANGED, CONTROL_ALL, 0, 0 },
+		{ "service-changed 1 1000", CTL_SERVICE_CHANGED, 1, 1000, 0 },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -107,6 +113,22 @@ static void test_bad_lines(void **state)
 		{ "a b c d e f g", "too many arguments" },
 		{ "drop\x01 1", "control character" },
 		{ "stats\n\n", "control character" },
+		{ "button", "button: missing cuff (1..4 or all)" },
+		{ "button 5 long", "button: bad cuff '5' (1..4 or all)" },
+		{ "button 0 short", "button: bad cuff '0'" },
+		{ "button long", "button: bad cuff 'long'" },
+		{ "button 1", "button: missing kind (long or short)" },
+		{ "button 1 medium", "button: kind 'medium' is not long or short" },
+		{ "button 1 LONG", "button: kind 'LONG' is not long or short" },
+		{ "button 1 2500", "button: kind '2500' is not long or short" },
+		{ "button 1 long 3", "button: too many arguments" },
+		{ "button 1 long short", "button: too many arguments" },
+		{ "service-changed 1", "service-changed: missing shift" },
+		{ "service-changed 1 1001", "service-changed: shift 1001 out of range (0..1000)" },
+		{ "service-changed 1 -1", "out of range" },
+		{ "service-changed 1 2.5", "service-changed: shift 2.5 is not a whole number" },
+		{ "service-changed 5 3", "service-changed: bad cuff '5'" },
+		{ "service-changed 1 3 4", "service-changed: too many arguments" },
 	};
 	char long_line[CONTROL_LINE_MAX + 10];
 
@@ -136,6 +158,7 @@ static void test_bad_lines(void **state)
 		assert_int_equal(control_parse(NULL, N_CUFFS, &cmd, NULL, 0), -EINVAL);
 	}
 	assert_string_equal(control_verb_name(CTL_STUCK_VALVE), "stuck-valve");
+	assert_string_equal(control_verb_name(CTL_BUTTON), "button");
 }
 
 static void test_scenario_parse(void **state)
@@ -146,12 +169,13 @@ static void test_scenario_parse(void **state)
 				   "   2.5 leak 2 20   # slow leak\n"
 				   "2.5 spike 1 80 300\n"
 				   "10 clear all\n"
+				   "11 button 3 long\n"
 				   "12 quit";
 	struct scenario *sc = NULL;
 	char err[128] = "";
 
 	assert_int_equal(scenario_parse(text, strlen(text), N_CUFFS, &sc, err, sizeof(err)), 0);
-	assert_int_equal(sc->n, 5);
+	assert_int_equal(sc->n, 6);
 	assert_int_equal(sc->entries[0].at_ms, 0);
 	assert_int_equal(sc->entries[0].line, 3);
 	assert_int_equal(sc->entries[0].cmd.verb, CTL_LIMIT);
@@ -159,8 +183,13 @@ static void test_scenario_parse(void **state)
 	assert_int_equal(sc->entries[1].cmd.cuff, 2);
 	assert_true(sc->entries[1].cmd.value == 20);
 	assert_int_equal(sc->entries[2].cmd.verb, CTL_SPIKE);
-	assert_int_equal(sc->entries[4].at_ms, 12000);
+	assert_int_equal(sc->entries[4].at_ms, 11000);
 	assert_int_equal(sc->entries[4].line, 7);
+	assert_int_equal(sc->entries[4].cmd.verb, CTL_BUTTON);
+	assert_int_equal(sc->entries[4].cmd.cuff, 3);
+	assert_true(sc->entries[4].cmd.value == CONTROL_BUTTON_LONG_MS);
+	assert_int_equal(sc->entries[5].at_ms, 12000);
+	assert_int_equal(sc->entries[5].line, 8);
 	scenario_free(sc);
 
 	sc = NULL;
@@ -183,6 +212,7 @@ static void test_scenario_errors_name_the_line(void **state)
 		{ "# c\n5 stats\n4 stats\n", "line 3: offset goes back in time" },
 		{ "0 fly\n", "line 1: unknown command 'fly'" },
 		{ "0 stats\n\n\n0 battery 1\n", "line 4: battery: missing pct" },
+		{ "0 stats\n2 button 1 hold\n", "line 2: button: kind 'hold' is not long or short" },
 	};
 	struct scenario *sc = (struct scenario *)0x1;
 	char err[160];

@@ -517,7 +517,7 @@ static void test_malformed_pdus_get_invalid_pdu(void **state)
 		  ATT_ERR_UNSUPPORTED_GROUP_TYPE, 1 },
 	};
 	struct fixture *f = fx_new(0);
-	struct cuff_gatt_stats st;
+	struct cuff_gatt_stats st, st2;
 	uint64_t malformed = 0;
 	uint8_t rsp[ATT_MAX_MTU], big[600];
 
@@ -535,6 +535,14 @@ static void test_malformed_pdus_get_invalid_pdu(void **state)
 	big[0] = ATT_OP_WRITE_REQ;
 	big[1] = 1;
 	expect_error(rsp, xfer(f, big, sizeof(big), rsp), ATT_OP_WRITE_REQ, 0, ATT_ERR_INVALID_PDU);
+	/* An empty packet has no opcode, so there is no request to answer (as in BlueZ). */
+	cuff_gatt_get_stats(f->g, &st);
+	assert_int_equal(cuff_gatt_receive(f->g, big, 0), 0);
+	assert_int_equal(take(f, rsp, sizeof(rsp)), -1);
+	cuff_gatt_get_stats(f->g, &st2);
+	assert_int_equal(st2.malformed_pdus, st.malformed_pdus + 1);
+	assert_int_equal(st2.att_requests, st.att_requests);
+	assert_int_equal(st2.error_responses, st.error_responses);
 	/* Nothing of it changed the connection. */
 	assert_int_equal(cuff_gatt_mtu(f->g), ATT_DEFAULT_MTU);
 	assert_int_equal(f->cp_writes, 0);
@@ -750,6 +758,158 @@ static void test_control_point_indications(void **state)
 	fx_free(f);
 }
 
+/*
+ * Issue 9 item 9: the manufacturer string is longer than one Read Response
+ * at MTU 23, so a client must go on with Read Blob; a server configured
+ * with MTU 23 (cuffsim --mtu 23) keeps every client there.
+ */
+static void test_long_string_read_blob_at_mtu_23(void **state)
+{
+	struct fixture *f = fx_new(0);
+	struct cuff_gatt *g23;
+	struct cuff_gatt_config cfg = { .device_name = "BFR Cuff 01", .serial = "SIM-0001",
+					.server_mtu = ATT_DEFAULT_MTU };
+	uint8_t rsp[ATT_MAX_MTU], req[8], got[64];
+	const size_t want = strlen(CUFF_GATT_MANUFACTURER);
+	uint16_t h;
+	size_t len, have = 0;
+
+	assert_true(want > 2 * (ATT_DEFAULT_MTU - 1) - 1);
+	/* Find 0x2A29 by type: the value in that response is cut at MTU - 4. */
+	len = read_by_type(f, 1, 0xFFFF, ATT_UUID_MANUFACTURER_NAME, rsp);
+	assert_int_equal(rsp[0], ATT_OP_READ_BY_TYPE_RSP);
+	assert_int_equal(rsp[1], 2 + ATT_DEFAULT_MTU - 4);
+	assert_int_equal(len, 2 + 2 + ATT_DEFAULT_MTU - 4);
+	h = get_le16(rsp + 2);
+	req[0] = ATT_OP_READ_REQ;
+	put_le16(req + 1, h);
+	len = xfer(f, req, 3, rsp);
+	assert_int_equal(rsp[0], ATT_OP_READ_RSP);
+	assert_int_equal(len - 1, ATT_DEFAULT_MTU - 1);
+	memcpy(got, rsp + 1, len - 1);
+	have = len - 1;
+	while (len - 1 == ATT_DEFAULT_MTU - 1) {
+		req[0] = ATT_OP_READ_BLOB_REQ;
+		put_le16(req + 1, h);
+		put_le16(req + 3, (uint16_t)have);
+		len = xfer(f, req, 5, rsp);
+		assert_int_equal(rsp[0], ATT_OP_READ_BLOB_RSP);
+		assert_true(have + len - 1 <= sizeof(got));
+		memcpy(got + have, rsp + 1, len - 1);
+		have += len - 1;
+	}
+	/* 44 bytes: 22 + 22, then an empty Read Blob Response at offset 44. */
+	assert_int_equal(have, want);
+	assert_int_equal(len, 1);
+	assert_memory_equal(got, CUFF_GATT_MANUFACTURER, want);
+	put_le16(req + 3, (uint16_t)(want + 1));
+	expect_error(rsp, xfer(f, req, 5, rsp), ATT_OP_READ_BLOB_REQ, h, ATT_ERR_INVALID_OFFSET);
+	fx_free(f);
+
+	/* A server MTU of 23 answers 23 and keeps 23 whatever the client asks. */
+	f = fx_new(0);
+	assert_int_equal(cuff_gatt_new(&cfg, &OPS, f, &g23), 0);
+	cuff_gatt_free(f->g);
+	f->g = g23;
+	req[0] = ATT_OP_MTU_REQ;
+	put_le16(req + 1, ATT_MAX_MTU);
+	len = xfer(f, req, 3, rsp);
+	assert_int_equal(len, 3);
+	assert_int_equal(rsp[0], ATT_OP_MTU_RSP);
+	assert_int_equal(get_le16(rsp + 1), ATT_DEFAULT_MTU);
+	assert_int_equal(cuff_gatt_mtu(f->g), ATT_DEFAULT_MTU);
+	fx_free(f);
+}
+
+/* The next PDU the cuff sent, which must be an indication on handle; returns its value. */
+static size_t take_indication(struct fixture *f, uint16_t handle, uint8_t *value)
+{
+	uint8_t pdu[ATT_MAX_MTU];
+	ssize_t n = take(f, pdu, sizeof(pdu));
+
+	assert_true(n >= 3);
+	assert_int_equal(pdu[0], ATT_OP_HANDLE_VALUE_IND);
+	assert_int_equal(get_le16(pdu + 1), handle);
+	memcpy(value, pdu + 3, (size_t)n - 3);
+	return (size_t)n - 3;
+}
+
+/*
+ * Issue 9 item 8, the server side: `service-changed` rebuilds the database
+ * with another shift, so the BFR handles move, and indicates Service
+ * Changed (first moved handle .. 0xFFFF) to a client that enabled it.
+ */
+static void test_database_change_indicates_service_changed(void **state)
+{
+	struct fixture *f = fx_new(0);
+	struct discovery d, d2;
+	const struct characteristic *pc;
+	uint16_t sc, sc_cccd, pressure, cp, cfm_h;
+	uint8_t v[64], cfm = ATT_OP_HANDLE_VALUE_CFM;
+	struct bfr_sample smp = { .seq = 1, .pressure_mmhg = 50, .target_mmhg = 0 };
+	struct bfr_cp_response r = { .req_opcode = BFR_CP_IDENTIFY };
+	struct cuff_gatt_stats st;
+	size_t len;
+
+	discover(f, &d);
+	sc = cuff_gatt_value_handle(f->g, CUFF_CHAR_SERVICE_CHANGED);
+	sc_cccd = (uint16_t)(sc + 1);
+	pc = find_bfr(&d, BFR_UUID_PRESSURE);
+	pressure = pc->d.value_handle;
+	cp = find_bfr(&d, BFR_UUID_CONTROL_POINT)->d.value_handle;
+	enable(f, cccd_of(f, &d, pc), ATT_CCCD_NOTIFY);
+
+	/* Not enabled: the database changes, nothing is indicated. */
+	assert_int_equal(cuff_gatt_change_database(f->g, 3), 0);
+	assert_int_equal(take(f, v, sizeof(v)), -1);
+	assert_int_equal(cuff_gatt_handle_shift(f->g), 3);
+	assert_int_equal(cuff_gatt_value_handle(f->g, CUFF_CHAR_PRESSURE), pressure + 3);
+	/* Handles before the shift stay: GAP, GATT, DIS, Battery. */
+	assert_int_equal(cuff_gatt_value_handle(f->g, CUFF_CHAR_SERVICE_CHANGED), sc);
+
+	enable(f, sc_cccd, ATT_CCCD_INDICATE);
+	assert_int_equal(cuff_gatt_change_database(f->g, 40), 1);
+	len = take_indication(f, sc, v);
+	assert_int_equal(len, 4);
+	assert_int_equal(get_le16(v), 21); /* where the filler / BFR service begins */
+	assert_int_equal(get_le16(v + 2), 0xFFFF);
+	assert_int_equal(send(f->client_fd, &cfm, 1, 0), 1);
+	serve_one(f);
+
+	/* The connection's CCCDs stayed with their characteristics. */
+	assert_int_equal(cuff_gatt_notify_pressure(f->g, &smp, 1), 1);
+	assert_int_equal(take(f, v, sizeof(v)), 3 + 1 + BFR_SAMPLE_WIRE_SIZE);
+	assert_int_equal(get_le16(v + 1), pressure + 40);
+	/* A client that discovers again finds everything 40 handles on. */
+	discover(f, &d2);
+	assert_int_equal(find_bfr(&d2, BFR_UUID_PRESSURE)->d.value_handle, pressure + 40);
+	assert_int_equal(find_bfr(&d2, BFR_UUID_CONTROL_POINT)->d.value_handle, cp + 40);
+
+	/* Behind an unconfirmed indication, Service Changed waits its turn. */
+	enable(f, cccd_of(f, &d2, find_bfr(&d2, BFR_UUID_CONTROL_POINT)), ATT_CCCD_INDICATE);
+	assert_int_equal(cuff_gatt_indicate_cp(f->g, &r), 1);
+	assert_int_equal(cuff_gatt_change_database(f->g, 0), 1);
+	cfm_h = (uint16_t)(cp + 40);
+	/* The queued CP result goes out on the Control Point's handle of the new database. */
+	take_indication(f, cfm_h, v);
+	assert_int_equal(take(f, v, sizeof(v)), -1);
+	assert_int_equal(send(f->client_fd, &cfm, 1, 0), 1);
+	serve_one(f);
+	len = take_indication(f, sc, v);
+	assert_int_equal(get_le16(v), 21);
+
+	/* Out of memory or a bad shift: nothing changes. */
+	test_alloc_fail_after(0);
+	assert_int_equal(cuff_gatt_change_database(f->g, 7), -ENOMEM);
+	test_alloc_reset();
+	assert_int_equal(cuff_gatt_change_database(f->g, CUFF_GATT_MAX_SHIFT + 1), -EINVAL);
+	assert_int_equal(cuff_gatt_handle_shift(f->g), 0);
+	assert_int_equal(cuff_gatt_value_handle(f->g, CUFF_CHAR_PRESSURE), pressure);
+	cuff_gatt_get_stats(f->g, &st);
+	assert_int_equal(st.database_changes, 3);
+	fx_free(f);
+}
+
 static void test_new_rejects_bad_config_and_alloc_failure(void **state)
 {
 	struct cuff_gatt_config cfg = { .handle_shift = 0, .device_name = "x", .serial = "y",
@@ -763,7 +923,7 @@ static void test_new_rejects_bad_config_and_alloc_failure(void **state)
 	cfg.server_mtu = 22;
 	assert_int_equal(cuff_gatt_new(&cfg, &OPS, NULL, &g), -EINVAL);
 	cfg.server_mtu = 517;
-	cfg.serial = "a serial number that is far too long";
+	cfg.serial = "a serial number that is far too long for any cuff (49)";
 	assert_int_equal(cuff_gatt_new(&cfg, &OPS, NULL, &g), -EINVAL);
 	cfg.serial = "y";
 	assert_ptr_equal(g, (struct cuff_gatt *)0x1);
@@ -789,6 +949,8 @@ int main(void)
 		cmocka_unit_test(test_find_by_type_value),
 		cmocka_unit_test(test_notifications_need_cccd),
 		cmocka_unit_test(test_control_point_indications),
+		cmocka_unit_test(test_long_string_read_blob_at_mtu_23),
+		cmocka_unit_test(test_database_change_indicates_service_changed),
 		cmocka_unit_test(test_new_rejects_bad_config_and_alloc_failure),
 	};
 

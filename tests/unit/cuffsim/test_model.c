@@ -12,6 +12,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "control.h"
 #include "model.h"
 #include "test_alloc.h"
 
@@ -543,6 +544,56 @@ static void test_bad_fault_values_change_nothing(void **state)
 	cuff_model_free(m);
 }
 
+/*
+ * DESIGN section 11: the button (status bit 6) is set in every sample while
+ * held; long = 2.5 s (a long press is >= 2 s), short = 0.3 s.
+ */
+static void test_button_bit_while_held(void **state)
+{
+	static const struct {
+		uint32_t hold_ms;
+		int samples; /* at 50 Hz */
+	} cases[] = { { CONTROL_BUTTON_LONG_MS, 125 }, { CONTROL_BUTTON_SHORT_MS, 15 } };
+	struct cuff_model *m = new_model(3);
+	struct bfr_sample s;
+
+	run(m, 10, true, &s);
+	assert_int_equal(s.status & BFR_ST_BUTTON, 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t pressed_at = info(m).now_ms, first = 0, cleared = 0;
+		int set = 0;
+
+		cuff_model_press_button(m, cases[i].hold_ms);
+		assert_int_equal(info(m).button_presses, i + 1);
+		/* Held: every sample has the bit, contiguously; then it is clear. */
+		for (int k = 0; k < 200 && !cleared; k++) {
+			cuff_model_step(m, &s);
+			cuff_model_supervision_write(m);
+			if (s.status & BFR_ST_BUTTON) {
+				assert_int_equal(cleared, 0);
+				if (!set++)
+					first = s.t_ms;
+			} else {
+				cleared = s.t_ms;
+			}
+		}
+		assert_int_equal(set, cases[i].samples);
+		assert_int_equal(first, pressed_at + 1000 / RATE);
+		assert_int_equal(cleared - first, cases[i].hold_ms);
+		assert_int_equal(info(m).status_bits & BFR_ST_BUTTON, 0);
+	}
+	/* A press while held starts the hold again. */
+	cuff_model_press_button(m, CONTROL_BUTTON_SHORT_MS);
+	run(m, 10, true, &s);
+	assert_true(s.status & BFR_ST_BUTTON);
+	cuff_model_press_button(m, CONTROL_BUTTON_SHORT_MS);
+	run(m, 14, true, &s);
+	assert_true(s.status & BFR_ST_BUTTON);
+	run(m, 2, true, &s);
+	assert_int_equal(s.status & BFR_ST_BUTTON, 0);
+	cuff_model_free(m);
+}
+
 static void test_battery_drains(void **state)
 {
 	struct cuff_model *m = new_model(1);
@@ -564,6 +615,7 @@ static void test_battery_drains(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_button_bit_while_held),
 		cmocka_unit_test(test_new_rejects_bad_params),
 		cmocka_unit_test(test_new_alloc_failure),
 		cmocka_unit_test(test_deterministic_for_seed),

@@ -1,7 +1,9 @@
 /*
  * test_sim.c - the simulator's I/O layer on a real event loop: sockets and
  * their cleanup, the sample tick, the control socket, connection
- * replacement, `drop`, and the over-limit -> DEFLATE latency in `stats`.
+ * replacement, `drop`, the over-limit -> DEFLATE latency in `stats`, and a
+ * congested link (empty packets, a full socket: responses wait, only
+ * notifications are dropped).
  *
  * Waits are on conditions with deadlines (the loop is run until the
  * expected PDU or reply is there), never sleeps.
@@ -394,6 +396,295 @@ static void test_control_point_results_over_the_socket(void **state)
 	close(ctl);
 }
 
+/* The JSON of one cuff's `status` line (caller decrefs). */
+static json_t *cuff_status(struct env *e, int ctl, unsigned cuff)
+{
+	char line[32], *r;
+	json_error_t jerr;
+	json_t *o;
+
+	snprintf(line, sizeof(line), "status %u\n", cuff);
+	r = control(e, ctl, line);
+	assert_true(strncmp(r, "ok {", 4) == 0);
+	o = json_loads(r + 3, 0, &jerr);
+	free(r);
+	assert_non_null(o);
+	return o;
+}
+
+static json_int_t status_int(struct env *e, int ctl, unsigned cuff, const char *field)
+{
+	json_t *o = cuff_status(e, ctl, cuff);
+	json_t *v = json_object_get(o, field);
+	json_int_t n;
+
+	if (!json_is_integer(v))
+		fail_msg("status %u has no integer \"%s\"", cuff, field);
+	n = json_integer_value(v);
+	json_decref(o);
+	return n;
+}
+
+static void read_req(uint8_t pdu[3], uint16_t handle)
+{
+	pdu[0] = ATT_OP_READ_REQ;
+	put_le16(pdu + 1, handle);
+}
+
+/* BlueZ ignores an empty SEQPACKET packet; it is not the end of the link. */
+static void test_empty_packet_is_not_end_of_file(void **state)
+{
+	struct env *e = *state;
+	int cuff = connect_to(e->dir, "cuff-01.sock", SOCK_SEQPACKET);
+	int ctl = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	uint8_t req[3], rsp[ATT_MAX_MTU];
+	ssize_t n;
+
+	assert_int_equal(send(cuff, "", 0, 0), 0);
+	read_req(req, H_CP_CCCD);
+	assert_int_equal(send(cuff, req, sizeof(req), 0), 3);
+	/* The empty packet gets no answer (it has no opcode); the request does. */
+	n = recv_wait(e, cuff, rsp, sizeof(rsp));
+	assert_int_equal(n, 3);
+	assert_int_equal(rsp[0], ATT_OP_READ_RSP);
+	assert_int_equal(status_int(e, ctl, 1, "connections"), 1);
+	assert_int_equal(status_int(e, ctl, 1, "malformed_pdus"), 1);
+	assert_int_equal(status_int(e, ctl, 1, "error_responses"), 0);
+	{
+		json_t *o = cuff_status(e, ctl, 1);
+
+		assert_true(json_is_true(json_object_get(o, "connected")));
+		json_decref(o);
+	}
+	close(cuff);
+	close(ctl);
+}
+
+/*
+ * A central that stops reading: the cuff's socket fills with notifications.
+ * A request sent then is still answered (the response waits for room);
+ * only notifications are dropped, and counted.
+ */
+static void test_full_socket_delays_responses_drops_notifications(void **state)
+{
+	struct env *e = *state;
+	int cuff = connect_to(e->dir, "cuff-01.sock", SOCK_SEQPACKET);
+	int ctl = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	uint8_t req[3], buf[ATT_MAX_MTU];
+	uint64_t deadline = now_ms() + 10000;
+	int answers = 0;
+
+	enable(e, cuff, H_PRESSURE_CCCD, ATT_CCCD_NOTIFY);
+	while (status_int(e, ctl, 1, "samples_dropped") == 0) {
+		if (now_ms() > deadline)
+			fail_msg("the cuff's socket never filled");
+		loop_run_once(e->loop, 10);
+	}
+	/* Three requests into the congested link (pipelined: answers keep order). */
+	for (uint16_t i = 0; i < 3; i++) {
+		read_req(req, i == 1 ? H_PRESSURE_CCCD : H_CP_CCCD);
+		assert_int_equal(send(cuff, req, sizeof(req), 0), 3);
+	}
+	/* The cuff takes them in (and answers) before the central reads again. */
+	while (status_int(e, ctl, 1, "att_requests") < 4) {
+		if (now_ms() > deadline)
+			fail_msg("the cuff did not read the requests");
+	}
+	deadline = now_ms() + DEADLINE_MS;
+	while (answers < 3) {
+		ssize_t n = recv_wait(e, cuff, buf, sizeof(buf));
+
+		if (now_ms() > deadline)
+			fail_msg("%d of 3 requests answered within %d ms", answers, DEADLINE_MS);
+		assert_true(n > 0);
+		if (buf[0] == ATT_OP_HANDLE_VALUE_NTF)
+			continue;
+		assert_int_equal(buf[0], ATT_OP_READ_RSP);
+		assert_int_equal(n, 3);
+		/* Pressure notifications on (1), Control Point indications off (0). */
+		assert_int_equal(get_le16(buf + 1), answers == 1 ? ATT_CCCD_NOTIFY : 0);
+		answers++;
+	}
+	assert_true(status_int(e, ctl, 1, "notifications_dropped") > 0);
+	assert_true(status_int(e, ctl, 1, "pdus_delayed") >= 1);
+	assert_int_equal(status_int(e, ctl, 1, "send_failures"),
+			 status_int(e, ctl, 1, "notifications_dropped"));
+	assert_int_equal(status_int(e, ctl, 1, "connections"), 1);
+	close(cuff);
+	close(ctl);
+}
+
+/*
+ * A central that sends requests and reads nothing is throttled (the cuff
+ * stops reading once its queue is nearly full), never answered partially:
+ * every request that got in is answered once it reads again.
+ */
+static void test_unread_responses_throttle_not_drop(void **state)
+{
+	struct env *e = *state;
+	int cuff = connect_to(e->dir, "cuff-02.sock", SOCK_SEQPACKET);
+	int ctl = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	uint8_t req[3], buf[ATT_MAX_MTU];
+	int sent = 0, answers = 0, stuck = 0;
+
+	read_req(req, H_CP_CCCD);
+	/* Until the link refuses more (the cuff stopped reading): 50 turns without progress. */
+	while (sent < 5000 && stuck < 50) {
+		if (send(cuff, req, sizeof(req), MSG_DONTWAIT) == 3) {
+			sent++;
+			stuck = 0;
+			continue;
+		}
+		assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+		stuck++;
+		loop_run_once(e->loop, 10);
+	}
+	assert_true(sent < 5000);
+	while (answers < sent) {
+		ssize_t n = recv_wait(e, cuff, buf, sizeof(buf));
+
+		assert_int_equal(n, 3);
+		assert_int_equal(buf[0], ATT_OP_READ_RSP);
+		answers++;
+	}
+	assert_int_equal(status_int(e, ctl, 2, "att_requests"), sent);
+	assert_true(status_int(e, ctl, 2, "pdus_delayed") > 0);
+	assert_int_equal(status_int(e, ctl, 2, "send_failures"), 0);
+	print_message("congested link: %d requests in before the cuff throttled, all answered\n",
+		      sent);
+	close(cuff);
+	close(ctl);
+}
+
+/*
+ * Presses the button over the control socket and follows the samples: the
+ * bit is in every sample while held. Returns (t of the first sample without
+ * the bit) - (t of the first with it) and the number of samples with it,
+ * or -1 when a sample was lost on the way (a loaded machine can stall this
+ * single-threaded test long enough for the cuff to drop notifications) so
+ * the caller presses again.
+ */
+static int button_hold(struct env *e, int cuff, int ctl, const char *line, int *n_set)
+{
+	uint8_t buf[ATT_MAX_MTU];
+	uint32_t first = 0;
+	uint16_t prev_seq = 0;
+	bool have_prev = false, gap = false;
+	char *r = control(e, ctl, line);
+
+	assert_string_equal(r, "ok button 1");
+	free(r);
+	*n_set = 0;
+	for (;;) {
+		struct bfr_sample smp[4];
+		size_t n = 0;
+		ssize_t len = recv_wait(e, cuff, buf, sizeof(buf));
+
+		assert_true(len > 3);
+		if (buf[0] != ATT_OP_HANDLE_VALUE_NTF || get_le16(buf + 1) != H_PRESSURE)
+			continue;
+		assert_int_equal(bfr_pressure_decode(buf + 3, (size_t)len - 3, smp, 4, &n), 0);
+		if (have_prev && smp[0].seq != (uint16_t)(prev_seq + 1))
+			gap = gap || *n_set > 0 || (smp[0].status & BFR_ST_BUTTON);
+		have_prev = true;
+		prev_seq = smp[0].seq;
+		if (smp[0].status & BFR_ST_BUTTON) {
+			if (!(*n_set)++)
+				first = smp[0].t_ms;
+		} else if (*n_set) {
+			return gap ? -1 : (int)(smp[0].t_ms - first);
+		}
+	}
+}
+
+static void expect_hold(struct env *e, int cuff, int ctl, const char *line, int ms, int n)
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		int n_set, held = button_hold(e, cuff, ctl, line, &n_set);
+
+		if (held < 0)
+			continue;
+		assert_int_equal(held, ms);
+		assert_int_equal(n_set, n);
+		return;
+	}
+	fail_msg("samples lost around every one of 3 presses of '%s'", line);
+}
+
+/* DESIGN section 11: `button <cuff> long|short` holds status bit 6 for 2.5 s / 0.3 s. */
+static void test_button_presses(void **state)
+{
+	struct env *e = *state;
+	int cuff = connect_to(e->dir, "cuff-01.sock", SOCK_SEQPACKET);
+	int ctl = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	char *r;
+
+	enable(e, cuff, H_PRESSURE_CCCD, ATT_CCCD_NOTIFY);
+	/* Bad lines are refused and press nothing. */
+	r = control(e, ctl, "button 1 medium\n");
+	assert_string_equal(r, "error: button: kind 'medium' is not long or short");
+	free(r);
+	r = control(e, ctl, "button 3 long\n");
+	assert_string_equal(r, "error: button: bad cuff '3' (1..2 or all)");
+	free(r);
+	r = control(e, ctl, "button 1\n");
+	assert_string_equal(r, "error: button: missing kind (long or short)");
+	free(r);
+	assert_int_equal(status_int(e, ctl, 1, "button_presses"), 0);
+
+	/* 100 Hz: short = 30 samples, 300 ms; long = 250 samples, 2500 ms. */
+	expect_hold(e, cuff, ctl, "button 1 short\n", 300, 30);
+	expect_hold(e, cuff, ctl, "button 1 long\n", 2500, 250);
+	assert_true(status_int(e, ctl, 1, "button_presses") >= 2);
+	assert_int_equal(status_int(e, ctl, 2, "button_presses"), 0);
+	{
+		json_t *o = cuff_status(e, ctl, 1);
+
+		assert_true(json_is_false(json_object_get(o, "button")));
+		json_decref(o);
+	}
+	close(cuff);
+	close(ctl);
+}
+
+/*
+ * Issue 9 item 11: an empty Control Point write carries no opcode, so it is
+ * refused at ATT level (Invalid Attribute Value Length) and no indication
+ * follows; the next real write is answered as usual.
+ */
+static void test_empty_control_point_write_att_error(void **state)
+{
+	struct env *e = *state;
+	int cuff = connect_to(e->dir, "cuff-01.sock", SOCK_SEQPACKET);
+	int ctl = connect_to(e->dir, "control.sock", SOCK_STREAM);
+	uint8_t buf[ATT_MAX_MTU], op = 0;
+	const uint8_t identify = BFR_CP_IDENTIFY;
+	ssize_t n;
+
+	enable(e, cuff, H_CP_CCCD, ATT_CCCD_INDICATE);
+	att_write(cuff, ATT_OP_WRITE_REQ, H_CP, &identify, 0);
+	n = recv_wait(e, cuff, buf, sizeof(buf));
+	assert_int_equal(n, 5);
+	assert_int_equal(buf[0], ATT_OP_ERROR_RSP);
+	assert_int_equal(buf[1], ATT_OP_WRITE_REQ);
+	assert_int_equal(get_le16(buf + 2), H_CP);
+	assert_int_equal(buf[4], ATT_ERR_INVALID_ATTRIBUTE_VALUE_LENGTH);
+	/* No indication for it: the next PDU answers the next write. */
+	assert_int_equal(cp_result(e, cuff, &identify, 1, &op), BFR_RESULT_SUCCESS);
+	assert_int_equal(op, BFR_CP_IDENTIFY);
+	{
+		json_t *o = cuff_status(e, ctl, 1);
+		json_t *w = json_object_get(o, "cp_writes");
+
+		assert_int_equal(json_integer_value(json_object_get(w, "invalid")), 0);
+		assert_int_equal(json_integer_value(json_object_get(w, "identify")), 1);
+		assert_int_equal(json_integer_value(json_object_get(o, "indications")), 1);
+		json_decref(o);
+	}
+	close(cuff);
+	close(ctl);
+}
+
 static void test_sim_new_rejects_bad_config(void **state)
 {
 	struct loop *loop;
@@ -412,6 +703,11 @@ static void test_sim_new_rejects_bad_config(void **state)
 	cfg.rate_hz = 0;
 	assert_int_equal(sim_new(loop, &cfg, &s), -EINVAL);
 	cfg.rate_hz = 50;
+	cfg.server_mtu = 22;
+	assert_int_equal(sim_new(loop, &cfg, &s), -EINVAL);
+	cfg.server_mtu = 518;
+	assert_int_equal(sim_new(loop, &cfg, &s), -EINVAL);
+	cfg.server_mtu = 0;
 	memset(longdir, 'd', sizeof(longdir) - 1);
 	longdir[sizeof(longdir) - 1] = '\0';
 	cfg.dir = longdir;
@@ -482,6 +778,15 @@ int main(void)
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_control_point_results_over_the_socket,
 						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_empty_packet_is_not_end_of_file, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_full_socket_delays_responses_drops_notifications,
+						env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_unread_responses_throttle_not_drop, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_button_presses, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_empty_control_point_write_att_error, env_setup,
+						env_teardown),
 		cmocka_unit_test(test_sim_new_rejects_bad_config),
 		cmocka_unit_test(test_sim_new_alloc_failure_leaves_nothing),
 	};

@@ -381,6 +381,28 @@ static void test_notifications_and_indications(void **state)
 	assert_int_equal(st.malformed, 1);
 	assert_int_equal(st.notifications, 2);
 	assert_int_equal(st.indications, 2);
+
+	/*
+	 * Every indication is confirmed, a malformed one too (handle missing,
+	 * handle 0, longer than the MTU): the server sends no other indication
+	 * until it has the confirmation, so withholding it would stall them all
+	 * (a Service Changed included). It is not dispatched.
+	 */
+	peer_send(f, B(0x1D, 0x20));
+	expect_pdu(f, B(0x1E));
+	peer_send(f, B(0x1D, 0x00, 0x00, 0x01));
+	expect_pdu(f, B(0x1E));
+	{
+		uint8_t big[ATT_DEFAULT_MTU + 1] = { 0x1D, 0x20, 0x00 };
+
+		peer_send(f, big, sizeof(big));
+	}
+	expect_pdu(f, B(0x1E));
+	expect_nothing(f);
+	assert_int_equal(h20.calls, 2);
+	att_client_get_stats(f->att, &st);
+	assert_int_equal(st.malformed, 4);
+	assert_int_equal(st.indications, 2);
 }
 
 static void test_eof_disconnects_once(void **state)

@@ -41,7 +41,7 @@ struct cuff {
 	size_t n;
 	uint16_t next_handle;
 	uint16_t pressure, pressure_cccd, cp, cp_cccd, status, status_cccd, supervision, features,
-		battery, battery_cccd;
+		battery, battery_cccd, sc, sc_cccd;
 	int listen_fd;
 	int fd;
 	uint16_t mtu;
@@ -52,8 +52,16 @@ struct cuff {
 	bool hold_cp;          /* do not answer CP writes until released */
 	uint8_t held[64];
 	size_t held_len;
+	bool hold_services;    /* do not answer Read By Group Type until released */
+	uint8_t held_svc[32];
+	size_t held_svc_len;
 	/* observations */
-	uint16_t cccd_values[8];
+	uint16_t cccd_values[8]; /* pressure, status, battery, CP, Service Changed */
+	uint8_t log_op[256];     /* requests in order, with their handle (0: none) */
+	uint16_t log_handle[256];
+	size_t n_log;
+	int mtu_requests;
+	uint16_t last_cmd_handle; /* where the last Write Command went */
 	uint8_t cp_log[32];
 	size_t n_cp;
 	uint16_t sup_timeout_ms;
@@ -144,7 +152,12 @@ static uint16_t add_char(struct cuff *c, uint8_t props, const struct att_uuid *u
 	return h;
 }
 
-static void build_cuff(struct cuff *c)
+/*
+ * GATT (Service Changed) at 0x0001, then the BFR Cuff and Battery services
+ * from `base` (0x0010 at first; a "firmware update" moves them). Without
+ * `bfr` the BFR Cuff service is gone.
+ */
+static void build_cuff_at(struct cuff *c, uint16_t base, bool bfr)
 {
 	struct att_uuid u;
 	struct bfr_features f = { .cuff_width_mm = 115, .limb = BFR_LIMB_LEG,
@@ -157,7 +170,16 @@ static void build_cuff(struct cuff *c)
 
 	assert_int_equal(bfr_features_encode(&f, fv, sizeof(fv), &fl), 0);
 	assert_int_equal(bfr_status_encode(&st, sv, sizeof(sv), &sl), 0);
-	c->next_handle = 0x0010; /* not starting at 1: nothing may assume handles */
+	memset(c->attrs, 0, sizeof(c->attrs));
+	c->n = 0;
+	c->next_handle = 0x0001;
+	att_uuid_from16(ATT_UUID_GATT_SERVICE, &u);
+	add_service(c, &u);
+	att_uuid_from16(ATT_UUID_SERVICE_CHANGED, &u);
+	c->sc = add_char(c, ATT_PROP_INDICATE, &u, zero, 4, &c->sc_cccd);
+	c->next_handle = base; /* not right after: nothing may assume handles */
+	if (!bfr)
+		goto battery;
 	bfr_uuid(BFR_UUID_SERVICE, &u);
 	add_service(c, &u);
 	bfr_uuid(BFR_UUID_PRESSURE, &u);
@@ -170,11 +192,17 @@ static void build_cuff(struct cuff *c)
 	c->supervision = add_char(c, ATT_PROP_WRITE_WITHOUT_RESP, &u, zero, 2, NULL);
 	bfr_uuid(BFR_UUID_FEATURES, &u);
 	c->features = add_char(c, ATT_PROP_READ, &u, fv, fl, NULL);
+battery:
 	att_uuid_from16(ATT_UUID_BATTERY_SERVICE, &u);
 	add_service(c, &u);
 	att_uuid_from16(ATT_UUID_BATTERY_LEVEL, &u);
 	c->battery = add_char(c, ATT_PROP_READ | ATT_PROP_NOTIFY, &u, "\x5a", 1,
 			      &c->battery_cccd);
+}
+
+static void build_cuff(struct cuff *c)
+{
+	build_cuff_at(c, 0x0010, true);
 }
 
 /* --- the cuff's ATT server ----------------------------------------------------------- */
@@ -222,9 +250,10 @@ static uint16_t group_end(const struct cuff *c, size_t i)
 {
 	uint16_t v;
 
+	/* A service ends at its last attribute (there may be a gap before the next). */
 	for (size_t j = i + 1; j < c->n; j++)
 		if (att_uuid_is16(&c->attrs[j].type, &v) && v == ATT_UUID_PRIMARY_SERVICE)
-			return (uint16_t)(c->attrs[j].handle - 1);
+			return c->attrs[j - 1].handle;
 	return c->attrs[c->n - 1].handle;
 }
 
@@ -258,8 +287,17 @@ static void cuff_handle(struct cuff *c, const uint8_t *buf, size_t n)
 	uint8_t entry[64];
 
 	assert_int_equal(att_pdu_decode(buf, n, &req), 0);
+	if (req.opcode != ATT_OP_WRITE_CMD && req.opcode != ATT_OP_HANDLE_VALUE_CFM &&
+	    c->n_log < 256) {
+		c->log_op[c->n_log] = req.opcode;
+		c->log_handle[c->n_log++] =
+			req.opcode == ATT_OP_WRITE_REQ ? req.handle_value.handle :
+			req.opcode == ATT_OP_READ_REQ  ? req.read_req.handle :
+			req.opcode == ATT_OP_READ_BY_GROUP_TYPE_REQ ? req.read_by_type_req.start : 0;
+	}
 	switch (req.opcode) {
 	case ATT_OP_MTU_REQ:
+		c->mtu_requests++;
 		rsp.opcode = ATT_OP_MTU_RSP;
 		rsp.mtu.mtu = 247;
 		cuff_send(c, &rsp);
@@ -269,15 +307,16 @@ static void cuff_handle(struct cuff *c, const uint8_t *buf, size_t n)
 		c->confirmations++;
 		return;
 	case ATT_OP_WRITE_CMD:
-		assert_int_equal(req.handle_value.handle, c->supervision);
 		assert_int_equal(req.handle_value.value_len, 2);
-		if (c->n_tokens < 64)
+		c->last_cmd_handle = req.handle_value.handle;
+		/* After a move, a keepalive to the old handle keeps nothing alive. */
+		if (req.handle_value.handle == c->supervision && c->n_tokens < 64)
 			c->tokens[c->n_tokens++] = get_le16(req.handle_value.value);
 		return;
 	case ATT_OP_WRITE_REQ: {
 		uint16_t h = req.handle_value.handle;
-		const uint16_t cccds[4] = { c->pressure_cccd, c->status_cccd, c->battery_cccd,
-					    c->cp_cccd };
+		const uint16_t cccds[5] = { c->pressure_cccd, c->status_cccd, c->battery_cccd,
+					    c->cp_cccd, c->sc_cccd };
 
 		if (h == c->cp) {
 			if (c->hold_cp && !c->held_len) {
@@ -288,7 +327,7 @@ static void cuff_handle(struct cuff *c, const uint8_t *buf, size_t n)
 			cuff_answer_cp(c, req.handle_value.value, req.handle_value.value_len);
 			return;
 		}
-		for (int i = 0; i < 4; i++) {
+		for (int i = 0; i < 5; i++) {
 			if (h == cccds[i] && req.handle_value.value_len == 2) {
 				static const uint8_t write_rsp = ATT_OP_WRITE_RSP;
 
@@ -315,6 +354,13 @@ static void cuff_handle(struct cuff *c, const uint8_t *buf, size_t n)
 	case ATT_OP_READ_BY_GROUP_TYPE_REQ:
 	case ATT_OP_READ_BY_TYPE_REQ: {
 		bool group = req.opcode == ATT_OP_READ_BY_GROUP_TYPE_REQ;
+
+		if (group && c->hold_services && !c->held_svc_len) {
+			memcpy(c->held_svc, buf, n);
+			c->held_svc_len = n;
+			c->n_log--; /* logged when it is answered */
+			return;
+		}
 
 		rsp.opcode = group ? ATT_OP_READ_BY_GROUP_TYPE_RSP : ATT_OP_READ_BY_TYPE_RSP;
 		att_list_init(&b, c->mtu, rsp.opcode);
@@ -809,6 +855,234 @@ static void test_stop_inside_samples_and_bad_config(void **state)
 	assert_ptr_equal(l, (struct cuff_link *)0x1);
 }
 
+/*
+ * Issue 9 item 8: the setup order. Service Changed indications are enabled
+ * first (a change during the rest of setup is then seen), then Features
+ * and Status are read, the CCCDs written, SET_SUPERVISION sent.
+ */
+static void test_setup_subscribes_to_service_changed_first(void **state)
+{
+	struct fixture *f = *state;
+	struct cuff *c = &f->cuff;
+	size_t first = 0;
+	const struct {
+		uint8_t op;
+		uint16_t handle;
+	} want[] = {
+		{ ATT_OP_WRITE_REQ, c->sc_cccd },     { ATT_OP_READ_REQ, c->features },
+		{ ATT_OP_READ_REQ, c->status },       { ATT_OP_WRITE_REQ, c->pressure_cccd },
+		{ ATT_OP_WRITE_REQ, c->status_cccd }, { ATT_OP_WRITE_REQ, c->battery_cccd },
+		{ ATT_OP_WRITE_REQ, c->cp_cccd },     { ATT_OP_WRITE_REQ, c->cp },
+	};
+
+	bring_up(f);
+	settle(f);
+	assert_int_equal(c->cccd_values[4], ATT_CCCD_INDICATE);
+	assert_int_equal(cuff_link_handles(f->link)->service_changed, c->sc);
+	assert_int_equal(cuff_link_handles(f->link)->service_changed_cccd, c->sc_cccd);
+	/* Setup begins with the first request after discovery (the first write). */
+	while (first < c->n_log && c->log_op[first] != ATT_OP_WRITE_REQ &&
+	       c->log_op[first] != ATT_OP_READ_REQ)
+		first++;
+	assert_int_equal(c->n_log - first, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		if (c->log_op[first + i] != want[i].op || c->log_handle[first + i] != want[i].handle)
+			fail_msg("setup request %zu: op 0x%02x handle 0x%04x, want 0x%02x 0x%04x", i,
+				 c->log_op[first + i], c->log_handle[first + i], want[i].op,
+				 want[i].handle);
+	}
+}
+
+static void send_service_changed(struct fixture *f, uint16_t start, uint16_t end)
+{
+	uint8_t v[4];
+
+	put_le16(v, start);
+	put_le16(v + 2, end);
+	cuff_value(&f->cuff, ATT_OP_HANDLE_VALUE_IND, f->cuff.sc, v, sizeof(v));
+}
+
+/* The cuff's "firmware" moves the BFR and Battery services and forgets the CCCDs. */
+static void move_cuff(struct fixture *f, uint16_t base)
+{
+	build_cuff_at(&f->cuff, base, true);
+	memset(f->cuff.cccd_values, 0, sizeof(f->cuff.cccd_values));
+}
+
+static bool resubscribed_all(const struct cuff *c)
+{
+	return c->cccd_values[0] == ATT_CCCD_NOTIFY && c->cccd_values[1] == ATT_CCCD_NOTIFY &&
+	       c->cccd_values[2] == ATT_CCCD_NOTIFY && c->cccd_values[3] == ATT_CCCD_INDICATE &&
+	       c->cccd_values[4] == ATT_CCCD_INDICATE;
+}
+
+/*
+ * Issue 9 item 8: a Service Changed indication is confirmed, the link stays
+ * READY (no state change reaches the wiring), discovery runs again on the
+ * same link without a second MTU exchange, keepalives go on meanwhile to
+ * the known Supervision handle, and then everything uses the new handles.
+ */
+static void test_service_changed_rediscovers_on_the_same_link(void **state)
+{
+	struct fixture *f = *state;
+	struct cuff *c = &f->cuff;
+	struct bfr_cp_request identify = { .opcode = BFR_CP_IDENTIFY };
+	struct cuff_link_stats st;
+	uint16_t old_supervision, old_pressure;
+	size_t n_states, tokens, log_at;
+
+	bring_up(f);
+	settle(f);
+	n_states = f->ev.n_states;
+	old_supervision = c->supervision;
+	old_pressure = c->pressure;
+	assert_int_equal(c->confirmations, 1); /* SET_SUPERVISION's result */
+
+	/* The table changes; the rediscovery is held at its first request. */
+	move_cuff(f, 0x0040);
+	assert_int_not_equal(c->supervision, old_supervision);
+	c->hold_services = true;
+	log_at = c->n_log;
+	send_service_changed(f, 0x0010, 0xFFFF);
+	RUN_UNTIL(f, c->held_svc_len > 0);
+	assert_int_equal(c->confirmations, 2); /* confirmed at once */
+	assert_int_equal(cuff_link_get_state(f->link), CUFF_LINK_READY);
+	/* Meanwhile: keepalives to the Supervision handle known so far. */
+	tokens = c->n_tokens;
+	f->now += 500;
+	settle(f);
+	assert_int_equal(c->last_cmd_handle, old_supervision);
+	assert_int_equal(cuff_link_handles(f->link)->supervision, old_supervision);
+	assert_int_equal(cuff_link_get_state(f->link), CUFF_LINK_READY);
+
+	c->hold_services = false;
+	cuff_handle(c, c->held_svc, c->held_svc_len);
+	c->held_svc_len = 0;
+	RUN_UNTIL(f, resubscribed_all(c));
+	settle(f);
+	/* Same link, no state change, no second MTU exchange, primary services first. */
+	assert_int_equal(c->accepts, 1);
+	assert_int_equal(f->ev.n_states, n_states);
+	assert_int_equal(f->ev.ready, 1);
+	assert_int_equal(c->mtu_requests, 1);
+	assert_int_equal(c->log_op[log_at], ATT_OP_READ_BY_GROUP_TYPE_REQ);
+	assert_int_equal(cuff_link_handles(f->link)->pressure, c->pressure);
+	assert_int_equal(cuff_link_handles(f->link)->supervision, c->supervision);
+	assert_int_equal(c->cp_log[c->n_cp - 1], BFR_CP_SET_SUPERVISION); /* not sent again */
+	assert_int_equal(c->n_cp, 1);
+
+	/* Keepalives now reach the new handle, samples come from the new one. */
+	f->now += 500;
+	settle(f);
+	assert_int_equal(c->last_cmd_handle, c->supervision);
+	assert_true(c->n_tokens > tokens);
+	assert_int_not_equal(c->pressure, old_pressure);
+	notify_pressure(f, 120, 9);
+	RUN_UNTIL(f, f->ev.sample_calls == 1);
+	assert_int_equal(cuff_link_send_cp(f->link, &identify), 0);
+	RUN_UNTIL(f, f->ev.cp_results == 1);
+	assert_int_equal(f->ev.cp_rsp.req_opcode, BFR_CP_IDENTIFY);
+	cuff_link_get_stats(f->link, &st);
+	assert_int_equal(st.service_changed, 1);
+	assert_int_equal(st.malformed, 0);
+	assert_int_equal(cuff_link_get_state(f->link), CUFF_LINK_READY);
+}
+
+/* A second Service Changed while rediscovering: one more rediscovery afterwards. */
+static void test_service_changed_during_rediscovery_runs_again(void **state)
+{
+	struct fixture *f = *state;
+	struct cuff *c = &f->cuff;
+	struct cuff_link_stats st;
+	size_t log_at, rounds = 0;
+
+	bring_up(f);
+	settle(f);
+	c->hold_services = true;
+	log_at = c->n_log;
+	move_cuff(f, 0x0040);
+	send_service_changed(f, 0x0010, 0xFFFF);
+	RUN_UNTIL(f, c->held_svc_len > 0);
+	move_cuff(f, 0x0080);
+	send_service_changed(f, 0x0040, 0xFFFF);
+	settle(f);
+	c->hold_services = false;
+	cuff_handle(c, c->held_svc, c->held_svc_len);
+	c->held_svc_len = 0;
+	for (int turn = 0; turn < 400; turn++) {
+		assert_int_equal(loop_run_once(f->loop, 0), 0);
+		if (cuff_link_handles(f->link)->pressure == c->pressure && resubscribed_all(c))
+			break;
+	}
+	settle(f);
+	assert_int_equal(cuff_link_handles(f->link)->pressure, c->pressure);
+	assert_true(resubscribed_all(c));
+	/* Two rounds of primary service discovery, each from handle 0x0001. */
+	for (size_t i = log_at; i < c->n_log; i++)
+		rounds += c->log_op[i] == ATT_OP_READ_BY_GROUP_TYPE_REQ && c->log_handle[i] == 1;
+	assert_int_equal(rounds, 2);
+	cuff_link_get_stats(f->link, &st);
+	assert_int_equal(st.service_changed, 2);
+	assert_int_equal(c->accepts, 1);
+	assert_int_equal(cuff_link_get_state(f->link), CUFF_LINK_READY);
+}
+
+/* Rediscovery fails (the BFR service is gone): only then does the link drop. */
+static void test_service_changed_rediscovery_failure_drops_link(void **state)
+{
+	struct fixture *f = *state;
+	struct cuff_link_stats st;
+	uint8_t bad[3] = { 1, 0, 0 };
+
+	bring_up(f);
+	settle(f);
+	/* Malformed values are confirmed, counted and change nothing. */
+	cuff_value(&f->cuff, ATT_OP_HANDLE_VALUE_IND, f->cuff.sc, bad, sizeof(bad));
+	send_service_changed(f, 0x0020, 0x0010); /* start > end */
+	send_service_changed(f, 0x0000, 0x0010); /* handle 0 */
+	settle(f);
+	cuff_link_get_stats(f->link, &st);
+	assert_int_equal(st.malformed, 3);
+	assert_int_equal(st.service_changed, 0);
+	assert_int_equal(f->cuff.confirmations, 4);
+
+	build_cuff_at(&f->cuff, 0x0010, false);
+	send_service_changed(f, 0x0010, 0xFFFF);
+	RUN_UNTIL(f, cuff_link_get_state(f->link) == CUFF_LINK_BACKOFF);
+	assert_non_null(strstr(f->ev.last_error, "discovery after Service Changed failed: no BFR "
+				"Cuff service"));
+}
+
+/* A Service Changed during setup is acted on once the link is READY. */
+static void test_service_changed_during_setup(void **state)
+{
+	struct fixture *f = *state;
+	struct cuff *c = &f->cuff;
+	struct cuff_link_stats st;
+
+	uint16_t old_cp;
+
+	c->hold_cp = true; /* setup waits at SET_SUPERVISION */
+	assert_int_equal(cuff_link_start(f->link), 0);
+	RUN_UNTIL(f, c->held_len > 0);
+	old_cp = c->cp;
+	move_cuff(f, 0x0040);
+	c->cccd_values[4] = ATT_CCCD_INDICATE; /* setup already enabled it */
+	send_service_changed(f, 0x0010, 0xFFFF);
+	settle(f);
+	assert_int_equal(cuff_link_get_state(f->link), CUFF_LINK_DISCOVERING);
+	/* The cuff answers the SET_SUPERVISION written before the move, where it was. */
+	c->hold_cp = false;
+	c->cp = old_cp;
+	cuff_answer_cp(c, c->held + 3, c->held_len - 3);
+	build_cuff_at(c, 0x0040, true);
+	RUN_UNTIL(f, cuff_link_get_state(f->link) == CUFF_LINK_READY);
+	RUN_UNTIL(f, cuff_link_handles(f->link)->pressure == c->pressure && resubscribed_all(c));
+	cuff_link_get_stats(f->link, &st);
+	assert_int_equal(st.service_changed, 1);
+	assert_int_equal(c->accepts, 1);
+}
+
 /* Receive path cost: notification bytes on the socket -> on_samples, measured. */
 static void test_receive_path_throughput(void **state)
 {
@@ -949,6 +1223,15 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_cuff_and_no_bluetooth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_inside_samples_and_bad_config, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_setup_subscribes_to_service_changed_first, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_service_changed_rediscovers_on_the_same_link,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_service_changed_during_rediscovery_runs_again,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_service_changed_rediscovery_failure_drops_link,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_service_changed_during_setup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_receive_path_throughput, setup, teardown),
 		cmocka_unit_test(test_against_cuffsim),
 	};

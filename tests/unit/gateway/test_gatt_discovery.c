@@ -28,7 +28,7 @@
 struct attr {
 	uint16_t handle;
 	struct att_uuid type;
-	uint8_t value[32];
+	uint8_t value[96];
 	size_t len;
 };
 
@@ -49,6 +49,9 @@ struct server {
 	size_t garbage_len;
 	int seen[256];
 	uint8_t log[128]; /* request opcodes in order */
+	uint16_t log_offset[128]; /* Read Blob offsets, same index */
+	uint16_t log_type[128];   /* Read By (Group) Type: the 16-bit type, 0 otherwise */
+	uint16_t log_start[128], log_end[128]; /* its range */
 	size_t n_log;
 };
 
@@ -145,6 +148,8 @@ struct layout_opts {
 	bool cp_write_only;  /* Control Point without indicate */
 	bool battery;
 	bool devinfo;
+	/* Device Information strings instead of the short defaults */
+	const char *manufacturer, *model, *serial, *firmware;
 };
 
 static struct gatt_cuff_handles expected;
@@ -178,7 +183,7 @@ static void build_layout(struct server *s, const struct layout_opts *o)
 		add_service16(s, ATT_UUID_GATT_SERVICE);
 		expected.service_changed =
 			add_char16(s, ATT_PROP_INDICATE, ATT_UUID_SERVICE_CHANGED, "1234");
-		add_desc(s, ATT_UUID_CCCD);
+		expected.service_changed_cccd = add_desc(s, ATT_UUID_CCCD);
 	}
 	bfr_uuid(BFR_UUID_SERVICE, &u);
 	expected.service_start = s->next_handle;
@@ -204,10 +209,13 @@ static void build_layout(struct server *s, const struct layout_opts *o)
 	}
 	if (o->devinfo) {
 		add_service16(s, ATT_UUID_DEVICE_INFO_SERVICE);
-		add_char16(s, ATT_PROP_READ, ATT_UUID_MANUFACTURER_NAME, "Acme\x01" "Cuffs");
-		add_char16(s, ATT_PROP_READ, ATT_UUID_MODEL_NUMBER, "BFR-2");
-		add_char16(s, ATT_PROP_READ, ATT_UUID_SERIAL_NUMBER, "SN0001");
-		add_char16(s, ATT_PROP_READ, ATT_UUID_FIRMWARE_REV, "1.4.2");
+		add_char16(s, ATT_PROP_READ, ATT_UUID_MANUFACTURER_NAME,
+			   o->manufacturer ? o->manufacturer : "Acme\x01" "Cuffs");
+		add_char16(s, ATT_PROP_READ, ATT_UUID_MODEL_NUMBER, o->model ? o->model : "BFR-2");
+		add_char16(s, ATT_PROP_READ, ATT_UUID_SERIAL_NUMBER,
+			   o->serial ? o->serial : "SN0001");
+		add_char16(s, ATT_PROP_READ, ATT_UUID_FIRMWARE_REV,
+			   o->firmware ? o->firmware : "1.4.2");
 	}
 }
 
@@ -255,6 +263,15 @@ static void srv_handle(struct fixture *f, const uint8_t *buf, size_t n)
 	uint8_t entry[64];
 
 	assert_int_equal(att_pdu_decode(buf, n, &req), 0);
+	assert_true(s->n_log < sizeof(s->log));
+	s->log_offset[s->n_log] =
+		req.opcode == ATT_OP_READ_BLOB_REQ ? req.read_blob_req.offset : 0;
+	s->log_type[s->n_log] = 0;
+	if (req.opcode == ATT_OP_READ_BY_TYPE_REQ || req.opcode == ATT_OP_READ_BY_GROUP_TYPE_REQ) {
+		(void)att_uuid_is16(&req.read_by_type_req.type, &s->log_type[s->n_log]);
+		s->log_start[s->n_log] = req.read_by_type_req.start;
+		s->log_end[s->n_log] = req.read_by_type_req.end;
+	}
 	s->log[s->n_log++] = req.opcode;
 	if (req.opcode == s->fault_op && ++s->seen[req.opcode] == s->fault_nth) {
 		if (s->fault == FAULT_ERROR) {
@@ -319,17 +336,30 @@ static void srv_handle(struct fixture *f, const uint8_t *buf, size_t n)
 		}
 		break;
 	case ATT_OP_READ_REQ:
+	case ATT_OP_READ_BLOB_REQ: {
+		bool blob = req.opcode == ATT_OP_READ_BLOB_REQ;
+		uint16_t h = blob ? req.read_blob_req.handle : req.read_req.handle;
+		size_t off = blob ? req.read_blob_req.offset : 0;
+
 		for (size_t i = 0; i < s->n; i++) {
-			if (s->attrs[i].handle != req.read_req.handle)
+			const struct attr *a = &s->attrs[i];
+
+			if (a->handle != h)
 				continue;
-			rsp.opcode = ATT_OP_READ_RSP;
-			rsp.value.value = s->attrs[i].value;
-			rsp.value.value_len = s->attrs[i].len;
+			if (off > a->len) {
+				srv_error(f, req.opcode, h, ATT_ERR_INVALID_OFFSET);
+				return;
+			}
+			/* As much as fits one response: MTU - 1 bytes. */
+			rsp.opcode = blob ? ATT_OP_READ_BLOB_RSP : ATT_OP_READ_RSP;
+			rsp.value.value = a->value + off;
+			rsp.value.value_len = a->len - off < s->mtu - 1u ? a->len - off : s->mtu - 1u;
 			srv_send(f, &rsp);
 			return;
 		}
-		srv_error(f, req.opcode, req.read_req.handle, ATT_ERR_INVALID_HANDLE);
+		srv_error(f, req.opcode, h, ATT_ERR_INVALID_HANDLE);
 		return;
+	}
 	default:
 		srv_error(f, req.opcode, 0, ATT_ERR_REQUEST_NOT_SUPPORTED);
 		return;
@@ -438,6 +468,7 @@ static void assert_handles(const struct fixture *f)
 	assert_int_equal(f->h.battery_level, expected.battery_level);
 	assert_int_equal(f->h.battery_cccd, expected.battery_cccd);
 	assert_int_equal(f->h.service_changed, expected.service_changed);
+	assert_int_equal(f->h.service_changed_cccd, expected.service_changed_cccd);
 }
 
 static void test_minimal_layout_exact_sequence(void **state)
@@ -595,6 +626,293 @@ static void test_devinfo_read_error_leaves_string_empty(void **state)
 	assert_string_equal(f->h.info.serial, "SN0001");
 }
 
+/* The requests of the Device Information step: the log after the last descriptor step. */
+static size_t devinfo_log(const struct fixture *f, uint8_t *ops, uint16_t *offsets)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < f->srv.n_log; i++) {
+		if (f->srv.log[i] != ATT_OP_READ_REQ && f->srv.log[i] != ATT_OP_READ_BLOB_REQ)
+			continue;
+		ops[n] = f->srv.log[i];
+		offsets[n++] = f->srv.log_offset[i];
+	}
+	return n;
+}
+
+#define S44 "BFR Gateway Project - cuffsim simulated cuff"
+#define S30 "Model BFR-2 thigh cuff, 115mm"
+#define S75 "A manufacturer name that is longer than the 63 bytes the gateway keeps: cut"
+
+/*
+ * Issue 9 item 9: at MTU 23 a Read Response carries 22 bytes; a string that
+ * fills it is read on with Read Blob until a shorter (or empty) chunk.
+ */
+static void test_long_device_strings_read_with_blob(void **state)
+{
+	struct fixture *f = *state;
+	const struct layout_opts o = { .devinfo = true, .manufacturer = S44, .model = S30,
+				       .serial = "SN-0123456789-ABCDEFGH", /* exactly 22 */
+				       .firmware = "1.4.2" };
+	static const uint8_t want_ops[] = {
+		ATT_OP_READ_REQ, ATT_OP_READ_BLOB_REQ, ATT_OP_READ_BLOB_REQ, /* 22 + 22 + 0 */
+		ATT_OP_READ_REQ, ATT_OP_READ_BLOB_REQ,                       /* 22 + 7 */
+		ATT_OP_READ_REQ, ATT_OP_READ_BLOB_REQ,                       /* 22 + 0 */
+		ATT_OP_READ_REQ,                                             /* 5 */
+	};
+	static const uint16_t want_off[] = { 0, 22, 44, 0, 22, 0, 22, 0 };
+	uint8_t ops[64];
+	uint16_t off[64];
+	size_t n;
+
+	assert_int_equal(strlen(S44), 44);
+	assert_int_equal(strlen(S30), 29);
+	f->srv.server_mtu = 23;
+	build_layout(&f->srv, &o);
+	run(f);
+	if (f->err)
+		fail_msg("discovery failed: %s", f->msg);
+	assert_int_equal(f->h.mtu, 23);
+	assert_string_equal(f->h.info.manufacturer, S44);
+	assert_string_equal(f->h.info.model, S30);
+	assert_string_equal(f->h.info.serial, "SN-0123456789-ABCDEFGH");
+	assert_string_equal(f->h.info.firmware, "1.4.2");
+	n = devinfo_log(f, ops, off);
+	assert_int_equal(n, sizeof(want_ops));
+	assert_memory_equal(ops, want_ops, sizeof(want_ops));
+	assert_memory_equal(off, want_off, sizeof(want_off));
+}
+
+/* At MTU 517 the same strings come in one Read Response each. */
+static void test_long_device_strings_one_read_at_large_mtu(void **state)
+{
+	struct fixture *f = *state;
+	const struct layout_opts o = { .devinfo = true, .manufacturer = S44, .model = S30 };
+
+	build_layout(&f->srv, &o);
+	run(f);
+	assert_int_equal(f->err, 0);
+	assert_string_equal(f->h.info.manufacturer, S44);
+	assert_string_equal(f->h.info.model, S30);
+	assert_int_equal(count_op(f, ATT_OP_READ_BLOB_REQ), 0);
+	assert_int_equal(count_op(f, ATT_OP_READ_REQ), 4);
+}
+
+/* A string longer than the gateway keeps is cut, and no more is read than kept. */
+static void test_device_string_longer_than_kept_is_cut(void **state)
+{
+	struct fixture *f = *state;
+	const struct layout_opts o = { .devinfo = true, .manufacturer = S75 };
+	char want[GATT_DEVINFO_LEN];
+
+	assert_true(strlen(S75) > GATT_DEVINFO_LEN);
+	f->srv.server_mtu = 23;
+	build_layout(&f->srv, &o);
+	run(f);
+	assert_int_equal(f->err, 0);
+	memcpy(want, S75, GATT_DEVINFO_LEN - 1);
+	want[GATT_DEVINFO_LEN - 1] = '\0';
+	assert_string_equal(f->h.info.manufacturer, want);
+	/* 22 + 22 + 22 >= 63: the third chunk fills the buffer, no fourth request. */
+	assert_int_equal(count_op(f, ATT_OP_READ_BLOB_REQ), 2);
+}
+
+/*
+ * Read Blob errors: Attribute Not Long / Invalid Offset end the value at
+ * the chunk before; any other error leaves the string empty (as a failed
+ * Read does), and discovery goes on.
+ */
+static void test_read_blob_errors(void **state)
+{
+	static const struct {
+		uint8_t ecode;
+		const char *manufacturer;
+	} cases[] = {
+		{ ATT_ERR_ATTRIBUTE_NOT_LONG, "BFR Gateway Project - " },
+		{ ATT_ERR_INVALID_OFFSET, "BFR Gateway Project - " },
+		{ ATT_ERR_READ_NOT_PERMITTED, "" },
+		{ ATT_ERR_INSUFFICIENT_AUTHENTICATION, "" },
+	};
+	const struct layout_opts o = { .devinfo = true, .manufacturer = S44, .model = S30 };
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fixture *f;
+
+		setup(state);
+		f = *state;
+		f->srv.server_mtu = 23;
+		f->srv.fault_op = ATT_OP_READ_BLOB_REQ;
+		f->srv.fault_nth = 1;
+		f->srv.fault = FAULT_ERROR;
+		f->srv.fault_ecode = cases[i].ecode;
+		build_layout(&f->srv, &o);
+		run(f);
+		assert_int_equal(f->err, 0);
+		if (strcmp(f->h.info.manufacturer, cases[i].manufacturer) != 0)
+			fail_msg("error 0x%02x: manufacturer '%s', want '%s'", cases[i].ecode,
+				 f->h.info.manufacturer, cases[i].manufacturer);
+		/* The next string is read as usual. */
+		assert_string_equal(f->h.info.model, S30);
+		teardown(state);
+	}
+	*state = NULL;
+}
+
+/*
+ * Issue 9 item 11: the gateway's sequence is the one docs/gatt-profile.md
+ * 9.1 states: MTU, 0x2B3A over everything, primary services, then
+ * characteristics service by service (never across two services), no
+ * secondary services, no includes, then descriptors, then Device
+ * Information reads, each phase after the one before.
+ */
+static void test_request_order_as_documented(void **state)
+{
+	struct fixture *f = *state;
+	const struct layout_opts o = { .first_handle = 0x0020, .gap_gatt = true,
+				       .user_desc = true, .battery = true, .devinfo = true };
+	const struct server *s = &f->srv;
+	int phase = 0; /* 0 MTU, 1 features, 2 services, 3 characteristics, 4 descriptors, 5 reads */
+
+	build_layout(&f->srv, &o);
+	run(f);
+	assert_int_equal(f->err, 0);
+	assert_int_equal(s->log[0], ATT_OP_MTU_REQ);
+	assert_int_equal(s->log[1], ATT_OP_READ_BY_TYPE_REQ);
+	assert_int_equal(s->log_type[1], ATT_UUID_SERVER_SUPPORTED_FEATURES);
+	assert_int_equal(s->log_start[1], 0x0001);
+	assert_int_equal(s->log_end[1], 0xFFFF);
+	for (size_t i = 2; i < s->n_log; i++) {
+		int p;
+
+		switch (s->log[i]) {
+		case ATT_OP_READ_BY_GROUP_TYPE_REQ:
+			/* Primary services only: no 0x2801 (the profile has none). */
+			assert_int_equal(s->log_type[i], ATT_UUID_PRIMARY_SERVICE);
+			assert_int_equal(s->log_end[i], 0xFFFF);
+			p = 2;
+			break;
+		case ATT_OP_READ_BY_TYPE_REQ: {
+			bool within = false;
+
+			/* Declarations only (no 0x2802), and within one service's range. */
+			assert_int_equal(s->log_type[i], ATT_UUID_CHARACTERISTIC);
+			for (size_t a = 0; a < s->n; a++) {
+				if (!is16(&s->attrs[a].type, ATT_UUID_PRIMARY_SERVICE))
+					continue;
+				within = within || (s->log_start[i] >= s->attrs[a].handle &&
+						    s->log_end[i] <= group_end(s, a));
+			}
+			if (!within)
+				fail_msg("request %zu: 0x2803 over 0x%04x-0x%04x spans services", i,
+					 s->log_start[i], s->log_end[i]);
+			p = 3;
+			break;
+		}
+		case ATT_OP_FIND_INFO_REQ:
+			p = 4;
+			break;
+		case ATT_OP_READ_REQ:
+		case ATT_OP_READ_BLOB_REQ:
+			p = 5;
+			break;
+		default:
+			fail_msg("request %zu: unexpected opcode 0x%02x", i, s->log[i]);
+			return;
+		}
+		if (p < phase)
+			fail_msg("request %zu (opcode 0x%02x) after a later phase", i, s->log[i]);
+		phase = p;
+	}
+	assert_int_equal(phase, 5);
+	/* The four services it uses, the GATT service among them. */
+	assert_true(f->h.service_changed != 0);
+}
+
+/* Drives a discovery already started (rediscovery) until it reports. */
+static void serve_until_done(struct fixture *f)
+{
+	for (int i = 0; i < 500 && f->calls == 0; i++) {
+		uint8_t buf[ATT_MAX_MTU + 1];
+		ssize_t n;
+
+		assert_int_equal(loop_run_once(f->loop, 0), 0);
+		while ((n = recv(f->peer, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+			srv_handle(f, buf, (size_t)n);
+	}
+	assert_int_equal(f->calls, 1);
+}
+
+/*
+ * Issue 9 item 8: after Service Changed the gateway discovers again on the
+ * same bearer. No second MTU exchange (ATT allows one per connection), no
+ * Server Supported Features; primary services first; the new handles.
+ */
+static void test_rediscover_on_the_same_bearer(void **state)
+{
+	struct fixture *f = *state;
+	const struct layout_opts o = { .gap_gatt = true, .user_desc = true, .battery = true };
+	const struct layout_opts moved = { .first_handle = 0x0040, .gap_gatt = true,
+					   .user_desc = true, .battery = true };
+	struct gatt_cuff_handles first;
+
+	build_layout(&f->srv, &o);
+	run(f);
+	assert_int_equal(f->err, 0);
+	assert_handles(f);
+	assert_true(f->h.service_changed_cccd > f->h.service_changed);
+	first = f->h;
+
+	/* The server's table changes: everything moves up. */
+	memset(f->srv.attrs, 0, sizeof(f->srv.attrs));
+	f->srv.n = 0;
+	f->srv.n_log = 0;
+	f->calls = 0;
+	build_layout(&f->srv, &moved);
+	assert_int_equal(gatt_discovery_rediscover(f->att, on_done, f, &f->disc), 0);
+	serve_until_done(f);
+	if (f->err)
+		fail_msg("rediscovery failed: %s", f->msg);
+	gatt_discovery_free(f->disc);
+	f->disc = NULL;
+	assert_handles(f);
+	assert_int_not_equal(f->h.pressure, first.pressure);
+	assert_int_equal(f->h.mtu, first.mtu);
+	assert_int_equal(f->srv.log[0], ATT_OP_READ_BY_GROUP_TYPE_REQ);
+	assert_int_equal(count_op(f, ATT_OP_MTU_REQ), 0);
+
+	/* The BFR service gone after the change: rediscovery fails, naming it. */
+	memset(f->srv.attrs, 0, sizeof(f->srv.attrs));
+	f->srv.n = 0;
+	f->calls = 0;
+	f->srv.next_handle = 1;
+	add_service16(&f->srv, ATT_UUID_GAP_SERVICE);
+	add_char16(&f->srv, ATT_PROP_READ, ATT_UUID_DEVICE_NAME, "BFR Cuff");
+	assert_int_equal(gatt_discovery_rediscover(f->att, on_done, f, &f->disc), 0);
+	serve_until_done(f);
+	assert_int_equal(f->err, -ENOENT);
+	assert_non_null(strstr(f->msg, "no BFR Cuff service"));
+	assert_int_equal(gatt_discovery_rediscover(NULL, on_done, f, &f->disc), -EINVAL);
+}
+
+/* A Service Changed without indicate, or outside the GATT service, is not used. */
+static void test_service_changed_only_in_gatt_with_indicate(void **state)
+{
+	struct fixture *f = *state;
+	const struct layout_opts o = { .battery = true };
+
+	build_layout(&f->srv, &o);
+	/* In the Battery service, where it does not belong. */
+	add_char16(&f->srv, ATT_PROP_INDICATE, ATT_UUID_SERVICE_CHANGED, "1234");
+	add_desc(&f->srv, ATT_UUID_CCCD);
+	add_service16(&f->srv, ATT_UUID_GATT_SERVICE);
+	/* In GATT but read-only. */
+	add_char16(&f->srv, ATT_PROP_READ, ATT_UUID_SERVICE_CHANGED, "1234");
+	run(f);
+	assert_int_equal(f->err, 0);
+	assert_int_equal(f->h.service_changed, 0);
+	assert_int_equal(f->h.service_changed_cccd, 0);
+}
+
 static void test_free_while_running_and_alloc_failure(void **state)
 {
 	struct fixture *f = *state;
@@ -632,6 +950,17 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_free_while_running_and_alloc_failure, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_long_device_strings_read_with_blob, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_long_device_strings_one_read_at_large_mtu,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_string_longer_than_kept_is_cut, setup,
+						teardown),
+		cmocka_unit_test(test_read_blob_errors),
+		cmocka_unit_test_setup_teardown(test_request_order_as_documented, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rediscover_on_the_same_bearer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_service_changed_only_in_gatt_with_indicate,
+						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,6 +59,7 @@ static const struct pdu_case valid[] = {
 	PDU(0x1D, 0x07, 0x00, 0x80, 0x01, 0x00),  /* Indication */
 	PDU(0x1E),                                /* Confirmation */
 	PDU(0x52, 0x0A, 0x00, 0x34, 0x12),        /* Write Cmd */
+	PDU(0x0D),                                /* Read Blob Rsp, empty: offset == length */
 };
 
 struct bad_case {
