@@ -121,6 +121,7 @@ struct cuff_model {
 	bool sensor_freeze;
 	bool deflate_fail;
 	bool lop_fail;
+	double lop_report; /* NAN, or the LOP a search reports whatever it found */
 	double spike_mmhg;
 	uint64_t spike_until_ms;
 	double battery;
@@ -198,6 +199,7 @@ int cuff_model_new(const struct cuff_model_params *params, struct cuff_model **o
 	m->heart_hz = HEART_RATE_HZ * (0.9 + 0.2 * sim_rng_uniform(&m->rng));
 	m->heart_phase = sim_rng_uniform(&m->rng);
 	m->last_lop = NAN;
+	m->lop_report = NAN;
 	m->sup_timeout_ms = BFR_SUPERVISION_DEFAULT_TIMEOUT_MS;
 	m->battery = 100.0;
 	m->mode = MODE_IDLE;
@@ -226,6 +228,8 @@ static void finish_lop(struct cuff_model *m, uint8_t result, double lop)
 	m->result.req_opcode = BFR_CP_MEASURE_LOP;
 	m->result.result = result;
 	if (result == BFR_RESULT_SUCCESS) {
+		if (!isnan(m->lop_report))
+			lop = m->lop_report; /* a broken or malicious cuff */
 		m->result.has_lop = true;
 		m->result.lop_mmhg = lop;
 		m->last_lop = lop;
@@ -585,6 +589,11 @@ int cuff_model_set_fault(struct cuff_model *m, enum cuff_fault fault, double val
 			return -EINVAL;
 		m->battery = value;
 		return 0;
+	case CUFF_FAULT_LOP_VALUE:
+		if (!(value >= 0 && value <= 1000))
+			return -EINVAL;
+		m->lop_report = value;
+		return 0;
 	case CUFF_FAULT_SPIKE:
 		if (!(value >= -300 && value <= 300) || !(value2 >= 1 && value2 <= 60000))
 			return -EINVAL;
@@ -610,6 +619,7 @@ void cuff_model_clear_faults(struct cuff_model *m)
 	m->frozen_valid = false;
 	m->deflate_fail = false;
 	m->lop_fail = false;
+	m->lop_report = NAN;
 	m->spike_until_ms = 0;
 	m->relief_latched = false;
 	m->faults &= (uint16_t)~(BFR_FAULT_LEAK | BFR_FAULT_VALVE_STUCK | BFR_FAULT_OVER_PRESSURE |

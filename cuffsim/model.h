@@ -68,6 +68,7 @@ enum cuff_fault {
 	CUFF_FAULT_LOP_FAIL,
 	CUFF_FAULT_BATTERY,       /* value: battery percent 0..100 */
 	CUFF_FAULT_SPIKE,         /* value: mmHg added, value2: duration ms */
+	CUFF_FAULT_LOP_VALUE,     /* value: the LOP every later search reports, 0..1000 */
 };
 
 int cuff_model_new(const struct cuff_model_params *params, struct cuff_model **out);

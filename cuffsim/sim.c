@@ -69,6 +69,8 @@ struct sim_cuff {
 	size_t outq_head, outq_count;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	bool stall;
+	bool cp_hang;          /* Control Point writes go unanswered (a dead control channel) */
+	bool supervision_lost; /* supervision writes never reach the model */
 	double limit_mmhg;
 
 	struct bfr_sample pending[BFR_MAX_SAMPLES_PER_NTF];
@@ -356,6 +358,22 @@ static bool peer_closed(int fd)
 	return p.revents & (POLLHUP | POLLRDHUP | POLLERR);
 }
 
+/*
+ * The cp-hang and supervision-lost faults act on the air: a Control Point
+ * write that never gets its response (the client's ATT queue blocks behind
+ * it), a supervision write that never arrives.
+ */
+static bool dropped_by_fault(const struct sim_cuff *c, const uint8_t *pdu)
+{
+	uint16_t handle = (uint16_t)(pdu[1] | pdu[2] << 8);
+
+	if (c->cp_hang && pdu[0] == ATT_OP_WRITE_REQ &&
+	    handle == cuff_gatt_value_handle(c->gatt, CUFF_CHAR_CONTROL_POINT))
+		return true;
+	return c->supervision_lost && pdu[0] == ATT_OP_WRITE_CMD &&
+	       handle == cuff_gatt_value_handle(c->gatt, CUFF_CHAR_SUPERVISION);
+}
+
 static void on_conn(struct loop *loop, int fd, uint32_t events, void *user_data)
 {
 	struct sim_cuff *c = user_data;
@@ -403,6 +421,8 @@ static void on_conn(struct loop *loop, int fd, uint32_t events, void *user_data)
 			cuff_disconnect(c);
 			return;
 		}
+		if (n >= 3 && dropped_by_fault(c, buf))
+			continue;
 		/* An oversized PDU keeps its real length so the server calls it invalid. */
 		cuff_gatt_receive(c->gatt, buf, (size_t)n);
 		if (c->conn_fd != fd)
@@ -631,7 +651,7 @@ static int cmp_u32(const void *a, const void *b)
 static const char *STATE_NAMES[] = { "idle", "inflating", "holding", "deflating",
 				     "measuring_lop", "fault" };
 
-static json_t *faults_json(uint16_t faults, bool stall)
+static json_t *faults_json(uint16_t faults, const struct sim_cuff *c)
 {
 	static const struct {
 		uint16_t bit;
@@ -651,8 +671,12 @@ static json_t *faults_json(uint16_t faults, bool stall)
 	for (size_t i = 0; a && i < sizeof(names) / sizeof(names[0]); i++)
 		if (faults & names[i].bit)
 			json_array_append_new(a, json_string(names[i].name));
-	if (a && stall)
+	if (a && c->stall)
 		json_array_append_new(a, json_string("stall"));
+	if (a && c->cp_hang)
+		json_array_append_new(a, json_string("cp_hang"));
+	if (a && c->supervision_lost)
+		json_array_append_new(a, json_string("supervision_lost"));
 	return a;
 }
 
@@ -707,7 +731,7 @@ static json_t *cuff_json(const struct sim_cuff *c)
 		round1(mi.lop_mmhg), "battery_pct", round1(mi.battery_pct), "last_lop",
 		isnan(mi.last_lop_mmhg) ? json_null() : json_real(mi.last_lop_mmhg), "limit",
 		c->limit_mmhg, "state", mi.state < 6 ? STATE_NAMES[mi.state] : "?", "faults",
-		faults_json(mi.faults, c->stall), "true_pressure", round1(mi.pressure_mmhg),
+		faults_json(mi.faults, c), "true_pressure", round1(mi.pressure_mmhg),
 		"identify_blinks", (json_int_t)mi.identify_blinks, "latency_us", lat, "send_failures",
 		(json_int_t)gs.send_failures, "indications_dropped", (json_int_t)gs.indications_dropped);
 	if (o && (set_count(o, "notifications_dropped", c->notifications_dropped) < 0 ||
@@ -824,6 +848,17 @@ static void apply_fault(struct sim_cuff *c, const struct control_cmd *cmd)
 	case CTL_CLEAR:
 		cuff_model_clear_faults(c->model);
 		c->stall = false;
+		c->cp_hang = false;
+		c->supervision_lost = false;
+		break;
+	case CTL_CP_HANG:
+		c->cp_hang = true;
+		break;
+	case CTL_SUPERVISION_LOST:
+		c->supervision_lost = true;
+		break;
+	case CTL_LOP_VALUE:
+		cuff_model_set_fault(c->model, CUFF_FAULT_LOP_VALUE, cmd->value, 0);
 		break;
 	case CTL_LIMIT:
 		c->limit_mmhg = cmd->value;

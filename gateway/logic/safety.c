@@ -99,6 +99,8 @@ static void track_deflate(struct safety_state *s, uint64_t now, enum bfr_deflate
 		s->deflate_reason = reason;
 		s->deflate_cause = (uint8_t)cause;
 		s->released = false;
+		s->deflate_answered = false;
+		s->deflate_first_mmhg = cur_pressure(s);
 	} else if (reason > s->deflate_reason) {
 		s->deflate_reason = reason;
 		s->deflate_cause = (uint8_t)cause;
@@ -614,19 +616,22 @@ static void evaluate(struct ctx *c)
 				s->deflate_check_ms = now;
 				s->deflate_check_mmhg = p;
 			} else {
-				/*
-				 * SR-24: a safety DEFLATE the cuff neither confirmed nor
-				 * acted on for a whole re-send interval. Keepalives would
-				 * keep its own fail-safe from firing while its control
-				 * channel is dead: release it, once.
-				 */
-				if (s->deflate_reason >= BFR_DEFLATE_SAFETY && !s->released &&
-				    now - s->deflate_first_ms >= RELEASE_AFTER_MS) {
-					s->released = true;
-					c->release = true;
-				}
 				deflate_resend(c);
 			}
+		}
+		/*
+		 * SR-24: a safety DEFLATE episode the cuff has neither confirmed
+		 * nor acted on (pressure 1 mmHg below where it began) after
+		 * RELEASE_AFTER_MS. Keepalives would keep the cuff's own fail-safe
+		 * from firing while its control channel is dead: release it, once.
+		 * (Judged per episode: the ceiling rule re-sends on every sample.)
+		 */
+		if (s->deflate_reason >= BFR_DEFLATE_SAFETY && !s->released &&
+		    now - s->deflate_first_ms >= RELEASE_AFTER_MS &&
+		    !(s->deflate_answered && !isnan(p) && !isnan(s->deflate_first_mmhg) &&
+		      p <= s->deflate_first_mmhg - SAFETY_FALLING_MMHG)) {
+			s->released = true;
+			c->release = true;
 		}
 	}
 }
@@ -719,8 +724,11 @@ static void apply(struct ctx *c, const struct safety_event *ev)
 			      ALARM_CODE_COUNT);
 		break;
 	case SAFETY_EV_CP_RESULT:
-		if (ev->cp_result.opcode == BFR_CP_DEFLATE)
+		if (ev->cp_result.opcode == BFR_CP_DEFLATE) {
 			s->deflate_ok_seen = ev->cp_result.result == BFR_RESULT_SUCCESS;
+			if (s->deflate_ok_seen)
+				s->deflate_answered = true;
+		}
 		if (ev->cp_result.opcode == BFR_CP_MEASURE_LOP &&
 		    ev->cp_result.result != BFR_RESULT_SUCCESS)
 			s->measuring_lop = false;
@@ -878,6 +886,10 @@ uint64_t safety_next_deadline(const struct safety_state *s)
 		if (!present(s, ALARM_DEFLATE_FAILED))
 			d = earliest(d, after(s->deflate_first_ms, l->deflate_timeout_ms));
 		d = earliest(d, s->deflate_check_ms + SAFETY_DEFLATE_RESEND_MS);
+		/* Once past, the re-send checks (every second) judge it again. */
+		if (s->deflate_reason >= BFR_DEFLATE_SAFETY && !s->released &&
+		    s->deflate_first_ms + RELEASE_AFTER_MS > s->now_ms)
+			d = earliest(d, s->deflate_first_ms + RELEASE_AFTER_MS);
 	}
 	return d;
 }

@@ -196,6 +196,8 @@ struct safety_state {
 	double deflate_check_mmhg;
 	bool deflate_ok_seen;
 	bool released; /* SR-24: keepalives stopped for the tracked DEFLATE */
+	bool deflate_answered;     /* a DEFLATE of this episode got a success result */
+	double deflate_first_mmhg; /* the pressure when the episode began */
 	uint8_t deflate_cause; /* enum alarm_code of the tracked DEFLATE */
 	/* Frozen-sensor run: identical valid samples while inflated (0 = none). */
 	uint32_t freeze_n;

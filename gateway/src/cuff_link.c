@@ -78,7 +78,8 @@ struct cuff_link {
 	uint16_t token;
 	bool released;          /* keepalives stopped on purpose (SR-24) */
 	uint64_t release_timer; /* then the drop, or keepalives again */
-	uint32_t release_cp_seq; /* requests up to this one were written before it */
+	uint64_t release_at_ms;
+	uint64_t cp_answered_ms; /* the last ATT response or indication to a CP write */
 
 	struct cp_slot cp[CP_SLOTS];
 	uint32_t cp_seq;
@@ -287,8 +288,10 @@ static void release_cb(struct loop *loop, uint64_t timer_id, void *user_data)
 	struct cuff_link *link = user_data;
 
 	link->release_timer = 0;
+	/* Requests wait (the engine re-sends its DEFLATE every second at least)
+	 * and nothing came back since the release: the channel is dead. */
 	for (int i = 0; i < CP_SLOTS; i++)
-		if (link->cp[i].in_use && link->cp[i].seq <= link->release_cp_seq) {
+		if (link->cp[i].in_use && link->cp_answered_ms < link->release_at_ms) {
 			link_failed(link, -ETIMEDOUT,
 				    "control channel dead: left to the cuff's own fail-safe for "
 				    "%u ms, reconnecting",
@@ -305,7 +308,7 @@ void cuff_link_release(struct cuff_link *link)
 	if (link->state != CUFF_LINK_READY || link->released)
 		return;
 	link->released = true;
-	link->release_cp_seq = link->cp_seq;
+	link->release_at_ms = loop_now_ms(link->loop);
 	cancel_timer(link, &link->keepalive_timer);
 	link_log(link, "no answer to a safety DEFLATE: supervision keepalives stopped so the "
 		       "cuff deflates itself");
@@ -630,6 +633,7 @@ static void handle_cp_indication(struct cuff_link *link, const uint8_t *v, size_
 	struct bfr_cp_response rsp;
 	struct cp_slot *match = NULL;
 
+	link->cp_answered_ms = loop_now_ms(link->loop);
 	if (bfr_cp_response_decode(v, len, &rsp) < 0) {
 		link->stats.malformed++;
 		if (log_worthy(link->stats.malformed))
@@ -915,6 +919,8 @@ static void on_cp_write(int err, const struct att_pdu *rsp, void *user_data)
 	char why[96];
 	uint8_t opcode;
 
+	if (err == 0 || err == -EPROTO)
+		link->cp_answered_ms = loop_now_ms(link->loop);
 	if (err != -EPROTO)
 		return; /* success: the indication completes it; death: link_failed does */
 	for (int i = 0; i < CP_SLOTS; i++)

@@ -53,6 +53,10 @@ static void test_good_lines(void **state)
 		{ "service-changed 2 40", CTL_SERVICE_CHANGED, 2, 40, 0 },
 		{ "service-changed all 0", CTL_SERVICE_CHANGED, CONTROL_ALL, 0, 0 },
 		{ "service-changed 1 1000", CTL_SERVICE_CHANGED, 1, 1000, 0 },
+		{ "cp-hang 2", CTL_CP_HANG, 2, 0, 0 },
+		{ "supervision-lost all", CTL_SUPERVISION_LOST, CONTROL_ALL, 0, 0 },
+		{ "lop-value 1 350", CTL_LOP_VALUE, 1, 350, 0 },
+		{ "lop-value 3 0", CTL_LOP_VALUE, 3, 0, 0 },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -114,6 +118,12 @@ static void test_bad_lines(void **state)
 		{ "drop\x01 1", "control character" },
 		{ "stats\n\n", "control character" },
 		{ "button", "button: missing cuff (1..4 or all)" },
+		{ "cp-hang", "cp-hang: missing cuff (1..4 or all)" },
+		{ "cp-hang 1 2", "cp-hang: too many arguments" },
+		{ "supervision-lost 9", "supervision-lost: bad cuff '9' (1..4 or all)" },
+		{ "lop-value 1", "lop-value: missing mmhg" },
+		{ "lop-value 1 1000.5", "lop-value: mmhg 1000.5 out of range" },
+		{ "lop-value 1 nan", "lop-value: mmhg 'nan' is not a number" },
 		{ "button 5 long", "button: bad cuff '5' (1..4 or all)" },
 		{ "button 0 short", "button: bad cuff '0'" },
 		{ "button long", "button: bad cuff 'long'" },
