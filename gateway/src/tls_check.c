@@ -428,7 +428,8 @@ bool tls_diagnose(const char *host, int port, const struct tls_files *files, boo
 			explain_alert(openssl_reason(), files, out, outlen);
 		else
 			snprintf(out, outlen,
-				 "the broker closed the connection during the TLS handshake");
+				 "the broker closed the connection during the TLS handshake (a "
+				 "plain mqtt:// listener?)");
 		goto done;
 	}
 	/* TLS 1.3: a refused client certificate comes back as an alert now. */
