@@ -98,11 +98,6 @@ done
 	die "--clinic-port $CLINIC_PORT: expected 1..65535"
 [[ "$DAYS" =~ ^[0-9]{1,5}$ ]] && [ "$DAYS" -ge 1 ] || die "--days $DAYS: expected a number of days"
 
-umask 077
-mkdir -p "$OUT"
-chmod 0700 "$OUT"
-OUT=$(cd "$OUT" && pwd)
-
 # Every name is one broker account, whatever its role: refuse a name used twice
 # (in this run or by an earlier one under another role).
 declare -A ROLE_OF=()
@@ -124,6 +119,11 @@ for id in "${GATEWAYS[@]}" $(existing "$OUT/gateways"); do claim "$id" gateway; 
 for id in "${HOMES[@]}" $(existing "$OUT/homes"); do claim "$id" home; done
 for id in "${CLINICIANS[@]}" $(existing "$OUT/users/clinician"); do claim "$id" clinician; done
 for id in "${VIEWERS[@]}" $(existing "$OUT/users/viewer"); do claim "$id" viewer; done
+
+umask 077
+mkdir -p "$OUT"
+chmod 0700 "$OUT"
+OUT=$(cd "$OUT" && pwd)
 
 log() { printf 'make-site-credentials: %s\n' "$*"; }
 
