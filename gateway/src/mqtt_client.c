@@ -593,7 +593,11 @@ static void inflight_remove(struct mqtt_client *c, struct publish_op *op)
 /* Logs a connect failure and starts a new rate-limiting period. */
 static void report_failure(struct mqtt_client *c, const char *text)
 {
-	snprintf(c->last_failure, sizeof(c->last_failure), "%s", text);
+	size_t n = strnlen(text, sizeof(c->last_failure) - 1);
+
+	/* Cut at the buffer: the log line below has the whole text. */
+	memcpy(c->last_failure, text, n);
+	c->last_failure[n] = '\0';
 	if (c->failures_unlogged > 1)
 		log_warn("mqtt: connect to %s failed: %s (%" PRIu64 " attempts since the last "
 			 "report)",
