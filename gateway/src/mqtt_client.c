@@ -151,6 +151,7 @@ struct mqtt_client {
 	uint64_t failure_logged_ms;
 	uint64_t failures_unlogged; /* attempts since that line */
 	uint64_t connect_failures;
+	uint64_t failures_at_connect; /* connect_failures at the last connect */
 	char last_failure[sizeof(((struct mqtt_client_stats *)0)->last_failure)];
 	bool probing;               /* the diagnosis thread exists */
 	pthread_t probe;
@@ -777,11 +778,13 @@ static void on_cert_timer(struct loop *loop, uint64_t id, void *user_data)
 
 static void handle_connected(struct mqtt_client *c, bool session_present)
 {
-	if (c->failure_logged[0]) {
-		log_info("mqtt: connected to %s", c->uri);
-		c->failure_logged[0] = '\0';
-		c->failures_unlogged = 0;
-	}
+	/* The wiring logs the connect itself; this closes the failure story. */
+	if (c->connect_failures > c->failures_at_connect)
+		log_info("mqtt: connected after %" PRIu64 " failed attempts",
+			 c->connect_failures - c->failures_at_connect);
+	c->failures_at_connect = c->connect_failures;
+	c->failure_logged[0] = '\0';
+	c->failures_unlogged = 0;
 	c->state = STATE_CONNECTED;
 	c->backoff_ms = c->reconnect_min_ms;
 	for (struct subscription *sub = c->subs; sub; sub = sub->next)
