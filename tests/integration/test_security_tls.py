@@ -12,7 +12,8 @@ refused gateway appears):
 - a host name the broker's certificate is not issued for;
 - no client certificate where the broker requires one;
 - TLS to a plain listener.
-A password login over TLS works (positive control).
+A client certificate that expires within 30 days is logged as a warning at
+start, an expired one as an error; neither stops the gateway.
 
 Figures (printed, and in docs/benchmarks.md "Security / TLS"): the time
 to a CONNACK over plain TCP, TLS with a password and TLS with a client
@@ -25,10 +26,12 @@ import socket
 import ssl
 import statistics
 import struct
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import SITE, Suite, check_that  # noqa: E402
 from test_security_common import (Client, SecureBroker, first_line, make_site,  # noqa: E402
                                   mosquitto_pub, tls_gateway_config)
@@ -173,6 +176,42 @@ def main():
             "not-tls", mqtt_block("mqtts://localhost:%d" % loopback, ca),
             "the broker closed the connection during the TLS handshake (a plain mqtt:// "
             "listener?)"))
+
+        def expiry_logged():
+            short = os.path.join(h.tmp, "short")
+            make_site(short, gateways=("it-gw3",), extra=("--days", "10"))
+            etc = os.path.join(short, "gateways", "it-gw3")
+            # An expired certificate of the same CA, made the way the script does.
+            key, csr, crt = (os.path.join(etc, n) for n in ("old.key", "old.csr", "old.crt"))
+            for argv in (["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                          "-out", key],
+                         ["req", "-new", "-key", key, "-subj", "/CN=it-gw3", "-out", csr],
+                         ["x509", "-req", "-in", csr, "-CA", os.path.join(short, "ca", "ca.crt"),
+                          "-CAkey", os.path.join(short, "ca", "ca.key"), "-CAcreateserial",
+                          "-days", "-1", "-out", crt]):
+                r = subprocess.run(["openssl"] + argv, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, timeout=30)
+                check_that(r.returncode == 0, "openssl %s: %s" % (argv[0], r.stdout.decode()))
+            nowhere = "mqtts://localhost:%d" % harness.free_port()
+            for name, cert, key_, want in (
+                    ("expires-soon", "client.crt", "client.key",
+                     r"warning: mqtt: the client certificate \".*client\.crt\" expires on "
+                     r"\S+ \S+ UTC, in (9|10) days: renew it"),
+                    ("expired", "old.crt", "old.key",
+                     r"error: mqtt: the client certificate \".*old\.crt\" expired on .*: the "
+                     r"broker will refuse the connection; renew it")):
+                block = mqtt_block(nowhere, os.path.join(etc, "ca.crt"), os.path.join(etc, cert),
+                                   os.path.join(etc, key_))
+                gw = h.start_gateway(tls_gateway_config(h, name, [], block, "it-gw3", etc))
+                print("  " + gw.wait_line(want, LOG_S).string)
+                # Not a reason to stop supervising cuffs: it runs on.
+                gw.wait_line(r"supervising 0 cuffs", LOG_S)
+                check_that(gw.alive(), "the gateway stopped on %s" % name)
+                gw.expect_exit = True
+                check_that(gw.stop() == 0, "exit status")
+
+        suite.check("certificate expiry: warning from 30 days before, error once expired",
+                    expiry_logged)
 
         def handshake_figures():
             plain = None
