@@ -156,8 +156,8 @@ struct mqtt_client {
 	bool probing;               /* the diagnosis thread exists */
 	pthread_t probe;
 	char probe_fallback[REASON_MAX]; /* Paho's words, if the probe finds nothing */
-	uint64_t oversize_logged_ms;
-	uint64_t oversize_unlogged;
+	uint64_t oversize_logged_ms; /* 0: never */
+	uint64_t oversize_logged_total; /* drops counted in the log so far */
 	uint64_t oversize_timer;
 
 	/* Shared with Paho's threads. */
@@ -703,12 +703,14 @@ static void log_oversize(struct mqtt_client *c)
 	largest = c->oversize_largest;
 	memcpy(topic, c->oversize_topic, sizeof(topic));
 	pthread_mutex_unlock(&c->lock);
+	if (dropped == c->oversize_logged_total)
+		return;
 	log_warn("mqtt: dropped %" PRIu64 " incoming message(s) over the %" PRIu32
 		 "-byte limit without copying them (%" PRIu64 " in all, largest %zu bytes, "
 		 "last on \"%s\")",
-		 dropped - c->oversize_unlogged, c->max_packet_size, dropped, largest, topic);
-	c->oversize_unlogged = dropped;
-	c->oversize_logged_ms = loop_now_ms(c->loop);
+		 dropped - c->oversize_logged_total, c->max_packet_size, dropped, largest, topic);
+	c->oversize_logged_total = dropped;
+	c->oversize_logged_ms = loop_now_ms(c->loop) ? loop_now_ms(c->loop) : 1;
 }
 
 static void on_oversize_timer(struct loop *loop, uint64_t id, void *user_data)
