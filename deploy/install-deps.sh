@@ -12,6 +12,7 @@ set -euo pipefail
 PACKAGES=(
 	build-essential cmake ninja-build pkg-config
 	libpaho-mqtt-dev libjansson-dev libconfig-dev libsqlite3-dev libbluetooth-dev libcmocka-dev
+	libssl-dev libsystemd-dev openssl
 	mosquitto mosquitto-clients
 	python3 python3-paho-mqtt python3-jsonschema
 	sqlite3

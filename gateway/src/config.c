@@ -9,6 +9,8 @@
  */
 #include "config.h"
 
+#include "tls_check.h"
+
 #include <bluetooth/bluetooth.h>
 #include <errno.h>
 #include <libconfig.h>
@@ -369,13 +371,45 @@ static int read_password(struct ctx *c, const config_setting_t *where, const cha
 	return 0;
 }
 
+/*
+ * The files are loaded as the connection will load them, so that a key
+ * that does not belong to its certificate, or a CA file without a
+ * certificate, stops the gateway here (and `--check`) with the setting
+ * named, not at every connect attempt with "TCP/TLS connect failure".
+ */
+static int check_tls_files(struct ctx *c, const struct config *cfg,
+			   const config_setting_t *ca_where, const config_setting_t *cert_where,
+			   const config_setting_t *key_where)
+{
+	const struct tls_files files = { .ca_file = cfg->mqtt.ca_file,
+					 .cert_file = cfg->mqtt.cert_file,
+					 .key_file = cfg->mqtt.key_file };
+	enum tls_file which = TLS_FILE_CA;
+	char why[512];
+	int r;
+
+	r = tls_check_files(&files, &which, why, sizeof(why));
+	if (r == -ENOMEM)
+		return out_of_memory(c);
+	if (r == 0)
+		return 0;
+	switch (which) {
+	case TLS_FILE_CA:
+		return errorf(c, ca_where, NULL, "%s", why);
+	case TLS_FILE_CERT:
+		return errorf(c, cert_where, NULL, "%s", why);
+	default:
+		return errorf(c, key_where, NULL, "%s", why);
+	}
+}
+
 static int load_mqtt(struct ctx *c, const config_setting_t *root, struct config *cfg)
 {
 	static const char *const keys[] = { "uri",	    "client_id",   "username",
 					    "password_file", "telemetry_hz", "keepalive_s",
 					    "tls",	    NULL };
 	static const char *const tls_keys[] = { "ca_file", "cert_file", "key_file", NULL };
-	const config_setting_t *m, *t, *where, *cert_where;
+	const config_setting_t *m, *t, *where, *ca_where, *cert_where, *key_where;
 	bool valid;
 	int r;
 
@@ -428,9 +462,9 @@ static int load_mqtt(struct ctx *c, const config_setting_t *root, struct config 
 	r = get_group(c, m, "tls", false, tls_keys, &t);
 	if (r < 0 || !t)
 		return r;
-	r = get_string(c, t, "ca_file", false, NULL, &where, &cfg->mqtt.ca_file);
+	r = get_string(c, t, "ca_file", false, NULL, &ca_where, &cfg->mqtt.ca_file);
 	if (r == 0)
-		r = check_readable(c, where, cfg->mqtt.ca_file);
+		r = check_readable(c, ca_where, cfg->mqtt.ca_file);
 	if (r < 0)
 		return r;
 	r = get_string(c, t, "cert_file", false, NULL, &cert_where, &cfg->mqtt.cert_file);
@@ -438,9 +472,9 @@ static int load_mqtt(struct ctx *c, const config_setting_t *root, struct config 
 		r = check_readable(c, cert_where, cfg->mqtt.cert_file);
 	if (r < 0)
 		return r;
-	r = get_string(c, t, "key_file", false, NULL, &where, &cfg->mqtt.key_file);
+	r = get_string(c, t, "key_file", false, NULL, &key_where, &cfg->mqtt.key_file);
 	if (r == 0)
-		r = check_readable(c, where, cfg->mqtt.key_file);
+		r = check_readable(c, key_where, cfg->mqtt.key_file);
 	if (r < 0)
 		return r;
 	if (!cfg->mqtt.cert_file != !cfg->mqtt.key_file)
@@ -448,7 +482,7 @@ static int load_mqtt(struct ctx *c, const config_setting_t *root, struct config 
 	if (!cfg->mqtt.tls && (cfg->mqtt.ca_file || cfg->mqtt.cert_file))
 		return errorf(c, t, NULL,
 			      "TLS files are set but mqtt.uri is not mqtts://, ssl:// or wss://");
-	return 0;
+	return check_tls_files(c, cfg, ca_where, cert_where, key_where);
 }
 
 static int load_ble(struct ctx *c, const config_setting_t *root, struct config *cfg)

@@ -7,8 +7,15 @@
  *                                       write completed sessions as JSON lines
  *
  * Exit status: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.
+ *
+ * Under systemd (Type=notify) it reports READY=1 once the gateway is set
+ * up, WATCHDOG=1 from a loop timer at half of WatchdogSec (so a hung event
+ * loop, the thread of every safety check, gets the service restarted), and
+ * STOPPING=1 when the orderly stop begins.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,13 +23,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "export.h"
 #include "gateway.h"
 #include "log.h"
 #include "loop.h"
+#include "sd_notify.h"
 #include "store.h"
+
+struct watchdog {
+	uint64_t interval_ms;
+	uint64_t timer;
+};
 
 static void usage(FILE *f)
 {
@@ -50,7 +64,12 @@ static int export_sessions(const struct config *cfg, const char *out_path)
 		return 1;
 	}
 	if (strcmp(out_path, "-") != 0) {
-		out = fopen(out_path, "w");
+		/* Patient records: readable by the owner only, whatever the umask. */
+		int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+		out = fd >= 0 ? fdopen(fd, "w") : NULL;
+		if (!out && fd >= 0)
+			close(fd);
 		if (!out) {
 			fprintf(stderr, "bfr-gateway: %s: %s\n", out_path, strerror(errno));
 			store_close(store, NULL);
@@ -69,6 +88,30 @@ static int export_sessions(const struct config *cfg, const char *out_path)
 	return 0;
 }
 
+static void on_watchdog(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct watchdog *wd = user_data;
+
+	/* Nothing to do if systemd cannot be told: it will restart us anyway. */
+	(void)sdn_watchdog();
+	if (loop_add_timer(loop, wd->interval_ms, on_watchdog, wd, &wd->timer) < 0)
+		wd->timer = 0;
+}
+
+/* Pings at half of WatchdogSec; no timer when the watchdog is off. */
+static void watchdog_start(struct loop *loop, struct watchdog *wd)
+{
+	uint64_t usec = 0;
+
+	if (sdn_watchdog_usec(&usec) <= 0)
+		return;
+	wd->interval_ms = usec / 2000 ? usec / 2000 : 1;
+	log_info("systemd watchdog: pinging every %" PRIu64 " ms", wd->interval_ms);
+	if (loop_add_timer(loop, wd->interval_ms, on_watchdog, wd, &wd->timer) < 0)
+		log_error("systemd watchdog: cannot add the timer; systemd will restart the "
+			  "service");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -84,6 +127,7 @@ int main(int argc, char **argv)
 	struct config *cfg = NULL;
 	struct gateway *gw = NULL;
 	struct loop *loop = NULL;
+	struct watchdog wd = { 0 };
 	sigset_t stop_signals;
 	bool check = false;
 	char err[512] = "";
@@ -157,7 +201,14 @@ int main(int argc, char **argv)
 		loop_free(loop);
 		return r == -EINVAL ? 2 : 1;
 	}
+	watchdog_start(loop, &wd);
+	(void)sdn_ready(); /* without systemd there is nobody to tell */
 	r = gateway_run(gw);
+	/* The stop (flush, DEFLATEs, disconnect) gets a whole watchdog interval. */
+	(void)sdn_stopping();
+	(void)sdn_watchdog();
+	if (wd.timer)
+		loop_cancel_timer(loop, wd.timer);
 	gateway_free(gw);
 	loop_free(loop);
 	return r < 0 ? 1 : 0;

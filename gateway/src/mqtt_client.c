@@ -18,13 +18,28 @@
  * and the loop thread always knows which connect attempt is outstanding
  * (there is at most one). It also stays clear of Paho 1.3.12's reconnect
  * leak (paho.mqtt.c #1689).
+ *
+ * Oversized messages: the Maximum Packet Size on CONNECT makes a compliant
+ * broker drop them for us. Paho has read a packet whole before it calls
+ * messageArrived, so what is left to us is not to copy it a second time:
+ * the size is checked before the allocation.
+ *
+ * Connect failures: Paho says "TCP/TLS connect failure" for every transport
+ * problem. The loop thread then starts one diagnosis thread (never more
+ * than one; joined when it reports or on free) that repeats the connection
+ * with OpenSSL (tls_check.c) and reports the cause as an event. It runs only
+ * when a log line is due, so a broker that stays away costs one probe a
+ * minute. CONNACK refusals need no probe: Paho passes the reason code in
+ * `code` ("CONNACK return code"), which MQTTReasonCode_toString() names.
  */
 #include "mqtt_client.h"
 
 #include "log.h"
+#include "tls_check.h"
 
 #include <MQTTAsync.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -40,7 +55,17 @@
 #define DEFAULT_RECONNECT_MAX_MS 30000
 #define CONNECT_TIMEOUT_S 10
 #define DISCONNECT_TIMEOUT_MS 1000
-#define REASON_MAX 160
+#define REASON_MAX 384
+#define REASON_STRING_MAX 128
+#define OVERSIZE_TOPIC_MAX 128
+/* A repeated connect failure or oversize drop is logged at most this often. */
+#define REPEAT_LOG_MS 60000
+/* Upper bound of one diagnosis: connect, handshake, wait for an alert. */
+#define DIAGNOSIS_TIMEOUT_MS 3000
+#define CERT_CHECK_INTERVAL_MS (24u * 3600u * 1000u)
+#define MAX_PACKET_MIN 128u
+#define MAX_PACKET_MAX 268435455u /* the MQTT maximum */
+#define HOST_MAX 256
 
 enum event_type {
 	EVENT_CONNECT_OK,
@@ -48,6 +73,8 @@ enum event_type {
 	EVENT_LOST,
 	EVENT_MESSAGE,
 	EVENT_PUBLISH_DONE,
+	EVENT_OVERSIZE,   /* one or more messages dropped unread */
+	EVENT_DIAGNOSED,  /* the diagnosis thread has finished */
 };
 
 struct event {
@@ -71,7 +98,9 @@ struct publish_op {
 	struct event ev;
 	struct mqtt_client *client;
 	uint64_t tag;
-	int result;        /* written by Paho's thread under lock */
+	int result;        /* written by Paho's thread under lock, like the two below */
+	int reason_code;   /* -1: no acknowledgement */
+	char reason_string[REASON_STRING_MAX];
 	bool silent;       /* a reply: nobody to tell */
 	bool reported;     /* failed locally when the connection dropped */
 	struct publish_op *prev, *next; /* in-flight list, loop thread */
@@ -98,6 +127,9 @@ struct mqtt_client {
 	int efd;
 
 	char *uri, *client_id, *username, *password, *ca_file, *cert_file, *key_file;
+	char host[HOST_MAX]; /* of uri, for the diagnosis */
+	int port;
+	uint32_t max_packet_size;
 	char *will_topic;
 	void *will_payload;
 	size_t will_len;
@@ -110,8 +142,23 @@ struct mqtt_client {
 
 	enum state state;
 	uint64_t reconnect_timer;
+	uint64_t cert_timer;
 	struct subscription *subs;
 	struct publish_op *inflight;
+
+	/* Rate-limited connect failure log (loop thread). */
+	char failure_logged[REASON_MAX]; /* the last reason logged */
+	uint64_t failure_logged_ms;
+	uint64_t failures_unlogged; /* attempts since that line */
+	uint64_t connect_failures;
+	uint64_t failures_at_connect; /* connect_failures at the last connect */
+	char last_failure[sizeof(((struct mqtt_client_stats *)0)->last_failure)];
+	bool probing;               /* the diagnosis thread exists */
+	pthread_t probe;
+	char probe_fallback[REASON_MAX]; /* Paho's words, if the probe finds nothing */
+	uint64_t oversize_logged_ms; /* 0: never */
+	uint64_t oversize_logged_total; /* drops counted in the log so far */
+	uint64_t oversize_timer;
 
 	/* Shared with Paho's threads. */
 	pthread_mutex_t lock;
@@ -120,8 +167,16 @@ struct mqtt_client {
 	struct event lost_ev;
 	bool session_present;
 	char connect_reason[REASON_MAX];
+	bool connect_transport; /* failed below MQTT: worth a diagnosis */
 	char lost_reason[REASON_MAX];
 	bool disconnect_done;
+	struct event oversize_ev;
+	uint64_t oversize_dropped;
+	size_t oversize_largest;
+	char oversize_topic[OVERSIZE_TOPIC_MAX];
+	struct event diagnosed_ev;
+	char diagnosis[REASON_MAX];
+	bool diagnosis_found;
 };
 
 /* ---- Paho's threads ------------------------------------------------------ */
@@ -173,13 +228,24 @@ static void paho_connect_failed(void *context, MQTTAsync_failureData5 *response)
 	struct mqtt_client *c = context;
 
 	pthread_mutex_lock(&c->lock);
-	if (response && response->reasonCode != MQTTREASONCODE_SUCCESS)
-		snprintf(c->connect_reason, sizeof(c->connect_reason), "broker refused: %s",
-			 MQTTReasonCode_toString(response->reasonCode));
-	else
-		snprintf(c->connect_reason, sizeof(c->connect_reason), "%s (code %d)",
+	c->connect_transport = false;
+	if (response && response->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR) {
+		snprintf(c->connect_reason, sizeof(c->connect_reason),
+			 "the broker refused the connection: %s (reason 0x%02x)",
+			 MQTTReasonCode_toString(response->reasonCode), response->reasonCode);
+	} else if (response && response->code >= MQTTREASONCODE_UNSPECIFIED_ERROR &&
+		   response->code <= 0xff) {
+		/* "CONNACK return code": Paho puts the CONNACK's reason in `code`. */
+		snprintf(c->connect_reason, sizeof(c->connect_reason),
+			 "the broker refused the connection: %s (CONNACK reason 0x%02x)",
+			 MQTTReasonCode_toString((enum MQTTReasonCodes)response->code),
+			 response->code);
+	} else {
+		snprintf(c->connect_reason, sizeof(c->connect_reason), "%s (Paho code %d)",
 			 response && response->message ? response->message : "connect failed",
 			 response ? response->code : 0);
+		c->connect_transport = true;
+	}
 	c->connect_ev.type = EVENT_CONNECT_FAILED;
 	if (!c->connect_ev.queued)
 		enqueue_locked(c, &c->connect_ev);
@@ -231,6 +297,22 @@ static int paho_message(void *context, char *topic, int topic_len, MQTTAsync_mes
 	struct message_event *me;
 	char *p;
 
+	if (plen > c->max_packet_size) {
+		/* Read by Paho already; copying it would double the damage. */
+		pthread_mutex_lock(&c->lock);
+		c->oversize_dropped++;
+		if (plen > c->oversize_largest)
+			c->oversize_largest = plen;
+		snprintf(c->oversize_topic, sizeof(c->oversize_topic), "%.*s",
+			 (int)(tlen < OVERSIZE_TOPIC_MAX ? tlen : OVERSIZE_TOPIC_MAX - 1), topic);
+		if (!c->oversize_ev.queued)
+			enqueue_locked(c, &c->oversize_ev);
+		pthread_mutex_unlock(&c->lock);
+		kick(c);
+		MQTTAsync_freeMessage(&m);
+		MQTTAsync_free(topic);
+		return 1;
+	}
 	me = malloc(sizeof(*me) + tlen + 1 + plen + 1 + rlen + 1 + clen);
 	if (!me)
 		return 0; /* Paho keeps the message and offers it again */
@@ -264,12 +346,28 @@ static int paho_message(void *context, char *topic, int topic_len, MQTTAsync_mes
 	return 1;
 }
 
+/* Caller holds the client's lock. */
+static void copy_reason_string(struct publish_op *op, MQTTProperties *props)
+{
+	const MQTTProperty *rs = find_property(props, MQTTPROPERTY_CODE_REASON_STRING);
+
+	op->reason_string[0] = '\0';
+	if (rs)
+		snprintf(op->reason_string, sizeof(op->reason_string), "%.*s",
+			 rs->value.data.len < REASON_STRING_MAX ? rs->value.data.len
+								: REASON_STRING_MAX - 1,
+			 rs->value.data.data);
+}
+
 static void paho_publish_ok(void *context, MQTTAsync_successData5 *response)
 {
 	struct publish_op *op = context;
 
 	pthread_mutex_lock(&op->client->lock);
 	op->result = 0;
+	op->reason_code = response ? (int)response->reasonCode : 0;
+	if (response)
+		copy_reason_string(op, &response->properties);
 	enqueue_locked(op->client, &op->ev);
 	pthread_mutex_unlock(&op->client->lock);
 	kick(op->client);
@@ -278,12 +376,14 @@ static void paho_publish_ok(void *context, MQTTAsync_successData5 *response)
 static void paho_publish_failed(void *context, MQTTAsync_failureData5 *response)
 {
 	struct publish_op *op = context;
-	int result = -EIO;
+	bool refused = response && response->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR;
 
-	if (response && response->reasonCode == MQTTREASONCODE_NOT_AUTHORIZED)
-		result = -EACCES;
 	pthread_mutex_lock(&op->client->lock);
-	op->result = result;
+	/* Refused by the broker (PUBACK >= 0x80), or never acknowledged. */
+	op->result = refused ? -EACCES : -EIO;
+	op->reason_code = refused ? (int)response->reasonCode : -1;
+	if (refused)
+		copy_reason_string(op, &response->properties);
 	enqueue_locked(op->client, &op->ev);
 	pthread_mutex_unlock(&op->client->lock);
 	kick(op->client);
@@ -384,9 +484,15 @@ static void issue_connect(struct mqtt_client *c)
 	MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer5;
 	MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
 	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	MQTTProperties props = MQTTProperties_initializer;
+	MQTTProperty max_packet = { .identifier = MQTTPROPERTY_CODE_MAXIMUM_PACKET_SIZE };
 	sigset_t saved;
 	int rc;
 
+	/* Paho copies the properties; on failure the broker's own limit still applies. */
+	max_packet.value.integer4 = c->max_packet_size;
+	if (MQTTProperties_add(&props, &max_packet) == 0)
+		opts.connectProperties = &props;
 	opts.keepAliveInterval = (int)c->keepalive_s;
 	opts.cleanstart = 1;
 	opts.connectTimeout = CONNECT_TIMEOUT_S;
@@ -420,6 +526,7 @@ static void issue_connect(struct mqtt_client *c)
 	block_signals(&saved);
 	rc = MQTTAsync_connect(c->handle, &opts);
 	restore_signals(&saved);
+	MQTTProperties_free(&props);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_warn("mqtt: connect to %s: error %d", c->uri, rc);
 		schedule_reconnect(c);
@@ -482,14 +589,229 @@ static void inflight_remove(struct mqtt_client *c, struct publish_op *op)
 	op->prev = op->next = NULL;
 }
 
+/* ---- diagnostics (loop thread) ------------------------------------------- */
+
+/* Logs a connect failure and starts a new rate-limiting period. */
+static void report_failure(struct mqtt_client *c, const char *text)
+{
+	size_t n = strnlen(text, sizeof(c->last_failure) - 1);
+
+	/* Cut at the buffer: the log line below has the whole text. */
+	memcpy(c->last_failure, text, n);
+	c->last_failure[n] = '\0';
+	if (c->failures_unlogged > 1)
+		log_warn("mqtt: connect to %s failed: %s (%" PRIu64 " attempts since the last "
+			 "report)",
+			 c->uri, text, c->failures_unlogged);
+	else
+		log_warn("mqtt: connect to %s failed: %s", c->uri, text);
+	c->failures_unlogged = 0;
+}
+
+/* A new reason, or the same one a minute later: time for a log line. */
+static bool failure_due(struct mqtt_client *c, const char *key)
+{
+	uint64_t now = loop_now_ms(c->loop);
+
+	if (c->probing)
+		return false;
+	if (strcmp(key, c->failure_logged) == 0 && c->failure_logged_ms &&
+	    now - c->failure_logged_ms < REPEAT_LOG_MS)
+		return false;
+	snprintf(c->failure_logged, sizeof(c->failure_logged), "%s", key);
+	c->failure_logged_ms = now ? now : 1;
+	return true;
+}
+
+static void *probe_main(void *user_data)
+{
+	struct mqtt_client *c = user_data;
+	const struct tls_files files = { .ca_file = c->ca_file,
+					 .cert_file = c->cert_file,
+					 .key_file = c->key_file };
+	char text[REASON_MAX];
+	bool found;
+
+	found = tls_diagnose(c->host, c->port, c->tls ? &files : NULL, true,
+			     DIAGNOSIS_TIMEOUT_MS, text, sizeof(text));
+	pthread_mutex_lock(&c->lock);
+	memcpy(c->diagnosis, text, sizeof(c->diagnosis));
+	c->diagnosis_found = found;
+	enqueue_locked(c, &c->diagnosed_ev);
+	pthread_mutex_unlock(&c->lock);
+	kick(c);
+	return NULL;
+}
+
+/* Paho said only "TCP/TLS connect failure": find out why, off the loop thread. */
+static void start_probe(struct mqtt_client *c, const char *paho_reason)
+{
+	sigset_t saved;
+	int r;
+
+	snprintf(c->probe_fallback, sizeof(c->probe_fallback), "%s", paho_reason);
+	block_signals(&saved);
+	r = pthread_create(&c->probe, NULL, probe_main, c);
+	restore_signals(&saved);
+	if (r != 0) {
+		report_failure(c, paho_reason);
+		return;
+	}
+	c->probing = true;
+}
+
+static void handle_diagnosed(struct mqtt_client *c)
+{
+	char text[REASON_MAX * 2 + 8];
+	bool found;
+
+	pthread_join(c->probe, NULL);
+	c->probing = false;
+	pthread_mutex_lock(&c->lock);
+	found = c->diagnosis_found;
+	if (found)
+		snprintf(text, sizeof(text), "%s", c->diagnosis);
+	else
+		snprintf(text, sizeof(text), "%s; %s", c->probe_fallback, c->diagnosis);
+	pthread_mutex_unlock(&c->lock);
+	/* Connected meanwhile: the cause went away by itself. */
+	if (c->state != STATE_CONNECTED)
+		report_failure(c, text);
+}
+
+static void handle_connect_failed(struct mqtt_client *c, const char *reason, bool transport)
+{
+	c->connect_failures++;
+	c->failures_unlogged++;
+	schedule_reconnect(c);
+	if (!failure_due(c, reason))
+		return;
+	if (transport)
+		start_probe(c, reason);
+	else
+		report_failure(c, reason);
+}
+
+static void log_oversize(struct mqtt_client *c)
+{
+	uint64_t dropped;
+	size_t largest;
+	char topic[OVERSIZE_TOPIC_MAX];
+
+	pthread_mutex_lock(&c->lock);
+	dropped = c->oversize_dropped;
+	largest = c->oversize_largest;
+	memcpy(topic, c->oversize_topic, sizeof(topic));
+	pthread_mutex_unlock(&c->lock);
+	if (dropped == c->oversize_logged_total)
+		return;
+	log_warn("mqtt: dropped %" PRIu64 " incoming message(s) over the %" PRIu32
+		 "-byte limit without copying them (%" PRIu64 " in all, largest %zu bytes, "
+		 "last on \"%s\")",
+		 dropped - c->oversize_logged_total, c->max_packet_size, dropped, largest, topic);
+	c->oversize_logged_total = dropped;
+	c->oversize_logged_ms = loop_now_ms(c->loop) ? loop_now_ms(c->loop) : 1;
+}
+
+static void on_oversize_timer(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct mqtt_client *c = user_data;
+
+	c->oversize_timer = 0;
+	log_oversize(c);
+}
+
+/* The first drop is logged at once, then one summary a minute at most. */
+static void handle_oversize(struct mqtt_client *c)
+{
+	uint64_t now = loop_now_ms(c->loop);
+
+	if (!c->oversize_logged_ms || now - c->oversize_logged_ms >= REPEAT_LOG_MS) {
+		log_oversize(c);
+		return;
+	}
+	if (!c->oversize_timer &&
+	    loop_add_timer(c->loop, c->oversize_logged_ms + REPEAT_LOG_MS - now, on_oversize_timer,
+			   c, &c->oversize_timer) < 0)
+		c->oversize_timer = 0; /* the next drop logs instead */
+}
+
+static void log_cert_expiry(const char *what, const char *path, bool first)
+{
+	int64_t not_after, now = (int64_t)time(NULL);
+	char date[32];
+	struct tm tm;
+	time_t t;
+
+	if (!path || tls_cert_not_after(path, &not_after) < 0)
+		return;
+	t = (time_t)not_after;
+	gmtime_r(&t, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", &tm);
+	if (not_after <= now)
+		log_error("mqtt: the %s \"%s\" expired on %s: the broker will refuse the "
+			  "connection; renew it (docs/operations.md)",
+			  what, path, date);
+	else if (not_after - now < (int64_t)MQTT_CLIENT_CERT_WARN_DAYS * 86400)
+		log_warn("mqtt: the %s \"%s\" expires on %s, in %" PRId64 " days: renew it "
+			 "(docs/operations.md)",
+			 what, path, date, (not_after - now) / 86400);
+	else if (first)
+		log_info("mqtt: the %s \"%s\" is valid until %s", what, path, date);
+}
+
+static void check_certs(struct mqtt_client *c, bool first)
+{
+	log_cert_expiry("client certificate", c->cert_file, first);
+	log_cert_expiry("CA certificate", c->ca_file, first);
+}
+
+static void on_cert_timer(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct mqtt_client *c = user_data;
+
+	c->cert_timer = 0;
+	check_certs(c, false);
+	if (loop_add_timer(loop, CERT_CHECK_INTERVAL_MS, on_cert_timer, c, &c->cert_timer) < 0)
+		c->cert_timer = 0; /* checked again at the next start */
+}
+
+/* ---- events (loop thread) ------------------------------------------------- */
+
 static void handle_connected(struct mqtt_client *c, bool session_present)
 {
+	/* The wiring logs the connect itself; this closes the failure story. */
+	if (c->connect_failures > c->failures_at_connect)
+		log_info("mqtt: connected after %" PRIu64 " failed attempts",
+			 c->connect_failures - c->failures_at_connect);
+	c->failures_at_connect = c->connect_failures;
+	c->failure_logged[0] = '\0';
+	c->failures_unlogged = 0;
 	c->state = STATE_CONNECTED;
 	c->backoff_ms = c->reconnect_min_ms;
 	for (struct subscription *sub = c->subs; sub; sub = sub->next)
 		send_subscribe(c, sub);
 	if (c->cb.on_connected)
 		c->cb.on_connected(c, session_present, c->user_data);
+}
+
+static void report_publish(struct mqtt_client *c, const struct publish_op *op, int result,
+			   int reason_code, const char *reason_string)
+{
+	struct mqtt_publish_result res = {
+		.result = result,
+		.reason_code = reason_code,
+		.reason = reason_code < 0 ? ""
+					   : MQTTReasonCode_toString((enum MQTTReasonCodes)reason_code),
+		.reason_string = reason_string && reason_string[0] ? reason_string : NULL,
+	};
+
+	if (!res.reason)
+		res.reason = "";
+	if (c->cb.on_publish_result)
+		c->cb.on_publish_result(c, op->tag, &res, c->user_data);
+	else if (c->cb.on_publish_done)
+		c->cb.on_publish_done(c, op->tag, result, c->user_data);
 }
 
 static void handle_lost(struct mqtt_client *c, const char *reason)
@@ -505,23 +827,27 @@ static void handle_lost(struct mqtt_client *c, const char *reason)
 		if (op->reported || op->silent)
 			continue;
 		op->reported = true;
-		if (c->cb.on_publish_done)
-			c->cb.on_publish_done(c, op->tag, -ECONNRESET, c->user_data);
+		report_publish(c, op, -ECONNRESET, -1, NULL);
 	}
 	if (c->cb.on_disconnected)
 		c->cb.on_disconnected(c, reason, c->user_data);
 }
 
 static void handle_event(struct mqtt_client *c, struct event *ev, bool session_present,
-			 const char *reason)
+			 bool transport, const char *reason)
 {
 	switch (ev->type) {
 	case EVENT_CONNECT_OK:
 		handle_connected(c, session_present);
 		break;
 	case EVENT_CONNECT_FAILED:
-		log_warn("mqtt: connect to %s failed: %s", c->uri, reason);
-		schedule_reconnect(c);
+		handle_connect_failed(c, reason, transport);
+		break;
+	case EVENT_OVERSIZE:
+		handle_oversize(c);
+		break;
+	case EVENT_DIAGNOSED:
+		handle_diagnosed(c);
 		break;
 	case EVENT_LOST:
 		handle_lost(c, reason);
@@ -539,8 +865,9 @@ static void handle_event(struct mqtt_client *c, struct event *ev, bool session_p
 		struct publish_op *op = (struct publish_op *)ev;
 
 		inflight_remove(c, op);
-		if (!op->reported && !op->silent && c->cb.on_publish_done)
-			c->cb.on_publish_done(c, op->tag, op->result, c->user_data);
+		/* Written by Paho's thread before it queued the node: settled now. */
+		if (!op->reported && !op->silent)
+			report_publish(c, op, op->result, op->reason_code, op->reason_string);
 		free(op);
 		break;
 	}
@@ -552,7 +879,7 @@ static void drain(struct mqtt_client *c)
 {
 	for (;;) {
 		char reason[REASON_MAX] = "";
-		bool session_present = false;
+		bool session_present = false, transport = false;
 		struct event *ev;
 
 		pthread_mutex_lock(&c->lock);
@@ -564,6 +891,7 @@ static void drain(struct mqtt_client *c)
 			ev->queued = false;
 			if (ev == &c->connect_ev) {
 				session_present = c->session_present;
+				transport = c->connect_transport;
 				memcpy(reason, c->connect_reason, sizeof(reason));
 			} else if (ev == &c->lost_ev) {
 				memcpy(reason, c->lost_reason, sizeof(reason));
@@ -572,7 +900,7 @@ static void drain(struct mqtt_client *c)
 		pthread_mutex_unlock(&c->lock);
 		if (!ev)
 			return;
-		handle_event(c, ev, session_present, reason);
+		handle_event(c, ev, session_present, transport, reason);
 	}
 }
 
@@ -602,6 +930,57 @@ static bool uri_is_tls(const char *uri)
 	       strncmp(uri, "wss://", 6) == 0;
 }
 
+/*
+ * Host and port of "scheme://host[:port][/path]" ("[v6]" allowed), for
+ * the diagnosis only: Paho parses the URI for the connection itself.
+ */
+static int parse_host_port(const char *uri, char *host, size_t hostlen, int *port)
+{
+	static const struct {
+		const char *scheme;
+		int port;
+	} defaults[] = { { "mqtt://", 1883 }, { "tcp://", 1883 },  { "ws://", 80 },
+			 { "mqtts://", 8883 }, { "ssl://", 8883 }, { "wss://", 443 } };
+	const char *h = NULL, *end;
+	size_t len;
+	long p = 0;
+
+	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+		size_t n = strlen(defaults[i].scheme);
+
+		if (strncmp(uri, defaults[i].scheme, n) == 0) {
+			h = uri + n;
+			p = defaults[i].port;
+			break;
+		}
+	}
+	if (!h)
+		return -EINVAL;
+	if (*h == '[') {
+		end = strchr(++h, ']');
+		if (!end)
+			return -EINVAL;
+		len = (size_t)(end - h);
+		end++;
+	} else {
+		len = strcspn(h, ":/");
+		end = h + len;
+	}
+	if (len == 0 || len >= hostlen)
+		return -EINVAL;
+	if (*end == ':') {
+		char *stop;
+
+		p = strtol(end + 1, &stop, 10);
+		if (stop == end + 1 || (*stop && *stop != '/') || p < 1 || p > 65535)
+			return -EINVAL;
+	}
+	memcpy(host, h, len);
+	host[len] = '\0';
+	*port = (int)p;
+	return 0;
+}
+
 int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options,
 		    const struct mqtt_client_callbacks *callbacks, void *user_data,
 		    struct mqtt_client **out)
@@ -616,6 +995,9 @@ int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options
 		return -EINVAL;
 	if (options->will_topic && (options->will_qos < 0 || options->will_qos > 2 ||
 				    (options->will_len && !options->will_payload)))
+		return -EINVAL;
+	if (options->max_packet_size &&
+	    (options->max_packet_size < MAX_PACKET_MIN || options->max_packet_size > MAX_PACKET_MAX))
 		return -EINVAL;
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -639,7 +1021,15 @@ int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options
 	c->will_qos = options->will_qos;
 	c->will_retain = options->will_retain;
 	c->tls = uri_is_tls(options->uri);
+	c->max_packet_size = options->max_packet_size ? options->max_packet_size
+						      : MQTT_CLIENT_DEFAULT_MAX_PACKET;
+	c->oversize_ev.type = EVENT_OVERSIZE;
+	c->diagnosed_ev.type = EVENT_DIAGNOSED;
 	pthread_mutex_init(&c->lock, NULL);
+	if (parse_host_port(options->uri, c->host, sizeof(c->host), &c->port) < 0) {
+		r = -EINVAL;
+		goto fail;
+	}
 
 	r = dup_opt(options->uri, &c->uri);
 	if (r == 0)
@@ -718,6 +1108,12 @@ int mqtt_client_start(struct mqtt_client *client)
 		return -EINVAL;
 	if (client->state != STATE_IDLE)
 		return -EALREADY;
+	if (client->tls) {
+		check_certs(client, true);
+		if (loop_add_timer(client->loop, CERT_CHECK_INTERVAL_MS, on_cert_timer, client,
+				   &client->cert_timer) < 0)
+			client->cert_timer = 0; /* checked at start only */
+	}
 	issue_connect(client);
 	return 0;
 }
@@ -742,6 +1138,7 @@ static int publish(struct mqtt_client *c, const char *topic, const void *payload
 	op->ev.type = EVENT_PUBLISH_DONE;
 	op->client = c;
 	op->tag = tag;
+	op->reason_code = -1;
 	op->silent = silent;
 	/* Listed before Paho can answer, so a fast completion finds it. */
 	op->next = c->inflight;
@@ -822,6 +1219,22 @@ bool mqtt_client_is_connected(const struct mqtt_client *client)
 	return client && client->state == STATE_CONNECTED;
 }
 
+void mqtt_client_get_stats(const struct mqtt_client *client, struct mqtt_client_stats *out)
+{
+	/* The counters Paho's thread writes are read under the lock. */
+	struct mqtt_client *c = (struct mqtt_client *)client;
+
+	memset(out, 0, sizeof(*out));
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	out->oversize_dropped = c->oversize_dropped;
+	out->oversize_largest = c->oversize_largest;
+	pthread_mutex_unlock(&c->lock);
+	out->connect_failures = c->connect_failures;
+	memcpy(out->last_failure, c->last_failure, sizeof(out->last_failure));
+}
+
 static bool disconnect_done(struct mqtt_client *c)
 {
 	bool done;
@@ -877,6 +1290,13 @@ void mqtt_client_free(struct mqtt_client *client)
 		return;
 	if (c->reconnect_timer)
 		loop_cancel_timer(c->loop, c->reconnect_timer);
+	if (c->cert_timer)
+		loop_cancel_timer(c->loop, c->cert_timer);
+	if (c->oversize_timer)
+		loop_cancel_timer(c->loop, c->oversize_timer);
+	/* Bounded by DIAGNOSIS_TIMEOUT_MS (and the resolver's own timeout). */
+	if (c->probing)
+		pthread_join(c->probe, NULL);
 	if (c->handle) {
 		if (c->state == STATE_CONNECTED || c->state == STATE_CONNECTING)
 			disconnect(c);

@@ -7,19 +7,40 @@
  *
  * Delivery contract: nothing is buffered here. publish() refuses with
  * -ENOTCONN while disconnected (the caller's outbox keeps the message);
- * on_publish_done reports each accepted publish exactly once: 0 when the
- * broker acknowledged it (QoS 1/2) or it was written (QoS 0), or a negative
- * errno (-ECONNRESET when the connection dropped first, -EACCES when the
- * broker refused it, -EIO otherwise). A publish that was reported failed
- * may still have reached the broker: consumers dedupe on msg_id.
+ * each accepted publish is reported exactly once, through on_publish_result
+ * when it is set, else through on_publish_done, with `result`:
+ *   0            the broker acknowledged it (QoS 1/2; PUBACK reason < 0x80,
+ *                e.g. 0x10 "No matching subscribers") or it was written (QoS 0);
+ *   -EACCES      the broker refused it: PUBACK reason code >= 0x80, e.g.
+ *                0x87 "Not authorized" (ACL), 0x97 "Quota exceeded", 0x95
+ *                "Packet too large" (mosquitto's message_size_limit),
+ *                0x90 "Topic Name invalid";
+ *                on_publish_result carries the code and its text;
+ *   -ECONNRESET  the connection dropped before the PUBACK;
+ *   -EIO         anything else (no PUBACK: Paho gave up on it).
+ * Only 0 means the broker has the message; every other result leaves the
+ * caller's copy where it is. A publish that was reported failed may still
+ * have reached the broker: consumers dedupe on msg_id.
  *
- * Connection: clean start on every connect; the client reconnects by itself
+ * Connection: clean start on every connect, announcing an MQTT 5 Maximum
+ * Packet Size (max_packet_size) so the broker never sends bigger packets;
+ * a message that arrives bigger anyway is dropped before it is copied and
+ * counted (mqtt_client_get_stats). The client reconnects by itself
  * with jittered exponential backoff (reconnect_min_ms..reconnect_max_ms,
  * default 1 s..30 s) from a loop timer, restores every subscription, and
  * calls on_connected after every successful (re)connect and on_disconnected
  * once per lost connection. The Last Will (e.g. a retained "offline" status)
  * is also sent on mqtt_client_free(): it disconnects with reason 0x04
  * "disconnect with Will Message".
+ *
+ * Diagnostics (log lines, rate-limited: a repeated reason at most once a
+ * minute, with the count of attempts in between): a refused connect names
+ * the CONNACK reason ("Bad user name or password", "Not authorized"); a
+ * connect that fails below MQTT is diagnosed by one handshake of our own on
+ * a helper thread (tls_check.h): unreachable, not TLS, broker certificate
+ * not signed by ca_file, host name mismatch, client certificate refused.
+ * With TLS the client certificate's and CA's expiry is logged at start
+ * and daily: a warning from 30 days before, an error once expired.
  *
  * Not thread-safe: call everything from the loop thread. Do not free the
  * client from inside one of its own callbacks.
@@ -37,6 +58,14 @@ struct mqtt_client;
 
 /* Messages Paho may hold un-sent at once (connected or not). */
 #define MQTT_CLIENT_MAX_BUFFERED 16384
+/*
+ * Default Maximum Packet Size announced on CONNECT: a command payload of
+ * 64 KiB (COMMAND_PAYLOAD_MAX) plus room for its topic and properties, so
+ * a command just over the limit still arrives and is refused with a reply.
+ */
+#define MQTT_CLIENT_DEFAULT_MAX_PACKET (64u * 1024u + 4096u)
+/* Days before a certificate's expiry from which it is logged as a warning. */
+#define MQTT_CLIENT_CERT_WARN_DAYS 30
 
 struct mqtt_client_options {
 	const char *uri;       /* mqtt:// tcp:// ws:// or (TLS) mqtts:// ssl:// wss:// */
@@ -54,6 +83,30 @@ struct mqtt_client_options {
 	bool will_retain;
 	unsigned reconnect_min_ms; /* 0: 1000 */
 	unsigned reconnect_max_ms; /* 0: 30000 */
+	/* 0: MQTT_CLIENT_DEFAULT_MAX_PACKET; otherwise 128..268435455 bytes. */
+	uint32_t max_packet_size;
+};
+
+/* The outcome of one publish (see the delivery contract above). */
+struct mqtt_publish_result {
+	int result;
+	/*
+	 * The MQTT 5 reason code of the PUBACK (0, 0x10, or >= 0x80 when
+	 * refused); 0 for a QoS 0 message that was written; -1 when no
+	 * acknowledgement came (connection lost, local failure).
+	 */
+	int reason_code;
+	const char *reason;        /* its text ("Not authorized"); "" when reason_code is -1 */
+	const char *reason_string; /* the broker's Reason String property, or NULL */
+};
+
+/* Counters since mqtt_client_new(). */
+struct mqtt_client_stats {
+	uint64_t oversize_dropped; /* incoming messages larger than max_packet_size */
+	size_t oversize_largest;   /* the largest such payload, bytes */
+	uint64_t connect_failures; /* failed connect attempts */
+	/* Why the last connect failed, as logged (after the diagnosis); "" none yet. */
+	char last_failure[384];
 };
 
 struct mqtt_client_callbacks {
@@ -69,13 +122,17 @@ struct mqtt_client_callbacks {
 	void (*on_message)(struct mqtt_client *client, const char *topic, const uint8_t *payload,
 			   size_t len, const char *response_topic, const uint8_t *correlation,
 			   size_t correlation_len, void *user_data);
+	/* Either of these two (on_publish_result wins when both are set). */
 	void (*on_publish_done)(struct mqtt_client *client, uint64_t tag, int result,
 				void *user_data);
+	void (*on_publish_result)(struct mqtt_client *client, uint64_t tag,
+				  const struct mqtt_publish_result *result, void *user_data);
 };
 
 /*
  * Copies options and callbacks (any callback may be NULL). Does not connect
- * yet. -EINVAL for missing uri/client_id or an unsupported URI scheme.
+ * yet. -EINVAL for missing uri/client_id, an unsupported URI scheme or a
+ * max_packet_size out of range.
  */
 int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options,
 		    const struct mqtt_client_callbacks *callbacks, void *user_data,
@@ -97,11 +154,13 @@ int mqtt_client_publish_reply(struct mqtt_client *client, const char *response_t
 /* Remembered and re-sent on every reconnect; sent now if connected. */
 int mqtt_client_subscribe(struct mqtt_client *client, const char *filter, int qos);
 bool mqtt_client_is_connected(const struct mqtt_client *client);
+void mqtt_client_get_stats(const struct mqtt_client *client, struct mqtt_client_stats *out);
 
 /*
  * Disconnects (with the will, waiting at most ~1 s for the broker), stops
- * Paho's threads and frees everything. Callbacks never run afterwards;
- * publishes still in flight are not reported.
+ * Paho's threads (and a running connection diagnosis, at most ~3 s) and
+ * frees everything. Callbacks never run afterwards; publishes still in
+ * flight are not reported.
  */
 void mqtt_client_free(struct mqtt_client *client);
 

@@ -964,6 +964,22 @@ static int open_db(struct store *s, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Sessions and alarms are patient data: a new database file is created
+ * readable and writable by its owner only, whatever the umask, before
+ * SQLite opens it (SQLite gives the -wal and -shm files the database's
+ * mode). An existing file keeps the mode its administrator gave it.
+ */
+static int create_private(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return errno == EEXIST ? 0 : -errno;
+	close(fd);
+	return 0;
+}
+
 int store_open(const struct store_config *cfg, struct store **out, char *err, size_t errlen)
 {
 	pthread_condattr_t ca;
@@ -1006,6 +1022,11 @@ int store_open(const struct store_config *cfg, struct store **out, char *err, si
 	if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
 		ret = -errno;
 		set_err(err, errlen, cfg->data_dir, strerror(-ret));
+		goto fail;
+	}
+	ret = create_private(s->path);
+	if (ret < 0) {
+		set_err(err, errlen, s->path, strerror(-ret));
 		goto fail;
 	}
 	ret = open_db(s, err, errlen);

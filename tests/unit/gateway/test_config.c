@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -17,6 +18,47 @@
 static char dir[64];
 static char conf_path[128];
 static char pass_path[128];
+static char ca_path[128], cert_path[128], key_path[128], other_key_path[128];
+static char world_key_path[128];
+
+/*
+ * TLS material the loader checks with OpenSSL (EC P-256, valid until 2126):
+ * a CA, a client certificate it signed, that certificate's key, and a key
+ * of another certificate.
+ */
+static const char ca_pem[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"MIIBejCCASGgAwIBAgIUV+FDongcr2o5chdT9puJpm3ZcXQwCgYIKoZIzj0EAwIw\n"
+	"EjEQMA4GA1UEAwwHdGVzdCBDQTAgFw0yNjEyMDYxMjE1MzdaGA8yMTI2MTExMjEy\n"
+	"MTUzN1owEjEQMA4GA1UEAwwHdGVzdCBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEH\n"
+	"A0IABI6xzreeZcckcmMlrZlBkoA2RoWN5/WPkksSLxigxRWd7RDiXIaxuktvZDXU\n"
+	"WDAg+ColFWwmnhnT3TI/4gp+I22jUzBRMB0GA1UdDgQWBBRnh+q4pPa+bELa4y4w\n"
+	"LcoDq7I3ozAfBgNVHSMEGDAWgBRnh+q4pPa+bELa4y4wLcoDq7I3ozAPBgNVHRMB\n"
+	"Af8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIG/DtZQBATrg3xrDfka+9qjU6mM+\n"
+	"wfj+3r7Tv8b4RPZnAiAhgFS/2De+hlSI3ibmdkWD63vQEiqxNHXCzcuP1eZ4SQ==\n"
+	"-----END CERTIFICATE-----\n";
+static const char cert_pem[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"MIIBJDCBzAIUOk8l77ixC/nYJltBpmqu9icwUUgwCgYIKoZIzj0EAwIwEjEQMA4G\n"
+	"A1UEAwwHdGVzdCBDQTAgFw0yNjEyMDYxMjE1MzdaGA8yMTI2MTExMjEyMTUzN1ow\n"
+	"FzEVMBMGA1UEAwwMY2xpbmljLWEtZ3cxMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcD\n"
+	"QgAEtCvNDmMxCyqPG0Z4o1/aET4UevPFddwUteFAKicqGmsdHNJCcw7OZG/pDXRD\n"
+	"41DjQHswiW3dgu6CHbasAjXGdzAKBggqhkjOPQQDAgNHADBEAiAeMWs/7ch2FdB6\n"
+	"fwIpTrGbw6iCj/BEPIdNx95PriGgewIgK6MNfyR6wGAQd1SR0oGEkC85aDBTwDdw\n"
+	"Od7SKLuHiV4=\n"
+	"-----END CERTIFICATE-----\n";
+static const char key_pem[] =
+	"-----BEGIN PRIVATE KEY-----\n"
+	"MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgIqjXec0nzC16EZ7k\n"
+	"mux9x2hqVBKpyHI4yjOAq5VjmNyhRANCAAS0K80OYzELKo8bRnijX9oRPhR688V1\n"
+	"3BS14UAqJyoaax0c0kJzDs5kb+kNdEPjUONAezCJbd2C7oIdtqwCNcZ3\n"
+	"-----END PRIVATE KEY-----\n";
+static const char other_key_pem[] =
+	"-----BEGIN PRIVATE KEY-----\n"
+	"MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQghoGNY7kCObLJi3kQ\n"
+	"Vm0Ufp78qVJGx/cd54cEcx6JCWGhRANCAAT3X+Pz9x3o5t4eN6+sojurymDYA+W7\n"
+	"4ogLYIjPclGeHnZhNVrJQC7RxcXLuRRw/pqNw/RkxrIGZoUe09OMahuK\n"
+	"-----END PRIVATE KEY-----\n";
 
 #define POISON ((struct config *)0x5a5a)
 
@@ -29,19 +71,31 @@ static void write_file(const char *path, const char *text, size_t len)
 	assert_int_equal(fclose(f), 0);
 }
 
-/* Writes text as DIR/gw.conf; "@PASS@" and "@CONF@" become real file paths. */
+/*
+ * Writes text as DIR/gw.conf; "@PASS@", "@CONF@", "@CA@", "@CERT@", "@KEY@"
+ * and "@OTHERKEY@" become real file paths.
+ */
 static void write_conf(const char *text)
 {
+	const struct {
+		const char *mark;
+		const char *path;
+	} marks[] = { { "@PASS@", pass_path }, { "@CONF@", conf_path },
+		      { "@CA@", ca_path },     { "@CERT@", cert_path },
+		      { "@KEY@", key_path },   { "@OTHERKEY@", other_key_path },
+		      { "@WORLDKEY@", world_key_path } };
 	char expanded[8192] = "";
 	const char *p = text;
 
 	while (*p) {
-		if (strncmp(p, "@PASS@", 6) == 0) {
-			strcat(expanded, pass_path);
-			p += 6;
-		} else if (strncmp(p, "@CONF@", 6) == 0) {
-			strcat(expanded, conf_path);
-			p += 6;
+		size_t i, n = sizeof(marks) / sizeof(marks[0]);
+
+		for (i = 0; i < n; i++)
+			if (strncmp(p, marks[i].mark, strlen(marks[i].mark)) == 0)
+				break;
+		if (i < n) {
+			strcat(expanded, marks[i].path);
+			p += strlen(marks[i].mark);
 		} else {
 			strncat(expanded, p, 1);
 			p++;
@@ -58,6 +112,18 @@ static int setup(void **state)
 	snprintf(conf_path, sizeof(conf_path), "%s/gw.conf", dir);
 	snprintf(pass_path, sizeof(pass_path), "%s/password", dir);
 	write_file(pass_path, "s3cret\nsecond line\n", 19);
+	snprintf(ca_path, sizeof(ca_path), "%s/ca.crt", dir);
+	snprintf(cert_path, sizeof(cert_path), "%s/gw.crt", dir);
+	snprintf(key_path, sizeof(key_path), "%s/gw.key", dir);
+	snprintf(other_key_path, sizeof(other_key_path), "%s/other.key", dir);
+	snprintf(world_key_path, sizeof(world_key_path), "%s/world.key", dir);
+	write_file(ca_path, ca_pem, strlen(ca_pem));
+	write_file(cert_path, cert_pem, strlen(cert_pem));
+	write_file(key_path, key_pem, strlen(key_pem));
+	write_file(other_key_path, other_key_pem, strlen(other_key_pem));
+	/* Private keys readable by every user are refused. */
+	if (chmod(key_path, 0600) < 0 || chmod(other_key_path, 0600) < 0)
+		return -1;
 	return 0;
 }
 
@@ -65,6 +131,11 @@ static int teardown(void **state)
 {
 	unlink(conf_path);
 	unlink(pass_path);
+	unlink(ca_path);
+	unlink(cert_path);
+	unlink(key_path);
+	unlink(other_key_path);
+	unlink(world_key_path);
 	rmdir(dir);
 	return 0;
 }
@@ -114,7 +185,7 @@ static const char full_conf[] =
 	"gateway = { id = \"clinic-a-gw1\"; site = \"clinic-a\"; data_dir = \"/tmp/gw\"; };\n"
 	"mqtt = { uri = \"mqtts://broker.example:8883\"; client_id = \"gw1.client\";\n"
 	"  username = \"gw\"; password_file = \"@PASS@\"; telemetry_hz = 25; keepalive_s = 30;\n"
-	"  tls = { ca_file = \"@CONF@\"; cert_file = \"@CONF@\"; key_file = \"@PASS@\"; }; };\n"
+	"  tls = { ca_file = \"@CA@\"; cert_file = \"@CERT@\"; key_file = \"@KEY@\"; }; };\n"
 	"ble = { security = \"high\"; };\n"
 	"limits = { leg = { max_pressure_mmHg = 240; max_pct_lop = 70; session_total_s = 1000; };\n"
 	"  arm = { max_pressure_mmHg = 180; max_pct_lop = 50; session_total_s = 600; };\n"
@@ -145,8 +216,9 @@ static void test_full(void **state)
 	assert_string_equal(cfg->mqtt.password, "s3cret");
 	assert_int_equal(cfg->mqtt.telemetry_hz, 25);
 	assert_int_equal(cfg->mqtt.keepalive_s, 30);
-	assert_string_equal(cfg->mqtt.ca_file, conf_path);
-	assert_string_equal(cfg->mqtt.key_file, pass_path);
+	assert_string_equal(cfg->mqtt.ca_file, ca_path);
+	assert_string_equal(cfg->mqtt.cert_file, cert_path);
+	assert_string_equal(cfg->mqtt.key_file, key_path);
 	assert_int_equal(cfg->ble_security, CONFIG_SECURITY_HIGH);
 	assert_int_equal(cfg->leg.max_pressure_mmHg, 240);
 	assert_int_equal(cfg->arm.max_pct_lop, 50);
@@ -423,6 +495,69 @@ static void test_allocation_failure(void **state)
 	assert_true(n > 10); /* every string and the cuff array were failed once */
 }
 
+/* ---- TLS key material, checked with OpenSSL at load time (issue 11) ---- */
+
+#define TLS_CONF(ca, cert, key)                                                              \
+	GW "mqtt = { uri = \"mqtts://broker.example:8883\";\n"                                \
+	   "  tls = {\n"                                                                        \
+	   "    ca_file = \"" ca "\";\n"                                                        \
+	   "    cert_file = \"" cert "\";\n"                                                    \
+	   "    key_file = \"" key "\";\n"                                                      \
+	   "  }; };\n"
+
+static const struct bad_case tls_cases[] = {
+	{ TLS_CONF("@CA@", "@CERT@", "@OTHERKEY@"), 6, "mqtt.tls.key_file",
+	  "does not match the certificate" },
+	{ TLS_CONF("@CONF@", "@CERT@", "@KEY@"), 4, "mqtt.tls.ca_file",
+	  "holds no usable PEM CA certificate" },
+	{ TLS_CONF("@CA@", "@KEY@", "@KEY@"), 5, "mqtt.tls.cert_file", "holds no PEM certificate" },
+	{ TLS_CONF("@CA@", "@CERT@", "@CERT@"), 6, "mqtt.tls.key_file",
+	  "holds no unencrypted PEM private key" },
+	{ TLS_CONF("@CA@", "@CERT@", "@WORLDKEY@"), 6, "mqtt.tls.key_file",
+	  "is readable by every user (mode 0644)" },
+};
+
+static void test_tls_key_material_refused(void **state)
+{
+	struct config *cfg = POISON;
+	char err[512] = "";
+
+	/* The right key, but readable by every user. */
+	write_file(world_key_path, key_pem, strlen(key_pem));
+	assert_int_equal(chmod(world_key_path, 0644), 0);
+
+	for (size_t i = 0; i < sizeof(tls_cases) / sizeof(tls_cases[0]); i++) {
+		const struct bad_case *bc = &tls_cases[i];
+		char want[256];
+		int r;
+
+		write_conf(bc->text);
+		r = config_load(conf_path, &cfg, err, sizeof(err));
+		if (r != -EINVAL || cfg != POISON)
+			fail_msg("tls case %zu: r=%d, err \"%s\"", i, r, err);
+		snprintf(want, sizeof(want), "%s:%d: %s: ", conf_path, bc->line, bc->setting);
+		if (strncmp(err, want, strlen(want)) != 0 || !strstr(err, bc->message))
+			fail_msg("tls case %zu: got \"%s\", want \"%s...%s\"", i, err, want,
+				 bc->message);
+	}
+}
+
+/* The matching set loads; so does a CA alone (password login over TLS). */
+static void test_tls_key_material_accepted(void **state)
+{
+	struct config *cfg = NULL;
+	char err[512] = "";
+
+	write_conf(TLS_CONF("@CA@", "@CERT@", "@KEY@"));
+	assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg->mqtt.cert_file, cert_path);
+	config_free(cfg);
+	write_conf(GW "mqtt = { uri = \"mqtts://b\"; tls = { ca_file = \"@CA@\"; }; };\n");
+	assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), 0);
+	assert_null(cfg->mqtt.cert_file);
+	config_free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -432,6 +567,8 @@ int main(void)
 		cmocka_unit_test(test_bad_configs),
 		cmocka_unit_test(test_unreadable_and_garbage),
 		cmocka_unit_test(test_allocation_failure),
+		cmocka_unit_test(test_tls_key_material_refused),
+		cmocka_unit_test(test_tls_key_material_accepted),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -5,12 +5,15 @@
  * publishes coming back to us, MQTT 5 request/response properties, broker
  * killed (on_disconnected, -ENOTCONN), broker restarted on the same port
  * (on_connected again, subscriptions restored), the Last Will on free.
+ * The broker also has an ACL (denied/# refused), a message_size_limit and
+ * a second listener with passwords: PUBACK and CONNACK reason codes.
  * Every wait runs the loop until a condition holds or a deadline passes.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
@@ -36,11 +39,17 @@ extern char **environ;
 #define WAIT_MS 10000
 #define MAX_MSGS 32
 
+/* The broker refuses publishes larger than this (PUBACK 0x83). */
+#define BROKER_SIZE_LIMIT 100000
+
 struct broker {
 	pid_t pid;
 	int port;
+	int auth_port; /* passwords required */
 	char dir[64];
 	char conf[128];
+	char acl[128];
+	char passwd[128];
 };
 
 static struct broker broker;
@@ -122,21 +131,47 @@ static void broker_kill(void)
 	broker.pid = 0;
 }
 
+static int run_wait(char *const argv[])
+{
+	int status;
+	pid_t pid = spawn(argv);
+
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
 static int setup(void **state)
 {
+	char *passwd_argv[] = { "mosquitto_passwd", "-b", "-c", broker.passwd, "gw", "right", NULL };
 	FILE *f;
 
 	strcpy(broker.dir, "/tmp/bfr-mqtt-XXXXXX");
 	if (!mkdtemp(broker.dir))
 		return -1;
 	snprintf(broker.conf, sizeof(broker.conf), "%s/mosquitto.conf", broker.dir);
+	snprintf(broker.acl, sizeof(broker.acl), "%s/acl", broker.dir);
+	snprintf(broker.passwd, sizeof(broker.passwd), "%s/passwd", broker.dir);
 	broker.port = free_port();
+	broker.auth_port = free_port();
+	f = fopen(broker.acl, "w");
+	if (!f)
+		return -1;
+	/* Deny lines are checked first, whatever their place. */
+	fprintf(f, "topic deny denied/#\ntopic readwrite #\n");
+	fclose(f);
+	if (run_wait(passwd_argv) != 0)
+		return -1;
 	f = fopen(broker.conf, "w");
 	if (!f)
 		return -1;
-	fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
-		   "log_dest none\n",
-		broker.port);
+	/* As root, mosquitto would read the files as user mosquitto: not in our 0700 dir. */
+	fprintf(f,
+		"per_listener_settings true\npersistence false\nlog_dest none\nuser root\n"
+		"message_size_limit %d\n"
+		"listener %d 127.0.0.1\nallow_anonymous true\nacl_file %s\n"
+		"listener %d 127.0.0.1\nallow_anonymous false\npassword_file %s\n",
+		BROKER_SIZE_LIMIT, broker.port, broker.acl, broker.auth_port, broker.passwd);
 	fclose(f);
 	broker_start();
 	return 0;
@@ -147,6 +182,8 @@ static int teardown(void **state)
 	if (broker.pid > 0)
 		broker_kill();
 	unlink(broker.conf);
+	unlink(broker.acl);
+	unlink(broker.passwd);
 	rmdir(broker.dir);
 	return 0;
 }
@@ -304,7 +341,16 @@ static void test_bad_arguments(void **state)
 	o.client_id = "x";
 	o.uri = "http://127.0.0.1:1";
 	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, NULL, &c), -EINVAL);
+	o.uri = "mqtts://";
+	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, NULL, &c), -EINVAL);
+	o.uri = "mqtt://host:99999";
+	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, NULL, &c), -EINVAL);
 	o.uri = uri;
+	o.max_packet_size = 127;
+	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, NULL, &c), -EINVAL);
+	o.max_packet_size = 268435456;
+	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, NULL, &c), -EINVAL);
+	o.max_packet_size = 0;
 	o.will_topic = "w";
 	o.will_qos = 3;
 	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, NULL, &c), -EINVAL);
@@ -509,6 +555,361 @@ static void test_no_broker(void **state)
 	loop_free(loop);
 }
 
+/* ---- PUBACK and CONNACK reason codes (issues 9 and 11) --------------- */
+
+struct results {
+	int n;
+	uint64_t tags[MAX_MSGS];
+	struct mqtt_publish_result res[MAX_MSGS];
+	char reasons[MAX_MSGS][64];
+};
+
+static void on_publish_result(struct mqtt_client *c, uint64_t tag,
+			      const struct mqtt_publish_result *res, void *user_data)
+{
+	struct results *r = user_data;
+
+	assert_true(r->n < MAX_MSGS);
+	assert_non_null(res->reason);
+	r->tags[r->n] = tag;
+	r->res[r->n] = *res;
+	snprintf(r->reasons[r->n], sizeof(r->reasons[0]), "%s", res->reason);
+	r->res[r->n].reason = r->reasons[r->n];
+	r->res[r->n].reason_string = NULL;
+	r->n++;
+}
+
+static int connected_count;
+
+static void count_connected(struct mqtt_client *c, bool session_present, void *user_data)
+{
+	connected_count++;
+}
+
+static const struct mqtt_publish_result *result_for(const struct results *r, uint64_t tag)
+{
+	for (int i = 0; i < r->n; i++)
+		if (r->tags[i] == tag)
+			return &r->res[i];
+	fail_msg("no result for tag %llu", (unsigned long long)tag);
+	return NULL;
+}
+
+/*
+ * A refusal by the broker (PUBACK >= 0x80) is -EACCES with its reason code
+ * and text, distinct from an accepted publish; on_publish_done-only users
+ * see the same result.
+ */
+static void test_puback_reason_codes(void **state)
+{
+	static const struct mqtt_client_callbacks result_cbs = {
+		.on_connected = count_connected,
+		.on_publish_result = on_publish_result,
+	};
+	static uint8_t big[BROKER_SIZE_LIMIT + 1000];
+	struct loop *loop = NULL;
+	struct mqtt_client *c = NULL, *old = NULL;
+	struct mqtt_client_options o;
+	struct results res = { 0 };
+	struct rec r = { 0 };
+	const struct mqtt_publish_result *p;
+	char uri[64];
+
+	connected_count = 0;
+	assert_int_equal(loop_new(&loop), 0);
+	make_options(&o, uri, sizeof(uri), "puback");
+	assert_int_equal(mqtt_client_new(loop, &o, &result_cbs, &res, &c), 0);
+	assert_int_equal(mqtt_client_start(c), 0);
+	wait_for(loop, &connected_count, 1);
+
+	assert_int_equal(mqtt_client_publish(c, "denied/x", "x", 1, 1, false, 1), 0);
+	assert_int_equal(mqtt_client_publish(c, "t/big", big, sizeof(big), 1, false, 2), 0);
+	assert_int_equal(mqtt_client_publish(c, "t/fine", "x", 1, 1, false, 3), 0);
+	assert_int_equal(mqtt_client_publish(c, "t/q0", "x", 1, 0, false, 4), 0);
+	wait_for(loop, &res.n, 4);
+	p = result_for(&res, 1);
+	assert_int_equal(p->result, -EACCES);
+	assert_int_equal(p->reason_code, 0x87);
+	assert_string_equal(p->reason, "Not authorized");
+	p = result_for(&res, 2); /* message_size_limit */
+	assert_int_equal(p->result, -EACCES);
+	assert_int_equal(p->reason_code, 0x95);
+	assert_string_equal(p->reason, "Packet too large");
+	p = result_for(&res, 3);
+	assert_int_equal(p->result, 0);
+	assert_true(p->reason_code == 0 || p->reason_code == 0x10); /* no subscribers */
+	p = result_for(&res, 4);
+	assert_int_equal(p->result, 0);
+	assert_int_equal(p->reason_code, 0);
+	mqtt_client_free(c);
+
+	/* The old callback still gets the result. */
+	make_options(&o, uri, sizeof(uri), "puback-old");
+	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, &r, &old), 0);
+	assert_int_equal(mqtt_client_start(old), 0);
+	wait_for(loop, &r.connected, 1);
+	assert_int_equal(mqtt_client_publish(old, "denied/y", "x", 1, 1, false, 7), 0);
+	wait_for(loop, &r.done, 1);
+	assert_int_equal(done_result(&r, 7), -EACCES);
+	mqtt_client_free(old);
+	loop_free(loop);
+}
+
+static void wait_failures(struct loop *loop, struct mqtt_client *c, struct mqtt_client_stats *st)
+{
+	uint64_t deadline = now_ms() + WAIT_MS;
+
+	do {
+		assert_int_equal(loop_run_once(loop, 50), 0);
+		mqtt_client_get_stats(c, st);
+	} while (!st->last_failure[0] && now_ms() < deadline);
+	if (!st->last_failure[0])
+		fail_msg("no connect failure reported");
+}
+
+/* Bad credentials read as the CONNACK's reason, not "code 135". */
+static void test_connack_reason_text(void **state)
+{
+	struct loop *loop = NULL;
+	struct mqtt_client *c = NULL;
+	struct mqtt_client_options o;
+	struct mqtt_client_stats st;
+	struct rec r = { 0 };
+	char uri[64];
+
+	assert_int_equal(loop_new(&loop), 0);
+	make_options(&o, uri, sizeof(uri), "connack");
+	snprintf(uri, sizeof(uri), "mqtt://127.0.0.1:%d", broker.auth_port);
+	o.username = "gw";
+	o.password = "wrong";
+	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, &r, &c), 0);
+	assert_int_equal(mqtt_client_start(c), 0);
+	wait_failures(loop, c, &st);
+	if (!strstr(st.last_failure, "the broker refused the connection: Not authorized") &&
+	    !strstr(st.last_failure, "Bad user name or password"))
+		fail_msg("unclear reason: %s", st.last_failure);
+	assert_null(strstr(st.last_failure, "code 135"));
+	assert_true(st.connect_failures >= 1);
+	assert_int_equal(r.connected, 0);
+	mqtt_client_free(c);
+
+	o.password = "right";
+	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, &r, &c), 0);
+	assert_int_equal(mqtt_client_start(c), 0);
+	wait_for(loop, &r.connected, 1);
+	mqtt_client_free(c);
+	loop_free(loop);
+}
+
+/* Nobody listens: the diagnosis names the cause, not "TCP/TLS connect failure". */
+static void test_unreachable_reason_text(void **state)
+{
+	struct loop *loop = NULL;
+	struct mqtt_client *c = NULL;
+	struct mqtt_client_options o;
+	struct mqtt_client_stats st;
+	char uri[64];
+
+	assert_int_equal(loop_new(&loop), 0);
+	make_options(&o, uri, sizeof(uri), "unreachable");
+	snprintf(uri, sizeof(uri), "mqtts://127.0.0.1:%d", free_port());
+	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, NULL, &c), 0);
+	assert_int_equal(mqtt_client_start(c), 0);
+	wait_failures(loop, c, &st);
+	assert_non_null(strstr(st.last_failure, "cannot reach the broker at 127.0.0.1:"));
+	assert_non_null(strstr(st.last_failure, "Connection refused"));
+	mqtt_client_free(c);
+	loop_free(loop);
+}
+
+/* ---- Maximum Packet Size (issue 9 item 3) ------------------------------ */
+
+/* The broker honours our Maximum Packet Size: it never sends the big one. */
+static void test_max_packet_size_announced(void **state)
+{
+	static uint8_t big[2000];
+	struct loop *loop = NULL;
+	struct mqtt_client *rx = NULL, *tx = NULL;
+	struct mqtt_client_options o;
+	struct mqtt_client_stats st;
+	struct rec r = { 0 }, t = { 0 };
+	char uri[64], turi[64];
+
+	assert_int_equal(loop_new(&loop), 0);
+	make_options(&o, uri, sizeof(uri), "small-receiver");
+	o.max_packet_size = 1024;
+	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, &r, &rx), 0);
+	assert_int_equal(mqtt_client_subscribe(rx, "big/#", 1), 0);
+	assert_int_equal(mqtt_client_start(rx), 0);
+	wait_for(loop, &r.connected, 1);
+	/* Subscribed once our own small message comes back. */
+	assert_int_equal(mqtt_client_publish(rx, "big/ping", "p", 1, 1, false, 1), 0);
+	wait_for_msg(loop, &r, "big/ping");
+
+	make_options(&o, turi, sizeof(turi), "sender");
+	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, &t, &tx), 0);
+	assert_int_equal(mqtt_client_start(tx), 0);
+	wait_for(loop, &t.connected, 1);
+	memset(big, 'b', sizeof(big));
+	assert_int_equal(mqtt_client_publish(tx, "big/a", big, sizeof(big), 1, false, 1), 0);
+	assert_int_equal(mqtt_client_publish(tx, "big/b", "small", 5, 1, false, 2), 0);
+	wait_for_msg(loop, &r, "big/b");
+	assert_null(find_msg(&r, "big/a")); /* in order: it would have come first */
+	mqtt_client_get_stats(rx, &st);
+	assert_int_equal(st.oversize_dropped, 0); /* the broker dropped it, not us */
+	mqtt_client_free(tx);
+	mqtt_client_free(rx);
+	loop_free(loop);
+}
+
+/*
+ * A broker that ignores the Maximum Packet Size (a minimal one served by
+ * this test) sends a big message anyway: it is dropped before it is
+ * copied, counted, and the next message arrives normally.
+ */
+struct fake_broker {
+	int lfd;
+	int port;
+	size_t big_len;
+	uint32_t announced; /* Maximum Packet Size seen in CONNECT */
+	pthread_t thread;
+};
+
+static bool read_full(int fd, uint8_t *buf, size_t n)
+{
+	while (n > 0) {
+		ssize_t r = read(fd, buf, n);
+
+		if (r <= 0)
+			return false;
+		buf += r;
+		n -= (size_t)r;
+	}
+	return true;
+}
+
+static bool write_full(int fd, const uint8_t *buf, size_t n)
+{
+	while (n > 0) {
+		ssize_t r = write(fd, buf, n);
+
+		if (r <= 0)
+			return false;
+		buf += r;
+		n -= (size_t)r;
+	}
+	return true;
+}
+
+static size_t put_varint(uint8_t *out, size_t v)
+{
+	size_t n = 0;
+
+	do {
+		out[n] = (uint8_t)(v % 128);
+		v /= 128;
+		if (v)
+			out[n] |= 0x80;
+		n++;
+	} while (v);
+	return n;
+}
+
+static bool send_publish(int fd, const char *topic, const uint8_t *payload, size_t len)
+{
+	size_t tlen = strlen(topic), n = 0;
+	uint8_t head[16];
+
+	head[n++] = 0x30; /* PUBLISH, QoS 0 */
+	n += put_varint(head + n, 2 + tlen + 1 + len);
+	head[n++] = (uint8_t)(tlen >> 8);
+	head[n++] = (uint8_t)tlen;
+	return write_full(fd, head, n) && write_full(fd, (const uint8_t *)topic, tlen) &&
+	       write_full(fd, (const uint8_t *)"\0", 1) && write_full(fd, payload, len);
+}
+
+static void *fake_broker_main(void *arg)
+{
+	static const uint8_t connack[] = { 0x20, 0x03, 0x00, 0x00, 0x00 };
+	struct fake_broker *fb = arg;
+	uint8_t hdr, byte, body[512], *big;
+	size_t len = 0, shift = 0, i;
+	int fd = accept(fb->lfd, NULL, NULL);
+
+	if (fd < 0)
+		return NULL;
+	/* CONNECT: remaining length, then ... properties: find 0x27 (4 bytes). */
+	if (!read_full(fd, &hdr, 1) || hdr != 0x10)
+		goto out;
+	do {
+		if (!read_full(fd, &byte, 1))
+			goto out;
+		len |= (size_t)(byte & 0x7f) << shift;
+		shift += 7;
+	} while (byte & 0x80);
+	if (len > sizeof(body) || !read_full(fd, body, len))
+		goto out;
+	/* 2+4 "MQTT", level, flags, keepalive(2), properties length (1 byte here). */
+	for (i = 11; i + 4 < 11 + (size_t)body[10] + 1 && i + 4 < len; i++)
+		if (body[i] == 0x27) {
+			fb->announced = (uint32_t)body[i + 1] << 24 | (uint32_t)body[i + 2] << 16 |
+					(uint32_t)body[i + 3] << 8 | body[i + 4];
+			break;
+		}
+	big = malloc(fb->big_len);
+	if (!big)
+		goto out;
+	memset(big, 'x', fb->big_len);
+	if (write_full(fd, connack, sizeof(connack)) &&
+	    send_publish(fd, "big/x", big, fb->big_len))
+		send_publish(fd, "small/x", (const uint8_t *)"small", 5);
+	free(big);
+	/* Until the client hangs up (SUBSCRIBE, PINGREQ, DISCONNECT are ignored). */
+	while (read(fd, body, sizeof(body)) > 0)
+		;
+out:
+	close(fd);
+	return NULL;
+}
+
+static void test_oversize_dropped_before_copy(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct fake_broker fb = { .big_len = 8192 };
+	socklen_t salen = sizeof(sa);
+	struct loop *loop = NULL;
+	struct mqtt_client *c = NULL;
+	struct mqtt_client_options o;
+	struct mqtt_client_stats st;
+	struct rec r = { 0 };
+	char uri[64];
+
+	fb.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fb.lfd >= 0);
+	assert_int_equal(bind(fb.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fb.lfd, 1), 0);
+	assert_int_equal(getsockname(fb.lfd, (struct sockaddr *)&sa, &salen), 0);
+	fb.port = ntohs(sa.sin_port);
+	assert_int_equal(pthread_create(&fb.thread, NULL, fake_broker_main, &fb), 0);
+
+	assert_int_equal(loop_new(&loop), 0);
+	make_options(&o, uri, sizeof(uri), "oversize");
+	snprintf(uri, sizeof(uri), "mqtt://127.0.0.1:%d", fb.port);
+	o.max_packet_size = 1024;
+	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, &r, &c), 0);
+	assert_int_equal(mqtt_client_start(c), 0);
+	wait_for_msg(loop, &r, "small/x");
+	assert_null(find_msg(&r, "big/x"));
+	assert_int_equal(fb.announced, 1024);
+	mqtt_client_get_stats(c, &st);
+	assert_int_equal(st.oversize_dropped, 1);
+	assert_int_equal(st.oversize_largest, 8192);
+	mqtt_client_free(c);
+	assert_int_equal(pthread_join(fb.thread, NULL), 0);
+	close(fb.lfd);
+	loop_free(loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -516,6 +917,11 @@ int main(void)
 		cmocka_unit_test(test_allocation_failure),
 		cmocka_unit_test(test_end_to_end),
 		cmocka_unit_test(test_no_broker),
+		cmocka_unit_test(test_puback_reason_codes),
+		cmocka_unit_test(test_connack_reason_text),
+		cmocka_unit_test(test_unreachable_reason_text),
+		cmocka_unit_test(test_max_packet_size_announced),
+		cmocka_unit_test(test_oversize_dropped_before_copy),
 	};
 
 	/* A dead broker must not kill the test with SIGPIPE. */
