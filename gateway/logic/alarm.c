@@ -55,6 +55,8 @@ static const struct code_desc codes[ALARM_CODE_COUNT] = {
 	[ALARM_ESTOP] = { "estop", H, TEC, true, "emergency stop: all cuffs deflated" },
 	[ALARM_OUTBOX_FULL] = { "outbox_full", M, TEC, true, "outbox nearly full" },
 	[ALARM_STORAGE_ERROR] = { "storage_error", M, TEC, true, "storage error" },
+	[ALARM_BROKER_REFUSED] = { "broker_refused", M, TEC, true,
+				   "the broker refuses messages: they wait in the outbox" },
 };
 
 /*

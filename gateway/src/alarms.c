@@ -230,6 +230,24 @@ void alarms_storage_error(struct alarms *a, bool present, const char *message)
 		log_error("storage_error could not be raised (%s)", message ? message : "disk");
 }
 
+void alarms_broker_refused(struct alarms *a, bool present, const char *topic, int reason_code,
+			   const char *reason)
+{
+	uint64_t wall = payload_wall_ms(a->ctx);
+	struct alarm_values v = { NAN, NAN, reason_code, NAN };
+	char msg[ALARM_MSG_MAX];
+
+	if (!present) {
+		(void)alarm_condition_cleared(a->table, "", ALARM_BROKER_REFUSED, wall); /* valid */
+		return;
+	}
+	/* The message is cut at ALARM_MSG_MAX: the reason first, then the topic. */
+	snprintf(msg, sizeof(msg), "broker refused (%s): %s", reason ? reason : "?",
+		 topic ? topic : "?");
+	if (alarm_raise(a->table, "", NULL, ALARM_BROKER_REFUSED, msg, &v, wall, NULL) < 0)
+		log_error("broker_refused could not be raised");
+}
+
 void alarms_outbox_level(struct alarms *a, bool over)
 {
 	uint64_t wall = payload_wall_ms(a->ctx);

@@ -60,6 +60,11 @@ bool alarms_raised_by_this_run(const struct alarms *a, const char *alarm_id);
 /* storage_error: the database is unusable (raised at start), the disk fails
  * (present) or recovered, or the outbox refused a message. */
 void alarms_storage_error(struct alarms *a, bool present, const char *message);
+/* broker_refused: the broker refuses messages (present, naming the first
+ * refused topic and its PUBACK reason; values.limit is the reason code), or
+ * everything it refused has been delivered since. */
+void alarms_broker_refused(struct alarms *a, bool present, const char *topic, int reason_code,
+			   const char *reason);
 /* outbox_full: follows the outbox's fill level. */
 void alarms_outbox_level(struct alarms *a, bool over);
 

@@ -144,9 +144,19 @@ static void on_disk_health(bool ok, const char *message, void *user_data)
 		alarms_storage_error(gw->alarms, !ok, NULL);
 }
 
+static void on_broker_refused(bool present, const char *topic, int reason_code,
+			      const char *reason, void *user_data)
+{
+	struct gateway *gw = user_data;
+
+	if (gw->alarms)
+		alarms_broker_refused(gw->alarms, present, topic, reason_code, reason);
+}
+
 static const struct publisher_callbacks publisher_callbacks = {
 	.on_outbox_refused = on_outbox_refused,
 	.on_disk_health = on_disk_health,
+	.on_broker_refused = on_broker_refused,
 };
 
 /* --- MQTT ----------------------------------------------------------------- */
@@ -186,19 +196,19 @@ static void on_mqtt_message(struct mqtt_client *client, const char *topic, const
 				correlation_len);
 }
 
-static void on_mqtt_publish_done(struct mqtt_client *client, uint64_t tag, int result,
-				 void *user_data)
+static void on_mqtt_publish_result(struct mqtt_client *client, uint64_t tag,
+				   const struct mqtt_publish_result *res, void *user_data)
 {
 	struct gateway *gw = user_data;
 
-	publisher_publish_done(gw->pub, tag, result);
+	publisher_publish_result(gw->pub, tag, res);
 }
 
 static const struct mqtt_client_callbacks mqtt_callbacks = {
 	.on_connected = on_mqtt_connected,
 	.on_disconnected = on_mqtt_disconnected,
 	.on_message = on_mqtt_message,
-	.on_publish_done = on_mqtt_publish_done,
+	.on_publish_result = on_mqtt_publish_result,
 };
 
 /* --- start ---------------------------------------------------------------- */

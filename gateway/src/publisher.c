@@ -24,6 +24,17 @@ struct publisher {
 	int64_t cursor;
 	size_t inflight;
 
+	/* Rows the broker refused, ascending ids, until it accepts them:
+	 * offered again by retry_timer (in_flight while offered). */
+	struct refused_row {
+		int64_t id;
+		bool in_flight;
+	} *refused;
+	size_t n_refused, cap_refused;
+	uint64_t retry_timer;
+	unsigned retry_ms;
+	bool refusal_reported; /* on_broker_refused(true) was called */
+
 	bool disk_failing; /* between a DISK_ERROR and the DISK_OK after it */
 	uint64_t direct_lost; /* QoS 1 messages lost while running without a store */
 	uint64_t qos0_refused;
@@ -88,6 +99,87 @@ static void on_store_completion(const struct store_completion *c, void *user_dat
 	}
 }
 
+/* --- rows the broker refused ------------------------------------------------ */
+
+static struct refused_row *refused_find(const struct publisher *pub, int64_t id)
+{
+	for (size_t i = 0; i < pub->n_refused; i++)
+		if (pub->refused[i].id == id)
+			return &pub->refused[i];
+	return NULL;
+}
+
+/* Keeps the list in id order: rows are offered again oldest first. */
+static int refused_add(struct publisher *pub, int64_t id)
+{
+	struct refused_row *known = refused_find(pub, id);
+	size_t i;
+
+	if (known) {
+		known->in_flight = false;
+		return 0;
+	}
+	if (pub->n_refused == pub->cap_refused) {
+		size_t cap = pub->cap_refused ? pub->cap_refused * 2 : 16;
+		struct refused_row *v = realloc(pub->refused, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		pub->refused = v;
+		pub->cap_refused = cap;
+	}
+	for (i = pub->n_refused; i > 0 && pub->refused[i - 1].id > id; i--)
+		pub->refused[i] = pub->refused[i - 1];
+	pub->refused[i] = (struct refused_row){ .id = id };
+	pub->n_refused++;
+	return 0;
+}
+
+static void refused_remove(struct publisher *pub, int64_t id)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < pub->n_refused; i++)
+		if (pub->refused[i].id != id)
+			pub->refused[kept++] = pub->refused[i];
+	pub->n_refused = kept;
+}
+
+static void arm_retry(struct publisher *pub)
+{
+	if (loop_timer_is_active(pub->loop, pub->retry_timer, NULL))
+		return;
+	if (loop_timer_start(pub->loop, pub->retry_timer, pub->retry_ms, 0) < 0)
+		log_error("outbox: cannot arm the retry of refused messages");
+}
+
+/* Offers every refused row again, in id order. */
+static void on_retry(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct publisher *pub = user_data;
+
+	for (size_t i = 0; i < pub->n_refused; i++) {
+		struct refused_row *rr = &pub->refused[i];
+		const struct outbox_row *row = outbox_get(pub->outbox, rr->id);
+
+		if (rr->in_flight || !row || !mqtt_client_is_connected(pub->mqtt))
+			continue;
+		if (mqtt_client_publish(pub->mqtt, row->topic, row->payload, row->len, row->qos,
+					row->retain, (uint64_t)row->id) == 0) {
+			rr->in_flight = true;
+			pub->inflight++;
+		}
+	}
+	/* The next refusal waits longer; the end of the refusals resets it. */
+	pub->retry_ms = pub->retry_ms * 2 > PUBLISHER_RETRY_MAX_MS ? PUBLISHER_RETRY_MAX_MS
+								   : pub->retry_ms * 2;
+	for (size_t i = 0; i < pub->n_refused; i++)
+		if (!pub->refused[i].in_flight) {
+			arm_retry(pub);
+			break;
+		}
+}
+
 static void on_store_fd(struct loop *loop, int fd, uint32_t events, void *user_data)
 {
 	struct publisher *pub = user_data;
@@ -110,6 +202,10 @@ int publisher_new(struct loop *loop, struct store *store, size_t outbox_max_byte
 	if (cb)
 		pub->cb = *cb;
 	pub->user_data = user_data;
+	pub->retry_ms = PUBLISHER_RETRY_MIN_MS;
+	r = loop_timer_new(loop, on_retry, pub, &pub->retry_timer);
+	if (r < 0)
+		goto fail;
 	if (!store)
 		goto done;
 	r = outbox_new(store, outbox_max_bytes, &pub->outbox);
@@ -132,6 +228,7 @@ done:
 	*out = pub;
 	return 0;
 fail:
+	loop_timer_free(loop, pub->retry_timer);
 	outbox_free(pub->outbox);
 	free(pub);
 	return r;
@@ -151,6 +248,8 @@ void publisher_free(struct publisher *pub, unsigned flush_ms)
 		if (pub->store_fd_watched)
 			loop_del_io(pub->loop, store_completion_fd(pub->store));
 	}
+	loop_timer_free(pub->loop, pub->retry_timer);
+	free(pub->refused);
 	outbox_free(pub->outbox);
 	if (pub->direct_lost)
 		log_error("mqtt: %" PRIu64 " QoS 1 messages were lost while running without a "
@@ -245,37 +344,81 @@ int publisher_reply(struct publisher *pub, const char *response_topic,
 void publisher_connected(struct publisher *pub)
 {
 	/* Everything handed to the old connection may be lost: send again from
-	 * the oldest unacknowledged row (consumers dedupe on msg_id). */
+	 * the oldest unacknowledged row (consumers dedupe on msg_id). Refused
+	 * rows are among them: the window covers them from here. */
 	pub->cursor = 0;
 	pub->inflight = 0;
+	pub->n_refused = 0;
+	loop_timer_stop(pub->loop, pub->retry_timer);
 	publisher_drain(pub);
 }
 
-void publisher_publish_done(struct publisher *pub, uint64_t tag, int result)
+void publisher_publish_result(struct publisher *pub, uint64_t tag,
+			      const struct mqtt_publish_result *res)
 {
+	const struct outbox_row *row;
+	int r;
+
 	if (tag == 0 || !pub->outbox)
 		return;
 	if (pub->inflight > 0)
 		pub->inflight--;
-	if (result == -EACCES) {
-		/* The broker refuses this topic for good (ACL): retrying forever
-		 * would change nothing. The record stays in the database. */
-		log_error("outbox: the broker refused message %" PRIu64 "; dropped from the outbox",
-			  tag);
-		result = 0;
+	if (res->result == -EACCES) {
+		/*
+		 * The broker refused it (an ACL deny, a quota): the row stays, and
+		 * is offered again with a backoff until the broker takes it.
+		 */
+		row = outbox_get(pub->outbox, (int64_t)tag);
+		if (!row)
+			goto out;
+		if (refused_add(pub, (int64_t)tag) == 0)
+			arm_retry(pub);
+		if (!pub->refusal_reported) {
+			log_error("outbox: the broker refused %s: %s (0x%02x)%s%s; kept, offered "
+				  "again with a backoff",
+				  row->topic, res->reason ? res->reason : "", res->reason_code,
+				  res->reason_string ? ": " : "",
+				  res->reason_string ? res->reason_string : "");
+			pub->refusal_reported = true;
+			if (pub->cb.on_broker_refused)
+				pub->cb.on_broker_refused(true, row->topic, res->reason_code,
+							  res->reason, pub->user_data);
+		}
+		goto out;
 	}
 	/*
 	 * Any other failure leaves the row in the outbox: it is sent again, in
 	 * order, after the next connect. Rewinding on a live connection would
 	 * re-send older retained rows after newer ones (ghost alarms).
 	 */
-	if (result == 0) {
-		int r = outbox_ack(pub->outbox, (int64_t)tag);
+	if (res->result != 0) {
+		struct refused_row *rr = refused_find(pub, (int64_t)tag);
 
-		if (r < 0 && r != -ENOENT)
-			log_error("outbox: ack of %" PRIu64 " failed: %s", tag, strerror(-r));
+		if (rr)
+			rr->in_flight = false;
+		goto out;
 	}
+	r = outbox_ack(pub->outbox, (int64_t)tag);
+	if (r < 0 && r != -ENOENT)
+		log_error("outbox: ack of %" PRIu64 " failed: %s", tag, strerror(-r));
+	if (refused_find(pub, (int64_t)tag)) {
+		refused_remove(pub, (int64_t)tag);
+		if (pub->n_refused == 0 && pub->refusal_reported) {
+			/* Everything once refused has been taken. */
+			pub->refusal_reported = false;
+			pub->retry_ms = PUBLISHER_RETRY_MIN_MS;
+			log_info("outbox: the broker accepts what it refused");
+			if (pub->cb.on_broker_refused)
+				pub->cb.on_broker_refused(false, NULL, 0, NULL, pub->user_data);
+		}
+	}
+out:
 	publisher_drain(pub);
+}
+
+size_t publisher_refused_count(const struct publisher *pub)
+{
+	return pub->n_refused;
 }
 
 bool publisher_is_connected(const struct publisher *pub)

@@ -10,7 +10,12 @@
  *   (in flight, at most PUBLISHER_WINDOW) -> PUBACK (ack: DELETE queued).
  * A failed publish stays in the outbox and is sent again, in order, after the
  * next connect (consumers dedupe on msg_id); after a connect the window
- * starts over from the oldest unacknowledged row.
+ * starts over from the oldest unacknowledged row. Only a PUBACK the broker
+ * accepted removes a row: one it refused (reason code >= 0x80: an ACL deny,
+ * a quota) stays, is reported (on_broker_refused) and is offered again, in
+ * id order with the other refused rows, with a backoff of 1 s doubling to
+ * PUBLISHER_RETRY_MAX_MS, until the broker takes it; then on_broker_refused
+ * reports the end (present false).
  *
  * Without a store (the database could not be opened) QoS 1 messages go
  * straight to Paho while connected and are counted as lost otherwise. While
@@ -36,6 +41,8 @@
 #include "store.h"
 
 #define PUBLISHER_WINDOW 256 /* QoS 1 messages in flight at once */
+#define PUBLISHER_RETRY_MIN_MS 1000
+#define PUBLISHER_RETRY_MAX_MS 60000
 
 struct publisher;
 
@@ -45,6 +52,10 @@ struct publisher_callbacks {
 	void (*on_outbox_refused)(const char *topic, int err, void *user_data);
 	/* The store's writer hit a disk error (ok false, message) or recovered. */
 	void (*on_disk_health)(bool ok, const char *message, void *user_data);
+	/* The broker refused a row (present, its topic and PUBACK reason), or
+	 * every refused row has been delivered since (present false). */
+	void (*on_broker_refused)(bool present, const char *topic, int reason_code,
+				  const char *reason, void *user_data);
 };
 
 /*
@@ -87,7 +98,10 @@ void publisher_drain(struct publisher *pub);
 
 /* From the owner's MQTT callbacks. */
 void publisher_connected(struct publisher *pub);
-void publisher_publish_done(struct publisher *pub, uint64_t tag, int result);
+void publisher_publish_result(struct publisher *pub, uint64_t tag,
+			      const struct mqtt_publish_result *res);
+/* Rows the broker refused, waiting to be offered again. */
+size_t publisher_refused_count(const struct publisher *pub);
 
 bool publisher_is_connected(const struct publisher *pub);
 bool publisher_has_store(const struct publisher *pub);

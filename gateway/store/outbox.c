@@ -382,6 +382,16 @@ int outbox_next(struct outbox *ob, int64_t after_id, size_t max,
 	return 0;
 }
 
+const struct outbox_row *outbox_get(const struct outbox *ob, int64_t id)
+{
+	/* Rows refused by the broker are the oldest ones: a walk from the head. */
+	for (const struct entry *e = ob ? ob->head : NULL; e && e != ob->first_pending;
+	     e = e->next)
+		if (e->row.id == id && !e->superseded)
+			return &e->row;
+	return NULL;
+}
+
 int outbox_ack(struct outbox *ob, int64_t id)
 {
 	struct entry *e;

@@ -103,6 +103,10 @@ bool outbox_handle_completion(struct outbox *outbox, const struct store_completi
 int outbox_next(struct outbox *outbox, int64_t after_id, size_t max,
 		const struct outbox_row **rows, size_t *n);
 
+/* A committed row by id (one handed out before included), or NULL. The
+ * pointer stays valid until the row is acknowledged or the outbox freed. */
+const struct outbox_row *outbox_get(const struct outbox *outbox, int64_t id);
+
 /* PUBACK for id: forgets the row and queues its DELETE. -ENOENT unknown id. */
 int outbox_ack(struct outbox *outbox, int64_t id);
 

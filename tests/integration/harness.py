@@ -211,14 +211,17 @@ class Broker:
         self.proc = None
         self.conf = os.path.join(h.tmp, "mosquitto.conf")
 
-    def start(self, port=None, attempts=3, persistence=False):
+    def start(self, port=None, attempts=3, persistence=False, extra=""):
         """Starts on port (or a free one); returns when it accepts TCP connections.
+
+        extra: more configuration lines (e.g. an acl_file).
 
         persistence=True keeps sessions, subscriptions, queued QoS 1 messages and
         retained messages in <tmp>/mosquitto-db/ across a restart (saved on
         SIGTERM), so a persistent Collector misses nothing published while it was
         disconnected."""
         self.persistence = persistence
+        self.extra = extra
         if persistence:
             db_dir = os.path.join(self.h.tmp, "mosquitto-db") + "/"
             os.makedirs(db_dir, exist_ok=True)
@@ -239,7 +242,7 @@ class Broker:
                         "log_dest stderr\n"
                         "log_type error\nlog_type warning\nlog_type notice\n"
                         "log_type information\n"
-                        "connection_messages true\n" % (self.port, persist))
+                        "connection_messages true\n%s" % (self.port, persist, extra))
             self.proc = self.h.spawn("mosquitto", [MOSQUITTO, "-c", self.conf])
             try:
                 self.proc.wait_line(r"mosquitto version \S+ running", 10)
@@ -268,7 +271,12 @@ class Broker:
     def restart(self):
         """Stops (SIGTERM) and starts again on the same port with the same settings."""
         self.stop()
-        return self.start(port=self.port, persistence=getattr(self, "persistence", False))
+        return self.start(port=self.port, persistence=getattr(self, "persistence", False),
+                          extra=getattr(self, "extra", ""))
+
+    def reload(self):
+        """SIGHUP: mosquitto reads its ACL and password files again."""
+        self.proc.send_signal(signal.SIGHUP)
 
     @property
     def uri(self):
@@ -674,9 +682,9 @@ class Harness:
         self.procs.append(proc)
         return proc
 
-    def start_broker(self, persistence=False):
+    def start_broker(self, persistence=False, extra=""):
         self.broker = Broker(self)
-        self.broker.start(persistence=persistence)
+        self.broker.start(persistence=persistence, extra=extra)
         return self.broker
 
     def start_cuffsim(self, cuffs, args=(), directory=None):

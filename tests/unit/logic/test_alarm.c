@@ -465,7 +465,7 @@ static void test_code_table(void **state)
 		"leak", "inflation_time", "inflation_time_warning", "session_inflation_total",
 		"telemetry_lost", "link_lost_inflated", "deflate_failed", "sensor_fault",
 		"supervision_deflated", "battery_low", "battery_critical", "lop_invalid",
-		"cuff_fault", "estop", "outbox_full", "storage_error",
+		"cuff_fault", "estop", "outbox_full", "storage_error", "broker_refused",
 	};
 	enum alarm_code c;
 
