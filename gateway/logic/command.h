@@ -73,6 +73,8 @@ enum command_error_code {
 	CMD_ERR_NOT_CONNECTED,  /* "not_connected" */
 	CMD_ERR_INTERNAL,       /* "internal": out of memory and the like */
 	CMD_ERR_CUFF_FAULT,     /* "cuff_fault": the cuff reports a fault */
+	CMD_ERR_RATE_LIMITED,   /* "rate_limited": this requester sends too many commands */
+	CMD_ERR_OVERLOADED,     /* "overloaded": too many commands waiting: not read */
 	CMD_ERR_COUNT,
 };
 

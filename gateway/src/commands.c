@@ -1,7 +1,23 @@
-/* commands.c - see commands.h. */
+/*
+ * commands.c - see commands.h.
+ *
+ * What stands between the broker and the verbs, in this order:
+ *   1. a retained message is never a command (SR-27): commands are live;
+ *   2. the Response Topic, if any, must be a valid topic name under the
+ *      gateway's reply/ prefix: the gateway publishes nowhere else for a
+ *      requester (no confused deputy, no invalid topic that gets us cut off);
+ *   3. a message the MQTT client shed (too many waiting) is refused
+ *      `overloaded` without being read; a requester over its budget is
+ *      refused `rate_limited` without being read (SR-28);
+ *   4. a request_id answered before gets its original reply again and is not
+ *      executed again (SR-27; replies are kept 24 h, on disk too).
+ * Refusals are logged at most a few lines a second, with a count of the
+ * ones left out, so a flood cannot drown the alarm lines.
+ */
 #include "commands.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,24 +26,114 @@
 #include "command.h"
 #include "log.h"
 
+#define REMEMBERED 1024                      /* replies kept for re-deliveries */
+#define REMEMBER_MS (24ull * 3600ull * 1000ull) /* and for how long, on disk */
+#define REQUESTERS 64                        /* rate-limit buckets, least recently used go */
+#define REQUESTER_RATE_PER_S 50.0
+#define REQUESTER_BURST 100.0
+#define LOG_BURST 5 /* refusal lines a second */
+
+/* A requester is known by its reply inbox: the Response Topic without its
+ * last level (MQTT does not say who published a message). */
+struct requester {
+	char key[TOPIC_MAX];
+	double tokens;
+	uint64_t last_ms;
+};
+
 struct commands {
 	struct commands_deps deps;
 	bool shutting_down;
+	char reply_prefix[TOPIC_MAX]; /* "bfr/v1/<site>/<gw>/reply/" */
+
+	/* request_id -> [verb, reply text]; `order` is the FIFO of ids. */
+	json_t *replies;
+	char *order[REMEMBERED];
+	size_t order_head, order_count;
+
+	struct requester req[REQUESTERS];
+	size_t n_req;
+
+	struct log_rate refused_log, ignored_log;
+	uint64_t retained_ignored, bad_response_topic, shed, rate_limited, replayed;
 };
+
+static uint64_t now_ms(const struct commands *cmds)
+{
+	return loop_now_ms(cmds->deps.loop);
+}
+
+/* Keeps a reply; the oldest goes when REMEMBERED are kept. */
+static void remember(struct commands *cmds, const char *request_id, const char *verb,
+		     const char *text)
+{
+	char *id = strdup(request_id);
+	json_t *entry = json_pack("[s,s]", verb, text);
+
+	if (!id || !entry || json_object_set_new(cmds->replies, request_id, entry) < 0) {
+		/* Not kept: a re-delivery of it would run again. Say so. */
+		log_error("command %s: reply not remembered (out of memory)", request_id);
+		free(id);
+		return;
+	}
+	if (cmds->order_count == REMEMBERED) {
+		char *old = cmds->order[cmds->order_head];
+
+		(void)json_object_del(cmds->replies, old); /* present: cannot fail */
+		free(old);
+		cmds->order[cmds->order_head] = id;
+		cmds->order_head = (cmds->order_head + 1) % REMEMBERED;
+	} else {
+		cmds->order[(cmds->order_head + cmds->order_count) % REMEMBERED] = id;
+		cmds->order_count++;
+	}
+}
+
+static int load_reply(const char *request_id, const char *verb, const char *reply_json,
+		      int64_t ts_ms, void *user_data)
+{
+	remember(user_data, request_id, verb, reply_json);
+	return 0;
+}
 
 int commands_new(const struct commands_deps *deps, struct commands **out)
 {
 	struct commands *cmds = calloc(1, sizeof(*cmds));
+	int64_t since;
+	int r;
 
 	if (!cmds)
 		return -ENOMEM;
 	cmds->deps = *deps;
+	cmds->refused_log = (struct log_rate){ .window_ms = 1000, .burst = LOG_BURST };
+	cmds->ignored_log = (struct log_rate){ .window_ms = 60000, .burst = LOG_BURST };
+	cmds->replies = json_object();
+	if (!cmds->replies ||
+	    payload_topic(deps->ctx, cmds->reply_prefix, sizeof(cmds->reply_prefix), "reply/") < 0) {
+		commands_free(cmds);
+		return -ENOMEM;
+	}
+	if (deps->store) {
+		since = (int64_t)payload_wall_ms(deps->ctx) - (int64_t)REMEMBER_MS;
+		r = store_load_command_replies(deps->store, since, REMEMBERED, load_reply, cmds);
+		if (r < 0)
+			log_error("replies to earlier commands not read: %s (a command delivered "
+				  "again would run again)",
+				  strerror(-r));
+		else if (cmds->order_count)
+			log_info("%zu replies to earlier commands remembered", cmds->order_count);
+	}
 	*out = cmds;
 	return 0;
 }
 
 void commands_free(struct commands *cmds)
 {
+	if (!cmds)
+		return;
+	for (size_t i = 0; i < cmds->order_count; i++)
+		free(cmds->order[(cmds->order_head + i) % REMEMBERED]);
+	json_decref(cmds->replies);
 	free(cmds);
 }
 
@@ -36,11 +142,38 @@ void commands_shutdown(struct commands *cmds)
 	cmds->shutting_down = true;
 }
 
-static void reply(struct commands *cmds, const char *response_topic, const uint8_t *correlation,
-		  size_t correlation_len, const char *request_id, const char *session_id,
-		  const struct command_error *err)
+/* Where a reply goes: the Response Topic, else reply/{request_id}. */
+struct reply_to {
+	const char *response_topic; /* checked already; NULL: none */
+	const uint8_t *correlation;
+	size_t correlation_len;
+};
+
+static void send_text(struct commands *cmds, const struct reply_to *to, const char *request_id,
+		      const char *text)
 {
-	char ts[32], msg_id[96], topic[TOPIC_MAX];
+	char topic[TOPIC_MAX];
+
+	/* The request came over this connection; if it is gone, so is the
+	 * asker: a reply that cannot be sent is not retried. */
+	if (!publisher_is_connected(cmds->deps.pub)) {
+		log_debug("command reply dropped: not connected");
+	} else if (to->response_topic) {
+		(void)publisher_reply(cmds->deps.pub, to->response_topic, to->correlation,
+				      to->correlation_len, text, strlen(text));
+	} else if (request_id && request_id[0] && command_id_valid(request_id) &&
+		   payload_topic(cmds->deps.ctx, topic, sizeof(topic), "reply/%s", request_id) == 0) {
+		(void)publisher_direct(cmds->deps.pub, topic, text, strlen(text), false);
+	} else {
+		log_debug("command without request_id or response topic: cannot reply");
+	}
+}
+
+/* Builds the reply; NULL (logged) when it cannot be built. free() it. */
+static char *reply_text(struct commands *cmds, const char *request_id, const char *session_id,
+			const struct command_error *err)
+{
+	char ts[32], msg_id[96];
 	json_t *envelope = payload_new(cmds->deps.ctx, msg_id);
 	char *text = NULL;
 	int r;
@@ -50,21 +183,18 @@ static void reply(struct commands *cmds, const char *response_topic, const uint8
 	r = command_reply_build(request_id, ts, msg_id, session_id, err, &text);
 	if (r < 0) {
 		log_error("command reply not built: %s", strerror(-r));
-		return;
+		return NULL;
 	}
-	/* The request came over this connection; if it is gone, so is the
-	 * asker: a reply that cannot be sent is not retried. */
-	if (!publisher_is_connected(cmds->deps.pub)) {
-		log_debug("command reply dropped: not connected");
-	} else if (response_topic && response_topic[0]) {
-		(void)publisher_reply(cmds->deps.pub, response_topic, correlation, correlation_len,
-				      text, strlen(text));
-	} else if (request_id && request_id[0] && command_id_valid(request_id) &&
-		   payload_topic(cmds->deps.ctx, topic, sizeof(topic), "reply/%s", request_id) == 0) {
-		(void)publisher_direct(cmds->deps.pub, topic, text, strlen(text), false);
-	} else {
-		log_warn("command without request_id or response topic: cannot reply");
-	}
+	return text;
+}
+
+static void reply(struct commands *cmds, const struct reply_to *to, const char *request_id,
+		  const char *session_id, const struct command_error *err)
+{
+	char *text = reply_text(cmds, request_id, session_id, err);
+
+	if (text)
+		send_text(cmds, to, request_id, text);
 	free(text);
 }
 
@@ -244,16 +374,149 @@ static int execute(struct commands *cmds, const struct command *cmd, struct comm
 	}
 }
 
-void commands_handle(struct commands *cmds, const char *verb_name, const uint8_t *payload,
-		     size_t len, const char *response_topic, const uint8_t *correlation,
-		     size_t correlation_len)
+/* Valid topic name (no wildcards, no NUL) under the gateway's reply prefix. */
+static bool response_topic_allowed(const struct commands *cmds, const char *topic)
 {
+	size_t plen = strlen(cmds->reply_prefix), len = strlen(topic);
+
+	json_t *utf8;
+	bool ok;
+
+	if (len <= plen || len >= TOPIC_MAX || strncmp(topic, cmds->reply_prefix, plen) != 0 ||
+	    strpbrk(topic, "+#"))
+		return false;
+	utf8 = json_string(topic); /* NULL unless valid UTF-8 */
+	ok = utf8 != NULL;
+	json_decref(utf8);
+	return ok;
+}
+
+/* Token bucket of the requester's reply inbox; false when it is empty. */
+static bool requester_may(struct commands *cmds, const char *response_topic)
+{
+	const char *slash = response_topic ? strrchr(response_topic, '/') : NULL;
+	size_t klen = slash ? (size_t)(slash - response_topic) : 0;
+	uint64_t now = now_ms(cmds);
+	struct requester *r = NULL, *oldest = NULL;
+
+	for (size_t i = 0; i < cmds->n_req; i++) {
+		struct requester *q = &cmds->req[i];
+
+		if (strlen(q->key) == klen && strncmp(q->key, response_topic ? response_topic : "",
+						       klen) == 0) {
+			r = q;
+			break;
+		}
+		if (!oldest || q->last_ms < oldest->last_ms)
+			oldest = q;
+	}
+	if (!r) {
+		r = cmds->n_req < REQUESTERS ? &cmds->req[cmds->n_req++] : oldest;
+		snprintf(r->key, sizeof(r->key), "%.*s", (int)klen,
+			 response_topic ? response_topic : "");
+		r->tokens = REQUESTER_BURST;
+		r->last_ms = now;
+	}
+	r->tokens += (double)(now - r->last_ms) * REQUESTER_RATE_PER_S / 1000.0;
+	if (r->tokens > REQUESTER_BURST)
+		r->tokens = REQUESTER_BURST;
+	r->last_ms = now;
+	if (r->tokens < 1.0)
+		return false;
+	r->tokens -= 1.0;
+	return true;
+}
+
+static void log_refusal(struct commands *cmds, const char *verb_name,
+			const struct command_error *err)
+{
+	uint64_t left_out;
+
+	if (log_rate_allow(&cmds->refused_log, now_ms(cmds), &left_out))
+		log_warn("command %.64s refused: %s: %s", verb_name, command_error_name(err->code),
+			 err->message);
+	if (left_out)
+		log_warn("... and %" PRIu64 " more commands refused in the last second", left_out);
+}
+
+/* Ignored without a reply: counted, and a line now and then. */
+static void ignore(struct commands *cmds, uint64_t *counter, const char *verb_name,
+		   const char *why)
+{
+	uint64_t left_out;
+
+	(*counter)++;
+	if (log_rate_allow(&cmds->ignored_log, now_ms(cmds), &left_out))
+		log_warn("command %.64s ignored: %s (%" PRIu64 " so far)", verb_name, why,
+			 *counter);
+}
+
+/* The reply given before to this request_id, sent again; false if none. */
+static bool replay(struct commands *cmds, const struct reply_to *to, const char *verb_name,
+		   const struct command *cmd, struct command_error *err)
+{
+	json_t *entry = json_object_get(cmds->replies, cmd->request_id);
+	const char *verb = json_string_value(json_array_get(entry, 0));
+
+	if (!entry)
+		return false;
+	if (strcmp(verb, verb_name) != 0) {
+		command_error_set(err, CMD_ERR_BAD_REQUEST, cmd->request_id,
+				  "request_id: %s was used for cmd/%s already", cmd->request_id,
+				  verb);
+		return false;
+	}
+	cmds->replayed++;
+	send_text(cmds, to, cmd->request_id, json_string_value(json_array_get(entry, 1)));
+	if (log_rate_allow(&cmds->refused_log, now_ms(cmds), NULL))
+		log_info("command %s delivered again: answered with its first reply, not run again",
+			 cmd->request_id);
+	return true;
+}
+
+void commands_handle(struct commands *cmds, const char *verb_name,
+		     const struct mqtt_message *msg)
+{
+	struct reply_to to = { .correlation = msg->correlation,
+			       .correlation_len = msg->correlation_len };
 	struct command_error err = { 0 };
-	struct command *cmd = calloc(1, sizeof(*cmd));
+	struct command *cmd = NULL;
 	char session_id[SESSION_ID_BUF] = "";
+	bool bad_topic = false, estop = strcmp(verb_name, "estop") == 0;
 	enum command_verb verb;
+	char *text;
 	int r;
 
+	/* 1. A retained command is a replay of the past, never a request. */
+	if (msg->retained) {
+		ignore(cmds, &cmds->retained_ignored, verb_name,
+		       "retained (commands are live only; clear it with an empty retained payload)");
+		return;
+	}
+	/* 2. Replies go under reply/ only; elsewhere the command is refused. */
+	if (msg->response_topic) {
+		if (response_topic_allowed(cmds, msg->response_topic)) {
+			to.response_topic = msg->response_topic;
+		} else {
+			bad_topic = true;
+			cmds->bad_response_topic++;
+		}
+	}
+	/* 3. Load shedding: neither read nor run (an e-stop is never shed). */
+	if (msg->shed) {
+		command_error_set(&err, CMD_ERR_OVERLOADED, NULL,
+				  "the gateway is overloaded: command not read, send it again");
+		cmds->shed++;
+		goto answer;
+	}
+	if (!estop && !requester_may(cmds, to.response_topic)) {
+		command_error_set(&err, CMD_ERR_RATE_LIMITED, NULL,
+				  "more than %.0f commands a second from this requester: not read",
+				  REQUESTER_RATE_PER_S);
+		cmds->rate_limited++;
+		goto answer;
+	}
+	cmd = calloc(1, sizeof(*cmd));
 	if (!cmd) {
 		command_error_set(&err, CMD_ERR_INTERNAL, NULL, "out of memory");
 		goto answer;
@@ -263,26 +526,54 @@ void commands_handle(struct commands *cmds, const char *verb_name, const uint8_t
 				  verb_name);
 		goto answer;
 	}
-	r = command_parse(verb, payload, len, cmd, &err);
+	r = command_parse(verb, msg->payload, msg->len, cmd, &err);
 	if (r < 0)
+		goto answer;
+	if (bad_topic) {
+		command_error_set(&err, CMD_ERR_BAD_REQUEST, cmd->request_id,
+				  "Response Topic: must be a topic name under %s", cmds->reply_prefix);
+		goto answer;
+	}
+	/* 4. Delivered again: the first reply, and nothing runs twice. */
+	if (replay(cmds, &to, verb_name, cmd, &err))
+		goto out;
+	if (err.code != CMD_ERR_NONE)
 		goto answer;
 	/* While stopping only what makes things safer is done. */
 	if (cmds->shutting_down && verb != CMD_ESTOP && verb != CMD_ALARM_ACK) {
 		command_error_set(&err, CMD_ERR_BAD_STATE, cmd->request_id,
 				  "the gateway is shutting down");
-		goto answer;
+		goto remembered;
 	}
 	r = execute(cmds, cmd, &err, session_id);
 	if (r < 0 && err.code == CMD_ERR_NONE)
 		command_error_set(&err, CMD_ERR_INTERNAL, cmd->request_id, "%s", strerror(-r));
-	if (r < 0)
-		goto answer;
-	snprintf(err.request_id, sizeof(err.request_id), "%s", cmd->request_id);
-answer:
+	if (r >= 0)
+		snprintf(err.request_id, sizeof(err.request_id), "%s", cmd->request_id);
+remembered:
 	if (err.code != CMD_ERR_NONE)
-		log_warn("command %.64s refused: %s: %s", verb_name, command_error_name(err.code),
-			 err.message);
-	reply(cmds, response_topic, correlation, correlation_len, err.request_id,
-	      session_id[0] ? session_id : NULL, err.code == CMD_ERR_NONE ? NULL : &err);
+		log_refusal(cmds, verb_name, &err);
+	text = reply_text(cmds, err.request_id, session_id[0] ? session_id : NULL,
+			  err.code == CMD_ERR_NONE ? NULL : &err);
+	if (text) {
+		remember(cmds, cmd->request_id, verb_name, text);
+		if (cmds->deps.store &&
+		    store_command_reply(cmds->deps.store, cmd->request_id, verb_name, text,
+					(int64_t)payload_wall_ms(cmds->deps.ctx), 0) < 0)
+			log_error("command %s: reply not recorded (a re-delivery after a restart "
+				  "would run it again)",
+				  cmd->request_id);
+		send_text(cmds, &to, cmd->request_id, text);
+	}
+	free(text);
+	goto out;
+answer:
+	if (bad_topic && log_rate_allow(&cmds->ignored_log, now_ms(cmds), NULL))
+		log_warn("command %.64s: Response Topic outside %s refused (%" PRIu64 " so far)",
+			 verb_name, cmds->reply_prefix, cmds->bad_response_topic);
+	if (err.code != CMD_ERR_NONE)
+		log_refusal(cmds, verb_name, &err);
+	reply(cmds, &to, err.request_id, NULL, &err);
+out:
 	free(cmd);
 }

@@ -38,6 +38,7 @@ struct gateway {
 	struct config *cfg;
 	struct payload_ctx ctx;
 	char topic_prefix[TOPIC_MAX];
+	char estop_topic[TOPIC_MAX];
 	uint64_t started_wall_ms;
 	bool stopping;
 
@@ -179,21 +180,19 @@ static void on_mqtt_disconnected(struct mqtt_client *client, const char *reason,
 }
 
 /* Topic routing: cmd/ to the commands, our own retained alarm/ to recovery. */
-static void on_mqtt_message(struct mqtt_client *client, const char *topic, const uint8_t *payload,
-			    size_t len, const char *response_topic, const uint8_t *correlation,
-			    size_t correlation_len, void *user_data)
+static void on_mqtt_message(struct mqtt_client *client, const struct mqtt_message *msg,
+			    void *user_data)
 {
 	struct gateway *gw = user_data;
 	size_t plen = strlen(gw->topic_prefix);
-	const char *suffix = topic + plen;
+	const char *suffix = msg->topic + plen;
 
-	if (strncmp(topic, gw->topic_prefix, plen) != 0)
+	if (strncmp(msg->topic, gw->topic_prefix, plen) != 0)
 		return;
-	if (strncmp(suffix, "/alarm/", 7) == 0)
-		recovery_retained_alarm(gw->recovery, suffix + 7, payload, len);
+	if (strncmp(suffix, "/alarm/", 7) == 0 && !msg->shed)
+		recovery_retained_alarm(gw->recovery, suffix + 7, msg->payload, msg->len);
 	else if (strncmp(suffix, "/cmd/", 5) == 0)
-		commands_handle(gw->commands, suffix + 5, payload, len, response_topic, correlation,
-				correlation_len);
+		commands_handle(gw->commands, suffix + 5, msg);
 }
 
 static void on_mqtt_publish_result(struct mqtt_client *client, uint64_t tag,
@@ -266,6 +265,8 @@ static int setup_mqtt(struct gateway *gw, char *err, size_t errlen)
 		/* A clinic broker that restarts should see us back within seconds:
 		 * the outbox drains only once we are connected. */
 		.reconnect_max_ms = 2000,
+		/* An e-stop never waits behind a flood of other commands (SR-28). */
+		.priority_topic = gw->estop_topic,
 	};
 	int r;
 
@@ -287,7 +288,8 @@ static int setup_mqtt(struct gateway *gw, char *err, size_t errlen)
 	r = payload_topic(&gw->ctx, filter, sizeof(filter), "cmd/#");
 	if (r < 0)
 		return r;
-	r = mqtt_client_subscribe(gw->mqtt, filter, 1);
+	/* Commands are live (SR-27): the broker sends no retained one. */
+	r = mqtt_client_subscribe_opts(gw->mqtt, filter, 1, MQTT_SUB_NO_RETAINED);
 	if (r < 0)
 		return r;
 	/* Retained alarms of an earlier run come back here (recovery). */
@@ -312,7 +314,7 @@ static int setup_modules(struct gateway *gw, char *err, size_t errlen)
 		.cfg = gw->cfg,
 		.started_wall_ms = gw->started_wall_ms,
 	};
-	struct commands_deps cdeps = { .ctx = &gw->ctx };
+	struct commands_deps cdeps = { .loop = gw->loop, .store = gw->store, .ctx = &gw->ctx };
 	uint64_t first_seq;
 	int r;
 
@@ -394,6 +396,10 @@ int gateway_new(struct loop *loop, struct config *cfg, struct gateway **out, cha
 	gw->started_wall_ms = payload_wall_ms(&gw->ctx);
 	snprintf(gw->topic_prefix, sizeof(gw->topic_prefix), "bfr/v1/%s/%s", cfg->site,
 		 cfg->gateway_id);
+	if (payload_topic(&gw->ctx, gw->estop_topic, sizeof(gw->estop_topic), "cmd/estop") < 0) {
+		r = -ENAMETOOLONG;
+		goto fail;
+	}
 	open_store(gw);
 	r = setup_modules(gw, err, errlen);
 	if (r < 0)

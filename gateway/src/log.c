@@ -39,3 +39,22 @@ void log_obj(enum log_level level, const char *kind, const char *id, const char 
 	va_end(ap);
 	fprintf(stderr, "bfr-gateway %s: %s %s: %s\n", level_names[level], kind, id, line);
 }
+
+bool log_rate_allow(struct log_rate *r, uint64_t now_ms, uint64_t *suppressed)
+{
+	if (suppressed)
+		*suppressed = 0;
+	if (r->n == 0 || now_ms - r->window_start >= r->window_ms) {
+		if (suppressed)
+			*suppressed = r->suppressed;
+		r->window_start = now_ms;
+		r->n = 0;
+		r->suppressed = 0;
+	}
+	if (r->n < r->burst) {
+		r->n++;
+		return true;
+	}
+	r->suppressed++;
+	return false;
+}

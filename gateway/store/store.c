@@ -59,7 +59,7 @@ struct rec {
 enum { STMT_BEGIN, STMT_COMMIT, STMT_ROLLBACK, STMT_SAVEPOINT, STMT_RELEASE, STMT_ROLLBACK_TO,
        STMT_SESSION_BEGIN, STMT_SESSION_STATE, STMT_SESSION_END, STMT_EVENT, STMT_FIGURES,
        STMT_ALARM, STMT_ALARM_HISTORY, STMT_LOP, STMT_OUTBOX_INSERT, STMT_OUTBOX_DELETE,
-       STMT_COUNT };
+       STMT_COMMAND_REPLY, STMT_COUNT };
 
 static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_BEGIN] = "BEGIN IMMEDIATE",
@@ -95,6 +95,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_OUTBOX_INSERT] = "INSERT INTO outbox (topic, msg_id, payload, qos, retain, "
 			       "droppable, created_ms, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[STMT_OUTBOX_DELETE] = "DELETE FROM outbox WHERE id = ?1",
+	[STMT_COMMAND_REPLY] = "INSERT OR REPLACE INTO command_replies (request_id, verb, reply, "
+			       "ts_ms) VALUES (?1, ?2, ?3, ?4)",
 };
 
 struct store {
@@ -265,6 +267,10 @@ static int write_rec(struct store *s, struct rec *r)
 	case STORE_REC_OUTBOX_DELETE:
 		st = s->stmt[STMT_OUTBOX_DELETE];
 		sqlite3_bind_int64(st, 1, r->i[0]);
+		return step_once(st);
+	case STORE_REC_COMMAND_REPLY:
+		st = s->stmt[STMT_COMMAND_REPLY];
+		bind_rec(st, r, 3, 1);
 		return step_once(st);
 	}
 	return SQLITE_MISUSE;
@@ -692,6 +698,26 @@ int store_lop_record(struct store *store, const char *cuff, const char *session_
 		return ret;
 	r->i[0] = measured_ms;
 	r->d = lop_mmHg;
+	return enqueue(store, r);
+}
+
+int store_command_reply(struct store *store, const char *request_id, const char *verb,
+			const char *reply_json, int64_t ts_ms, uint64_t tag)
+{
+	const char *strs[] = { request_id, verb, reply_json };
+	struct rec *r;
+	int ret;
+
+	if (!store)
+		return -EINVAL;
+	if ((ret = check_str(request_id, true, MAX_ID_LEN)) < 0 ||
+	    (ret = check_str(verb, true, MAX_ID_LEN)) < 0 ||
+	    (ret = check_json(reply_json, true)) < 0)
+		return ret;
+	ret = rec_new(STORE_REC_COMMAND_REPLY, tag, strs, 3, NULL, 0, &r);
+	if (ret < 0)
+		return ret;
+	r->i[0] = ts_ms;
 	return enqueue(store, r);
 }
 
@@ -1305,6 +1331,50 @@ int store_alarm_max_seq(struct store *store, const char *gateway_id, uint64_t *o
 	return 0;
 sqlfail:
 	ret = store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&store->db_lock);
+	return ret;
+}
+
+int store_load_command_replies(struct store *store, int64_t since_ms, size_t max,
+			       int (*fn)(const char *request_id, const char *verb,
+					 const char *reply_json, int64_t ts_ms, void *user_data),
+			       void *user_data)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, ret = 0;
+
+	if (!store || !fn || max > INT32_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&store->db_lock);
+	/* What no client can still be waiting for goes first. */
+	rc = sqlite3_prepare_v2(store->db, "DELETE FROM command_replies WHERE ts_ms < ?1", -1,
+				&st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlfail;
+	sqlite3_bind_int64(st, 1, since_ms);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		goto sqlfail;
+	sqlite3_finalize(st);
+	rc = sqlite3_prepare_v2(store->db,
+				"SELECT request_id, verb, reply, ts_ms FROM (SELECT * FROM "
+				"command_replies ORDER BY ts_ms DESC LIMIT ?1) ORDER BY ts_ms",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlfail;
+	sqlite3_bind_int(st, 1, (int)max);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && ret == 0)
+		ret = fn((const char *)sqlite3_column_text(st, 0),
+			 (const char *)sqlite3_column_text(st, 1),
+			 (const char *)sqlite3_column_text(st, 2), sqlite3_column_int64(st, 3),
+			 user_data);
+	if (ret == 0 && rc != SQLITE_DONE)
+		goto sqlfail;
+	goto out;
+sqlfail:
+	ret = store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+out:
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&store->db_lock);
 	return ret;

@@ -64,6 +64,7 @@ enum store_rec_kind {
 	STORE_REC_LOP,
 	STORE_REC_OUTBOX_APPEND,
 	STORE_REC_OUTBOX_DELETE,
+	STORE_REC_COMMAND_REPLY,
 };
 
 enum store_done_kind {
@@ -173,6 +174,10 @@ int store_alarm_record(struct store *store, const struct store_alarm *alarm, int
 int store_lop_record(struct store *store, const char *cuff, const char *session_id,
 		     double lop_mmHg, int64_t measured_ms, uint64_t tag);
 
+/* The reply given to a command (its JSON text), by request_id (SR-27). */
+int store_command_reply(struct store *store, const char *request_id, const char *verb,
+			const char *reply_json, int64_t ts_ms, uint64_t tag);
+
 /* Outbox rows: normally used through outbox.h. */
 struct store_outbox_msg {
 	const char *topic;
@@ -227,6 +232,15 @@ int store_session_load(struct store *store, const char *session_id, json_t **out
 
 /* The highest <seq> of the alarm ids "<gateway_id>-<seq>" recorded (0: none). */
 int store_alarm_max_seq(struct store *store, const char *gateway_id, uint64_t *out);
+
+/*
+ * Start-up: deletes the command replies older than since_ms, then calls fn
+ * for the newest `max` left, oldest first (strings valid during the call).
+ */
+int store_load_command_replies(struct store *store, int64_t since_ms, size_t max,
+			       int (*fn)(const char *request_id, const char *verb,
+					 const char *reply_json, int64_t ts_ms, void *user_data),
+			       void *user_data);
 
 /* The last LOP recorded for cuff and when (wall ms); -ENOENT when none. */
 int store_lop_latest(struct store *store, const char *cuff, double *lop_mmhg,

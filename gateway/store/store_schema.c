@@ -85,6 +85,16 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	"  created_ms INTEGER NOT NULL,"
 	"  bytes INTEGER NOT NULL"
 	");",
+
+	/* 2 -> 3: the reply to every command, by request_id, so a command
+	 * delivered again is answered, not executed again (SR-27). */
+	"CREATE TABLE command_replies ("
+	"  request_id TEXT PRIMARY KEY,"
+	"  verb TEXT NOT NULL,"
+	"  reply TEXT NOT NULL,"
+	"  ts_ms INTEGER NOT NULL"
+	");"
+	"CREATE INDEX command_replies_ts ON command_replies(ts_ms);",
 };
 
 int store_sqlite_errno(int rc)

@@ -99,9 +99,10 @@ static void test_migrates_from_version_1_keeping_rows(void **state)
 	assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 1);
 	assert_int_equal(open_dir(f->dir, &st, NULL, 0), 0);
 	store_close(st, NULL);
-	assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
+	assert_int_equal(sql_int(f->path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 	assert_int_equal(sql_int(f->path, "SELECT started_ms FROM sessions WHERE id='old'"), 5);
 	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM outbox"), 0);
+	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM command_replies"), 0);
 }
 
 /* A failing migration rolls back whole: the version stays where it was. */
