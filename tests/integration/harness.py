@@ -498,7 +498,9 @@ class Collector:
             kind = None
             problems.append(str(e))
         if kind and raw == b"":
-            if kind != "alarm":  # only a closed alarm is removed with an empty payload
+            # Only a closed alarm is removed with an empty payload; a client may
+            # clear a retained command it left (commands are not ours to judge).
+            if kind != "alarm" and not kind.startswith("cmd-"):
                 problems.append("empty payload on a %s topic" % kind)
         elif kind:
             try:
