@@ -23,36 +23,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
 #include "command.h"
 #include "log.h"
 
-#define REMEMBERED 1024                      /* replies kept for re-deliveries */
-#define REMEMBER_MS (24ull * 3600ull * 1000ull) /* and for how long, on disk */
-#define REQUESTERS 64                        /* rate-limit buckets, least recently used go */
-#define REQUESTER_RATE_PER_S 50.0
-#define REQUESTER_BURST 100.0
+#define REMEMBER_MS (24ull * 3600ull * 1000ull) /* replies kept on disk this long */
 #define LOG_BURST 5 /* refusal lines a second */
-
-/* A requester is known by its reply inbox: the Response Topic without its
- * last level (MQTT does not say who published a message). */
-struct requester {
-	char key[TOPIC_MAX];
-	double tokens;
-	uint64_t last_ms;
-};
 
 struct commands {
 	struct commands_deps deps;
 	bool shutting_down;
 	char reply_prefix[TOPIC_MAX]; /* "bfr/v1/<site>/<gw>/reply/" */
-
-	/* request_id -> [verb, reply text]; `order` is the FIFO of ids. */
-	json_t *replies;
-	char *order[REMEMBERED];
-	size_t order_head, order_count;
-
-	struct requester req[REQUESTERS];
-	size_t n_req;
+	struct admission *admission;  /* budgets per requester, replies given */
 
 	struct log_rate refused_log, ignored_log;
 	uint64_t retained_ignored, bad_response_topic, shed, rate_limited, replayed;
@@ -63,30 +45,15 @@ static uint64_t now_ms(const struct commands *cmds)
 	return loop_now_ms(cmds->deps.loop);
 }
 
-/* Keeps a reply; the oldest goes when REMEMBERED are kept. */
+/* Keeps a reply for re-deliveries; the oldest goes when the memory is full. */
 static void remember(struct commands *cmds, const char *request_id, const char *verb,
 		     const char *text)
 {
-	char *id = strdup(request_id);
-	json_t *entry = json_pack("[s,s]", verb, text);
+	int r = admission_remember(cmds->admission, request_id, verb, text);
 
-	if (!id || !entry || json_object_set_new(cmds->replies, request_id, entry) < 0) {
-		/* Not kept: a re-delivery of it would run again. Say so. */
-		log_error("command %s: reply not remembered (out of memory)", request_id);
-		free(id);
-		return;
-	}
-	if (cmds->order_count == REMEMBERED) {
-		char *old = cmds->order[cmds->order_head];
-
-		(void)json_object_del(cmds->replies, old); /* present: cannot fail */
-		free(old);
-		cmds->order[cmds->order_head] = id;
-		cmds->order_head = (cmds->order_head + 1) % REMEMBERED;
-	} else {
-		cmds->order[(cmds->order_head + cmds->order_count) % REMEMBERED] = id;
-		cmds->order_count++;
-	}
+	/* Not kept: a re-delivery of it would run again. Say so. */
+	if (r < 0 && r != -EEXIST)
+		log_error("command %s: reply not remembered: %s", request_id, strerror(-r));
 }
 
 static int load_reply(const char *request_id, const char *verb, const char *reply_json,
@@ -107,21 +74,22 @@ int commands_new(const struct commands_deps *deps, struct commands **out)
 	cmds->deps = *deps;
 	cmds->refused_log = (struct log_rate){ .window_ms = 1000, .burst = LOG_BURST };
 	cmds->ignored_log = (struct log_rate){ .window_ms = 60000, .burst = LOG_BURST };
-	cmds->replies = json_object();
-	if (!cmds->replies ||
+	if (admission_new(&cmds->admission) < 0 ||
 	    payload_topic(deps->ctx, cmds->reply_prefix, sizeof(cmds->reply_prefix), "reply/") < 0) {
 		commands_free(cmds);
 		return -ENOMEM;
 	}
 	if (deps->store) {
 		since = (int64_t)payload_wall_ms(deps->ctx) - (int64_t)REMEMBER_MS;
-		r = store_load_command_replies(deps->store, since, REMEMBERED, load_reply, cmds);
+		r = store_load_command_replies(deps->store, since, ADMISSION_REPLIES, load_reply,
+					       cmds);
 		if (r < 0)
 			log_error("replies to earlier commands not read: %s (a command delivered "
 				  "again would run again)",
 				  strerror(-r));
-		else if (cmds->order_count)
-			log_info("%zu replies to earlier commands remembered", cmds->order_count);
+		else if (admission_n_replies(cmds->admission))
+			log_info("%zu replies to earlier commands remembered",
+				 admission_n_replies(cmds->admission));
 	}
 	*out = cmds;
 	return 0;
@@ -131,9 +99,7 @@ void commands_free(struct commands *cmds)
 {
 	if (!cmds)
 		return;
-	for (size_t i = 0; i < cmds->order_count; i++)
-		free(cmds->order[(cmds->order_head + i) % REMEMBERED]);
-	json_decref(cmds->replies);
+	admission_free(cmds->admission);
 	free(cmds);
 }
 
@@ -391,40 +357,16 @@ static bool response_topic_allowed(const struct commands *cmds, const char *topi
 	return ok;
 }
 
-/* Token bucket of the requester's reply inbox; false when it is empty. */
+/* The requester's budget; it is known by its reply inbox (the Response
+ * Topic without its last level): MQTT does not say who published. */
 static bool requester_may(struct commands *cmds, const char *response_topic)
 {
+	char key[TOPIC_MAX] = "";
 	const char *slash = response_topic ? strrchr(response_topic, '/') : NULL;
-	size_t klen = slash ? (size_t)(slash - response_topic) : 0;
-	uint64_t now = now_ms(cmds);
-	struct requester *r = NULL, *oldest = NULL;
 
-	for (size_t i = 0; i < cmds->n_req; i++) {
-		struct requester *q = &cmds->req[i];
-
-		if (strlen(q->key) == klen && strncmp(q->key, response_topic ? response_topic : "",
-						       klen) == 0) {
-			r = q;
-			break;
-		}
-		if (!oldest || q->last_ms < oldest->last_ms)
-			oldest = q;
-	}
-	if (!r) {
-		r = cmds->n_req < REQUESTERS ? &cmds->req[cmds->n_req++] : oldest;
-		snprintf(r->key, sizeof(r->key), "%.*s", (int)klen,
-			 response_topic ? response_topic : "");
-		r->tokens = REQUESTER_BURST;
-		r->last_ms = now;
-	}
-	r->tokens += (double)(now - r->last_ms) * REQUESTER_RATE_PER_S / 1000.0;
-	if (r->tokens > REQUESTER_BURST)
-		r->tokens = REQUESTER_BURST;
-	r->last_ms = now;
-	if (r->tokens < 1.0)
-		return false;
-	r->tokens -= 1.0;
-	return true;
+	if (slash)
+		snprintf(key, sizeof(key), "%.*s", (int)(slash - response_topic), response_topic);
+	return admission_take(cmds->admission, key, now_ms(cmds));
 }
 
 static void log_refusal(struct commands *cmds, const char *verb_name,
@@ -455,10 +397,10 @@ static void ignore(struct commands *cmds, uint64_t *counter, const char *verb_na
 static bool replay(struct commands *cmds, const struct reply_to *to, const char *verb_name,
 		   const struct command *cmd, struct command_error *err)
 {
-	json_t *entry = json_object_get(cmds->replies, cmd->request_id);
-	const char *verb = json_string_value(json_array_get(entry, 0));
+	const char *verb = NULL;
+	const char *text = admission_reply(cmds->admission, cmd->request_id, &verb);
 
-	if (!entry)
+	if (!text)
 		return false;
 	if (strcmp(verb, verb_name) != 0) {
 		command_error_set(err, CMD_ERR_BAD_REQUEST, cmd->request_id,
@@ -467,7 +409,7 @@ static bool replay(struct commands *cmds, const struct reply_to *to, const char 
 		return false;
 	}
 	cmds->replayed++;
-	send_text(cmds, to, cmd->request_id, json_string_value(json_array_get(entry, 1)));
+	send_text(cmds, to, cmd->request_id, text);
 	if (log_rate_allow(&cmds->refused_log, now_ms(cmds), NULL))
 		log_info("command %s delivered again: answered with its first reply, not run again",
 			 cmd->request_id);
@@ -511,8 +453,8 @@ void commands_handle(struct commands *cmds, const char *verb_name,
 	}
 	if (!estop && !requester_may(cmds, to.response_topic)) {
 		command_error_set(&err, CMD_ERR_RATE_LIMITED, NULL,
-				  "more than %.0f commands a second from this requester: not read",
-				  REQUESTER_RATE_PER_S);
+				  "more than %d commands a second from this requester: not read",
+				  ADMISSION_RATE_PER_S);
 		cmds->rate_limited++;
 		goto answer;
 	}
