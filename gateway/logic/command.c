@@ -298,7 +298,10 @@ static int get_field(json_t *obj, const char *path, const char *key, bool requir
 
 	if (!v && required) {
 		join(where, path, key);
-		return fail(err, CMD_ERR_MISSING_FIELD, "%s: missing", where);
+		/* -EINVAL in plain sight: callers read *out whenever this returns 0, and gcc -O2
+		 * cannot see through the variadic fail() that it never does here. */
+		fail(err, CMD_ERR_MISSING_FIELD, "%s: missing", where);
+		return -EINVAL;
 	}
 	*out = v;
 	return 0;
