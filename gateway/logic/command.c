@@ -181,6 +181,8 @@ bool command_id_valid(const char *s)
 
 /* Messages are ASCII so a reply can always carry them, whatever the input. */
 static void error_vset(struct command_error *err, enum command_error_code code,
+		       const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+static void error_vset(struct command_error *err, enum command_error_code code,
 		       const char *fmt, va_list ap)
 {
 	char *p;
