@@ -200,8 +200,8 @@ def main():
                 check_lop(key, rec)
             figs = by_id[sessions["done"]]["figures"]
             check_that(len(figs) == 2 and {f["set"] for f in figs} == {1, 2} and
-                       all(f["cuff"] == "cuff-01" for f in figs),
-                       "completed session: figures of 2 sets expected, got %s" % figs)
+                       all(f["cuff"] == "cuff-01" and f["exercise"] == 0 for f in figs),
+                       "completed session: figures of 2 sets of exercise 0 expected, got %s" % figs)
             for f in figs:
                 fig = f["figures"]
                 check_that(fig.get("mean_mmHg") and 100 < fig["mean_mmHg"] < 250,
