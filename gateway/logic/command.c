@@ -183,6 +183,8 @@ bool command_id_valid(const char *s)
 
 /* Messages are ASCII so a reply can always carry them, whatever the input. */
 static void error_vset(struct command_error *err, enum command_error_code code,
+		       const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+static void error_vset(struct command_error *err, enum command_error_code code,
 		       const char *fmt, va_list ap)
 {
 	char *p;
@@ -300,7 +302,10 @@ static int get_field(json_t *obj, const char *path, const char *key, bool requir
 
 	if (!v && required) {
 		join(where, path, key);
-		return fail(err, CMD_ERR_MISSING_FIELD, "%s: missing", where);
+		/* -EINVAL in plain sight: callers read *out whenever this returns 0, and gcc -O2
+		 * cannot see through the variadic fail() that it never does here. */
+		fail(err, CMD_ERR_MISSING_FIELD, "%s: missing", where);
+		return -EINVAL;
 	}
 	*out = v;
 	return 0;

@@ -167,7 +167,7 @@ static int lookup(struct ctx *c, const config_setting_t *parent, const char *nam
 static int get_uint(struct ctx *c, const config_setting_t *parent, const char *name,
 		    unsigned def, unsigned min, unsigned max, unsigned *out)
 {
-	const config_setting_t *s;
+	const config_setting_t *s = NULL; /* set by lookup() when it returns 0 */
 	long long value;
 	int r;
 
@@ -193,7 +193,7 @@ static int get_string(struct ctx *c, const config_setting_t *parent, const char 
 		      bool required, const char *def, const config_setting_t **where,
 		      char **out)
 {
-	const config_setting_t *s;
+	const config_setting_t *s = NULL; /* set by lookup() when it returns 0 */
 	const char *value = def;
 	int r;
 
@@ -264,7 +264,7 @@ static bool valid_id(const char *id)
 
 static int get_id(struct ctx *c, const config_setting_t *parent, const char *name, char **out)
 {
-	const config_setting_t *where;
+	const config_setting_t *where = NULL; /* set by get_string() when it returns 0 */
 	char *id = NULL;
 	int r;
 

@@ -586,6 +586,10 @@ static int model_raise(struct model *m, const char *cuff, enum alarm_code code)
 	for (size_t i = 0; i < m->cap && !slot; i++)
 		if (!m->a[i].open)
 			slot = &m->a[i];
+	if (!slot) {
+		fail_msg("model: no free slot for %s on %s", alarm_code_name(code), cuff);
+		return -ENOSPC;
+	}
 	memset(slot, 0, sizeof(*slot));
 	slot->open = true;
 	snprintf(slot->cuff, sizeof(slot->cuff), "%s", cuff);
