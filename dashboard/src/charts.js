@@ -1,0 +1,193 @@
+// Pressure traces: one uPlot per cuff tile, redrawn by a scheduler instead of
+// per message, so that 100 cuffs at 10 messages/s stay smooth:
+// - only charts on screen (IntersectionObserver) are redrawn;
+// - each at most every REDRAW_MS, and only when its trace has new samples;
+// - at most FRAME_BUDGET_MS of redrawing per animation frame, round-robin,
+//   so a frame never waits for all charts.
+
+import uPlot from 'uplot';
+
+export const REDRAW_MS = 100;
+const FRAME_BUDGET_MS = 6;
+const WINDOW_S = 30;
+
+// Colours come from the page's CSS variables, read once.
+const COLORS = {};
+function css(name, fallback) {
+	if (!(name in COLORS)) {
+		const v = typeof document !== 'undefined'
+			? getComputedStyle(document.documentElement).getPropertyValue(name).trim() : '';
+		COLORS[name] = v || fallback;
+	}
+	return COLORS[name];
+}
+
+export class Charts {
+	constructor() {
+		this.items = new Map(); // element -> item
+		this.order = []; // round-robin order of items
+		this.next = 0;
+		this.visible = new Set();
+		this.io = typeof IntersectionObserver !== 'undefined'
+			? new IntersectionObserver((entries) => {
+				for (const e of entries) {
+					const it = this.items.get(e.target);
+					if (!it) continue;
+					if (e.isIntersecting) this.visible.add(it);
+					else this.visible.delete(it);
+				}
+			}) : null;
+		this.ro = typeof ResizeObserver !== 'undefined'
+			? new ResizeObserver((entries) => {
+				for (const e of entries) {
+					const it = this.items.get(e.target);
+					if (it) it.resize = true;
+				}
+			}) : null;
+		this.draws = 0; // for the benchmark
+	}
+
+	// A chart in element `el` for cuff `c` (store.js cuff: .trace, .state).
+	add(el, c) {
+		const w = Math.max(120, el.clientWidth || 280);
+		const h = Math.max(60, el.clientHeight || 90);
+		const grid = css('--grid', '#333');
+		const axis = css('--muted', '#999');
+		const opts = {
+			width: w,
+			height: h,
+			pxAlign: 1,
+			legend: { show: false },
+			cursor: { show: false },
+			select: { show: false },
+			scales: {
+				x: {
+					time: false,
+					range: (u, min, max) => {
+						const last = c.trace.lastX();
+						const hi = last === null ? WINDOW_S : last;
+						return [hi - WINDOW_S, hi];
+					},
+				},
+				// The range is ours (0 up to the highest of pressure, target and
+				// LOP): samples without a target are NaN, which uPlot's own
+				// min/max would not skip.
+				y: { range: () => [0, yMax(c)] },
+			},
+			axes: [
+				{
+					stroke: axis,
+					grid: { stroke: grid, width: 1 },
+					ticks: { show: false },
+					size: 18,
+					space: 60,
+					font: '10px system-ui, sans-serif',
+					// Ticks at whole 10 s before the newest sample, labelled relative to it.
+					splits: (u, i, min, max) => [max - 30, max - 20, max - 10, max],
+					values: (u, splits) => splits.map((s, i) => (i === splits.length - 1 ? 'now' : `${Math.round(s - splits[splits.length - 1])} s`)),
+				},
+				{
+					stroke: axis,
+					grid: { stroke: grid, width: 1 },
+					ticks: { show: false },
+					size: 30,
+					space: 24,
+					font: '10px system-ui, sans-serif',
+				},
+			],
+			series: [
+				{},
+				{ label: 'pressure', stroke: css('--trace', '#4fc3f7'), width: 1.5, points: { show: false } },
+				{ label: 'target', stroke: css('--target', '#9ccc65'), width: 1, dash: [4, 3], points: { show: false } },
+				{ label: 'target +10 %', stroke: 'transparent', width: 0, points: { show: false } },
+				{ label: 'target -10 %', stroke: 'transparent', width: 0, points: { show: false } },
+			],
+			bands: [{ series: [3, 4], fill: css('--band', 'rgba(156, 204, 101, 0.18)') }],
+			hooks: {
+				draw: [(u) => drawLop(u, c)],
+			},
+		};
+		const u = new uPlot(opts, c.trace.data(), el);
+		const it = { el, c, u, drawnV: c.trace.v, drawnAt: 0, resize: false };
+		this.items.set(el, it);
+		this.order.push(it);
+		if (this.io) this.io.observe(el);
+		else this.visible.add(it);
+		if (this.ro) this.ro.observe(el);
+	}
+
+	remove(el) {
+		const it = this.items.get(el);
+		if (!it) return;
+		if (this.io) this.io.unobserve(el);
+		if (this.ro) this.ro.unobserve(el);
+		it.u.destroy();
+		this.items.delete(el);
+		this.visible.delete(it);
+		this.order = this.order.filter((x) => x !== it);
+	}
+
+	// Called once per animation frame. Returns true while charts wait for a
+	// redraw (the caller schedules another frame).
+	draw(now) {
+		const t0 = performance.now();
+		const n = this.order.length;
+		let waiting = false;
+		for (let k = 0; k < n; k++) {
+			const it = this.order[(this.next + k) % n];
+			if (!this.visible.has(it)) continue;
+			if (it.resize) {
+				it.resize = false;
+				it.u.setSize({ width: Math.max(120, it.el.clientWidth), height: Math.max(60, it.el.clientHeight) });
+			}
+			if (it.drawnV === it.c.trace.v) continue;
+			if (now - it.drawnAt < REDRAW_MS) {
+				waiting = true;
+				continue;
+			}
+			if (performance.now() - t0 > FRAME_BUDGET_MS) {
+				this.next = (this.next + k) % n;
+				return true;
+			}
+			it.drawnV = it.c.trace.v;
+			it.drawnAt = now;
+			it.u.setData(it.c.trace.data());
+			this.draws++;
+		}
+		return waiting;
+	}
+}
+
+function yMax(c) {
+	const tr = c.trace;
+	let m = 0;
+	const [, p, tg] = tr.data();
+	for (let i = 0; i < p.length; i++) {
+		if (p[i] > m) m = p[i];
+		if (tg[i] > m) m = tg[i];
+	}
+	const lop = c.state && typeof c.state.lop_mmHg === 'number' ? c.state.lop_mmHg : 0;
+	if (lop > m) m = lop;
+	return Math.max(100, Math.ceil((m * 1.1) / 50) * 50);
+}
+
+// The limb occlusion pressure as a dashed line with its label.
+function drawLop(u, c) {
+	const lop = c.state && typeof c.state.lop_mmHg === 'number' ? c.state.lop_mmHg : null;
+	if (lop === null) return;
+	const y = Math.round(u.valToPos(lop, 'y', true));
+	const ctx = u.ctx;
+	const { left, width } = u.bbox;
+	ctx.save();
+	ctx.strokeStyle = css('--lop', '#ef9a9a');
+	ctx.lineWidth = 1 * uPlot.pxRatio;
+	ctx.setLineDash([6 * uPlot.pxRatio, 4 * uPlot.pxRatio]);
+	ctx.beginPath();
+	ctx.moveTo(left, y);
+	ctx.lineTo(left + width, y);
+	ctx.stroke();
+	ctx.fillStyle = css('--lop', '#ef9a9a');
+	ctx.font = `${10 * uPlot.pxRatio}px system-ui, sans-serif`;
+	ctx.fillText('LOP', left + 4 * uPlot.pxRatio, y - 3 * uPlot.pxRatio);
+	ctx.restore();
+}
