@@ -211,8 +211,14 @@ class Broker:
         self.proc = None
         self.conf = os.path.join(h.tmp, "mosquitto.conf")
 
-    def start(self, port=None, attempts=3, persistence=False):
+    def start(self, port=None, attempts=3, persistence=False, websockets=None):
         """Starts on port (or a free one); returns when it accepts TCP connections.
+
+        websockets={"http_dir": DIR, "conf": "lines"} adds a second listener,
+        MQTT over websockets that also serves DIR over HTTP (the dashboard), on
+        a free port kept in self.ws_port; with per_listener_settings, "conf"
+        (say allow_anonymous false, password_file, acl_file) applies to that
+        listener only. Anonymous by default.
 
         persistence=True keeps sessions, subscriptions, queued QoS 1 messages and
         retained messages in <tmp>/mosquitto-db/ across a restart (saved on
@@ -229,21 +235,41 @@ class Broker:
                 persist += "user root\n"
         else:
             persist = "persistence false\n"
+        self.websockets = websockets
+        ws_fixed = getattr(self, "ws_port", None) if port else None
         for attempt in range(attempts):
             self.port = port or free_port()
+            ws = ""
+            if websockets:
+                self.ws_port = ws_fixed or free_port()
+                conf = websockets.get("conf", "")
+                ws = ("listener %d 127.0.0.1\n"
+                      "protocol websockets\n"
+                      "socket_domain ipv4\n"  # mosquitto 2.0.11: websockets need it
+                      "http_dir %s\n"
+                      "%s%s" % (self.ws_port, websockets["http_dir"],
+                                "" if "allow_anonymous" in conf else "allow_anonymous true\n",
+                                conf))
             with open(self.conf, "w") as f:
                 f.write("# written by tests/integration/harness.py\n"
+                        "%s"
                         "listener %d 127.0.0.1\n"
                         "allow_anonymous true\n"
+                        "%s"
                         "%s"
                         "log_dest stderr\n"
                         "log_type error\nlog_type warning\nlog_type notice\n"
                         "log_type information\n"
-                        "connection_messages true\n" % (self.port, persist))
+                        "connection_messages true\n" %
+                        ("per_listener_settings true\n" if websockets else "",
+                         self.port, ws, persist))
             self.proc = self.h.spawn("mosquitto", [MOSQUITTO, "-c", self.conf])
             try:
                 self.proc.wait_line(r"mosquitto version \S+ running", 10)
                 wait_until(self._accepts, 5, "mosquitto to accept on port %d" % self.port)
+                if websockets:
+                    wait_until(lambda: self._accepts(self.ws_port), 5,
+                               "mosquitto to accept websockets on port %d" % self.ws_port)
                 return self.port
             except TestFailure:
                 text = self.proc.log_tail(20)
@@ -253,9 +279,9 @@ class Broker:
                 raise
         fail("mosquitto did not start")
 
-    def _accepts(self):
+    def _accepts(self, port=None):
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            with socket.create_connection(("127.0.0.1", port or self.port), timeout=0.5):
                 return True
         except OSError:
             return False
@@ -268,7 +294,8 @@ class Broker:
     def restart(self):
         """Stops (SIGTERM) and starts again on the same port with the same settings."""
         self.stop()
-        return self.start(port=self.port, persistence=getattr(self, "persistence", False))
+        return self.start(port=self.port, persistence=getattr(self, "persistence", False),
+                          websockets=getattr(self, "websockets", None))
 
     @property
     def uri(self):
@@ -674,9 +701,9 @@ class Harness:
         self.procs.append(proc)
         return proc
 
-    def start_broker(self, persistence=False):
+    def start_broker(self, persistence=False, websockets=None):
         self.broker = Broker(self)
-        self.broker.start(persistence=persistence)
+        self.broker.start(persistence=persistence, websockets=websockets)
         return self.broker
 
     def start_cuffsim(self, cuffs, args=(), directory=None):
