@@ -127,7 +127,13 @@ export function makeActions(app) {
 		},
 
 		confirmStart(g, body) {
-			return run(`Start session (${describePlan(body)})`, () => send(g, 'session/start', body));
+			return run(`Start session (${describePlan(body)})`, async () => {
+				const r = await send(g, 'session/start', body);
+				if (r.ok && typeof r.session_id === 'string' && body.patient) {
+					store.sentPatient.set(`${g.key}/${r.session_id}`, body.patient);
+				}
+				return r;
+			});
 		},
 
 		pause(g, sessionId, cuffLabel) {

@@ -6,6 +6,7 @@
 //   so a frame never waits for all charts.
 
 import uPlot from 'uplot';
+import { targetOf } from './view.js';
 
 export const REDRAW_MS = 100;
 const FRAME_BUDGET_MS = 6;
@@ -47,12 +48,17 @@ export class Charts {
 		this.draws = 0; // for the benchmark
 	}
 
-	// A chart in element `el` for cuff `c` (store.js cuff: .trace, .state).
-	add(el, c) {
+	// A chart in element `el` for cuff `c` (store.js cuff: .trace, .state);
+	// the target band comes from targetOf(store, c) at each redraw.
+	add(el, c, store) {
 		const w = Math.max(120, el.clientWidth || 280);
 		const h = Math.max(60, el.clientHeight || 90);
 		const grid = css('--grid', '#333');
 		const axis = css('--muted', '#999');
+		const target = () => {
+			const t = targetOf(store, c);
+			return t !== null && t > 0 ? t : null;
+		};
 		const opts = {
 			width: w,
 			height: h,
@@ -63,16 +69,13 @@ export class Charts {
 			scales: {
 				x: {
 					time: false,
-					range: (u, min, max) => {
+					range: () => {
 						const last = c.trace.lastX();
 						const hi = last === null ? WINDOW_S : last;
 						return [hi - WINDOW_S, hi];
 					},
 				},
-				// The range is ours (0 up to the highest of pressure, target and
-				// LOP): samples without a target are NaN, which uPlot's own
-				// min/max would not skip.
-				y: { range: () => [0, yMax(c)] },
+				y: { range: () => [0, yMax(c, target())] },
 			},
 			axes: [
 				{
@@ -80,11 +83,11 @@ export class Charts {
 					grid: { stroke: grid, width: 1 },
 					ticks: { show: false },
 					size: 18,
-					space: 60,
 					font: '10px system-ui, sans-serif',
-					// Ticks at whole 10 s before the newest sample, labelled relative to it.
+					// Ticks every 10 s back from the newest sample, labelled relative to it.
 					splits: (u, i, min, max) => [max - 30, max - 20, max - 10, max],
-					values: (u, splits) => splits.map((s, i) => (i === splits.length - 1 ? 'now' : `${Math.round(s - splits[splits.length - 1])} s`)),
+					values: (u, splits) => splits.map((s, i) => (i === splits.length - 1 ? 'now'
+						: `${Math.round(s - splits[splits.length - 1])} s`)),
 				},
 				{
 					stroke: axis,
@@ -98,12 +101,9 @@ export class Charts {
 			series: [
 				{},
 				{ label: 'pressure', stroke: css('--trace', '#4fc3f7'), width: 1.5, points: { show: false } },
-				{ label: 'target', stroke: css('--target', '#9ccc65'), width: 1, dash: [4, 3], points: { show: false } },
-				{ label: 'target +10 %', stroke: 'transparent', width: 0, points: { show: false } },
-				{ label: 'target -10 %', stroke: 'transparent', width: 0, points: { show: false } },
 			],
-			bands: [{ series: [3, 4], fill: css('--band', 'rgba(156, 204, 101, 0.18)') }],
 			hooks: {
+				drawAxes: [(u) => drawBand(u, target())],
 				draw: [(u) => drawLop(u, c)],
 			},
 		};
@@ -158,17 +158,33 @@ export class Charts {
 	}
 }
 
-function yMax(c) {
-	const tr = c.trace;
-	let m = 0;
-	const [, p, tg] = tr.data();
-	for (let i = 0; i < p.length; i++) {
-		if (p[i] > m) m = p[i];
-		if (tg[i] > m) m = tg[i];
-	}
+function yMax(c, target) {
+	let m = Math.max(c.trace.max(), target === null ? 0 : target * 1.1);
 	const lop = c.state && typeof c.state.lop_mmHg === 'number' ? c.state.lop_mmHg : 0;
 	if (lop > m) m = lop;
 	return Math.max(100, Math.ceil((m * 1.1) / 50) * 50);
+}
+
+// The target ±10 % as a band, with the target itself dashed, under the trace.
+function drawBand(u, target) {
+	if (target === null) return;
+	const ctx = u.ctx;
+	const { left, width } = u.bbox;
+	const r = uPlot.pxRatio;
+	const hi = Math.round(u.valToPos(target * 1.1, 'y', true));
+	const lo = Math.round(u.valToPos(target * 0.9, 'y', true));
+	const y = Math.round(u.valToPos(target, 'y', true));
+	ctx.save();
+	ctx.fillStyle = css('--band', 'rgba(156, 204, 101, 0.18)');
+	ctx.fillRect(left, hi, width, lo - hi);
+	ctx.strokeStyle = css('--target', '#9ccc65');
+	ctx.lineWidth = r;
+	ctx.setLineDash([4 * r, 3 * r]);
+	ctx.beginPath();
+	ctx.moveTo(left, y);
+	ctx.lineTo(left + width, y);
+	ctx.stroke();
+	ctx.restore();
 }
 
 // The limb occlusion pressure as a dashed line with its label.

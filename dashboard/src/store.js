@@ -43,16 +43,14 @@ export function parseTopic(topic) {
 
 // Pressure trace of one cuff: fixed-size ring buffers written twice (at slot
 // and slot + capacity), so the newest `n` samples are always one contiguous
-// subarray that uPlot can draw without copying.
+// subarray that uPlot can draw without copying. The target band and the LOP
+// line are drawn from the present values (charts.js), not stored per sample.
 export class Trace {
 	constructor(capacity = TRACE_CAPACITY, windowS = TRACE_WINDOW_S) {
 		this.cap = capacity;
 		this.windowS = windowS;
 		this.x = new Float64Array(2 * capacity); // seconds on the cuff's own clock
 		this.p = new Float32Array(2 * capacity); // pressure, mmHg
-		this.tg = new Float32Array(2 * capacity); // target (NaN: none)
-		this.hi = new Float32Array(2 * capacity); // target + 10 %
-		this.lo = new Float32Array(2 * capacity); // target - 10 %
 		this.start = 0;
 		this.n = 0;
 		this.v = 0;
@@ -64,18 +62,13 @@ export class Trace {
 		this.v++;
 	}
 
-	last() {
-		return this.n ? (this.start + this.n - 1) % this.cap : -1;
-	}
-
 	lastX() {
-		const i = this.last();
-		return i < 0 ? null : this.x[i];
+		return this.n ? this.x[this.start + this.n - 1] : null;
 	}
 
 	// One sample; out-of-order or repeated times are dropped, a clock that went
-	// back (a cuff that restarted) starts the trace afresh.
-	push(tSeconds, pressure, target) {
+	// back by more than 5 s (a cuff that restarted) starts the trace afresh.
+	push(tSeconds, pressure) {
 		const lx = this.lastX();
 		if (lx !== null && tSeconds <= lx) {
 			if (lx - tSeconds < 5) return false;
@@ -86,14 +79,8 @@ export class Trace {
 			this.n--;
 		}
 		const s = (this.start + this.n) % this.cap;
-		const tg = typeof target === 'number' && target > 0 ? target : NaN;
-		for (const i of [s, s + this.cap]) {
-			this.x[i] = tSeconds;
-			this.p[i] = pressure;
-			this.tg[i] = tg;
-			this.hi[i] = tg * 1.1;
-			this.lo[i] = tg * 0.9;
-		}
+		this.x[s] = this.x[s + this.cap] = tSeconds;
+		this.p[s] = this.p[s + this.cap] = pressure;
 		this.n++;
 		// Keep only the window.
 		while (this.n > 1 && this.x[this.start] < tSeconds - this.windowS) {
@@ -104,17 +91,18 @@ export class Trace {
 		return true;
 	}
 
-	// [x, pressure, target, hi, lo] views for uPlot.setData.
+	// [x, pressure] views for uPlot.setData.
 	data() {
 		const a = this.start;
 		const b = this.start + this.n;
-		return [
-			this.x.subarray(a, b),
-			this.p.subarray(a, b),
-			this.tg.subarray(a, b),
-			this.hi.subarray(a, b),
-			this.lo.subarray(a, b),
-		];
+		return [this.x.subarray(a, b), this.p.subarray(a, b)];
+	}
+
+	// Highest pressure in the window (for the chart's scale).
+	max() {
+		let m = 0;
+		for (let i = this.start, e = this.start + this.n; i < e; i++) if (this.p[i] > m) m = this.p[i];
+		return m;
 	}
 }
 
@@ -133,6 +121,9 @@ export class Store {
 		this.sessions = new Map();
 		this.alarms = new Map();
 		this.lastSession = new Map(); // cuff key -> key of the newest session naming it
+		// Patient references this page sent with session/start, by session key:
+		// shown while the gateway's session state does not carry `patient`.
+		this.sentPatient = new Map();
 		this.seen = new Set();
 		this.layoutV = 0;
 		this.alarmsV = 0;
@@ -287,13 +278,12 @@ export class Store {
 	onTelemetry(g, id, p, now) {
 		if (!Array.isArray(p.samples)) return false;
 		const c = this.cuff(g, id);
-		const measuring = c.state && c.state.cuff_state === 'measuring_lop';
 		let newest = null;
 		for (const s of p.samples) {
 			if (!Array.isArray(s) || typeof s[0] !== 'number') continue;
 			const pr = numOrNull(s[1]);
 			if (pr === null) continue; // an invalid sample is a gap, not a zero
-			c.trace.push(s[0] / 1000, pr, measuring ? null : numOrNull(s[2]));
+			c.trace.push(s[0] / 1000, pr);
 			newest = s;
 		}
 		c.telemAt = now;

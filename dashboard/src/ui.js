@@ -95,7 +95,9 @@ function Gateway({ app, g, now }) {
 	const details = [str(st.version) ? `version ${st.version}` : null,
 		typeof st.outbox_depth === 'number' && st.outbox_depth > 0 ? `${st.outbox_depth} messages waiting to be sent` : null]
 		.filter(Boolean).join(' · ');
-	const galarms = store.gatewayAlarms(g).map((a) => alarmView(a, now));
+	// Unacknowledged high alarms of the gateway are in the page banner already.
+	const galarms = store.gatewayAlarms(g).map((a) => alarmView(a, now))
+		.filter((a) => !(a.priority === 'high' && a.state === 'active'));
 	return html`<section class="gateway" data-gateway=${g.key} data-online=${online ? 'true' : 'false'}>
 		<h2><span class="gw-name">${g.gw}</span> <small>${g.site}</small>
 			<span class=${'gw-state ' + (online ? 'ok' : 'bad')} data-field="gateway-state">${stateText}</span>
@@ -118,13 +120,11 @@ function Gateway({ app, g, now }) {
 function AlarmItem({ app, g, a }) {
 	return html`<li class=${'alarm ' + a.priority + (a.state === 'active' ? ' unacked' : '')}
 		data-alarm-id=${a.id} data-priority=${a.priority} data-state=${a.state}>
-		<div class="alarm-text">
-			<strong>${a.title}</strong>
-			${a.message ? html`<span class="alarm-msg">${a.message}</span>` : null}
-			<small>${[a.values, a.since, a.condition, a.ackedBy].filter(Boolean).join(' · ')}</small>
-		</div>
+		<strong class="alarm-title">${a.title}</strong>
 		${a.state === 'active' && g.canWrite ? html`<button data-action="ack"
 			onClick=${() => app.act.ack(g, a)}>Acknowledge</button>` : null}
+		${a.message ? html`<span class="alarm-msg">${a.message}</span>` : null}
+		<small>${[a.values, a.since, a.condition, a.ackedBy].filter(Boolean).join(' · ')}</small>
 	</li>`;
 }
 
@@ -161,7 +161,7 @@ class Tile extends Component {
 					? html`<span>${v.patient ? 'Patient ' + v.patient : 'Session'}</span>
 						${v.exercise ? html` · <span data-field="exercise">${v.exercise}</span>` : null}
 						${v.exerciseOf ? html` <small>(exercise ${v.exerciseOf})</small>` : null}`
-					: html`<span class="muted">${v.ended || 'No session'}</span>`}</div>
+					: html`<span class="muted" title=${v.ended}>${v.ended || 'No session'}</span>`}</div>
 				<div class="numbers">
 					<div class="pressure"><span class="big" data-field="pressure"
 						data-value=${v.pressure.value ?? ''}>${v.pressure.text}</span><small>mmHg</small></div>
@@ -205,7 +205,7 @@ class ChartBox extends Component {
 	}
 
 	componentDidMount() {
-		this.props.app.charts.add(this.base, this.props.c);
+		this.props.app.charts.add(this.base, this.props.c, this.props.app.store);
 	}
 
 	componentWillUnmount() {

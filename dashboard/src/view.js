@@ -39,6 +39,19 @@ export function alarmView(a, now) {
 	};
 }
 
+// The cuff's present target: the session's per-cuff target when the gateway
+// sends one, else the cuff state's; none while a LOP search runs (an older
+// gateway reports the search ceiling there).
+export function targetOf(store, c) {
+	const st = c.state || {};
+	if (st.cuff_state === 'measuring_lop') return null;
+	const sess = store.sessionOf(c);
+	const ss = sess && store.sessionActive(sess) ? sess.state : null;
+	if (ss && ss.phase === 'lop') return null;
+	const t = ss && ss.targets && typeof ss.targets === 'object' ? num(ss.targets[c.id]) : null;
+	return t !== null ? t : num(st.target_mmHg);
+}
+
 export function cuffView(store, c, now) {
 	const st = c.state || {};
 	const g = store.gateways.get(c.gwKey);
@@ -54,11 +67,7 @@ export function cuffView(store, c, now) {
 		if (p !== null) pressure = p;
 	}
 
-	let target = null;
-	if (!measuring) {
-		const t = ss && ss.targets && typeof ss.targets === 'object' ? num(ss.targets[c.id]) : null;
-		target = t !== null ? t : num(st.target_mmHg);
-	}
+	const target = targetOf(store, c);
 	const lop = num(st.lop_mmHg);
 	const pctNow = pressure !== null && lop !== null && lop > 0 ? (pressure / lop) * 100 : null;
 	const prescribed = ss && active ? num(ss.pct_lop) : null;
@@ -127,7 +136,7 @@ export function cuffView(store, c, now) {
 		lopValue: lop,
 		phase: { text: phase, value: phaseValue },
 		exercise: ss && active ? (str(ss.exercise) || '') : '',
-		patient: ss && active && str(ss.patient) ? ss.patient : '',
+		patient: ss && active ? (str(ss.patient) || store.sentPatient.get(sess.key) || '') : '',
 		set: { text: ss && active ? fmtOf(ss.set, ss.n_sets) : DASH, value: ss && active ? num(ss.set) : null },
 		rep: { text: ss && active ? fmtOf(ss.rep, ss.n_reps) : DASH, value: ss && active ? num(ss.rep) : null },
 		exerciseOf: ss && active && num(ss.exercise_index) !== null

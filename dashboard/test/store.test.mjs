@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Store, Trace, parseTopic, bayOf, STALE_MS } from '../src/store.js';
-import { cuffView, alarmView } from '../src/view.js';
+import { cuffView, alarmView, targetOf } from '../src/view.js';
 import { fmtAlarmValues, fmtDuration, fmtNum, fmtOf } from '../src/format.js';
 import { TEMPLATES, formFromTemplate, planFromForm, planFromJson } from '../src/plans.js';
 
@@ -246,18 +246,42 @@ test('the sessions index decides which sessions are active', () => {
 
 test('trace: contiguous views, window, capacity, clock going back', () => {
 	const t = new Trace(8, 30);
-	for (let i = 0; i < 12; i++) t.push(i, i * 10, 100);
-	const [x, p, tg, hi, lo] = t.data();
+	for (let i = 0; i < 12; i++) t.push(i, i * 10);
+	const [x, p] = t.data();
 	assert.deepEqual([...x], [4, 5, 6, 7, 8, 9, 10, 11]);
 	assert.equal(p[7], 110);
-	assert.equal(tg[0], 100);
-	assert.ok(Math.abs(hi[0] - 110) < 1e-3 && Math.abs(lo[0] - 90) < 1e-3);
-	t.push(100, 1, 0); // beyond the window: older samples leave
+	assert.equal(t.max(), 110);
+	t.push(100, 1); // beyond the window: older samples leave
 	assert.deepEqual([...t.data()[0]], [100]);
-	assert.ok(Number.isNaN(t.data()[2][0])); // no target: a gap, not 0
-	assert.equal(t.push(100, 2, 0), false); // repeated time dropped
-	t.push(10, 3, 0); // clock went back by more than 5 s: a new trace
+	assert.equal(t.push(100, 2), false); // repeated time dropped
+	assert.equal(t.push(97, 2), false); // slightly out of order: dropped
+	t.push(10, 3); // clock went back by more than 5 s: a new trace
 	assert.deepEqual([...t.data()[0]], [10]);
+	assert.equal(t.lastX(), 10);
+});
+
+test('target: none during a LOP search or the lop phase; the session\'s per-cuff target first', () => {
+	const s = new Store();
+	online(s);
+	s.handle(`${P}/cuff/c1/state`, msg({ cuff: 'c1', link: 'connected', session_id: 's1', target_mmHg: 100 }), T0);
+	s.handle(`${P}/session/s1/state`, msg({ session_id: 's1', phase: 'lop', cuffs: ['c1'] }), T0);
+	const c = s.cuffs.get('clinic-a/gw1/c1');
+	assert.equal(targetOf(s, c), null);
+	s.handle(`${P}/session/s1/state`, msg({ session_id: 's1', phase: 'set', cuffs: ['c1'], targets: { c1: 96 } }), T0);
+	assert.equal(targetOf(s, c), 96);
+	s.handle(`${P}/session/s1/state`, msg({ session_id: 's1', phase: 'set', cuffs: ['c1'] }), T0);
+	assert.equal(targetOf(s, c), 100);
+});
+
+test('a patient this page sent is shown while the session state has none', () => {
+	const s = new Store();
+	online(s);
+	s.handle(`${P}/cuff/c1/state`, msg({ cuff: 'c1', link: 'connected', session_id: 's1' }), T0);
+	s.handle(`${P}/session/s1/state`, msg({ session_id: 's1', phase: 'set', cuffs: ['c1'] }), T0);
+	s.sentPatient.set('clinic-a/gw1/s1', 'p-7');
+	assert.equal(cuffView(s, s.cuffs.get('clinic-a/gw1/c1'), T0).patient, 'p-7');
+	s.handle(`${P}/session/s1/state`, msg({ session_id: 's1', phase: 'set', cuffs: ['c1'], patient: 'p-8' }), T0);
+	assert.equal(cuffView(s, s.cuffs.get('clinic-a/gw1/c1'), T0).patient, 'p-8');
 });
 
 test('telemetry: invalid samples are gaps; the newest sample is kept', () => {
