@@ -44,7 +44,7 @@ export function App({ app }) {
 				: 'Connecting to the broker…'}</p>` : null}
 			${gws.map((g) => html`<${Gateway} key=${g.key} app=${app} g=${g} now=${now} />`)}
 		</main>
-		<${ReplyBar} ui=${ui} />
+		${writable || ui.reply ? html`<${ReplyBar} ui=${ui} />` : null}
 		${ui.dialog ? html`<${Dialog} app=${app} d=${ui.dialog} />` : null}
 	`;
 }

@@ -243,6 +243,10 @@ class Broker:
             if websockets:
                 self.ws_port = ws_fixed or free_port()
                 conf = websockets.get("conf", "")
+                if os.geteuid() == 0 and not persistence:  # persistence has it already
+                    # As root mosquitto becomes user mosquitto, who may not read
+                    # http_dir or a password file in our 0700 directory.
+                    conf += "user root\n"
                 ws = ("listener %d 127.0.0.1\n"
                       "protocol websockets\n"
                       "socket_domain ipv4\n"  # mosquitto 2.0.11: websockets need it
