@@ -56,6 +56,7 @@ warn() { printf '%s==>%s %s\n' "$B$Y" "$N" "$*" >&2 2>/dev/null || true; }
 die() { printf '%s==> demo failed:%s %s\n' "$B$R" "$N" "$*" >&2 2>/dev/null || true; exit 1; }
 
 TMP=""
+WWW=""
 PIDS=()   # started children, stopped in reverse order
 NAMES=()
 
@@ -87,6 +88,7 @@ cleanup() {
 			stop_pid "${PIDS[$i]}" "${NAMES[$i]}"
 		done
 	fi
+	[ -n "$WWW" ] && rm -rf "$WWW"
 	if [ -n "$TMP" ] && [ -d "$TMP" ]; then
 		# Logs only after a failure: not for Ctrl-C, SIGTERM, a hang-up or a closed pipe.
 		if [ $rc -ne 0 ] && [ $rc -ne 130 ] && [ $rc -ne 143 ] && [ $rc -ne 129 ] && [ $rc -ne 141 ]; then
@@ -167,15 +169,16 @@ PREFIX="bfr/v1/$SITE/$GW"
 
 WSPORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 if [ $DASHBOARD = 1 ]; then
-	# mosquitto, started as root, runs as user mosquitto: it must be able to
-	# read the page, so the page gets a directory of its own that it may enter.
-	mkdir -m 755 "$TMP/www"
-	cp "$ROOT/dashboard/dist/index.html" "$TMP/www/index.html"
-	chmod 644 "$TMP/www/index.html"
-	chmod 711 "$TMP"
+	# mosquitto, started as root, runs as user mosquitto, who may enter
+	# neither $TMP nor the source tree: the page gets a directory of its own
+	# under /tmp (removed at exit like $TMP).
+	WWW=$(mktemp -d /tmp/bfr-demo-www.XXXXXX)
+	chmod 755 "$WWW"
+	cp "$ROOT/dashboard/dist/index.html" "$WWW/index.html"
+	chmod 644 "$WWW/index.html"
 	sed -e "s/^listener 1883 127.0.0.1$/listener $PORT 127.0.0.1/" \
 		-e "s/^listener 9001 127.0.0.1$/listener $WSPORT 127.0.0.1/" \
-		-e "s|^http_dir .*|http_dir $TMP/www|" \
+		-e "s|^http_dir .*|http_dir $WWW|" \
 		"$ROOT/deploy/mosquitto/demo.conf" >"$TMP/mosquitto.conf"
 else
 	sed -e "s/^listener 1883 127.0.0.1$/listener $PORT 127.0.0.1/" \
