@@ -8,8 +8,11 @@
 import uPlot from 'uplot';
 import { targetOf } from './view.js';
 
-export const REDRAW_MS = 100;
+export const REDRAW_MS = 100; // at most 10 redraws a second per chart
 const FRAME_BUDGET_MS = 6;
+// Redrawing may take at most this share of the main thread: with many charts
+// on screen each is redrawn less often (measured cost per redraw x charts).
+const CHART_SHARE = 0.15;
 const WINDOW_S = 30;
 
 // Colours come from the page's CSS variables, read once.
@@ -46,6 +49,12 @@ export class Charts {
 				}
 			}) : null;
 		this.draws = 0; // for the benchmark
+		this.costMs = 0.5; // running mean of one redraw
+	}
+
+	// Milliseconds between two redraws of one chart.
+	interval() {
+		return Math.max(REDRAW_MS, (this.visible.size * this.costMs) / CHART_SHARE);
 	}
 
 	// A chart in element `el` for cuff `c` (store.js cuff: .trace, .state);
@@ -132,6 +141,7 @@ export class Charts {
 	draw(now) {
 		const t0 = performance.now();
 		const n = this.order.length;
+		const every = this.interval();
 		let waiting = false;
 		for (let k = 0; k < n; k++) {
 			const it = this.order[(this.next + k) % n];
@@ -141,7 +151,7 @@ export class Charts {
 				it.u.setSize({ width: Math.max(120, it.el.clientWidth), height: Math.max(60, it.el.clientHeight) });
 			}
 			if (it.drawnV === it.c.trace.v) continue;
-			if (now - it.drawnAt < REDRAW_MS) {
+			if (now - it.drawnAt < every) {
 				waiting = true;
 				continue;
 			}
@@ -151,7 +161,9 @@ export class Charts {
 			}
 			it.drawnV = it.c.trace.v;
 			it.drawnAt = now;
+			const d0 = performance.now();
 			it.u.setData(it.c.trace.data());
+			this.costMs += (performance.now() - d0 - this.costMs) * 0.05;
 			this.draws++;
 		}
 		return waiting;

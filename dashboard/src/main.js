@@ -10,6 +10,7 @@ import { Charts } from './charts.js';
 import { Tone } from './audio.js';
 import { App } from './ui.js';
 import { makeActions } from './actions.js';
+import { livePressure, pressureFields } from './view.js';
 
 const PRESSURE_SHOW_MS = 250; // the pressure number changes at most 4 times a second
 const TICK_MS = 250; // staleness and countdowns
@@ -61,6 +62,32 @@ function requestFrame() {
 	}
 }
 
+// Changes the text node in place (textContent would make a new node each time).
+function setText(el, text) {
+	const t = el.firstChild;
+	if (t && t.nodeType === 3 && !t.nextSibling) {
+		if (t.nodeValue !== text) t.nodeValue = text;
+	} else {
+		el.textContent = text;
+	}
+}
+
+// A new pressure goes straight into the tile's two elements; the tile
+// re-renders only for everything else (preact would diff the whole tile).
+function showPressure(c) {
+	const e = c.els;
+	if (!e || !e.pressure || !e.pctLop || !e.pressure.isConnected) {
+		store.dirty.add(c.key);
+		return;
+	}
+	const { pressure, pctNow } = livePressure(c);
+	const f = pressureFields(pressure, pctNow);
+	setText(e.pressure, f.pressure.text);
+	e.pressure.dataset.value = f.pressure.value ?? '';
+	setText(e.pctLop, f.pctLop.text);
+	e.pctLop.dataset.value = f.pctLop.value ?? '';
+}
+
 function frame() {
 	frameAsked = false;
 	app.stats.frames++;
@@ -74,8 +101,8 @@ function frame() {
 		if (c.shownAt === undefined || now - c.shownAt >= PRESSURE_SHOW_MS) {
 			c.shown = c.sample;
 			c.shownAt = now;
-			store.dirty.add(k);
 			store.pressureDirty.delete(k);
+			showPressure(c);
 		}
 	}
 	const dirty = store.dirty.size > 0;

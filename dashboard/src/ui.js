@@ -128,6 +128,13 @@ function AlarmItem({ app, g, a }) {
 	</li>`;
 }
 
+// The elements of a tile that main.js updates directly, 4 times a second,
+// without re-rendering the tile: the pressure and its % of LOP.
+function keep(c, name, el) {
+	if (!c.els) c.els = {};
+	c.els[name] = el;
+}
+
 class Tile extends Component {
 	shouldComponentUpdate(next) {
 		return next.v !== this.props.v || next.canWrite !== this.props.canWrite;
@@ -163,11 +170,11 @@ class Tile extends Component {
 						${v.exerciseOf ? html` <small>(exercise ${v.exerciseOf})</small>` : null}`
 					: html`<span class="muted" title=${v.ended}>${v.ended || 'No session'}</span>`}</div>
 				<div class="numbers">
-					<div class="pressure"><span class="big" data-field="pressure"
+					<div class="pressure"><span class="big" data-field="pressure" ref=${(e) => keep(c, 'pressure', e)}
 						data-value=${v.pressure.value ?? ''}>${v.pressure.text}</span><small>mmHg</small></div>
 					<div class="kv"><label>Target</label><span><b data-field="target"
 						data-value=${v.target.value ?? ''}>${v.target.text}</b> mmHg</span></div>
-					<div class="kv"><label>of LOP</label><span><b data-field="pct-lop"
+					<div class="kv"><label>of LOP</label><span><b data-field="pct-lop" ref=${(e) => keep(c, 'pctLop', e)}
 						data-value=${v.pctLop.value ?? ''}>${v.pctLop.text}</b>
 						${v.prescribed ? html` <small data-field="pct-lop-prescribed">${v.prescribed}</small>` : null}</span></div>
 				</div>

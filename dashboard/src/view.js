@@ -52,6 +52,28 @@ export function targetOf(store, c) {
 	return t !== null ? t : num(st.target_mmHg);
 }
 
+// The pressure a tile shows: the sample the page chose to show (c.shown, at
+// most 4 a second) when it is newer than the state, else the state's; and
+// that pressure in % of the cuff's LOP.
+export function livePressure(c) {
+	const st = c.state || {};
+	let pressure = num(st.pressure_mmHg);
+	if (c.shown && (c.stateAt === null || (c.telemAt !== null && c.telemAt >= c.stateAt))) {
+		const p = num(c.shown[1]);
+		if (p !== null) pressure = p;
+	}
+	const lop = num(st.lop_mmHg);
+	const pctNow = pressure !== null && lop !== null && lop > 0 ? (pressure / lop) * 100 : null;
+	return { pressure, pctNow };
+}
+
+export function pressureFields(pressure, pctNow) {
+	return {
+		pressure: { text: fmtNum(pressure, 0), value: pressure },
+		pctLop: { text: pctNow === null ? DASH : `${pctNow.toFixed(0)} %`, value: pctNow },
+	};
+}
+
 export function cuffView(store, c, now) {
 	const st = c.state || {};
 	const g = store.gateways.get(c.gwKey);
@@ -60,16 +82,10 @@ export function cuffView(store, c, now) {
 	const active = sess ? store.sessionActive(sess) : false;
 	const measuring = st.cuff_state === 'measuring_lop';
 
-	// Pressure: the newest telemetry sample when it is newer than the state.
-	let pressure = num(st.pressure_mmHg);
-	if (c.shown && (c.stateAt === null || (c.telemAt !== null && c.telemAt >= c.stateAt))) {
-		const p = num(c.shown[1]);
-		if (p !== null) pressure = p;
-	}
+	const { pressure, pctNow } = livePressure(c);
 
 	const target = targetOf(store, c);
 	const lop = num(st.lop_mmHg);
-	const pctNow = pressure !== null && lop !== null && lop > 0 ? (pressure / lop) * 100 : null;
 	const prescribed = ss && active ? num(ss.pct_lop) : null;
 
 	let phase;
@@ -127,10 +143,9 @@ export function cuffView(store, c, now) {
 		serial: [str(st.model), str(st.serial) ? `S/N ${st.serial}` : null, str(st.firmware) ? `FW ${st.firmware}` : null]
 			.filter(Boolean).join(' · '),
 		limb: str(st.limb) || '',
-		pressure: { text: fmtNum(pressure, 0), value: pressure },
+		...pressureFields(pressure, pctNow),
 		// 0 is "deflated, no target": shown as a dash, not as a target of 0 mmHg.
 		target: { text: target !== null && target > 0 ? fmtNum(target, 0) : DASH, value: target },
-		pctLop: { text: pctNow === null ? DASH : `${pctNow.toFixed(0)} %`, value: pctNow },
 		prescribed: prescribed === null ? '' : `prescribed ${prescribed.toFixed(0)} %`,
 		lop: lop === null ? 'LOP not measured' : `LOP ${lop.toFixed(0)} mmHg${lopAt ? ' · ' + fmtClock(lopAt) : ''}`,
 		lopValue: lop,
