@@ -37,8 +37,14 @@ export class Charts {
 				for (const e of entries) {
 					const it = this.items.get(e.target);
 					if (!it) continue;
-					if (e.isIntersecting) this.visible.add(it);
-					else this.visible.delete(it);
+					if (e.isIntersecting) {
+						// A chart is made when it first comes on screen: a page
+						// of 100 cuffs shows its tiles without making 100 charts.
+						if (!it.u) this.create(it);
+						this.visible.add(it);
+					} else {
+						this.visible.delete(it);
+					}
 				}
 			}) : null;
 		this.ro = typeof ResizeObserver !== 'undefined'
@@ -60,6 +66,20 @@ export class Charts {
 	// A chart in element `el` for cuff `c` (store.js cuff: .trace, .state);
 	// the target band comes from targetOf(store, c) at each redraw.
 	add(el, c, store) {
+		const it = { el, c, store, u: null, drawnV: -1, drawnAt: 0, resize: false };
+		this.items.set(el, it);
+		this.order.push(it);
+		if (this.io) {
+			this.io.observe(el);
+		} else {
+			this.create(it);
+			this.visible.add(it);
+		}
+		if (this.ro) this.ro.observe(el);
+	}
+
+	create(it) {
+		const { el, c, store } = it;
 		const w = Math.max(120, el.clientWidth || 280);
 		const h = Math.max(60, el.clientHeight || 90);
 		const grid = css('--grid', '#333');
@@ -116,13 +136,8 @@ export class Charts {
 				draw: [(u) => drawLop(u, c)],
 			},
 		};
-		const u = new uPlot(opts, c.trace.data(), el);
-		const it = { el, c, u, drawnV: c.trace.v, drawnAt: 0, resize: false };
-		this.items.set(el, it);
-		this.order.push(it);
-		if (this.io) this.io.observe(el);
-		else this.visible.add(it);
-		if (this.ro) this.ro.observe(el);
+		it.u = new uPlot(opts, c.trace.data(), el);
+		it.drawnV = c.trace.v;
 	}
 
 	remove(el) {
@@ -130,7 +145,7 @@ export class Charts {
 		if (!it) return;
 		if (this.io) this.io.unobserve(el);
 		if (this.ro) this.ro.unobserve(el);
-		it.u.destroy();
+		if (it.u) it.u.destroy();
 		this.items.delete(el);
 		this.visible.delete(it);
 		this.order = this.order.filter((x) => x !== it);
@@ -145,7 +160,7 @@ export class Charts {
 		let waiting = false;
 		for (let k = 0; k < n; k++) {
 			const it = this.order[(this.next + k) % n];
-			if (!this.visible.has(it)) continue;
+			if (!it.u || !this.visible.has(it)) continue;
 			if (it.resize) {
 				it.resize = false;
 				it.u.setSize({ width: Math.max(120, it.el.clientWidth), height: Math.max(60, it.el.clientHeight) });

@@ -148,6 +148,8 @@ class Tile extends Component {
 		const level = v.alarms.length ? v.alarms[0].priority : 'none';
 		const flashing = v.alarms.some((a) => a.priority === 'high' && a.state === 'active');
 		const cls = `tile alarm-${level}${flashing ? ' flashing' : ''}`;
+		// Nothing to send commands to while the gateway (or the broker) is gone.
+		const offline = !!(c.stale && c.stale.reason !== 'data');
 		return html`<article class=${cls} data-cuff=${c.id} data-gateway=${c.gwKey}
 			data-stale=${v.stale ? 'true' : 'false'}>
 			<header class="tile-head">
@@ -194,13 +196,13 @@ class Tile extends Component {
 			${canWrite ? html`<footer class="actions">
 				${v.inSession ? html`
 					${v.paused
-						? html`<button data-action="resume" onClick=${() => act.resume(g, v.sessionId, v.label)}>Resume</button>`
-						: html`<button data-action="pause" onClick=${() => act.pause(g, v.sessionId, v.label)}>Pause</button>`}
-					<button data-action="stop" onClick=${() => act.stop(g, v.sessionId, v.label)}>Stop</button>`
+						? html`<button disabled=${offline} data-action="resume" onClick=${() => act.resume(g, v.sessionId, v.label)}>Resume</button>`
+						: html`<button disabled=${offline} data-action="pause" onClick=${() => act.pause(g, v.sessionId, v.label)}>Pause</button>`}
+					<button disabled=${offline} data-action="stop" onClick=${() => act.stop(g, v.sessionId, v.label)}>Stop</button>`
 				: html`
-					<button class="primary" data-action="start" onClick=${() => act.start(g, c.id)}>Start session</button>
-					<button data-action="lop" onClick=${() => act.lop(g, c.id, v.label)}>Measure LOP</button>`}
-				<button data-action="identify" onClick=${() => act.identify(g, c.id, v.label)}>Identify</button>
+					<button class="primary" disabled=${offline} data-action="start" onClick=${() => act.start(g, c.id)}>Start session</button>
+					<button disabled=${offline} data-action="lop" onClick=${() => act.lop(g, c.id, v.label)}>Measure LOP</button>`}
+				<button disabled=${offline} data-action="identify" onClick=${() => act.identify(g, c.id, v.label)}>Identify</button>
 			</footer>` : null}
 		</article>`;
 	}
