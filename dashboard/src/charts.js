@@ -13,6 +13,8 @@ const FRAME_BUDGET_MS = 6;
 // Redrawing may take at most this share of the main thread: with many charts
 // on screen each is redrawn less often (measured cost per redraw x charts).
 const CHART_SHARE = 0.15;
+const PAINT_FLOOR_MS = 0.6;
+const CREATE_PER_FRAME = 4;
 const WINDOW_S = 30;
 
 // Colours come from the page's CSS variables, read once.
@@ -38,10 +40,11 @@ export class Charts {
 					const it = this.items.get(e.target);
 					if (!it) continue;
 					if (e.isIntersecting) {
-						// A chart is made when it first comes on screen: a page
-						// of 100 cuffs shows its tiles without making 100 charts.
-						if (!it.u) this.create(it);
+						// A chart is made when it first comes on screen (by draw(),
+						// a few per frame): a page of 100 cuffs shows its tiles
+						// at once and makes only the charts that are seen.
 						this.visible.add(it);
+						if (this.onWant) this.onWant();
 					} else {
 						this.visible.delete(it);
 					}
@@ -58,9 +61,11 @@ export class Charts {
 		this.costMs = 0.5; // running mean of one redraw
 	}
 
-	// Milliseconds between two redraws of one chart.
+	// Milliseconds between two redraws of one chart. The measured cost is the
+	// script's only; painting the canvas afterwards costs about as much again
+	// (bench_dashboard at 100 charts on screen), hence the floor.
 	interval() {
-		return Math.max(REDRAW_MS, (this.visible.size * this.costMs) / CHART_SHARE);
+		return Math.max(REDRAW_MS, (this.visible.size * Math.max(this.costMs, PAINT_FLOOR_MS)) / CHART_SHARE);
 	}
 
 	// A chart in element `el` for cuff `c` (store.js cuff: .trace, .state);
@@ -158,9 +163,19 @@ export class Charts {
 		const n = this.order.length;
 		const every = this.interval();
 		let waiting = false;
+		let made = 0;
 		for (let k = 0; k < n; k++) {
 			const it = this.order[(this.next + k) % n];
-			if (!it.u || !this.visible.has(it)) continue;
+			if (!this.visible.has(it)) continue;
+			if (!it.u) {
+				if (made >= CREATE_PER_FRAME) {
+					waiting = true;
+					continue;
+				}
+				this.create(it);
+				made++;
+				continue;
+			}
 			if (it.resize) {
 				it.resize = false;
 				it.u.setSize({ width: Math.max(120, it.el.clientWidth), height: Math.max(60, it.el.clientHeight) });

@@ -47,6 +47,7 @@ app.conn = new Conn(store, {
 	onData: () => requestFrame(),
 });
 app.act = makeActions(app);
+app.charts.onWant = () => requestFrame(); // a chart came on screen: make it in a frame
 
 const root = document.getElementById('app');
 root.textContent = ''; // the "Loading" line: preact renders into an empty element
