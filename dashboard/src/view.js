@@ -154,7 +154,8 @@ export function cuffView(store, c, now) {
 		patient: ss && active ? (str(ss.patient) || store.sentPatient.get(sess.key) || '') : '',
 		set: { text: ss && active ? fmtOf(ss.set, ss.n_sets) : DASH, value: ss && active ? num(ss.set) : null },
 		rep: { text: ss && active ? fmtOf(ss.rep, ss.n_reps) : DASH, value: ss && active ? num(ss.rep) : null },
-		exerciseOf: ss && active && num(ss.exercise_index) !== null
+		// "exercise 2 of 3" only with the plan's total: "exercise 1" alone says little.
+		exerciseOf: ss && active && num(ss.exercise_index) !== null && num(ss.n_exercises) !== null
 			? fmtOf(ss.exercise_index + 1, ss.n_exercises) : '',
 		timeLeft: { text: timeLeft, value: phaseLeft },
 		sessionLeft: sessionLeft === null ? '' : `session ${fmtDuration(sessionLeft)} left`,
