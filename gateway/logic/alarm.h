@@ -193,6 +193,17 @@ enum alarm_kind alarm_code_kind(enum alarm_code code);
 bool alarm_code_latching(enum alarm_code code);
 bool alarm_code_gateway_wide(enum alarm_code code);
 const char *alarm_code_default_message(enum alarm_code code);
+/* Unit of values.limit ("mmHg", "s", "%", "reason code"); NULL: no limit. */
+const char *alarm_code_limit_unit(enum alarm_code code);
+/*
+ * The message of a raise, in a clinician's words with its figures, e.g.
+ * "pressure 262 mmHg above the 250 mmHg ceiling: cuff deflated". detail:
+ * the engine's message; a specific one (not the code's default) is kept as
+ * it is. Falls back to the default when figures are missing. ASCII, cut
+ * to len (ALARM_MSG_MAX fits every sentence).
+ */
+void alarm_describe(enum alarm_code code, const struct alarm_values *v, const char *detail,
+		    char *buf, size_t len);
 
 const char *alarm_priority_name(enum alarm_priority p);
 const char *alarm_kind_name(enum alarm_kind k);

@@ -18,6 +18,7 @@ static const char *const verb_names[CMD_VERB_COUNT] = {
 	[CMD_SESSION_RESUME] = "session/resume", [CMD_SESSION_STOP] = "session/stop",
 	[CMD_ESTOP] = "estop",			 [CMD_ALARM_ACK] = "alarm/ack",
 	[CMD_LOP_MEASURE] = "lop/measure",	 [CMD_CUFF_IDENTIFY] = "cuff/identify",
+	[CMD_SNAPSHOT] = "snapshot",
 };
 
 static const char *const error_names[CMD_ERR_COUNT] = {
@@ -706,16 +707,38 @@ static int check_plan(json_t *root, struct session_plan *out, struct command_err
 
 static const char *const start_fields[] = {"request_id", "plan", "patient", NULL};
 static const char *const session_ref_fields[] = {"request_id", "session_id", NULL};
-static const char *const estop_fields[] = {"request_id", "cuffs", NULL};
+static const char *const stop_fields[] = {"request_id", "session_id", "by", "reason", NULL};
+static const char *const estop_fields[] = {"request_id", "cuffs", "by", "reason", NULL};
+static const char *const snapshot_fields[] = {"request_id", NULL};
 static const char *const ack_fields[] = {"request_id", "alarm_id", "by", NULL};
 static const char *const cuff_ref_fields[] = {"request_id", "cuff", NULL};
 
 static const char *const *const verb_fields[CMD_VERB_COUNT] = {
 	[CMD_SESSION_START] = start_fields,	  [CMD_SESSION_PAUSE] = session_ref_fields,
-	[CMD_SESSION_RESUME] = session_ref_fields, [CMD_SESSION_STOP] = session_ref_fields,
+	[CMD_SESSION_RESUME] = session_ref_fields, [CMD_SESSION_STOP] = stop_fields,
 	[CMD_ESTOP] = estop_fields,		  [CMD_ALARM_ACK] = ack_fields,
 	[CMD_LOP_MEASURE] = cuff_ref_fields,	  [CMD_CUFF_IDENTIFY] = cuff_ref_fields,
+	[CMD_SNAPSHOT] = snapshot_fields,
 };
+
+/* The optional `by` and `reason` of a stop or an e-stop: who and why. */
+static int get_who_why(json_t *root, struct command *cmd, struct command_error *err)
+{
+	json_t *v = json_object_get(root, "by");
+	int ret;
+
+	if (v) {
+		ret = check_text(v, "by", TEXT_NAME, SESSION_NAME_MAX, cmd->by, sizeof(cmd->by),
+				 err);
+		if (ret)
+			return ret;
+	}
+	v = json_object_get(root, "reason");
+	if (!v)
+		return 0;
+	return check_text(v, "reason", TEXT_NAME, COMMAND_REASON_MAX, cmd->reason,
+			  sizeof(cmd->reason), err);
+}
 
 static int check_verb_fields(json_t *root, struct command *cmd, struct command_error *err)
 {
@@ -730,14 +753,21 @@ static int check_verb_fields(json_t *root, struct command *cmd, struct command_e
 		return get_id(root, "", "patient", false, cmd->patient, &cmd->has_patient, err);
 	case CMD_SESSION_PAUSE:
 	case CMD_SESSION_RESUME:
-	case CMD_SESSION_STOP:
 		return get_id(root, "", "session_id", true, cmd->session_id, NULL, err);
+	case CMD_SESSION_STOP:
+		ret = get_id(root, "", "session_id", true, cmd->session_id, NULL, err);
+		return ret ? ret : get_who_why(root, cmd, err);
 	case CMD_ESTOP:
 		v = json_object_get(root, "cuffs");
-		if (!v)
-			return 0; /* every cuff */
-		return check_id_list(v, "cuffs", COMMAND_ESTOP_MAX_CUFFS, cmd->cuffs,
-				     &cmd->n_cuffs, err);
+		if (v) { /* absent: every cuff */
+			ret = check_id_list(v, "cuffs", COMMAND_ESTOP_MAX_CUFFS, cmd->cuffs,
+					    &cmd->n_cuffs, err);
+			if (ret)
+				return ret;
+		}
+		return get_who_why(root, cmd, err);
+	case CMD_SNAPSHOT:
+		return 0;
 	case CMD_ALARM_ACK:
 		ret = get_id(root, "", "alarm_id", true, cmd->alarm_id, NULL, err);
 		if (ret)
@@ -872,6 +902,8 @@ int command_reply_build(const char *request_id, const char *ts, const char *msg_
 		    set(e, "code", json_string(command_error_name(err->code))) ||
 		    set(e, "message", json_string(err->message[0] ? err->message
 								 : command_error_name(err->code))))
+			goto fail;
+		if (err->retry_after_s && set(e, "retry_after_s", json_integer(err->retry_after_s)))
 			goto fail;
 	}
 	text = json_dumps(root, JSON_COMPACT);

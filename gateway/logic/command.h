@@ -34,6 +34,7 @@
 #define COMMAND_MSG_ID_MAX 200 /* code points */
 #define COMMAND_TS_MAX 64      /* bytes; the format is checked too */
 #define COMMAND_MESSAGE_MAX 256
+#define COMMAND_REASON_MAX 128 /* code points of a stop's or e-stop's reason */
 
 enum command_verb {
 	CMD_SESSION_START = 0,
@@ -44,6 +45,7 @@ enum command_verb {
 	CMD_ALARM_ACK,
 	CMD_LOP_MEASURE,
 	CMD_CUFF_IDENTIFY,
+	CMD_SNAPSHOT,
 	CMD_VERB_COUNT,
 };
 
@@ -83,6 +85,9 @@ struct command_error {
 	/* The request_id when the payload had a valid one, else "". */
 	char request_id[SESSION_ID_BUF];
 	char message[COMMAND_MESSAGE_MAX];
+	/* > 0: the same request will not be refused for this reason after
+	 * this many seconds (a reperfusion wait); in the reply's error. */
+	uint32_t retry_after_s;
 };
 
 struct command {
@@ -97,9 +102,11 @@ struct command {
 	/* estop: 0 cuffs means every cuff of the gateway */
 	unsigned n_cuffs;
 	char cuffs[COMMAND_ESTOP_MAX_CUFFS][SESSION_ID_BUF];
-	/* alarm/ack */
+	/* alarm/ack (required); session/stop, estop (optional: "" when absent) */
 	char alarm_id[SESSION_ID_BUF];
 	char by[SESSION_NAME_BUF];
+	/* session/stop, estop: why, in the clinician's words ("" when absent) */
+	char reason[COMMAND_REASON_MAX * 4 + 1];
 	/* lop/measure, cuff/identify */
 	char cuff[SESSION_ID_BUF];
 };
