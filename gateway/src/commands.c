@@ -210,6 +210,7 @@ static int session_verb(struct commands *cmds, const struct command *cmd,
 			return r; /* *err names the cuff and the refusal */
 		break;
 	default:
+		run_note_who(run, cmd->by, cmd->reason);
 		r = run_stop(run);
 		break;
 	}
@@ -222,6 +223,23 @@ static int session_verb(struct commands *cmds, const struct command *cmd,
 	return r;
 }
 
+/* After snprintf cut valid UTF-8 at a byte limit: drop a split last character. */
+static void utf8_cut_tail(char *s)
+{
+	size_t n = strlen(s), i = n;
+	unsigned char lead;
+	size_t need;
+
+	while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80)
+		i--;
+	if (i == 0)
+		return;
+	lead = (unsigned char)s[i - 1];
+	need = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+	if (n - (i - 1) < need)
+		s[i - 1] = '\0';
+}
+
 /*
  * E-stop never fails for a cuff it can reach: DEFLATE(e-stop) to every named
  * (or every) cuff, sessions on them aborted, and a gateway-wide HIGH `estop`
@@ -231,8 +249,8 @@ static int estop(struct commands *cmds, const struct command *cmd, struct comman
 {
 	struct alarm_table *table = alarms_table(cmds->deps.alarms);
 	uint64_t wall = payload_wall_ms(cmds->deps.ctx);
-	char msg[ALARM_MSG_MAX];
-	size_t n = 0;
+	char msg[ALARM_MSG_MAX], full[1024];
+	size_t n = 0, len;
 
 	for (unsigned i = 0; i < cmd->n_cuffs; i++)
 		if (!find_cuff(cmds, cmd->cuffs[i])) {
@@ -250,17 +268,28 @@ static int estop(struct commands *cmds, const struct command *cmd, struct comman
 		if (!named)
 			continue;
 		n++;
-		if (run)
+		if (run) {
+			run_note_who(run, cmd->by, cmd->reason);
 			run_abort(run, "estop", BFR_DEFLATE_ESTOP);
+		}
 		cuff_deflate(c, BFR_DEFLATE_ESTOP, false);
 	}
-	snprintf(msg, sizeof(msg), "emergency stop: %zu cuff%s deflated", n, n == 1 ? "" : "s");
+	/* Who and why go into the alarm a clinician has to acknowledge; what
+	 * does not fit is cut (whole characters): the alarm is raised anyway. */
+	snprintf(full, sizeof(full), "emergency stop%s%s: %zu cuff%s deflated%s%s",
+		 cmd->by[0] ? " by " : "", cmd->by, n, n == 1 ? "" : "s",
+		 cmd->reason[0] ? " - " : "", cmd->reason);
+	len = strlen(full) < sizeof(msg) ? strlen(full) : sizeof(msg) - 1;
+	memcpy(msg, full, len);
+	msg[len] = '\0';
+	utf8_cut_tail(msg);
 	/* The e-stop is an event, not a lasting condition: the HIGH latch alone
 	 * keeps the alarm (and the inflation block) until it is acknowledged. */
 	if (alarm_raise(table, "", NULL, ALARM_ESTOP, msg, NULL, wall, NULL) < 0)
 		log_error("e-stop: the estop alarm could not be raised");
 	(void)alarm_condition_cleared(table, "", ALARM_ESTOP, wall); /* valid: cannot fail */
-	log_warn("e-stop (request %s): %zu cuffs deflated", cmd->request_id, n);
+	log_warn("e-stop (request %s%s%s): %zu cuffs deflated", cmd->request_id,
+		 cmd->by[0] ? ", by " : "", cmd->by, n);
 	return 0;
 }
 
@@ -334,6 +363,12 @@ static int execute(struct commands *cmds, const struct command *cmd, struct comm
 		return measure_lop(cmds, cmd, err);
 	case CMD_CUFF_IDENTIFY:
 		return identify(cmds, cmd, err);
+	case CMD_SNAPSHOT:
+		/* Everything retained, again: status, sessions, cuffs, running
+		 * sessions' state, open alarms. */
+		reporter_snapshot(cmds->deps.reporter);
+		alarms_republish_open(cmds->deps.alarms);
+		return 0;
 	default:
 		command_error_set(err, CMD_ERR_UNKNOWN_VERB, cmd->request_id, "unknown verb");
 		return -EINVAL;

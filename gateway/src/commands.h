@@ -31,6 +31,7 @@
 #include "mqtt_client.h"
 #include "payload.h"
 #include "publisher.h"
+#include "reporter.h"
 #include "runner.h"
 #include "store.h"
 
@@ -42,6 +43,7 @@ struct commands_deps {
 	struct payload_ctx *ctx;
 	struct publisher *pub;
 	struct runner *runner;
+	struct reporter *reporter; /* cmd/snapshot */
 	struct alarms *alarms;
 	struct cuff *const *cuffs;
 	size_t n_cuffs;

@@ -13,6 +13,7 @@
 
 #include <bluetooth/bluetooth.h>
 #include <errno.h>
+#include <jansson.h>
 #include <libconfig.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -262,6 +263,28 @@ static bool valid_id(const char *id)
 	       len;
 }
 
+/* Display text: valid UTF-8 (jansson's check: it goes into JSON), no
+ * control characters, 1..CONFIG_LABEL_MAX code points (a clinic screen). */
+static bool valid_label(const char *s)
+{
+	json_t *utf8 = json_string(s); /* NULL unless valid UTF-8 */
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = 0;
+
+	if (!utf8)
+		return false;
+	json_decref(utf8);
+	for (; *p; p++) {
+		if (*p < 0x20 || *p == 0x7F)
+			return false;
+		/* C1 controls U+0080..U+009F: C2 80..C2 9F */
+		if (p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F)
+			return false;
+		n += (*p & 0xC0) != 0x80; /* a lead byte starts a code point */
+	}
+	return n >= 1 && n <= CONFIG_LABEL_MAX;
+}
+
 static int get_id(struct ctx *c, const config_setting_t *parent, const char *name, char **out)
 {
 	const config_setting_t *where = NULL; /* set by get_string() when it returns 0 */
@@ -407,7 +430,7 @@ static int load_mqtt(struct ctx *c, const config_setting_t *root, struct config 
 {
 	static const char *const keys[] = { "uri",	    "client_id",   "username",
 					    "password_file", "telemetry_hz", "keepalive_s",
-					    "tls",	    NULL };
+					    "tls",	    "ended_retain_s", NULL };
 	static const char *const tls_keys[] = { "ca_file", "cert_file", "key_file", NULL };
 	const config_setting_t *m, *t, *where, *ca_where, *cert_where, *key_where;
 	bool valid;
@@ -425,6 +448,7 @@ static int load_mqtt(struct ctx *c, const config_setting_t *root, struct config 
 			return out_of_memory(c);
 		cfg->mqtt.telemetry_hz = 10;
 		cfg->mqtt.keepalive_s = 10;
+		cfg->mqtt.ended_retain_s = CONFIG_ENDED_RETAIN_S;
 		return 0;
 	}
 	r = get_string(c, m, "uri", false, "mqtt://127.0.0.1:1883", &where, &cfg->mqtt.uri);
@@ -456,6 +480,10 @@ static int load_mqtt(struct ctx *c, const config_setting_t *root, struct config 
 	if (r < 0)
 		return r;
 	r = get_uint(c, m, "keepalive_s", 10, 2, 300, &cfg->mqtt.keepalive_s);
+	if (r < 0)
+		return r;
+	r = get_uint(c, m, "ended_retain_s", CONFIG_ENDED_RETAIN_S, 10, 7 * 86400,
+		     &cfg->mqtt.ended_retain_s);
 	if (r < 0)
 		return r;
 
@@ -627,7 +655,7 @@ static int load_cuff(struct ctx *c, const config_setting_t *g, const struct conf
 		     struct config_cuff *cuff)
 {
 	static const char *const keys[] = { "id",	  "address", "address_type", "adapter",
-					    "limb",	  "limits",  NULL };
+					    "limb",	  "limits",  "label",	     NULL };
 	static const char *const limit_keys[] = { "max_pressure_mmHg", "max_pct_lop", NULL };
 	/* In the order of the message: "leg" or "arm"; index 0 is the leg. */
 	static const char *const limbs[] = { "leg", "arm", NULL };
@@ -648,7 +676,14 @@ static int load_cuff(struct ctx *c, const config_setting_t *g, const struct conf
 	if (r < 0)
 		return r;
 	cuff->address_type = (enum config_address_type)value;
-	r = get_string(c, g, "adapter", false, "hci0", &where, &cuff->adapter);
+	r = get_string(c, g, "label", false, NULL, &where, &cuff->label);
+	if (r == 0 && cuff->label && !valid_label(cuff->label))
+		return errorf(c, where, NULL,
+			      "a label is 1..%d characters of UTF-8 text without control "
+			      "characters (it is shown on the dashboard)",
+			      CONFIG_LABEL_MAX);
+	if (r == 0)
+		r = get_string(c, g, "adapter", false, "hci0", &where, &cuff->adapter);
 	if (r == 0)
 		r = parse_adapter(c, where, cuff);
 	if (r == 0)
@@ -815,6 +850,7 @@ void config_free(struct config *config)
 		free(config->cuffs[i].id);
 		free(config->cuffs[i].address);
 		free(config->cuffs[i].adapter);
+		free(config->cuffs[i].label);
 	}
 	free(config->cuffs);
 	free(config->path);

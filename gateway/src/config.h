@@ -28,6 +28,8 @@
 #define CONFIG_PCT_LOP_MAX 100
 /* Ids (gateway, site, cuff) appear in MQTT topics: [A-Za-z0-9_-], 1..64. */
 #define CONFIG_ID_MAX 64
+#define CONFIG_LABEL_MAX 64 /* code points of a cuff's display label */
+#define CONFIG_ENDED_RETAIN_S 86400 /* default mqtt.ended_retain_s */
 
 enum config_limb {
 	CONFIG_LIMB_ARM = 0, /* same numbering as the Cuff Features characteristic */
@@ -62,6 +64,7 @@ struct config_cuff {
 	char *adapter;        /* default "hci0" */
 	int adapter_index;    /* N of "hciN" */
 	enum config_limb limb;
+	char *label;          /* display name, e.g. "Bay 1, left thigh"; NULL: none */
 	/* Effective limits: the limb's, or tighter from cuffs.[i].limits. */
 	unsigned max_pressure_mmHg;
 	unsigned max_pct_lop;
@@ -81,6 +84,9 @@ struct config {
 		char *password_file; /* NULL: none */
 		char *password;      /* first line of password_file, or NULL */
 		unsigned telemetry_hz; /* default 10, 1..50 */
+		/* An ended session's retained state and summary, and a stopped
+		 * gateway's cuff states, expire after this (MQTT 5 Message Expiry). */
+		unsigned ended_retain_s; /* default 86400 (a day), 10..604800 */
 		unsigned keepalive_s;  /* default 10, 2..300 */
 		bool tls;              /* uri is mqtts:// or ssl:// (or wss://) */
 		char *ca_file;         /* NULL: none (system default CAs) */

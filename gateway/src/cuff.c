@@ -26,8 +26,10 @@ struct cuff {
 	bool fresh_link; /* READY and no sample seen since */
 
 	bool have_sample;
+	uint64_t sample_at_ms;   /* when the latest sample arrived (monotonic) */
 	double pressure, reported_target, pulse;
 	uint16_t status_bits;
+	struct gatt_device_info info; /* read at connect; "" until then */
 	bool have_status;
 	struct bfr_status status;
 	int battery_pct;         /* -1 unknown */
@@ -182,8 +184,12 @@ static void execute(struct cuff *c, const struct safety_action *acts, size_t n,
 			}
 			break;
 		case SAFETY_ACT_RAISE: {
-			int r = alarm_raise(c->deps.alarms, c->cfg->id, c->session_id, a->code,
-					    a->message, &a->values, wall_ms(c), NULL);
+			char text[ALARM_MSG_MAX];
+			int r;
+
+			alarm_describe(a->code, &a->values, a->message, text, sizeof(text));
+			r = alarm_raise(c->deps.alarms, c->cfg->id, c->session_id, a->code, text,
+					&a->values, wall_ms(c), NULL);
 
 			if (r < 0)
 				cuff_log(c, LOG_LEVEL_ERROR, "alarm %s not raised: %s",
@@ -283,6 +289,15 @@ double cuff_lop(const struct cuff *c, int64_t *age_s)
 int cuff_may_inflate(const struct cuff *c, enum limits_refusal *why)
 {
 	return safety_may_inflate(&c->safety, now_ms(c), unacked_high(c), why);
+}
+
+uint64_t cuff_reperfusion_wait_ms(const struct cuff *c)
+{
+	uint64_t ends = safety_reperfusion_ends(&c->safety), now = now_ms(c);
+
+	if (ends == SAFETY_NEVER)
+		return UINT64_MAX;
+	return ends > now ? ends - now : 0;
 }
 
 int cuff_check_target(const struct cuff *c, double target_mmhg, enum limits_refusal *why)
@@ -418,8 +433,12 @@ void cuff_read(const struct cuff *c, struct cuff_reading *out)
 	out->status = c->status;
 	out->battery_pct = c->battery_pct;
 	out->lop_mmhg = cuff_lop(c, &out->lop_age_s);
+	out->lop_age_ms = isnan(out->lop_mmhg) ? -1 : (int64_t)now_ms(c) - c->safety.lop_at_ms;
 	out->session_id = c->session_id;
 	out->lop_measuring = c->lop_measuring;
+	out->measuring_lop = c->safety.measuring_lop;
+	out->sample_age_ms = c->have_sample ? now_ms(c) - c->sample_at_ms : 0;
+	out->info = &c->info;
 }
 
 /* --- link callbacks -------------------------------------------------------- */
@@ -490,6 +509,7 @@ static void on_link_ready(struct cuff_link *link, const struct bfr_features *fea
 
 	c->was_ready = true;
 	c->fresh_link = true;
+	c->info = *info;
 	cuff_log(c, LOG_LEVEL_INFO,
 		 "ready (%s %s, serial %s, fw %s; %s, %u mm, max %.0f mmHg, %u Hz)",
 		 info->manufacturer, info->model, info->serial, info->firmware, leg ? "leg" : "arm",
@@ -540,6 +560,7 @@ static void on_samples(struct cuff_link *link, const struct bfr_sample *samples,
 	}
 	/* 2. The latest reading, for the published state. */
 	c->have_sample = true;
+	c->sample_at_ms = now_ms(c);
 	c->pressure = samples[n - 1].pressure_mmhg;
 	c->reported_target = samples[n - 1].target_mmhg;
 	c->pulse = samples[n - 1].pulse_amplitude;

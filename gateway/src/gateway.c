@@ -362,6 +362,7 @@ static int setup_modules(struct gateway *gw, char *err, size_t errlen)
 		return r;
 	cdeps.pub = gw->pub;
 	cdeps.runner = gw->runner;
+	cdeps.reporter = gw->reporter;
 	cdeps.alarms = gw->alarms;
 	cdeps.cuffs = gw->cuffs;
 	cdeps.n_cuffs = gw->n_cuffs;

@@ -1233,8 +1233,8 @@ int mqtt_client_start(struct mqtt_client *client)
 }
 
 static int publish(struct mqtt_client *c, const char *topic, const void *payload, size_t len,
-		   int qos, bool retain, uint64_t tag, const uint8_t *correlation,
-		   size_t correlation_len, bool silent)
+		   int qos, bool retain, uint32_t expiry_s, uint64_t tag,
+		   const uint8_t *correlation, size_t correlation_len, bool silent)
 {
 	MQTTAsync_responseOptions ropts = MQTTAsync_responseOptions_initializer;
 	MQTTAsync_message msg = MQTTAsync_message_initializer;
@@ -1274,6 +1274,16 @@ static int publish(struct mqtt_client *c, const char *topic, const void *payload
 			goto fail;
 		}
 	}
+	if (expiry_s) {
+		/* The broker drops the message (a retained one too) after this. */
+		MQTTProperty prop = { .identifier = MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL,
+				      .value.integer4 = expiry_s };
+
+		if (MQTTProperties_add(&msg.properties, &prop) != 0) {
+			rc = MQTTASYNC_FAILURE;
+			goto fail;
+		}
+	}
 	ropts.onSuccess5 = paho_publish_ok;
 	ropts.onFailure5 = paho_publish_failed;
 	ropts.context = op;
@@ -1291,14 +1301,21 @@ fail:
 int mqtt_client_publish(struct mqtt_client *client, const char *topic, const void *payload,
 			size_t len, int qos, bool retain, uint64_t tag)
 {
-	return publish(client, topic, payload, len, qos, retain, tag, NULL, 0, false);
+	return publish(client, topic, payload, len, qos, retain, 0, tag, NULL, 0, false);
+}
+
+int mqtt_client_publish_expiring(struct mqtt_client *client, const char *topic,
+				 const void *payload, size_t len, int qos, bool retain,
+				 uint32_t expiry_s, uint64_t tag)
+{
+	return publish(client, topic, payload, len, qos, retain, expiry_s, tag, NULL, 0, false);
 }
 
 int mqtt_client_publish_reply(struct mqtt_client *client, const char *response_topic,
 			      const uint8_t *correlation, size_t correlation_len,
 			      const void *payload, size_t len)
 {
-	return publish(client, response_topic, payload, len, 1, false, 0, correlation,
+	return publish(client, response_topic, payload, len, 1, false, 0, 0, correlation,
 		       correlation_len, true);
 }
 

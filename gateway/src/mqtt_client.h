@@ -172,6 +172,11 @@ int mqtt_client_start(struct mqtt_client *client);
  */
 int mqtt_client_publish(struct mqtt_client *client, const char *topic, const void *payload,
 			size_t len, int qos, bool retain, uint64_t tag);
+/* The same with an MQTT 5 Message Expiry Interval (0: none): the broker
+ * forgets the message, a retained one too, expiry_s after receiving it. */
+int mqtt_client_publish_expiring(struct mqtt_client *client, const char *topic,
+				 const void *payload, size_t len, int qos, bool retain,
+				 uint32_t expiry_s, uint64_t tag);
 /* QoS 1 reply carrying the request's Correlation Data; its result is not reported. */
 int mqtt_client_publish_reply(struct mqtt_client *client, const char *response_topic,
 			      const uint8_t *correlation, size_t correlation_len,

@@ -323,6 +323,23 @@ int publisher_qos0(struct publisher *pub, const char *topic, json_t *payload)
 	return r;
 }
 
+int publisher_snapshot(struct publisher *pub, const char *topic, json_t *payload,
+		       uint32_t expiry_s)
+{
+	char *text;
+	int r;
+
+	if (!mqtt_client_is_connected(pub->mqtt))
+		return -ENOTCONN;
+	text = json_dumps(payload, MSG_JSON_FLAGS);
+	if (!text)
+		return -ENOMEM;
+	r = mqtt_client_publish_expiring(pub->mqtt, topic, text, strlen(text), 0, true, expiry_s,
+					 0);
+	free(text);
+	return r;
+}
+
 int publisher_direct(struct publisher *pub, const char *topic, const void *buf, size_t len,
 		     bool retain)
 {

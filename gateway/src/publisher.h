@@ -84,6 +84,15 @@ int publisher_qos1_raw(struct publisher *pub, const char *topic, const void *buf
 		       unsigned flags, const char *msg_id);
 /* QoS 0, never queued: -ENOTCONN while disconnected, -EAGAIN when Paho is full. */
 int publisher_qos0(struct publisher *pub, const char *topic, json_t *payload);
+/*
+ * A retained snapshot that is published again and again while it holds
+ * (a cuff's state, the sessions index): QoS 0 straight to Paho, never
+ * queued (after an outage the current one is sent, not the backlog), with
+ * an MQTT 5 Message Expiry of expiry_s (0: none), so the broker drops it
+ * once the gateway stops refreshing it. -ENOTCONN while disconnected.
+ */
+int publisher_snapshot(struct publisher *pub, const char *topic, json_t *payload,
+		       uint32_t expiry_s);
 /* Straight to Paho (QoS 1), not recorded: messages regenerated on every
  * connect (status "online") and replies. -ENOTCONN while disconnected. */
 int publisher_direct(struct publisher *pub, const char *topic, const void *buf, size_t len,

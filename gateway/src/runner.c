@@ -22,6 +22,9 @@ struct run {
 	uint64_t timer;
 	uint64_t started_wall_ms;
 	json_t *alarm_ids; /* every alarm noted in this session, for the summary */
+	char patient[SESSION_ID_BUF];            /* "" when the start named none */
+	char ended_by[SESSION_NAME_BUF];         /* who stopped it; "" nobody said */
+	char note[COMMAND_REASON_MAX * 4 + 1];   /* why, in their words */
 
 	/* Inputs held while an output is executed (see runner.h). */
 	bool busy;
@@ -214,6 +217,14 @@ static void publish_event(struct run *run, const struct session_event *e)
 		run_log(run, LOG_LEVEL_ERROR, "event %u: out of memory, not published", e->seq);
 		return;
 	}
+	/* Who stopped it and why, on the event that ends it (stop, e-stop). */
+	if ((e->type == SESSION_EV_STOPPED || e->type == SESSION_EV_ABORTED) &&
+	    (run->ended_by[0] || run->note[0])) {
+		if (run->ended_by[0])
+			json_object_set_new(p, "by", json_string(run->ended_by));
+		if (run->note[0])
+			json_object_set_new(p, "note", json_string(run->note));
+	}
 	/* The record first: the writer commits in order, so an event can never
 	 * reach the broker without its row (a restart continues after it). */
 	text = json_dumps(p, MSG_JSON_FLAGS);
@@ -256,12 +267,53 @@ static void apply(struct run *run)
 
 /* --- state, summary, end ---------------------------------------------------- */
 
+/* The cuffs a resume of the paused phase would inflate; 0 if none. */
+static size_t resume_cuffs(const struct run *run, const struct session_state *st,
+			   struct cuff **out)
+{
+	const struct session_plan *plan = session_plan(run->s);
+	const struct session_exercise *ex;
+	size_t n = 0;
+
+	if (st->phase != SESSION_PHASE_PAUSED || st->exercise < 0)
+		return 0;
+	ex = &plan->exercises[st->exercise];
+	if (!(st->paused_phase == SESSION_PHASE_INFLATING || st->paused_phase == SESSION_PHASE_SET ||
+	      (st->paused_phase == SESSION_PHASE_REST && ex->mode == SESSION_MODE_CONTINUOUS)))
+		return 0;
+	for (unsigned i = 0; i < ex->n_cuffs; i++) {
+		struct cuff *c = find_cuff(run->runner, ex->cuffs[i]);
+
+		if (c)
+			out[n++] = c;
+	}
+	return n;
+}
+
+/* Longest reperfusion wait before a resume; UINT64_MAX while a cuff has
+ * not been seen deflated yet, 0 when nothing waits. */
+static uint64_t resume_wait_ms(const struct run *run, const struct session_state *st)
+{
+	struct cuff *cuffs[SESSION_MAX_CUFFS];
+	size_t n = resume_cuffs(run, st, cuffs);
+	uint64_t wait = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t w = cuff_reperfusion_wait_ms(cuffs[i]);
+
+		if (w > wait)
+			wait = w;
+	}
+	return wait;
+}
+
 static void publish_state(struct run *run)
 {
 	struct runner *r = run->runner;
 	const char *cuffs[RUN_MAX_CUFFS];
 	struct session_state st;
 	char topic[TOPIC_MAX];
+	uint64_t wait;
 	json_t *p;
 
 	if (run->final_state_sent)
@@ -270,7 +322,19 @@ static void publish_state(struct run *run)
 		return;
 	for (size_t i = 0; i < run->n_cuffs; i++)
 		cuffs[i] = cuff_id(run->cuffs[i]);
-	p = msg_session_state(r->deps.ctx, run->id, &st, cuffs, run->n_cuffs);
+	wait = resume_wait_ms(run, &st);
+	p = msg_session_state(r->deps.ctx,
+			      &(struct msg_session_state){
+				      .session_id = run->id,
+				      .st = &st,
+				      .cuffs = cuffs,
+				      .n_cuffs = run->n_cuffs,
+				      .patient = run->patient[0] ? run->patient : NULL,
+				      /* Unknown until the cuffs are seen deflated: none yet. */
+				      .resume_wall_ms = wait && wait != UINT64_MAX
+							       ? wall_ms(run) + wait
+							       : 0,
+			      });
 	if (!p)
 		return;
 	/* The final state must not be coalesced away or refused at the bound. */
@@ -327,6 +391,9 @@ static void publish_summary(struct run *run)
 		.started_wall_ms = run->started_wall_ms,
 		.ended_wall_ms = wall_ms(run),
 		.alarm_ids = run->alarm_ids,
+		.patient = run->patient[0] ? run->patient : NULL,
+		.by = run->ended_by,
+		.note = run->note,
 	};
 	json_t *p;
 
@@ -485,28 +552,37 @@ int run_pause(struct run *run)
 
 int run_resume(struct run *run, struct command_error *err, const char *request_id)
 {
-	const struct session_plan *plan = session_plan(run->s);
-	const struct session_exercise *ex = NULL;
+	struct cuff *cuffs[SESSION_MAX_CUFFS];
 	struct session_state st;
+	size_t n = 0;
 
 	/* Resuming a phase that holds pressure re-inflates the current
 	 * exercise's cuffs: the safety engine must agree first. */
-	if (session_get_state(run->s, now_ms(run), &st) == 0 && st.exercise >= 0 &&
-	    (st.paused_phase == SESSION_PHASE_INFLATING || st.paused_phase == SESSION_PHASE_SET ||
-	     (st.paused_phase == SESSION_PHASE_REST &&
-	      plan->exercises[st.exercise].mode == SESSION_MODE_CONTINUOUS)))
-		ex = &plan->exercises[st.exercise];
-	for (unsigned i = 0; ex && i < ex->n_cuffs; i++) {
+	if (session_get_state(run->s, now_ms(run), &st) == 0)
+		n = resume_cuffs(run, &st, cuffs);
+	for (size_t i = 0; i < n; i++) {
 		enum limits_refusal why = LIMITS_OK;
-		struct cuff *c = find_cuff(run->runner, ex->cuffs[i]);
 
-		if (c && cuff_may_inflate(c, &why) < 0) {
+		if (cuff_may_inflate(cuffs[i], &why) < 0) {
+			uint64_t wait = why == LIMITS_REFUSE_REPERFUSION ? resume_wait_ms(run, &st) : 0;
+
 			command_error_set(err, command_refusal_code(why), request_id, "cuff %s: %s",
-					  cuff_id(c), limits_refusal_name(why));
+					  cuff_id(cuffs[i]), limits_refusal_name(why));
+			/* Rounded up: a retry at that time is not refused again. */
+			if (wait && wait != UINT64_MAX)
+				err->retry_after_s = (uint32_t)((wait + 999) / 1000);
 			return -EPERM;
 		}
 	}
 	return feed(run, &(struct input){ .call = in_resume });
+}
+
+void run_note_who(struct run *run, const char *by, const char *note)
+{
+	if (run->ended)
+		return;
+	snprintf(run->ended_by, sizeof(run->ended_by), "%s", by ? by : "");
+	snprintf(run->note, sizeof(run->note), "%s", note ? note : "");
 }
 
 int run_stop(struct run *run)
@@ -822,6 +898,8 @@ int runner_start(struct runner *r, const struct command *cmd, struct command_err
 				(void)session_set_lop(run->s, cuff_id(c), lop);
 		}
 	run->started_wall_ms = wall_ms(run);
+	if (cmd->has_patient)
+		snprintf(run->patient, sizeof(run->patient), "%s", cmd->patient);
 	r->runs[r->n_runs++] = run;
 	for (size_t i = 0; i < run->n_cuffs; i++)
 		cuff_attach(run->cuffs[i], run->id, run);
@@ -852,6 +930,19 @@ void runner_stop_all(struct runner *r)
 	for (size_t i = 0; i < r->n_runs; i++)
 		if (!r->runs[i]->ended)
 			(void)run_stop(r->runs[i]);
+}
+
+size_t runner_active(const struct runner *r, const char **ids, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->n_runs; i++)
+		if (!r->runs[i]->ended) {
+			if (n < max)
+				ids[n] = r->runs[i]->id;
+			n++;
+		}
+	return n;
 }
 
 void runner_publish_states(struct runner *r)

@@ -81,6 +81,9 @@ struct run *runner_find(struct runner *r, const char *session_id);
 void runner_stop_all(struct runner *r);
 /* Publishes the retained state of every session (housekeeping, reconnect). */
 void runner_publish_states(struct runner *r);
+/* Ids of the sessions running now (not ended), at most max in ids; returns
+ * how many there are. Valid until the next loop turn. */
+size_t runner_active(const struct runner *r, const char **ids, size_t max);
 
 const char *run_id(const struct run *run);
 #define run_log(run, level, ...) log_obj(level, "session", run_id(run), __VA_ARGS__)
@@ -90,6 +93,9 @@ int run_pause(struct run *run);
 /* Also -EPERM with *err when a cuff the resumed phase inflates may not inflate. */
 int run_resume(struct run *run, struct command_error *err, const char *request_id);
 int run_stop(struct run *run);
+/* Who stops or e-stops it and why ("" or NULL: not said), recorded with its
+ * end event and summary; call before run_stop / run_abort. */
+void run_note_who(struct run *run, const char *by, const char *note);
 /* Deflates (deflate_reason) and ends the session as aborted with reason_code. */
 void run_abort(struct run *run, const char *reason_code, uint8_t deflate_reason);
 

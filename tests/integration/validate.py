@@ -25,12 +25,13 @@ SOURCE_DIR = os.environ.get("BFR_SOURCE_DIR") or os.path.normpath(
 SCHEMA_DIR = os.path.join(SOURCE_DIR, "schemas")
 
 # What the gateway publishes; each must have an example in docs/mqtt-api.md.
-PUBLISHED_KINDS = ("status", "cuff-state", "telemetry", "session-state", "session-event",
-                   "session-summary", "alarm")
+PUBLISHED_KINDS = ("status", "sessions", "cuff-state", "telemetry", "session-state",
+                   "session-event", "session-summary", "alarm")
 
 # Topic suffix after bfr/v1/{site}/{gateway}/ -> schema kind.
 _TOPIC_RULES = (
     (re.compile(r"^status$"), "status"),
+    (re.compile(r"^sessions$"), "sessions"),
     (re.compile(r"^cuff/[^/]+/state$"), "cuff-state"),
     (re.compile(r"^cuff/[^/]+/telemetry$"), "telemetry"),
     (re.compile(r"^session/[^/]+/state$"), "session-state"),

@@ -194,7 +194,8 @@ static const char full_conf[] =
 	"store = { outbox_max_mib = 16; };\n"
 	"supervision_timeout_ms = 2000;\n"
 	"cuffs = ( { id = \"bay1-left-thigh\"; address = \"sim:/run/cuffsim/cuff-01.sock\";\n"
-	"            limb = \"leg\"; limits = { max_pressure_mmHg = 220; }; },\n"
+	"            limb = \"leg\"; limits = { max_pressure_mmHg = 220; };\n"
+	"            label = \"Bay 1, linker Oberschenkel (J\xc3\xbcrgen)\"; },\n"
 	"          { id = \"bay2-right-arm\"; address = \"C4:7F:51:00:12:9A\";\n"
 	"            address_type = \"random\"; adapter = \"hci1\"; limb = \"arm\";\n"
 	"            limits = { max_pct_lop = 40; }; } );\n";
@@ -239,6 +240,9 @@ static void test_full(void **state)
 	assert_int_equal(cfg->cuffs[0].max_pressure_mmHg, 220);
 	assert_int_equal(cfg->cuffs[0].max_pct_lop, 70); /* inherited from limits.leg */
 	assert_string_equal(cfg->cuffs[0].adapter, "hci0");
+	assert_string_equal(cfg->cuffs[0].label, "Bay 1, linker Oberschenkel (J\xc3\xbcrgen)");
+	assert_null(cfg->cuffs[1].label);
+	assert_int_equal(cfg->mqtt.ended_retain_s, CONFIG_ENDED_RETAIN_S);
 
 	assert_false(cfg->cuffs[1].is_sim);
 	assert_memory_equal(cfg->cuffs[1].bdaddr, expected_bdaddr, 6);
@@ -412,6 +416,21 @@ static const struct bad_case bad_cases[] = {
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\"; },\n"
 	     "  { id = \"c1\";\n address = \"sim:/a\"; limb = \"arm\"; } );\n",
 	  4, "cuffs.[1].address", "duplicate of cuffs.[0].address \"sim:/a\"" },
+	/* A label is display text: printable UTF-8, 1..64 characters. */
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
+	     "  label = \"Bay 1\\tleft\"; } );\n",
+	  3, "cuffs.[0].label", "a label is 1..64 characters of UTF-8 text" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
+	     "  label = \"\\xc3\\x28\"; } );\n",
+	  3, "cuffs.[0].label", "a label is 1..64 characters of UTF-8 text" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
+	     "  label = \"0123456789012345678901234567890123456789012345678901234567890123X\"; } );\n",
+	  3, "cuffs.[0].label", "a label is 1..64 characters of UTF-8 text" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
+	     "  label = 5; } );\n",
+	  3, "cuffs.[0].label", "expected a string" },
+	{ GW "mqtt = {\n ended_retain_s = 5; };\n", 3, "mqtt.ended_retain_s",
+	  "must be 10..604800, got 5" },
 };
 
 static void test_bad_configs(void **state)
