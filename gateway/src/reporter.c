@@ -113,7 +113,7 @@ static void publish_cuff_state(struct reporter *rep, struct cuff *c)
 		publisher_qos1(rep->deps.pub, topic, p, OUTBOX_RETAIN | OUTBOX_DROPPABLE);
 	json_decref(p);
 	cr->state_dirty = false;
-	cr->published_pressure = rd.pressure;
+	cr->published_pressure = st.pressure_mmhg; /* what went out: NAN for null */
 	cr->state_published_ms = loop_now_ms(rep->deps.loop);
 }
 
@@ -268,8 +268,11 @@ static void on_housekeeping(struct loop *loop, uint64_t id, void *user_data)
 		struct cuff_reading rd;
 
 		cuff_read(rep->deps.cuffs[i], &rd);
-		if (rd.have_sample && isfinite(rd.pressure) &&
-		    fabs(rd.pressure - cr->published_pressure) >= 1.0)
+		/* A first number after a published null is a change too: compared
+		 * with NAN, the deadband alone would wait for another reason. */
+		if (rd.link == CUFF_LINK_READY && rd.have_sample && isfinite(rd.pressure) &&
+		    (!isfinite(cr->published_pressure) ||
+		     fabs(rd.pressure - cr->published_pressure) >= 1.0))
 			cr->state_dirty = true;
 	}
 	flush_states(rep);
