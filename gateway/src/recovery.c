@@ -2,6 +2,7 @@
 #include "recovery.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,11 @@
 
 struct recovery {
 	struct recovery_deps deps;
-	/* Ids closed at start from the database: their retained echo is no orphan. */
+	/* Ids closed at start from the database: their retained echo is ours. */
 	json_t *closed_at_start;
+	/* Payloads on our alarm topics that are none of our records. */
+	uint64_t foreign_alarms;
+	struct log_rate foreign_log;
 };
 
 uint64_t recovery_first_alarm_seq(struct store *store, const char *gateway_id, uint64_t wall_ms)
@@ -32,6 +36,7 @@ int recovery_new(const struct recovery_deps *deps, struct recovery **out)
 	if (!rec)
 		return -ENOMEM;
 	rec->deps = *deps;
+	rec->foreign_log = (struct log_rate){ .window_ms = 60000, .burst = 5 };
 	rec->closed_at_start = json_object();
 	if (!rec->closed_at_start) {
 		free(rec);
@@ -258,36 +263,37 @@ void recovery_restore_lops(struct recovery *rec)
 	}
 }
 
+/* Our own message of this run: its msg_id is "<gateway>-<boot>-<n>". It only
+ * decides whether a line is logged: nothing is ever done for a message. */
+static bool msg_id_of_this_run(const struct recovery *rec, const uint8_t *payload, size_t len)
+{
+	const struct payload_ctx *ctx = rec->deps.ctx;
+	json_t *r = json_loadb((const char *)payload, len, 0, NULL);
+	const char *id = json_string_value(json_object_get(r, "msg_id"));
+	size_t glen = strlen(ctx->gateway_id), blen = strlen(ctx->boot);
+	bool ours = id && strncmp(id, ctx->gateway_id, glen) == 0 && id[glen] == '-' &&
+		    strncmp(id + glen + 1, ctx->boot, blen) == 0 && id[glen + 1 + blen] == '-';
+
+	json_decref(r);
+	return ours;
+}
+
 void recovery_retained_alarm(struct recovery *rec, const char *alarm_id, const uint8_t *payload,
 			     size_t len)
 {
-	char ts[32];
-	json_t *r, *state, *fresh;
+	uint64_t left_out;
 
-	if (len == 0 || !command_id_valid(alarm_id) ||
-	    alarm_find_id(alarms_table(rec->deps.alarms), alarm_id))
+	if (len == 0 || (command_id_valid(alarm_id) &&
+			 (alarm_find_id(alarms_table(rec->deps.alarms), alarm_id) ||
+			  alarms_raised_by_this_run(rec->deps.alarms, alarm_id) ||
+			  json_object_get(rec->closed_at_start, alarm_id))) ||
+	    msg_id_of_this_run(rec, payload, len))
 		return;
-	/* Our own echo, or one closed at start from the database, is no orphan. */
-	if (alarms_raised_by_this_run(rec->deps.alarms, alarm_id) ||
-	    json_object_get(rec->closed_at_start, alarm_id))
-		return;
-	r = json_loadb((const char *)payload, len, 0, NULL);
-	state = r ? json_object_get(r, "state") : NULL;
-	if (!json_is_string(state) || strcmp(json_string_value(state), "cleared") == 0) {
-		json_decref(r);
-		return;
-	}
-	log_warn("alarm %s is left over from an earlier run: closing it", alarm_id);
-	payload_format_ts(wall_ms(rec), ts);
-	json_object_set_new(r, "state", json_string("cleared"));
-	json_object_set_new(r, "condition_present", json_false());
-	json_object_set_new(r, "cleared_at", json_string(ts));
-	json_object_set_new(r, "message", json_string("closed: the gateway restarted"));
-	json_object_set_new(r, "ts", json_string(ts));
-	fresh = payload_new(rec->deps.ctx, NULL); /* a new msg_id: this is a new message */
-	if (fresh)
-		json_object_set(r, "msg_id", json_object_get(fresh, "msg_id"));
-	json_decref(fresh);
-	alarms_publish_closed_json(rec->deps.alarms, alarm_id, r);
-	json_decref(r);
+	rec->foreign_alarms++;
+	if (log_rate_allow(&rec->foreign_log, wall_ms(rec), &left_out))
+		log_warn("alarm/%s on the broker is not a record of this gateway: ignored, nothing "
+			 "published (%" PRIu64 " so far)",
+			 command_id_valid(alarm_id) ? alarm_id : "<invalid id>", rec->foreign_alarms);
+	if (left_out)
+		log_warn("... and %" PRIu64 " more foreign alarm records in the last minute", left_out);
 }

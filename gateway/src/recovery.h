@@ -11,9 +11,13 @@
  *    (put back in the table, still blocking inflation until acknowledged);
  *    every other open alarm is closed (a condition still present is
  *    detected again and raised afresh).
- *  - A retained alarm on our topics that no run of ours holds open any more
- *    (a crash cannot publish the closing record) is closed publicly, so
- *    dashboards do not show a ghost forever.
+ *  - What the broker sends on our alarm/+ topics is never acted on: the
+ *    database holds open every alarm the broker may hold open for us
+ *    (alarms.c records an open record before publishing it, publishes a
+ *    closing one before recording it), so the close above, built from the
+ *    database, reaches them all. A payload that is none of our records
+ *    (foreign, forged, junk) is counted and logged, rate-limited; it adds
+ *    no outbox row and publishes nothing.
  *
  * Reads the database synchronously: start-up only, except the retained-alarm
  * check, which reads nothing. Loop thread only.
@@ -57,7 +61,8 @@ void recovery_restore_alarms(struct recovery *rec);
  * restored LOP look younger; one in the future is not restored. */
 void recovery_restore_lops(struct recovery *rec);
 
-/* A retained message on alarm/{alarm_id} came from the broker. */
+/* A message on alarm/{alarm_id} came from the broker: recognised (ours, or
+ * not: then a rate-limited log line), never acted on. */
 void recovery_retained_alarm(struct recovery *rec, const char *alarm_id, const uint8_t *payload,
 			     size_t len);
 
