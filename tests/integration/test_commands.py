@@ -276,13 +276,24 @@ def main():
                     {"cuff": "cuff-02"}, "alarm_unacked", v311=True)
             refused("ack with an empty by", "alarm/ack", {"alarm_id": alarm["alarm_id"],
                                                           "by": ""}, "out_of_range")
-            r = send("alarm/ack", {"alarm_id": alarm["alarm_id"], "by": "nurse-1"})
+            # by: at most 64 bytes of UTF-8, what the alarm record holds; the reply names it.
+            for by, code, text in (("n" * 65, "out_of_range", "by: 65 bytes, at most 64"),
+                                   ("\u00fc" * 33, "out_of_range", "by: 66 bytes, at most 64"),
+                                   ("J\u0085rgen", "bad_request", "by: must not contain")):
+                refused("ack with by %r" % by, "alarm/ack",
+                        {"alarm_id": alarm["alarm_id"], "by": by}, code)
+                r = send("alarm/ack", {"alarm_id": alarm["alarm_id"], "by": by})
+                check_that(r["error"]["message"].startswith(text),
+                           "by %r: message %r" % (by, r["error"]["message"]))
+            by = "Dr. J\u00fcrgen M\u00fcller-L\u00fcdenscheid, Station 4 " + "x" * 20
+            check_that(len(by.encode()) == 64, "by is %d bytes" % len(by.encode()))
+            r = send("alarm/ack", {"alarm_id": alarm["alarm_id"], "by": by})
             check_that(r["ok"] is True, "ack: %r" % r)
             col.wait_for(lambda c: any(m.payload and m.payload["alarm_id"] == alarm["alarm_id"]
                                        and m.payload["state"] in ("acknowledged", "cleared")
-                                       and m.payload["acked_by"] == "nurse-1"
+                                       and m.payload["acked_by"] == by
                                        for m in c.select("alarm")), 5,
-                         "the alarm acknowledged by nurse-1")
+                         "the alarm acknowledged by %s" % by)
             r = send("session/start", ex(cuffs=["cuff-02"], pct_lop=40))
             check_that(r["ok"] is True, "start after the ack: %r" % r)
             known_sessions.add(r["session_id"])
