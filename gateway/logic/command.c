@@ -788,6 +788,33 @@ static int check_verb_fields(json_t *root, struct command *cmd, struct command_e
 	return fail(err, CMD_ERR_UNKNOWN_VERB, "unknown verb");
 }
 
+/*
+ * What kind of syntax error, in our words: jansson's own text quotes the
+ * payload ("near 'xyz'"), and a reply or a log line never does.
+ */
+static const char *json_error_kind(const json_error_t *jerr)
+{
+	switch (json_error_code(jerr)) {
+	case json_error_invalid_utf8:
+		return "invalid UTF-8";
+	case json_error_premature_end_of_input:
+		return "unexpected end of input";
+	case json_error_end_of_input_expected:
+		return "text after the JSON value";
+	case json_error_null_character:
+	case json_error_null_byte_in_key:
+		return "\\u0000 in a string";
+	case json_error_duplicate_key:
+		return "duplicate object key";
+	case json_error_numeric_overflow:
+		return "number out of range";
+	case json_error_stack_overflow:
+		return "nested too deeply";
+	default:
+		return "syntax error";
+	}
+}
+
 int command_parse(enum command_verb verb, const void *payload, size_t len,
 		  struct command *out, struct command_error *err)
 {
@@ -822,8 +849,8 @@ int command_parse(enum command_verb verb, const void *payload, size_t len,
 			ret = -ENOMEM;
 		} else {
 			ret = fail(err, CMD_ERR_BAD_JSON,
-				   "payload: invalid JSON at line %d column %d: %s", jerr.line,
-				   jerr.column, jerr.text);
+				   "payload: invalid JSON (%s) at line %d column %d, byte %d",
+				   json_error_kind(&jerr), jerr.line, jerr.column, jerr.position);
 		}
 		goto out;
 	}

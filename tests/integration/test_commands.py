@@ -17,6 +17,7 @@ checked in between (cuff_busy, bad_state, alarm_unacked).
 
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -50,6 +51,8 @@ STATELESS = [
      False, False),
     ("duplicate keys", "session/start",
      b'{"request_id": "x2", "request_id": "x3", "plan": {}}', "bad_json", False, False),
+    ("text where a comma belongs", "estop", b'{"request_id": "x5" SECRET}', "bad_json",
+     False, False),
     ("not an object (array)", "session/start", b'[{"request_id": "x4"}]', "bad_request",
      False, False),
     ("not an object (string)", "estop", b'"stop everything"', "bad_request", False, False),
@@ -170,8 +173,15 @@ def main():
             before = cp_counters(sim)
             n311 = 0
             for title, verb, payload, code, v311, echo in STATELESS:
-                refused(title, verb, payload, code, v311, echo)
+                r = refused(title, verb, payload, code, v311, echo)
                 n311 += v311
+                # bad_json says what kind of error and where, never the payload's text.
+                if code == "bad_json":
+                    msg = r["error"]["message"]
+                    check_that(re.fullmatch(r"payload: invalid JSON \([a-zA-Z0-9 \\-]+\) at "
+                                            r"line \d+ column \d+, byte \d+", msg) and
+                               "SECRET" not in msg and "request_id" not in msg,
+                               "%s: message %r" % (title, msg))
             # The whole table once more against the counters, after the last reply.
             check_that(cp_counters(sim) == before, "cuffsim counters changed over the table")
             print("  %d refusals (%d of them as an MQTT 3.1.1 client)" %

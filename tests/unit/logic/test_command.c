@@ -480,6 +480,36 @@ static void test_ack_by_fits_the_alarm_record(void **state)
 	assert_int_equal(strlen(cmd.by), 9); /* three CJK characters: 9 bytes */
 }
 
+/* bad_json messages give the kind of error and where, never payload text. */
+static void test_bad_json_never_quotes_the_payload(void **state)
+{
+	static const char *const payloads[] = {
+		"{\"request_id\":\"r1\" SECRET}",
+		"{\"request_id\":SECRET}",
+		"{\"SECRET\":1,\"SECRET\":2}",
+		"{\"request_id\":\"SECRET\\u0000\"}",
+		"{\"n\":1e400,\"SECRET\":1}",
+		"{\"n\":\"SECRET\xff\"}",
+		"SECRET",
+		"{\"request_id\":\"r1\"} SECRET",
+		"{\"SECRET\":[1,2,",
+		"{\"a\":\"SECRET\\x\"}",
+	};
+	struct command_error err;
+
+	for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+		assert_int_equal(command_parse(CMD_ESTOP, payloads[i], strlen(payloads[i]), &cmd,
+					       &err),
+				 -EINVAL);
+		if (err.code != CMD_ERR_BAD_JSON || strstr(err.message, "SEC") ||
+		    strstr(err.message, "near") || strchr(err.message, '\'') ||
+		    !strstr(err.message, "payload: invalid JSON") || !strstr(err.message, "line") ||
+		    !strstr(err.message, "column"))
+			fail_msg("%s: %s \"%s\"", payloads[i], command_error_name(err.code),
+				 err.message);
+	}
+}
+
 static void test_verb_names(void **state)
 {
 	enum command_verb v = CMD_ESTOP;
@@ -564,8 +594,8 @@ static void test_reply(void **state)
 	assert_int_equal(command_parse(CMD_ESTOP, "{", 1, &cmd, &err), -EINVAL);
 	assert_int_equal(command_reply_build(err.request_id, "t", "m", NULL, &err, &text), 0);
 	check_reply(text, "{\"v\":1,\"ts\":\"t\",\"msg_id\":\"m\",\"request_id\":null,\"ok\":false,"
-			  "\"error\":{\"code\":\"bad_json\",\"message\":\"payload: invalid JSON at "
-			  "line 1 column 1: string or '}' expected near end of file\"}}");
+			  "\"error\":{\"code\":\"bad_json\",\"message\":\"payload: invalid JSON "
+			  "(unexpected end of input) at line 1 column 1, byte 1\"}}");
 	free(text);
 
 	/* an empty message becomes the code, so the reply always explains */
@@ -653,6 +683,7 @@ int main(void)
 		cmocka_unit_test(test_good_session_start),
 		cmocka_unit_test(test_good_other_verbs),
 		cmocka_unit_test(test_ack_by_fits_the_alarm_record),
+		cmocka_unit_test(test_bad_json_never_quotes_the_payload),
 		cmocka_unit_test(test_verb_names),
 		cmocka_unit_test(test_id_valid),
 		cmocka_unit_test(test_reply),
