@@ -22,6 +22,7 @@ struct run {
 	uint64_t timer;
 	uint64_t started_wall_ms;
 	json_t *alarm_ids; /* every alarm noted in this session, for the summary */
+	char estop_alarm_id[ALARM_ID_MAX]; /* the e-stop that ends it, named by its end event */
 
 	/* Inputs held while an output is executed (see runner.h). */
 	bool busy;
@@ -214,6 +215,9 @@ static void publish_event(struct run *run, const struct session_event *e)
 		run_log(run, LOG_LEVEL_ERROR, "event %u: out of memory, not published", e->seq);
 		return;
 	}
+	if (e->type == SESSION_EV_ABORTED && strcmp(e->reason, "estop") == 0 &&
+	    run->estop_alarm_id[0])
+		json_object_set_new(p, "alarm_id", json_string(run->estop_alarm_id));
 	/* The record first: the writer commits in order, so an event can never
 	 * reach the broker without its row (a restart continues after it). */
 	text = json_dumps(p, MSG_JSON_FLAGS);
@@ -514,10 +518,35 @@ int run_stop(struct run *run)
 	return feed(run, &(struct input){ .call = in_stop });
 }
 
+/*
+ * The gateway-wide estop alarm belongs to every session the e-stop ends: its
+ * summary lists it and its aborted event names it. The alarm is raised here
+ * if the e-stop has not raised it yet (the command raises or re-raises the
+ * same open alarm with its own message), so the id exists before the end.
+ */
+static void attach_estop_alarm(struct run *run)
+{
+	struct alarm_table *t = alarms_table(run->runner->deps.alarms);
+	const struct alarm_record *open = alarm_find_open(t, "", ALARM_ESTOP);
+	char id[ALARM_ID_MAX];
+
+	if (open)
+		snprintf(id, sizeof(id), "%s", open->alarm_id);
+	else if (alarm_raise(t, "", NULL, ALARM_ESTOP, "emergency stop", NULL, wall_ms(run),
+			     id) < 0)
+		return; /* the command logs it when its own raise fails too */
+	snprintf(run->estop_alarm_id, sizeof(run->estop_alarm_id), "%s", id);
+	/* Once: the run ends with this abort, and the alarm has no cuff, so
+	 * runner_alarm_record never adds it. */
+	json_array_append_new(run->alarm_ids, json_string(id));
+}
+
 void run_abort(struct run *run, const char *reason_code, uint8_t deflate_reason)
 {
 	if (run->ended)
 		return;
+	if (deflate_reason == BFR_DEFLATE_ESTOP && !run->abort_pending)
+		attach_estop_alarm(run);
 	if (run->busy) {
 		request_abort(run, reason_code, deflate_reason);
 		return;

@@ -90,7 +90,9 @@ int run_pause(struct run *run);
 /* Also -EPERM with *err when a cuff the resumed phase inflates may not inflate. */
 int run_resume(struct run *run, struct command_error *err, const char *request_id);
 int run_stop(struct run *run);
-/* Deflates (deflate_reason) and ends the session as aborted with reason_code. */
+/* Deflates (deflate_reason) and ends the session as aborted with reason_code.
+ * BFR_DEFLATE_ESTOP: the open gateway-wide estop alarm (raised first if it
+ * is not open yet) is named by the aborted event and listed in the summary. */
 void run_abort(struct run *run, const char *reason_code, uint8_t deflate_reason);
 
 /* What the cuffs report, for the session they are lent to (if any). */

@@ -158,6 +158,23 @@ def main():
         if not alarm:
             return suite.finish()
 
+        def sessions_name_it():
+            # The e-stop ended both sessions: each one's end event names its alarm,
+            # and its summary lists it (issue 9 item 6d).
+            for key, sid in sids.items():
+                end = next(p for p in events(col, sid) if p["type"] == "aborted")
+                check_that(end.get("alarm_id") == alarm["alarm_id"],
+                           "%s: the aborted event does not name the e-stop alarm %s: %r" %
+                           (key, alarm["alarm_id"], end))
+                summary = json.loads(h.retained("%s/session/%s/summary" % (PREFIX, sid))
+                                     ["%s/session/%s/summary" % (PREFIX, sid)])
+                check_that(alarm["alarm_id"] in summary["alarms"],
+                           "%s: summary alarms %r lack the e-stop alarm %s" %
+                           (key, summary["alarms"], alarm["alarm_id"]))
+
+        suite.check("each session's aborted event and summary name the e-stop alarm",
+                    sessions_name_it)
+
         def unacked():
             b = sim.stats()["cuffs"]
             for verb, payload in (("session/start", plan(["cuff-04"])),
