@@ -12,6 +12,7 @@
 
 #define STATE_ALARMS_MAX 64 /* alarm ids listed in one cuff state */
 #define STATUS_DEPTH_STEP 100 /* republish status when the backlog moved this much */
+#define GATEWAY_ALARMS_MAX 16 /* open gateway-wide alarms: one per gateway-wide code */
 
 struct cuff_report {
 	struct msg_telemetry_sample tele[MSG_TELEMETRY_MAX];
@@ -31,6 +32,9 @@ struct reporter {
 	uint64_t state_post;  /* urgent cuff states, after this batch */
 	size_t published_outbox_depth;
 	bool stopped;
+	/* The open gateway-wide alarms (seqs, raise order) the cuff states list. */
+	uint64_t wide_seqs[GATEWAY_ALARMS_MAX];
+	size_t n_wide;
 };
 
 /* --- cuff state ----------------------------------------------------------- */
@@ -71,6 +75,31 @@ static const char *link_text(const struct cuff_reading *r)
 	}
 }
 
+/*
+ * A cuff's alarms_active also lists the open gateway-wide alarms (cuff:
+ * null), merged into its own (open[0..n), raise order) by seq. A
+ * gateway-wide alarm concerns every cuff (an unacknowledged estop blocks
+ * each one's inflation), so a dashboard sees it on every tile.
+ */
+static size_t with_gateway_alarms(struct reporter *rep, const struct alarm_record **open,
+				  size_t n)
+{
+	const struct alarm_record *wide[GATEWAY_ALARMS_MAX];
+	size_t n_wide = 0;
+
+	/* More than GATEWAY_ALARMS_MAX cannot be open: one per gateway-wide code. */
+	(void)alarm_list_open(alarms_table(rep->deps.alarms), "", wide, GATEWAY_ALARMS_MAX,
+			      &n_wide);
+	for (size_t k = 0; k < n_wide && k < GATEWAY_ALARMS_MAX && n < STATE_ALARMS_MAX; k++) {
+		size_t i = n++;
+
+		for (; i > 0 && open[i - 1]->seq > wide[k]->seq; i--)
+			open[i] = open[i - 1];
+		open[i] = wide[k];
+	}
+	return n;
+}
+
 static void publish_cuff_state(struct reporter *rep, struct cuff *c)
 {
 	struct cuff_report *cr = &rep->per_cuff[cuff_index(c)];
@@ -90,6 +119,7 @@ static void publish_cuff_state(struct reporter *rep, struct cuff *c)
 			      &n_open);
 	if (n_open > STATE_ALARMS_MAX)
 		n_open = STATE_ALARMS_MAX;
+	n_open = with_gateway_alarms(rep, open, n_open);
 	for (size_t i = 0; i < n_open; i++)
 		ids[i] = open[i]->alarm_id;
 	st = (struct msg_cuff_state){
@@ -155,6 +185,36 @@ void reporter_cuff_changed(struct reporter *rep, struct cuff *c, bool urgent)
 	/* Discrete changes (link, alarms, session, LOP) go out within 200 ms. */
 	if (urgent && !rep->stopped)
 		(void)loop_post_schedule(rep->deps.loop, rep->state_post); /* registered: 0 */
+}
+
+void reporter_gateway_alarms_changed(struct reporter *rep, bool urgent)
+{
+	for (size_t i = 0; i < rep->deps.n_cuffs; i++)
+		reporter_cuff_changed(rep, rep->deps.cuffs[i], urgent);
+}
+
+/*
+ * Gateway-wide alarms are listed in every cuff's state, but their records
+ * name no cuff, so nothing marks the states dirty when one opens or
+ * closes: the housekeeping compares the open set with the one last seen.
+ */
+static void check_gateway_alarms(struct reporter *rep)
+{
+	const struct alarm_record *wide[GATEWAY_ALARMS_MAX];
+	size_t n = 0;
+	bool same;
+
+	(void)alarm_list_open(alarms_table(rep->deps.alarms), "", wide, GATEWAY_ALARMS_MAX, &n);
+	if (n > GATEWAY_ALARMS_MAX)
+		n = GATEWAY_ALARMS_MAX;
+	same = n == rep->n_wide;
+	for (size_t i = 0; i < n; i++) {
+		same = same && rep->wide_seqs[i] == wide[i]->seq;
+		rep->wide_seqs[i] = wide[i]->seq;
+	}
+	rep->n_wide = n;
+	if (!same)
+		reporter_gateway_alarms_changed(rep, false);
 }
 
 /* --- telemetry -------------------------------------------------------------- */
@@ -275,6 +335,7 @@ static void on_housekeeping(struct loop *loop, uint64_t id, void *user_data)
 		     fabs(rd.pressure - cr->published_pressure) >= 1.0))
 			cr->state_dirty = true;
 	}
+	check_gateway_alarms(rep);
 	flush_states(rep);
 	runner_publish_states(rep->deps.runner);
 	if (publisher_has_store(rep->deps.pub))
