@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "command.h"
 #include "log.h"
@@ -129,16 +130,56 @@ static void publish_final_state(struct recovery *rec, const char *id, json_t *st
 	json_decref(env);
 }
 
+/* "2026-11-24T09:30:00.123Z" (the form of every ts we write) -> wall ms; 0 if not that. */
+static uint64_t ts_ms(const char *ts)
+{
+	struct tm tm = { 0 };
+	unsigned ms;
+	char z;
+	time_t secs;
+
+	if (!ts || strlen(ts) != 24 ||
+	    sscanf(ts, "%4d-%2d-%2dT%2d:%2d:%2d.%3u%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &z) != 8 || z != 'Z')
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	secs = timegm(&tm);
+	return secs > 0 ? (uint64_t)secs * 1000u + ms : 0;
+}
+
+/*
+ * When the session was last known to be running: the latest of its start,
+ * its last recorded event and its last recorded state snapshot (written
+ * every second while it runs). A crash leaves no end time; this is the
+ * closest one the records hold (never the restart, which may be hours on).
+ */
+static uint64_t last_record_ms(json_t *recorded)
+{
+	json_t *sess = json_array_get(json_object_get(recorded, "session"), 0);
+	json_t *ev = json_array_get(json_object_get(recorded, "events"), 0);
+	json_int_t started = json_integer_value(json_object_get(sess, "started_ms"));
+	json_int_t last_event = json_integer_value(json_object_get(ev, "last_ts_ms"));
+	uint64_t state = ts_ms(json_string_value(
+		json_object_get(json_object_get(sess, "state"), "ts")));
+	uint64_t last = started > 0 ? (uint64_t)started : 0;
+
+	if (last_event > 0 && (uint64_t)last_event > last)
+		last = (uint64_t)last_event;
+	return state > last ? state : last;
+}
+
 /*
  * A session a crash interrupted is closed as aborted with what was
  * recorded: its last event is followed by an `aborted` event (the next
- * seq), and the summary carries its real start and every finished set's
- * figures from the database.
+ * seq), and the summary carries its real start, its end as the time of
+ * its last record and every finished set's figures from the database.
  */
 static void close_interrupted_session(struct recovery *rec, const char *id)
 {
 	json_t *recorded = NULL, *sess, *state, *infl;
 	json_int_t last_seq, started_ms;
+	uint64_t ended_ms = 0;
 	char topic[TOPIC_MAX];
 	struct msg_summary sum = {
 		.session_id = id,
@@ -160,7 +201,8 @@ static void close_interrupted_session(struct recovery *rec, const char *id)
 	infl = json_object_get(state, "inflation_s_total");
 	publish_aborted_event(rec, id, (uint32_t)(last_seq + 1));
 	sum.started_wall_ms = started_ms > 0 ? (uint64_t)started_ms : wall_ms(rec);
-	sum.ended_wall_ms = wall_ms(rec);
+	ended_ms = last_record_ms(recorded);
+	sum.ended_wall_ms = ended_ms ? ended_ms : wall_ms(rec);
 	sum.inflation_s = json_is_number(infl) ? json_number_value(infl) : 0.0;
 	p = msg_session_summary(rec->deps.ctx, &sum,
 				recorded_exercises(json_object_get(json_object_get(sess, "plan"),
@@ -172,7 +214,8 @@ static void close_interrupted_session(struct recovery *rec, const char *id)
 		publish_final_state(rec, id, state);
 	json_decref(p);
 end:
-	if (store_session_end(rec->deps.store, id, "aborted", (int64_t)wall_ms(rec), 0) < 0)
+	if (store_session_end(rec->deps.store, id, "aborted",
+			      (int64_t)(ended_ms ? ended_ms : wall_ms(rec)), 0) < 0)
 		log_error("session %s: end not recorded", id);
 	json_decref(recorded);
 }

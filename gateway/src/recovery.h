@@ -5,7 +5,8 @@
  *  - Alarm ids continue after the highest one recorded, so they never
  *    repeat (recovery_first_alarm_seq, before the alarm table exists).
  *  - A session that was running is closed as aborted (reason
- *    gateway_restart): its next event, a summary with its real start and
+ *    gateway_restart): its next event, a summary with its real start, its
+ *    end at the time of its last record (event or state snapshot) and
  *    every finished set's figures from the database, and a final state.
  *  - Open alarms: an unacknowledged HIGH alarm latches across the restart
  *    (put back in the table, still blocking inflation until acknowledged);

@@ -233,6 +233,76 @@ static void test_left_open_closed_once_at_start(void **state)
 	assert_non_null(alarm_find_id(alarms_table(f->alarms), "gw1-8"));
 }
 
+/* --- sessions a crash interrupted ------------------------------------------ */
+
+static long long sql_int(struct fx *f, const char *sql)
+{
+	char path[512];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	long long v = -1;
+
+	snprintf(path, sizeof(path), "%s/%s", f->dir, STORE_DB_NAME);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/* Its summary's ended_at and its row's ended_ms are the time of its last
+ * record (here the state snapshot, after the last event), not the restart. */
+static void test_interrupted_session_ends_at_its_last_record(void **state)
+{
+	struct fx *f = *state;
+	uint64_t start = f->wall;
+	char ts[32], json[256], sql[256];
+
+	run_start(f, "0ldb00t");
+	assert_int_equal(store_session_begin(f->store, "s1", "{\"exercises\":[{\"name\":\"x\"}]}",
+					     NULL, (int64_t)start, 0),
+			 0);
+	assert_int_equal(store_session_event(f->store, "s1", 1, "started", "{}",
+					     (int64_t)start + 1000, 0),
+			 0);
+	payload_format_ts(start + 2500, ts);
+	snprintf(json, sizeof(json), "{\"ts\":\"%s\",\"phase\":\"set\"}", ts);
+	assert_int_equal(store_session_state(f->store, "s1", json, 0), 0);
+	settle(f);
+	run_stop(f);
+
+	f->wall = start + 3600000; /* restarted an hour later */
+	run_start(f, "n3wb00t");
+	recovery_close_interrupted_sessions(f->rec);
+	settle(f);
+	assert_int_equal(sql_int(f, "SELECT ended_ms FROM sessions WHERE id = 's1'"),
+			 (long long)start + 2500);
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM outbox WHERE topic LIKE '%%/session/s1/summary' AND "
+		 "json_extract(CAST(payload AS TEXT), '$.ended_at') = '%s' AND "
+		 "json_extract(CAST(payload AS TEXT), '$.outcome') = 'aborted'",
+		 ts);
+	assert_int_equal(sql_int(f, sql), 1);
+	/* Only the event is later than the state: then the event's time. */
+	run_stop(f);
+	run_start(f, "thirdb00t");
+	assert_int_equal(store_session_begin(f->store, "s2", "{\"exercises\":[]}", NULL,
+					     (int64_t)start, 0),
+			 0);
+	assert_int_equal(store_session_event(f->store, "s2", 7, "rep", "{}",
+					     (int64_t)start + 9000, 0),
+			 0);
+	settle(f);
+	run_stop(f);
+	run_start(f, "fourthb00t");
+	recovery_close_interrupted_sessions(f->rec);
+	settle(f);
+	assert_int_equal(sql_int(f, "SELECT ended_ms FROM sessions WHERE id = 's2'"),
+			 (long long)start + 9000);
+}
+
 /* --- crash consistency ------------------------------------------------------ */
 
 #define MAX_IDS 16
@@ -336,6 +406,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_database_holds_open_what_the_broker_may, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_interrupted_session_ends_at_its_last_record,
+						setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
