@@ -48,7 +48,9 @@ struct recovery_deps {
 
 /* The first alarm seq of this run: after the highest recorded one, or the
  * wall clock's ms for an empty (new, wiped) or missing database, which is
- * above any id an earlier run can have used. */
+ * above any id an earlier run can have used. Not 1 on a new database: a
+ * gateway cannot tell its first start from a reinstall, and the broker and
+ * the clinic's records keep the earlier installation's ids (docs/safety.md). */
 uint64_t recovery_first_alarm_seq(struct store *store, const char *gateway_id, uint64_t wall_ms);
 
 int recovery_new(const struct recovery_deps *deps, struct recovery **out);

@@ -233,6 +233,60 @@ static void test_left_open_closed_once_at_start(void **state)
 	assert_non_null(alarm_find_id(alarms_table(f->alarms), "gw1-8"));
 }
 
+/* --- alarm ids --------------------------------------------------------------- */
+
+static void raise_one(struct fx *f, char id[ALARM_ID_MAX])
+{
+	struct alarm_table *t = alarms_table(f->alarms);
+
+	assert_int_equal(alarm_raise(t, "", NULL, ALARM_ESTOP, NULL, NULL, f->wall, id), 0);
+	assert_int_equal(alarm_condition_cleared(t, "", ALARM_ESTOP, f->wall), 0);
+	settle(f);
+}
+
+/*
+ * The decision in docs/safety.md (Ids): a database without alarms starts at
+ * the wall clock's ms, one with alarms continues after the highest, so no
+ * id repeats, not even after the database was wiped.
+ */
+static void test_alarm_ids_never_repeat_across_a_wiped_database(void **state)
+{
+	struct fx *f = *state;
+	char first[ALARM_ID_MAX], second[ALARM_ID_MAX], third[ALARM_ID_MAX],
+		fourth[ALARM_ID_MAX], path[512];
+	char want[ALARM_ID_MAX];
+
+	run_start(f, "b1");
+	raise_one(f, first);
+	snprintf(want, sizeof(want), "gw1-%" PRIu64, f->wall);
+	assert_string_equal(first, want);
+	run_stop(f);
+
+	/* A clock set back does not matter once the database has an alarm. */
+	f->wall -= 86400000;
+	run_start(f, "b2");
+	raise_one(f, second);
+	snprintf(want, sizeof(want), "gw1-%" PRIu64, f->wall + 86400000 + 1);
+	assert_string_equal(second, want);
+	run_stop(f);
+
+	/* Wiped: a new database file, a minute after the first start. */
+	f->wall += 86400000 + 60000;
+	snprintf(path, sizeof(path), "%s/%s", f->dir, STORE_DB_NAME);
+	assert_int_equal(unlink(path), 0);
+	(void)unlink(strcat(path, "-wal")); /* may not exist */
+	snprintf(path, sizeof(path), "%s/%s-shm", f->dir, STORE_DB_NAME);
+	(void)unlink(path);
+	run_start(f, "b3");
+	raise_one(f, third);
+	run_stop(f);
+	run_start(f, "b4");
+	raise_one(f, fourth);
+	assert_true(strcmp(third, first) != 0 && strcmp(third, second) != 0);
+	assert_true(strtoull(third + 4, NULL, 10) > strtoull(second + 4, NULL, 10));
+	assert_true(strtoull(fourth + 4, NULL, 10) == strtoull(third + 4, NULL, 10) + 1);
+}
+
 /* --- sessions a crash interrupted ------------------------------------------ */
 
 static long long sql_int(struct fx *f, const char *sql)
@@ -407,6 +461,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_database_holds_open_what_the_broker_may, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_interrupted_session_ends_at_its_last_record,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alarm_ids_never_repeat_across_a_wiped_database,
 						setup, teardown),
 	};
 
