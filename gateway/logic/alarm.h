@@ -89,7 +89,7 @@ struct alarm_values {
 #define ALARM_GATEWAY_MAX 48 /* gateway id, NUL included */
 #define ALARM_CUFF_MAX 48    /* cuff id, NUL included; "" = gateway-wide */
 #define ALARM_SESSION_MAX 64
-#define ALARM_BY_MAX 64
+#define ALARM_BY_MAX 65      /* who acknowledged: 64 bytes of UTF-8 + NUL (cmd/alarm/ack checks) */
 #define ALARM_MSG_MAX 96
 #define ALARM_HIGH_RESERVE 4
 
@@ -152,7 +152,7 @@ int alarm_condition_cleared(struct alarm_table *t, const char *cuff, enum alarm_
 
 /*
  * Acknowledges alarm_id by `by` (non-empty, no control characters, UTF-8
- * welcome, < ALARM_BY_MAX bytes).
+ * welcome, < ALARM_BY_MAX bytes: command.c refuses a longer one by name).
  * Clears it at once if its condition is gone. -ENOENT for an unknown or
  * closed id, -EALREADY if already acknowledged, -EINVAL for bad strings.
  */

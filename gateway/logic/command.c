@@ -11,6 +11,8 @@
 
 #include <jansson.h>
 
+#include "alarm.h"
+
 #define PATH_MAX_LEN 96
 
 static const char *const verb_names[CMD_VERB_COUNT] = {
@@ -703,6 +705,42 @@ static int check_plan(json_t *root, struct session_plan *out, struct command_err
 	return 0;
 }
 
+/*
+ * alarm/ack `by`: a clinician's name as they write it ("Jürgen"), so UTF-8
+ * with no control characters (C0, DEL, nor C1: U+0080..U+009F). It goes
+ * into the alarm record as it is, so its limit is the record's, in bytes:
+ * 64 ASCII characters, fewer when they are not ASCII.
+ */
+#define ACK_BY_MAX_BYTES (ALARM_BY_MAX - 1)
+
+static int check_by(json_t *v, char *out, size_t cap, struct command_error *err)
+{
+	const unsigned char *p;
+	size_t len, used;
+	uint32_t c;
+	/* The length is judged below, in bytes. */
+	int ret = check_text(v, "by", TEXT_NAME, SIZE_MAX, NULL, 0, err);
+
+	if (ret)
+		return ret;
+	p = (const unsigned char *)json_string_value(v);
+	len = strlen((const char *)p);
+	if (len > ACK_BY_MAX_BYTES)
+		return fail(err, CMD_ERR_OUT_OF_RANGE, "by: %zu bytes, at most %d (UTF-8)", len,
+			    ACK_BY_MAX_BYTES);
+	/* check_text has seen valid UTF-8 and no C0 control or DEL. */
+	for (; *p; p += used) {
+		used = utf8_next(p, &c);
+		if (c >= 0x80 && c <= 0x9f)
+			return fail(err, CMD_ERR_BAD_REQUEST,
+				    "by: must not contain control characters");
+	}
+	if (len >= cap) /* cannot happen: cap >= ALARM_BY_MAX */
+		return fail(err, CMD_ERR_OUT_OF_RANGE, "by: too long");
+	memcpy(out, json_string_value(v), len + 1);
+	return 0;
+}
+
 /* --- per verb ------------------------------------------------------------------ */
 
 static const char *const start_fields[] = {"request_id", "plan", "patient", NULL};
@@ -775,8 +813,7 @@ static int check_verb_fields(json_t *root, struct command *cmd, struct command_e
 		ret = get_field(root, "", "by", true, &v, err);
 		if (ret)
 			return ret;
-		return check_text(v, "by", TEXT_NAME, SESSION_NAME_MAX, cmd->by, sizeof(cmd->by),
-				  err);
+		return check_by(v, cmd->by, sizeof(cmd->by), err);
 	case CMD_LOP_MEASURE:
 	case CMD_CUFF_IDENTIFY:
 		return get_id(root, "", "cuff", true, cmd->cuff, NULL, err);
@@ -784,6 +821,33 @@ static int check_verb_fields(json_t *root, struct command *cmd, struct command_e
 		break;
 	}
 	return fail(err, CMD_ERR_UNKNOWN_VERB, "unknown verb");
+}
+
+/*
+ * What kind of syntax error, in our words: jansson's own text quotes the
+ * payload ("near 'xyz'"), and a reply or a log line never does.
+ */
+static const char *json_error_kind(const json_error_t *jerr)
+{
+	switch (json_error_code(jerr)) {
+	case json_error_invalid_utf8:
+		return "invalid UTF-8";
+	case json_error_premature_end_of_input:
+		return "unexpected end of input";
+	case json_error_end_of_input_expected:
+		return "text after the JSON value";
+	case json_error_null_character:
+	case json_error_null_byte_in_key:
+		return "\\u0000 in a string";
+	case json_error_duplicate_key:
+		return "duplicate object key";
+	case json_error_numeric_overflow:
+		return "number out of range";
+	case json_error_stack_overflow:
+		return "nested too deeply";
+	default:
+		return "syntax error";
+	}
 }
 
 int command_parse(enum command_verb verb, const void *payload, size_t len,
@@ -820,8 +884,8 @@ int command_parse(enum command_verb verb, const void *payload, size_t len,
 			ret = -ENOMEM;
 		} else {
 			ret = fail(err, CMD_ERR_BAD_JSON,
-				   "payload: invalid JSON at line %d column %d: %s", jerr.line,
-				   jerr.column, jerr.text);
+				   "payload: invalid JSON (%s) at line %d column %d, byte %d",
+				   json_error_kind(&jerr), jerr.line, jerr.column, jerr.position);
 		}
 		goto out;
 	}

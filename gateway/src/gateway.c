@@ -121,6 +121,8 @@ static void on_alarm_record(const struct alarm_record *rec, void *user_data)
 
 	if (c && gw->reporter)
 		reporter_cuff_changed(gw->reporter, c, !gw->stopping);
+	else if (!rec->cuff[0] && gw->reporter) /* listed on every cuff */
+		reporter_gateway_alarms_changed(gw->reporter, !gw->stopping);
 	if (gw->runner)
 		runner_alarm_record(gw->runner, rec);
 }

@@ -13,6 +13,7 @@
 #define STATE_ALARMS_MAX 64 /* alarm ids listed in one cuff state */
 #define STATUS_DEPTH_STEP 100 /* republish status when the backlog moved this much */
 #define SESSIONS_MAX 256      /* ids listed in the sessions index */
+#define GATEWAY_ALARMS_MAX 16 /* open gateway-wide alarms: one per gateway-wide code */
 
 struct cuff_report {
 	struct msg_telemetry_sample tele[MSG_TELEMETRY_MAX];
@@ -32,6 +33,9 @@ struct reporter {
 	size_t published_outbox_depth;
 	char *published_sessions; /* the index last published, as JSON text of the ids */
 	bool stopped;
+	/* The open gateway-wide alarms (seqs, raise order) the cuff states list. */
+	uint64_t wide_seqs[GATEWAY_ALARMS_MAX];
+	size_t n_wide;
 };
 
 /* --- cuff state ----------------------------------------------------------- */
@@ -72,6 +76,31 @@ static const char *link_text(const struct cuff_reading *r)
 	}
 }
 
+/*
+ * A cuff's alarms_active also lists the open gateway-wide alarms (cuff:
+ * null), merged into its own (open[0..n), raise order) by seq. A
+ * gateway-wide alarm concerns every cuff (an unacknowledged estop blocks
+ * each one's inflation), so a dashboard sees it on every tile.
+ */
+static size_t with_gateway_alarms(struct reporter *rep, const struct alarm_record **open,
+				  size_t n)
+{
+	const struct alarm_record *wide[GATEWAY_ALARMS_MAX];
+	size_t n_wide = 0;
+
+	/* More than GATEWAY_ALARMS_MAX cannot be open: one per gateway-wide code. */
+	(void)alarm_list_open(alarms_table(rep->deps.alarms), "", wide, GATEWAY_ALARMS_MAX,
+			      &n_wide);
+	for (size_t k = 0; k < n_wide && k < GATEWAY_ALARMS_MAX && n < STATE_ALARMS_MAX; k++) {
+		size_t i = n++;
+
+		for (; i > 0 && open[i - 1]->seq > wide[k]->seq; i--)
+			open[i] = open[i - 1];
+		open[i] = wide[k];
+	}
+	return n;
+}
+
 /* What the gateway can no longer vouch for once it stops: link unknown. */
 static void publish_cuff_state_as(struct reporter *rep, struct cuff *c, const char *link_override,
 				  uint32_t expiry_s);
@@ -104,6 +133,7 @@ static void publish_cuff_state_as(struct reporter *rep, struct cuff *c, const ch
 			      &n_open);
 	if (n_open > STATE_ALARMS_MAX)
 		n_open = STATE_ALARMS_MAX;
+	n_open = with_gateway_alarms(rep, open, n_open);
 	for (size_t i = 0; i < n_open; i++)
 		ids[i] = open[i]->alarm_id;
 	st = (struct msg_cuff_state){
@@ -208,6 +238,36 @@ void reporter_cuff_changed(struct reporter *rep, struct cuff *c, bool urgent)
 	/* Discrete changes (link, alarms, session, LOP) go out within 200 ms. */
 	if (urgent && !rep->stopped)
 		(void)loop_post_schedule(rep->deps.loop, rep->state_post); /* registered: 0 */
+}
+
+void reporter_gateway_alarms_changed(struct reporter *rep, bool urgent)
+{
+	for (size_t i = 0; i < rep->deps.n_cuffs; i++)
+		reporter_cuff_changed(rep, rep->deps.cuffs[i], urgent);
+}
+
+/*
+ * Gateway-wide alarms are listed in every cuff's state, but their records
+ * name no cuff, so nothing marks the states dirty when one opens or
+ * closes: the housekeeping compares the open set with the one last seen.
+ */
+static void check_gateway_alarms(struct reporter *rep)
+{
+	const struct alarm_record *wide[GATEWAY_ALARMS_MAX];
+	size_t n = 0;
+	bool same;
+
+	(void)alarm_list_open(alarms_table(rep->deps.alarms), "", wide, GATEWAY_ALARMS_MAX, &n);
+	if (n > GATEWAY_ALARMS_MAX)
+		n = GATEWAY_ALARMS_MAX;
+	same = n == rep->n_wide;
+	for (size_t i = 0; i < n; i++) {
+		same = same && rep->wide_seqs[i] == wide[i]->seq;
+		rep->wide_seqs[i] = wide[i]->seq;
+	}
+	rep->n_wide = n;
+	if (!same)
+		reporter_gateway_alarms_changed(rep, false);
 }
 
 /* --- telemetry -------------------------------------------------------------- */
@@ -322,6 +382,7 @@ static void on_housekeeping(struct loop *loop, uint64_t id, void *user_data)
 	struct reporter *rep = user_data;
 	size_t depth;
 
+	check_gateway_alarms(rep);
 	flush_states(rep);
 	runner_publish_states(rep->deps.runner);
 	publish_sessions(rep, false);

@@ -59,6 +59,10 @@ void reporter_stop(struct reporter *rep);
 void reporter_cuff_samples(struct reporter *rep, struct cuff *c, const struct bfr_sample *samples,
 			   size_t n);
 void reporter_cuff_changed(struct reporter *rep, struct cuff *c, bool urgent);
+/* A gateway-wide alarm (no cuff) opened or closed: every cuff's state lists
+ * it (alarms_active), so every one is republished. The 1 s housekeeping
+ * notices such a change by itself; calling this makes it within 200 ms. */
+void reporter_gateway_alarms_changed(struct reporter *rep, bool urgent);
 
 /* After every (re)connect: the retained state again (clean start). */
 void reporter_connected(struct reporter *rep);

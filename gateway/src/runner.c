@@ -25,6 +25,7 @@ struct run {
 	char patient[SESSION_ID_BUF];            /* "" when the start named none */
 	char ended_by[SESSION_NAME_BUF];         /* who stopped it; "" nobody said */
 	char note[COMMAND_REASON_MAX * 4 + 1];   /* why, in their words */
+	char estop_alarm_id[ALARM_ID_MAX]; /* the e-stop that ends it, named by its end event */
 
 	/* Inputs held while an output is executed (see runner.h). */
 	bool busy;
@@ -225,6 +226,9 @@ static void publish_event(struct run *run, const struct session_event *e)
 		if (run->note[0])
 			json_object_set_new(p, "note", json_string(run->note));
 	}
+	if (e->type == SESSION_EV_ABORTED && strcmp(e->reason, "estop") == 0 &&
+	    run->estop_alarm_id[0])
+		json_object_set_new(p, "alarm_id", json_string(run->estop_alarm_id));
 	/* The record first: the writer commits in order, so an event can never
 	 * reach the broker without its row (a restart continues after it). */
 	text = json_dumps(p, MSG_JSON_FLAGS);
@@ -590,10 +594,35 @@ int run_stop(struct run *run)
 	return feed(run, &(struct input){ .call = in_stop });
 }
 
+/*
+ * The gateway-wide estop alarm belongs to every session the e-stop ends: its
+ * summary lists it and its aborted event names it. The alarm is raised here
+ * if the e-stop has not raised it yet (the command raises or re-raises the
+ * same open alarm with its own message), so the id exists before the end.
+ */
+static void attach_estop_alarm(struct run *run)
+{
+	struct alarm_table *t = alarms_table(run->runner->deps.alarms);
+	const struct alarm_record *open = alarm_find_open(t, "", ALARM_ESTOP);
+	char id[ALARM_ID_MAX];
+
+	if (open)
+		snprintf(id, sizeof(id), "%s", open->alarm_id);
+	else if (alarm_raise(t, "", NULL, ALARM_ESTOP, "emergency stop", NULL, wall_ms(run),
+			     id) < 0)
+		return; /* the command logs it when its own raise fails too */
+	snprintf(run->estop_alarm_id, sizeof(run->estop_alarm_id), "%s", id);
+	/* Once: the run ends with this abort, and the alarm has no cuff, so
+	 * runner_alarm_record never adds it. */
+	json_array_append_new(run->alarm_ids, json_string(id));
+}
+
 void run_abort(struct run *run, const char *reason_code, uint8_t deflate_reason)
 {
 	if (run->ended)
 		return;
+	if (deflate_reason == BFR_DEFLATE_ESTOP && !run->abort_pending)
+		attach_estop_alarm(run);
 	if (run->busy) {
 		request_abort(run, reason_code, deflate_reason);
 		return;

@@ -96,7 +96,9 @@ int run_stop(struct run *run);
 /* Who stops or e-stops it and why ("" or NULL: not said), recorded with its
  * end event and summary; call before run_stop / run_abort. */
 void run_note_who(struct run *run, const char *by, const char *note);
-/* Deflates (deflate_reason) and ends the session as aborted with reason_code. */
+/* Deflates (deflate_reason) and ends the session as aborted with reason_code.
+ * BFR_DEFLATE_ESTOP: the open gateway-wide estop alarm (raised first if it
+ * is not open yet) is named by the aborted event and listed in the summary. */
 void run_abort(struct run *run, const char *reason_code, uint8_t deflate_reason);
 
 /* What the cuffs report, for the session they are lent to (if any). */

@@ -1286,7 +1286,8 @@ int store_session_load(struct store *store, const char *session_id, json_t **out
 		      session_id, o, "session");
 	if (r == 0)
 		r = load_rows(store,
-			      "SELECT MAX(seq) AS last_seq FROM session_events WHERE session_id = ?1",
+			      "SELECT MAX(seq) AS last_seq, MAX(ts_ms) AS last_ts_ms FROM session_events "
+			      "WHERE session_id = ?1",
 			      session_id, o, "events");
 	if (r == 0)
 		r = load_rows(store,

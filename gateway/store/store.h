@@ -225,7 +225,8 @@ int store_load_open_alarms(struct store *store,
 /*
  * What was recorded of one session, for closing it after a crash:
  * {"session": [{plan, patient, started_ms, ended_ms, outcome, state}],
- *  "events": [{last_seq}], "figures": [{exercise, set, cuff, figures}...]}
+ *  "events": [{last_seq, last_ts_ms}], "figures": [{exercise, set, cuff, figures}...]}
+ * (last_ts_ms: the wall time the last event was recorded with).
  * (JSON columns parsed). -ENOENT for an unknown session. Free with json_decref.
  */
 int store_session_load(struct store *store, const char *session_id, json_t **out);

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "alarm.h"
 #include "command.h"
 #include "test_alloc.h"
 
@@ -43,6 +44,12 @@
 #define R "30"
 #define RP "60"
 #define M "\"continuous\""
+
+/* 64 ASCII characters; 16 x u-umlaut (32 bytes of UTF-8) as JSON escapes. */
+#define BY64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define UE16                                                                            \
+	"\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc" \
+	"\\u00fc\\u00fc\\u00fc\\u00fc"
 
 struct bad_case {
 	enum command_verb verb;
@@ -278,6 +285,16 @@ static const struct bad_case bad_cases[] = {
 	 CMD_ERR_BAD_REQUEST, "by: must not contain control characters", "r4"},
 	{CMD_ALARM_ACK, "{\"request_id\":\"r4\",\"alarm_id\":[\"a1\"],\"by\":\"x\"}",
 	 CMD_ERR_WRONG_TYPE, "alarm_id: must be a string, got array", "r4"},
+	/* by: at most ALARM_BY_MAX - 1 = 64 bytes of UTF-8 (what the alarm record holds) */
+	{CMD_ALARM_ACK,
+	 "{\"request_id\":\"r4\",\"alarm_id\":\"a1\",\"by\":\"" BY64 "x\"}",
+	 CMD_ERR_OUT_OF_RANGE, "by: 65 bytes, at most 64", "r4"},
+	{CMD_ALARM_ACK,
+	 "{\"request_id\":\"r4\",\"alarm_id\":\"a1\",\"by\":\"" UE16 UE16 "\\u00fc\"}",
+	 CMD_ERR_OUT_OF_RANGE, "by: 66 bytes, at most 64", "r4"},
+	/* C1 controls (U+0080..U+009F) are control characters too */
+	{CMD_ALARM_ACK, "{\"request_id\":\"r4\",\"alarm_id\":\"a1\",\"by\":\"x\\u0085y\"}",
+	 CMD_ERR_BAD_REQUEST, "by: must not contain control characters", "r4"},
 	/* lop/measure, cuff/identify */
 	{CMD_LOP_MEASURE, "{\"request_id\":\"r5\"}", CMD_ERR_MISSING_FIELD, "cuff: missing", "r5"},
 	{CMD_LOP_MEASURE, "{\"request_id\":\"r5\",\"cuff\":false}", CMD_ERR_WRONG_TYPE,
@@ -435,6 +452,64 @@ static void test_good_other_verbs(void **state)
 	assert_string_equal(cmd.cuff, "R");
 }
 
+/* Every `by` the parser accepts, the alarm table takes (it used to accept 64
+ * characters and the table then refused: a wrong "control characters" reply). */
+static void test_ack_by_fits_the_alarm_record(void **state)
+{
+	static const char *const payloads[] = {
+		"{\"request_id\":\"r4\",\"alarm_id\":\"gw-1\",\"by\":\"" BY64 "\"}",
+		"{\"request_id\":\"r4\",\"alarm_id\":\"gw-1\",\"by\":\"" UE16 UE16 "\"}",
+		"{\"request_id\":\"r4\",\"alarm_id\":\"gw-1\",\"by\":\"J\\u00fcrgen\"}",
+		"{\"request_id\":\"r4\",\"alarm_id\":\"gw-1\",\"by\":\"\\u674e\\u533b\\u751f\"}",
+	};
+
+	for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+		struct alarm_table *t;
+		char id[ALARM_ID_MAX];
+
+		parse_ok(CMD_ALARM_ACK, payloads[i]);
+		assert_int_equal(alarm_table_new("gw", 8, 1, NULL, NULL, &t), 0);
+		assert_int_equal(alarm_raise(t, "", NULL, ALARM_ESTOP, NULL, NULL, 1000, id), 0);
+		assert_string_equal(id, "gw-1");
+		if (alarm_ack(t, cmd.alarm_id, cmd.by, 2000) != 0)
+			fail_msg("%s: parsed, but the alarm table refuses by \"%s\"", payloads[i],
+				 cmd.by);
+		assert_string_equal(alarm_find_id(t, "gw-1")->acked_by, cmd.by);
+		alarm_table_free(t);
+	}
+	assert_int_equal(strlen(cmd.by), 9); /* three CJK characters: 9 bytes */
+}
+
+/* bad_json messages give the kind of error and where, never payload text. */
+static void test_bad_json_never_quotes_the_payload(void **state)
+{
+	static const char *const payloads[] = {
+		"{\"request_id\":\"r1\" SECRET}",
+		"{\"request_id\":SECRET}",
+		"{\"SECRET\":1,\"SECRET\":2}",
+		"{\"request_id\":\"SECRET\\u0000\"}",
+		"{\"n\":1e400,\"SECRET\":1}",
+		"{\"n\":\"SECRET\xff\"}",
+		"SECRET",
+		"{\"request_id\":\"r1\"} SECRET",
+		"{\"SECRET\":[1,2,",
+		"{\"a\":\"SECRET\\x\"}",
+	};
+	struct command_error err;
+
+	for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+		assert_int_equal(command_parse(CMD_ESTOP, payloads[i], strlen(payloads[i]), &cmd,
+					       &err),
+				 -EINVAL);
+		if (err.code != CMD_ERR_BAD_JSON || strstr(err.message, "SEC") ||
+		    strstr(err.message, "near") || strchr(err.message, '\'') ||
+		    !strstr(err.message, "payload: invalid JSON") || !strstr(err.message, "line") ||
+		    !strstr(err.message, "column"))
+			fail_msg("%s: %s \"%s\"", payloads[i], command_error_name(err.code),
+				 err.message);
+	}
+}
+
 static void test_verb_names(void **state)
 {
 	enum command_verb v = CMD_ESTOP;
@@ -519,8 +594,8 @@ static void test_reply(void **state)
 	assert_int_equal(command_parse(CMD_ESTOP, "{", 1, &cmd, &err), -EINVAL);
 	assert_int_equal(command_reply_build(err.request_id, "t", "m", NULL, &err, &text), 0);
 	check_reply(text, "{\"v\":1,\"ts\":\"t\",\"msg_id\":\"m\",\"request_id\":null,\"ok\":false,"
-			  "\"error\":{\"code\":\"bad_json\",\"message\":\"payload: invalid JSON at "
-			  "line 1 column 1: string or '}' expected near end of file\"}}");
+			  "\"error\":{\"code\":\"bad_json\",\"message\":\"payload: invalid JSON "
+			  "(unexpected end of input) at line 1 column 1, byte 1\"}}");
 	free(text);
 
 	/* an empty message becomes the code, so the reply always explains */
@@ -607,6 +682,8 @@ int main(void)
 		cmocka_unit_test(test_bad_payload_args),
 		cmocka_unit_test(test_good_session_start),
 		cmocka_unit_test(test_good_other_verbs),
+		cmocka_unit_test(test_ack_by_fits_the_alarm_record),
+		cmocka_unit_test(test_bad_json_never_quotes_the_payload),
 		cmocka_unit_test(test_verb_names),
 		cmocka_unit_test(test_id_valid),
 		cmocka_unit_test(test_reply),
