@@ -413,6 +413,8 @@ def gateway_config(data_dir, mqtt_uri, cuffs, gateway_id=GATEWAY_ID, site=SITE,
         if c.get("limits"):
             lim = " ".join("%s = %s;" % (k, v) for k, v in c["limits"].items())
             fields.append("limits = { %s };" % lim)
+        if c.get("label"):
+            fields.append("label = %s;" % _q(c["label"]))
         items.append("  { %s }" % " ".join(fields))
     return ("# written by tests/integration/harness.py\n"
             "gateway = { id = %s; site = %s; data_dir = %s; };\n"
