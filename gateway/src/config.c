@@ -834,7 +834,8 @@ static int check_unique(struct ctx *c, struct cuff_load *cl, int i,
 	if (j >= 0) {
 		describe(cl, j, "id", cuffs[j].id, earlier, sizeof(earlier));
 		if (o->range >= 0)
-			snprintf(self, sizeof(self), "\"%s\" (number %u): ", cuffs[i].id, o->number);
+			snprintf(self, sizeof(self), "\"%s\" (number %u): ", cuffs[i].id,
+				 o->number);
 		return errorf(c, id_where, NULL, "%sduplicate of %s", self, earlier);
 	}
 	j = cuff_set_add(&cl->addresses, cuffs, i, address_hash, same_address);

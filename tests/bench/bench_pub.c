@@ -409,7 +409,8 @@ static void run_telemetry(struct run *r, uint64_t start_ns)
 		     t += slice_ns ? TELEMETRY_SLICES : 1) {
 			if (!slice_ns && !wait_for_room(r, r->opt.window))
 				break;
-			snprintf(topic, sizeof(topic), "%s/cuff/p%04u/telemetry", r->opt.prefix, t + 1);
+			snprintf(topic, sizeof(topic), "%s/cuff/p%04u/telemetry", r->opt.prefix,
+				 t + 1);
 			telemetry_payload(r, t, n++, payload, sizeof(payload));
 			(void)send_one(r, topic, payload, 0); /* a refusal is counted */
 		}
@@ -504,7 +505,8 @@ static void report(struct run *r, uint64_t start_ns, uint64_t sent_end_ns, doubl
 		      "last_refusal_code", r->last_refusal, "send_s", send_span, "span_s", span,
 		      "achieved_msgs_s", span > 0 ? (double)completed / span : 0.0,
 		      "offered_msgs_s",
-		      r->opt.mode == MODE_TELEMETRY ? r->opt.rate * r->opt.topics : 0.0, "slices_late",
+		      r->opt.mode == MODE_TELEMETRY ? r->opt.rate * r->opt.topics : 0.0,
+		      "slices_late",
 		      (json_int_t)r->slices_late, "max_late_us", (json_int_t)r->max_late_us,
 		      "sample_epoch_ms", (json_int_t)r->sample_epoch_ms, "cpu_s", cpu);
 	text = j ? json_dumps(j, JSON_COMPACT) : NULL;

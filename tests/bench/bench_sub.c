@@ -724,7 +724,8 @@ static void command_loop(struct sub *s)
 		else if (strcmp(line, "quit") == 0)
 			return;
 		else if (line[0])
-			fprintf(stderr, "bench_sub: unknown command \"%s\" (phase NAME, count, quit)\n",
+			fprintf(stderr,
+				"bench_sub: unknown command \"%s\" (phase NAME, count, quit)\n",
 				line);
 	}
 }

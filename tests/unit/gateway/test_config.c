@@ -899,7 +899,8 @@ static void test_2000_cuffs_ranges_equal_list(void **state)
 		assert_string_equal(list->cuffs[i].id, ranges->cuffs[i].id);
 		assert_string_equal(list->cuffs[i].address, ranges->cuffs[i].address);
 		assert_int_equal(list->cuffs[i].limb, ranges->cuffs[i].limb);
-		assert_int_equal(list->cuffs[i].max_pressure_mmHg, ranges->cuffs[i].max_pressure_mmHg);
+		assert_int_equal(list->cuffs[i].max_pressure_mmHg,
+				 ranges->cuffs[i].max_pressure_mmHg);
 	}
 	print_message("2000 cuffs: list %.1f ms, ranges %.1f ms\n", ms_list, ms_ranges);
 	assert_true(ms_list < 2000 && ms_ranges < 2000);
