@@ -152,16 +152,20 @@ def gateway_system(h, port, n, args):
         ticks0 = B.proc_cpu_ticks()
         threads0 = B.thread_cpu(gw.pid)
         st0 = B.sims_stats(sims)
+        snaps = [B.Snapshot(procs)]
         sub.phase("first")
         cpu.start()
         m0 = time.monotonic()
         edge = min(10.0, args.window / 3)
         # The measuring window: phase boundaries at fixed times, not waits.
         time.sleep(max(0.0, m0 + edge - time.monotonic()))
+        snaps.append(B.Snapshot(procs))
         ph_first = sub.phase("middle")
         time.sleep(max(0.0, m0 + args.window - edge - time.monotonic()))
+        snaps.append(B.Snapshot(procs))
         ph_mid = sub.phase("last")
         time.sleep(max(0.0, m0 + args.window - time.monotonic()))
+        snaps.append(B.Snapshot(procs))
         ph_last = sub.phase("after")
         cpu_pct = cpu.stop()
         span = time.monotonic() - m0
@@ -203,11 +207,28 @@ def gateway_system(h, port, n, args):
                                       exclude=set(procs.values()) | {os.getpid()}),
             "families": {p["phase"]: {k: v["msgs_s"] for k, v in p["families"].items()}
                          for p in phases},
+            "machine": snaps[-1].since(snaps[0]),
+            "per_phase": [phase_figures(p, b.since(a))
+                          for p, a, b in zip(phases, snaps, snaps[1:])],
         })
     finally:
         status.close()
         sub.kill()
     return out
+
+
+def phase_figures(ph, cpu):
+    """One subscriber phase with the machine's CPU over it."""
+    t = B.family(ph, "cuff/+/telemetry")
+    age = B.merge_hists([t.get("age_ms")])
+    lat = B.merge_hists([t.get("lat_ms")])
+    return {"phase": ph["phase"], "span_s": ph["span_s"],
+            "msgs_s": t.get("msgs", 0) / ph["span_s"],
+            "samples_s": t.get("samples", 0) / ph["span_s"],
+            "samples_per_msg": t["samples"] / t["msgs"] if t.get("msgs") else None,
+            "age": age, "lat": lat, "missing": ph["samples_missing"],
+            "busy": cpu["busy"], "steal": cpu["steal"], "ours": cpu["ours"],
+            "others": cpu["others"], "gateway": cpu["procs"].get("gateway")}
 
 
 def run(n, args):
@@ -256,6 +277,17 @@ def print_run(r):
         print("  broker: %s" % ln)
     for ln in r["gw_warnings"]:
         print("  gateway: %s" % ln)
+    m = gw["machine"]
+    print("  machine CPU over the window (%% of one core, %d cores): busy %.0f (steal %.0f), "
+          "these processes %.0f, everything else %.0f" % (
+              os.cpu_count(), m["busy"], m["steal"], m["ours"], m["others"]))
+    print("  per phase: " + "; ".join(
+        "%s %.0f s: %.0f msgs/s, %.0f samples/s (%.2f per msg), lag p50/max %s/%s ms, "
+        "broker lat p50/max %s/%s ms, gw %.0f %%, machine busy %.0f %%, others %.0f %%" % (
+            p["phase"], p["span_s"], p["msgs_s"], p["samples_s"], p["samples_per_msg"] or 0,
+            fmt(p["age"]["p50"]), fmt(p["age"]["max"]), fmt(p["lat"]["p50"]),
+            fmt(p["lat"]["max"]), p["gateway"] or 0, p["busy"], p["others"])
+        for p in gw["per_phase"]))
     if gw.get("perf_top"):
         print("  perf (gateway, top symbols):")
         for ln in gw["perf_top"]:
@@ -283,7 +315,8 @@ def summary_row(r):
             "%.1f" % gw["cpu"]["mosquitto"], "%.1f" % gw["cpu"]["bench_sub"],
             "%.1f / %.1f" % (gw["rss_kib"] / 1024, gw["hwm_kib"] / 1024),
             fmt(ref and ref["unpaced"]["pub"]["achieved_msgs_s"]),
-            fmt(ref and ref["outbox"]["pub"]["achieved_msgs_s"]), gw["load_before"]]
+            fmt(ref and ref["outbox"]["pub"]["achieved_msgs_s"]), gw["load_before"],
+            "%.0f / %.0f" % (gw["machine"]["busy"], gw["machine"]["others"])]
 
 
 def main():
@@ -327,7 +360,8 @@ def main():
              "gw/bare", "samples missing", "lag p50/max first 10 s ms",
              "lag p50/max last 10 s ms", "broker lat p50/max ms", "gw CPU %",
              "cuffsim CPU %", "mosq CPU %", "bench_sub CPU %", "gw RSS / HWM MiB",
-             "bare unpaced msgs/s", "bare QoS 1 msgs/s", "load at window"],
+             "bare unpaced msgs/s", "bare QoS 1 msgs/s", "load at window",
+             "machine busy / others %"],
             [summary_row(r) for r in results])
     return 0
 

@@ -660,6 +660,44 @@ def top_processes(before, after, seconds, n=8, exclude=()):
     return rows[:n]
 
 
+def machine_cpu():
+    """(busy, steal, total) jiffies of all CPUs so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    idle = v[3] + v[4]
+    total = sum(v[:8])
+    return (total - idle, v[7], total)
+
+
+class Snapshot:
+    """The machine's and some processes' CPU at one instant (for per-phase figures)."""
+
+    def __init__(self, procs):
+        self.t = time.monotonic()
+        self.machine = machine_cpu()
+        self.procs = {}
+        for name, pid in procs.items():
+            try:
+                self.procs[name] = ProcStat(pid).cpu_s()
+            except OSError:
+                self.procs[name] = 0.0
+
+    def since(self, before):
+        """CPU % (100 = one core) between two snapshots: machine busy, steal, ours
+        (the processes named), others (busy - ours), and per process."""
+        dt = self.t - before.t
+        busy = self.machine[0] - before.machine[0]
+        total = self.machine[2] - before.machine[2]
+        ncpu = os.cpu_count() or 1
+        # /proc/stat counts every CPU: scale to "% of one core" like the rest.
+        scale = 100.0 * ncpu / total if total else 0.0
+        per = {n: 100.0 * (self.procs[n] - before.procs.get(n, 0.0)) / dt for n in self.procs}
+        ours = sum(per.values())
+        return {"busy": busy * scale, "steal": (self.machine[1] - before.machine[1]) * scale,
+                "ours": ours, "others": busy * scale - ours, "procs": per, "span_s": dt}
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
