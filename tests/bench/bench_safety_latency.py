@@ -195,6 +195,7 @@ def run(n, args):
         cpu = B.CpuWindow(procs)
         rounds = args.burst_rounds or max(1, -(-args.measurements // n))
         load = [B.loadavg()]
+        snap0 = B.Snapshot(procs)
         cpu.start()
         out["up/rotating"] = rotating(cuffs, args.measurements)
         out["up/burst"] = burst(cuffs, rounds)
@@ -208,10 +209,12 @@ def run(n, args):
         out["down/burst"] = burst(cuffs, rounds)
         cpu_down = cpu.stop()
         load.append(B.loadavg())
+        machine = B.Snapshot(procs).since(snap0)
         if not gw.alive():
             B.fail("gateway exited")
         rss, hwm = B.ProcStat(gw.pid).mem_kib()
         return out, {"cpu_up": cpu_up, "cpu_down": cpu_down, "hwm": hwm, "load": load,
+                     "machine": machine,
                      "instances": [s.cuffs for s in sims], "offsets": offsets}
     finally:
         if cuffs:
@@ -250,11 +253,13 @@ def main():
     for n in args.n:
         res, extra = run(n, args)
         print("N=%d: cuffsim instances %s, tick offsets %s ms; gateway CPU up %.1f %% down "
-              "%.1f %%, cuffsim CPU up %.1f %%, HWM %.1f MiB; load %s -> %s"
+              "%.1f %%, cuffsim CPU up %.1f %%, HWM %.1f MiB; load %s -> %s; machine busy "
+              "%.0f %% of one core, everything else %.0f %%"
               % (n, extra["instances"], ["%.1f" % o for o in extra["offsets"]],
                  extra["cpu_up"]["gateway"], extra["cpu_down"]["gateway"],
                  sim_cpu(extra["cpu_up"]), extra["hwm"] / 1024, extra["load"][0],
-                 extra["load"][1]), flush=True)
+                 extra["load"][1], extra["machine"]["busy"], extra["machine"]["others"]),
+              flush=True)
         for phase in ("up/rotating", "up/burst", "down/rotating", "down/burst"):
             r = res[phase]
             v = r["values"]

@@ -49,6 +49,7 @@ Prints one summary table for all N, and every figure as JSON (--json FILE too).
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,12 +106,16 @@ def start_perf(pid, seconds, path):
 
 
 def perf_top(path, n=25):
-    rep = subprocess.run(["perf", "report", "-i", path, "--no-children", "--stdio",
-                          "--percent-limit", "0.7", "-g", "none", "--sort", "comm,dso,sym"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=300)
-    lines = [ln for ln in rep.stdout.decode(errors="replace").splitlines()
-             if ln.strip() and not ln.startswith("#")]
-    return lines[:n]
+    """The top symbols, then the share of each thread and library."""
+    out = []
+    for sort, limit, rows in (("comm,dso,sym", "0.7", n), ("comm,dso", "1", 20)):
+        rep = subprocess.run(["perf", "report", "-i", path, "--no-children", "--stdio",
+                              "--percent-limit", limit, "-g", "none", "--sort", sort],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=300)
+        out += [ln for ln in rep.stdout.decode(errors="replace").splitlines()
+                if ln.strip() and not ln.startswith("#")][:rows]
+        out.append("")
+    return out
 
 
 def gateway_system(h, port, n, args):
@@ -181,6 +186,8 @@ def gateway_system(h, port, n, args):
             perf = start_perf(gw.pid, args.perf, perf_path)
             perf.wait(args.perf + 60)
             out["perf_top"] = perf_top(perf_path)
+            if args.perf_keep:
+                shutil.copy(perf_path, args.perf_keep)
         sent0, _, _ = B.sims_totals(st0)
         sent1, drop1, conn1 = B.sims_totals(st1)
         dt_sim = sum((b["uptime_ms"] - a["uptime_ms"]) for a, b in zip(st0, st1)) / 1000.0 / len(sims)
@@ -248,6 +255,15 @@ def run(n, args):
         return res
     finally:
         h.teardown()
+
+
+def strip_hists(x):
+    """The figures without bench_sub's histograms (--json keeps them)."""
+    if isinstance(x, dict):
+        return {k: strip_hists(v) for k, v in x.items() if k != "hist"}
+    if isinstance(x, list):
+        return [strip_hists(v) for v in x]
+    return x
 
 
 def fmt(v, f="%.0f"):
@@ -339,6 +355,8 @@ def main():
     ap.add_argument("--connect-timeout", type=float, default=120.0)
     ap.add_argument("--perf", type=float, default=0.0,
                     help="perf record -g on the gateway for S s mid-window")
+    ap.add_argument("--perf-keep", metavar="FILE",
+                    help="keep the perf.data (the last N's) for `perf report -i FILE`")
     ap.add_argument("--json", help="also write every figure to this file")
     args = ap.parse_args()
     info = B.require_release()
@@ -349,7 +367,7 @@ def main():
         r = run(n, args)
         results.append(r)
         print_run(r)
-        print("N=%d: %s" % (n, json.dumps(r)), flush=True)
+        print("N=%d: %s" % (n, json.dumps(strip_hists(r))), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
