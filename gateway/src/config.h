@@ -11,6 +11,12 @@
  * value looser than its compiled bound, or a per-cuff limit looser than its
  * limb's limit, is an error, never clamped.
  *
+ * Cuffs come from the `cuffs` list and from `cuff_ranges` (a numbered
+ * template naming from..to cuffs at once), in that order, at most
+ * CONFIG_CUFFS_MAX in all; ids and addresses are unique across both. A
+ * file may `@include` others; their paths are relative to the directory of
+ * the main file, and errors in them name the included file.
+ *
  * The struct is plain read-only data owned by the caller; free it with
  * config_free(). docs/configuration.md describes every setting.
  */
@@ -30,6 +36,10 @@
 #define CONFIG_ID_MAX 64
 #define CONFIG_LABEL_MAX 64 /* code points of a cuff's display label */
 #define CONFIG_ENDED_RETAIN_S 86400 /* default mqtt.ended_retain_s */
+/* Cuffs of one gateway, single and from ranges together. */
+#define CONFIG_CUFFS_MAX 4096
+/* The numbers of a cuff range (from, to, address_from) are 0..this. */
+#define CONFIG_RANGE_NUMBER_MAX 999999
 
 enum config_limb {
 	CONFIG_LIMB_ARM = 0, /* same numbering as the Cuff Features characteristic */
