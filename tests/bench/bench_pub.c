@@ -135,10 +135,13 @@ static void format_ts(uint64_t ms, char *buf, size_t len)
 	time_t secs = (time_t)(ms / 1000u);
 	struct tm tm;
 
+	char date[24];
+
 	gmtime_r(&secs, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (unsigned)(ms % 1000u));
+	/* strftime: the compiler cannot bound %d of a struct tm field. */
+	if (strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		date[0] = '\0';
+	snprintf(buf, len, "%s.%03uZ", date, (unsigned)(ms % 1000u));
 }
 
 /* ---- Paho's threads ------------------------------------------------------ */
