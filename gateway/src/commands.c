@@ -29,6 +29,9 @@
 
 #define REMEMBER_MS (24ull * 3600ull * 1000ull) /* replies kept on disk this long */
 #define LOG_BURST 5 /* refusal lines a second */
+/* Flood refusals (rate_limited, overloaded) answered a second, in all:
+ * answering every one would send the flood back out through the same loop. */
+#define FLOOD_REPLIES_PER_S 100
 
 struct commands {
 	struct commands_deps deps;
@@ -36,8 +39,9 @@ struct commands {
 	char reply_prefix[TOPIC_MAX]; /* "bfr/v1/<site>/<gw>/reply/" */
 	struct admission *admission;  /* budgets per requester, replies given */
 
-	struct log_rate refused_log, ignored_log;
+	struct log_rate refused_log, ignored_log, flood_replies;
 	uint64_t retained_ignored, bad_response_topic, shed, rate_limited, replayed;
+	uint64_t flood_unanswered;
 };
 
 static uint64_t now_ms(const struct commands *cmds)
@@ -74,6 +78,7 @@ int commands_new(const struct commands_deps *deps, struct commands **out)
 	cmds->deps = *deps;
 	cmds->refused_log = (struct log_rate){ .window_ms = 1000, .burst = LOG_BURST };
 	cmds->ignored_log = (struct log_rate){ .window_ms = 60000, .burst = LOG_BURST };
+	cmds->flood_replies = (struct log_rate){ .window_ms = 1000, .burst = FLOOD_REPLIES_PER_S };
 	if (admission_new(&cmds->admission) < 0 ||
 	    payload_topic(deps->ctx, cmds->reply_prefix, sizeof(cmds->reply_prefix), "reply/") < 0) {
 		commands_free(cmds);
@@ -484,14 +489,14 @@ void commands_handle(struct commands *cmds, const char *verb_name,
 		command_error_set(&err, CMD_ERR_OVERLOADED, NULL,
 				  "the gateway is overloaded: command not read, send it again");
 		cmds->shed++;
-		goto answer;
+		goto flood;
 	}
 	if (!estop && !requester_may(cmds, to.response_topic)) {
 		command_error_set(&err, CMD_ERR_RATE_LIMITED, NULL,
 				  "more than %d commands a second from this requester: not read",
 				  ADMISSION_RATE_PER_S);
 		cmds->rate_limited++;
-		goto answer;
+		goto flood;
 	}
 	cmd = calloc(1, sizeof(*cmd));
 	if (!cmd) {
@@ -544,6 +549,13 @@ remembered:
 	}
 	free(text);
 	goto out;
+flood:
+	/* A flood's refusals are answered up to a rate; the rest only counted. */
+	if (!log_rate_allow(&cmds->flood_replies, now_ms(cmds), NULL)) {
+		cmds->flood_unanswered++;
+		log_refusal(cmds, verb_name, &err);
+		goto out;
+	}
 answer:
 	if (bad_topic && log_rate_allow(&cmds->ignored_log, now_ms(cmds), NULL))
 		log_warn("command %.64s: Response Topic outside %s refused (%" PRIu64 " so far)",
