@@ -222,10 +222,12 @@ def main():
                 b.wait_fn(reply_js(True), 10, "the acknowledgement's reply")
                 b.gone('[data-alarm-id="%s"]' % aid, 10)
                 check_that(b.count('[data-field="banner"]') == 0, "the banner is still there")
-                recs = [m.payload for m in col.select("alarm", topic=PREFIX + "/alarm/" + aid)
-                        if m.payload]
-                check_that(any(r.get("acked_by") == "physio-anna" for r in recs),
-                           "no record acknowledged by physio-anna")
+                # The page and this collector are separate subscribers: the
+                # record may reach the page first.
+                col.wait_for(lambda c: any(m.payload and m.payload.get("acked_by") == "physio-anna"
+                                           for m in c.select("alarm",
+                                                             topic=PREFIX + "/alarm/" + aid)),
+                             5, "a record acknowledged by physio-anna")
             suite.check("acknowledging from the page clears the latched alarm", ack)
 
             def estop():
