@@ -73,6 +73,7 @@ enum command_error_code {
 	CMD_ERR_NOT_CONNECTED,  /* "not_connected" */
 	CMD_ERR_INTERNAL,       /* "internal": out of memory and the like */
 	CMD_ERR_CUFF_FAULT,     /* "cuff_fault": the cuff reports a fault */
+	CMD_ERR_OUTBOX_FULL,    /* "outbox_full": the outbox is at its bound: no new session */
 	CMD_ERR_COUNT,
 };
 
