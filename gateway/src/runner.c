@@ -761,7 +761,7 @@ int runner_start(struct runner *r, const struct command *cmd, struct command_err
 	/* At its bound the outbox still takes every event: only no new session. */
 	if (publisher_outbox_full(r->deps.pub)) {
 		command_error_set(err, CMD_ERR_OUTBOX_FULL, cmd->request_id,
-				  "the outbox is full (the broker has been unreachable): no new "
+				  "the outbox is full of messages the broker has not taken: no new "
 				  "session until it drains; running sessions go on");
 		return -ENOSPC;
 	}
