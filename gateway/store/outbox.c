@@ -11,8 +11,9 @@
  *   committing  appended, commit not yet reported: an entry on `committing`,
  *               in append order, which is commit order (the store reports in
  *               enqueue order, so each append completion is for the head). It
- *               holds its topic, payload and msg_id ("loaded") only when it is
- *               expected to join the window at its commit; else just its size.
+ *               holds its topic, payload and msg_id ("loaded") while the
+ *               window's bounds leave room, so that it can join the window at
+ *               its commit if the backlog is empty by then; else just its size.
  *   window      committed and in memory, payload included: an entry on
  *               `window`, in id order; either handed out by outbox_next() and
  *               not yet acknowledged, or ahead (not handed out yet).
@@ -26,11 +27,15 @@
  *     backlog is therefore the send order, with nothing in between.
  *   - A commit joins the window directly only while the backlog is empty
  *     and no read is pending; otherwise it joins the backlog (which keeps
- *     the first invariant: its id is above every id in the window).
+ *     the first invariant: its id is above every id in the window). Whether
+ *     it can is decided at the commit, not at the append: rows appended
+ *     while a small backlog was being read (a restart) are then in memory
+ *     at the next connect, not one read later.
  *   - Memory: at most OUTBOX_HANDED_MAX(_BYTES) handed out plus
- *     OUTBOX_AHEAD_MAX(_BYTES) ahead or loaded while committing, plus one
- *     row over each byte bound; small entries for the other committing rows
- *     (bounded by the store's queue) and one index node per coalescible row.
+ *     OUTBOX_AHEAD_MAX(_BYTES) ahead and loaded while committing together
+ *     (a read fills only what is left), plus one row over each byte bound;
+ *     small entries for the other committing rows (bounded by the store's
+ *     queue) and one index node per coalescible row.
  *   - The coalescing index holds exactly the droppable retained rows not
  *     handed out (committing, ahead, or in the backlog): at most one per
  *     retained topic in use, more only after a DELETE could not be queued.
@@ -275,26 +280,31 @@ static void backlog_remove(struct outbox *ob, size_t bytes)
 	ob->backlog_bytes -= bytes;
 }
 
-/* Would a row appended now join the window at its commit? */
-static bool joins_window(const struct outbox *ob, size_t bytes)
+/* May a row appended now keep its payload for the window (bounds only)? */
+static bool may_load(const struct outbox *ob, size_t bytes)
 {
-	return !ob->backlog_rows && !ob->reading && ob->n_ahead + ob->n_loaded < OUTBOX_AHEAD_MAX &&
+	return ob->n_ahead + ob->n_loaded < OUTBOX_AHEAD_MAX &&
 	       ob->ahead_bytes + ob->loaded_bytes + bytes <= OUTBOX_AHEAD_MAX_BYTES;
 }
 
-/* Asks the store for the next backlog rows when few are ahead. */
+/*
+ * Asks the store for the next backlog rows when few are ahead, within the
+ * bounds that the rows ahead and the loaded committing ones share (those
+ * commit within a batch; the next outbox_next() asks again).
+ */
 static void maybe_read(struct outbox *ob)
 {
-	size_t rows = OUTBOX_AHEAD_MAX - ob->n_ahead;
+	size_t held = ob->n_ahead + ob->n_loaded, bytes = ob->ahead_bytes + ob->loaded_bytes;
+	size_t rows = OUTBOX_AHEAD_MAX - held;
 
 	if (ob->reading || !ob->backlog_rows || ob->n_ahead >= OUTBOX_AHEAD_LOW ||
-	    ob->ahead_bytes >= OUTBOX_AHEAD_MAX_BYTES)
+	    held >= OUTBOX_AHEAD_MAX || bytes >= OUTBOX_AHEAD_MAX_BYTES)
 		return;
 	if (rows > OUTBOX_READ_ROWS)
 		rows = OUTBOX_READ_ROWS;
 	/* On failure the next outbox_next() asks again. */
 	if (store_outbox_read(ob->store, ob->horizon, ob->last_id, rows,
-			      OUTBOX_AHEAD_MAX_BYTES - ob->ahead_bytes, ob->next_tag) < 0)
+			      OUTBOX_AHEAD_MAX_BYTES - bytes, ob->next_tag) < 0)
 		return;
 	ob->read_tag = ob->next_tag++;
 	ob->reading = true;
@@ -448,7 +458,7 @@ int outbox_append(struct outbox *ob, const char *topic, const void *payload, siz
 		ob->stats.refused++;
 		return -ENOBUFS;
 	}
-	loaded = joins_window(ob, bytes);
+	loaded = may_load(ob, bytes);
 	ret = entry_new(loaded, topic, payload, len, qos, retain, droppable, msg_id, created_ms,
 			&e);
 	if (ret < 0)

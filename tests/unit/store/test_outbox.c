@@ -566,6 +566,42 @@ static void test_coalescing_with_rows_on_disk(void **state)
 	delivered_free(&d);
 }
 
+/*
+ * After a restart the backlog is read while the wiring already appends
+ * (recovery, cuff states): those rows keep their payload and are in memory
+ * once the backlog is read, so a connect hands them all out at once, before
+ * anything the connect itself publishes, not one read later.
+ */
+static void test_rows_appended_during_a_read_stay_in_memory(void **state)
+{
+	struct fixture *f = *state;
+	const struct outbox_row *rows[64];
+	struct store_stats ss;
+	uint64_t deadline;
+	size_t n;
+
+	append_events(f, 1, 1);
+	close_all(f);
+	open_all(f);
+	assert_int_equal(outbox_load_pending(f->ob), 0);
+	/* The reader is done, its result not yet dispatched: append now. */
+	deadline = test_now_ms() + 5000;
+	do {
+		store_get_stats(f->st, &ss);
+		if (ss.reads)
+			break;
+		poll(NULL, 0, 1);
+	} while (test_now_ms() < deadline);
+	assert_int_equal(ss.reads, 1);
+	append_events(f, 2, 11);
+	assert_int_equal(stats(f).backlog, 0);
+	assert_int_equal(outbox_next(f->ob, 0, 64, rows, &n), 0);
+	assert_int_equal(n, 11);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(seq_of(rows[i]->msg_id), (int)i + 1);
+	assert_int_equal(stats(f).reads, 1);
+}
+
 /* Coalescing still works on what a restart found on disk. */
 static void test_coalescing_after_restart(void **state)
 {
@@ -879,6 +915,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_retained_snapshots_coalesce, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_coalescing_with_rows_on_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_coalescing_after_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rows_appended_during_a_read_stay_in_memory, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_ack_of_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handed_out_rows_are_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bound_alarm_and_refusal, setup, teardown),
