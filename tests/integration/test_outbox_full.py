@@ -41,8 +41,9 @@ from harness import (PREFIX, Suite, check_that, short_plan, sim_cuffs,  # noqa: 
 MAX_MIB = 1
 MAX_BYTES = MAX_MIB << 20
 FILL_ROW = 4096           # bytes of one filler row as the outbox counts them (topic + payload)
-MARGIN_80 = 2500          # below 80 %: a few events and snapshots of the outage cross it
-MARGIN_100 = 1500         # below 100 %: the session's first events cross it
+MARGIN_80 = 4000          # below 80 %: the outage's events cross it within seconds, and what
+                          # is in flight for a moment with the broker up does not
+MARGIN_100 = 2500         # below 100 %: the running session's first events cross it
 START_S = 30.0
 LOP_S = 40.0
 DRAIN_S = 30.0
