@@ -17,8 +17,9 @@
  * Memory is bounded whatever the depth: only a window of committed rows is
  * held with its payload - the rows handed out and not yet acknowledged (at
  * most OUTBOX_HANDED_MAX rows / OUTBOX_HANDED_MAX_BYTES) and the rows ahead
- * of them (at most OUTBOX_AHEAD_MAX / OUTBOX_AHEAD_MAX_BYTES). The rest, the
- * backlog, is on disk only; when fewer than OUTBOX_AHEAD_LOW rows are ahead,
+ * of them (at most OUTBOX_AHEAD_MAX / OUTBOX_AHEAD_MAX_BYTES, together with
+ * the committing rows that keep their payload to join the window at their
+ * commit). The rest, the backlog, is on disk only; when fewer than OUTBOX_AHEAD_LOW rows are ahead,
  * the next ones are read back in id order by the store's reader thread
  * (store_outbox_read(): the loop never waits on the disk) and the ready
  * callback fires once they are in. While the backlog is empty (the broker
