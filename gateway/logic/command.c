@@ -47,6 +47,7 @@ static const char *const error_names[CMD_ERR_COUNT] = {
 	[CMD_ERR_CUFF_FAULT] = "cuff_fault",
 	[CMD_ERR_RATE_LIMITED] = "rate_limited",
 	[CMD_ERR_OVERLOADED] = "overloaded",
+	[CMD_ERR_OUTBOX_FULL] = "outbox_full",
 };
 
 int command_verb_parse(const char *name, enum command_verb *out)

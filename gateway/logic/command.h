@@ -77,6 +77,7 @@ enum command_error_code {
 	CMD_ERR_CUFF_FAULT,     /* "cuff_fault": the cuff reports a fault */
 	CMD_ERR_RATE_LIMITED,   /* "rate_limited": this requester sends too many commands */
 	CMD_ERR_OVERLOADED,     /* "overloaded": too many commands waiting: not read */
+	CMD_ERR_OUTBOX_FULL,    /* "outbox_full": the outbox is at its bound: no new session */
 	CMD_ERR_COUNT,
 };
 

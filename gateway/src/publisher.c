@@ -457,3 +457,8 @@ bool publisher_outbox_over_alarm_level(const struct publisher *pub)
 {
 	return pub->outbox && outbox_over_alarm_level(pub->outbox);
 }
+
+bool publisher_outbox_full(const struct publisher *pub)
+{
+	return pub->outbox && outbox_is_full(pub->outbox);
+}

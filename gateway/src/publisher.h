@@ -116,5 +116,8 @@ bool publisher_is_connected(const struct publisher *pub);
 bool publisher_has_store(const struct publisher *pub);
 size_t publisher_outbox_depth(const struct publisher *pub);
 bool publisher_outbox_over_alarm_level(const struct publisher *pub);
+/* The outbox holds outbox_max_mib or more (outbox_is_full): new sessions are
+ * refused until it drains; running ones go on. False without a store. */
+bool publisher_outbox_full(const struct publisher *pub);
 
 #endif

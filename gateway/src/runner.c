@@ -863,6 +863,13 @@ int runner_start(struct runner *r, const struct command *cmd, struct command_err
 	struct run *run = NULL;
 	int rc;
 
+	/* At its bound the outbox still takes every event: only no new session. */
+	if (publisher_outbox_full(r->deps.pub)) {
+		command_error_set(err, CMD_ERR_OUTBOX_FULL, cmd->request_id,
+				  "the outbox is full of messages the broker has not taken: no new "
+				  "session until it drains; running sessions go on");
+		return -ENOSPC;
+	}
 	for (unsigned e = 0; e < plan->n_exercises; e++)
 		for (unsigned k = 0; k < plan->exercises[e].n_cuffs; k++) {
 			rc = check_cuff(r, &plan->exercises[e], plan->exercises[e].cuffs[k], err,
