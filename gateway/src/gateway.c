@@ -326,6 +326,11 @@ static int setup_modules(struct gateway *gw, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot set up the outbox: %s", strerror(-r));
 		return r;
 	}
+	/* Ended sessions' retained state and summary expire (the running ones
+	 * are refreshed every second, so the expiry only ever ends history). */
+	r = publisher_expire_retained(gw->pub, "/session/", gw->cfg->mqtt.ended_retain_s);
+	if (r < 0)
+		return r;
 	first_seq = recovery_first_alarm_seq(gw->store, gw->cfg->gateway_id, gw->started_wall_ms);
 	r = alarms_new(gw->loop, &gw->ctx, gw->pub, gw->store, gw->cfg->n_cuffs, first_seq,
 		       &alarms_callbacks, gw, &gw->alarms);

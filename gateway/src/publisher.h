@@ -67,6 +67,15 @@ struct publisher_callbacks {
 int publisher_new(struct loop *loop, struct store *store, size_t outbox_max_bytes,
 		  struct payload_ctx *ctx, const struct publisher_callbacks *cb, void *user_data,
 		  struct publisher **out);
+/*
+ * Retained QoS 1 messages whose topic contains topic_infix (e.g. "/session/":
+ * sessions' state and summary) carry an MQTT 5 Message Expiry: expiry_s
+ * after they were composed (what is left of it when the outbox sends them
+ * late), so the broker forgets them and retained topics do not pile up.
+ * expiry_s 0: none. Alarms and the rest never expire.
+ */
+int publisher_expire_retained(struct publisher *pub, const char *topic_infix,
+			      uint32_t expiry_s);
 /* The MQTT client to publish through; NULL before it is freed. */
 void publisher_set_client(struct publisher *pub, struct mqtt_client *mqtt);
 /* Waits up to flush_ms for the store to commit what is queued, then frees. */
