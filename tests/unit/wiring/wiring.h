@@ -22,7 +22,7 @@
 #include "runner.h"
 
 #define WIRING_MAX_CUFFS 4
-#define WIRING_LOG_MAX 512
+#define WIRING_LOG_MAX 4096
 
 struct wiring {
 	uint64_t now;
