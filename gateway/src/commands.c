@@ -238,6 +238,12 @@ static int execute(struct commands *cmds, const struct command *cmd, struct comm
 		return measure_lop(cmds, cmd, err);
 	case CMD_CUFF_IDENTIFY:
 		return identify(cmds, cmd, err);
+	case CMD_PRESCRIPTION_SET:
+	case CMD_PRESCRIPTION_CLEAR:
+		if (cmds->deps.home)
+			return home_prescription_command(cmds->deps.home, cmd, err);
+		command_error_set(err, CMD_ERR_BAD_STATE, cmd->request_id, "not a home gateway");
+		return -EPERM;
 	default:
 		command_error_set(err, CMD_ERR_UNKNOWN_VERB, cmd->request_id, "unknown verb");
 		return -EINVAL;

@@ -20,6 +20,7 @@
 
 #include "alarms.h"
 #include "cuff.h"
+#include "home.h"
 #include "payload.h"
 #include "publisher.h"
 #include "runner.h"
@@ -33,6 +34,7 @@ struct commands_deps {
 	struct alarms *alarms;
 	struct cuff *const *cuffs;
 	size_t n_cuffs;
+	struct home *home; /* prescription/set, prescription/clear */
 };
 
 int commands_new(const struct commands_deps *deps, struct commands **out);
