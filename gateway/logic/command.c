@@ -819,7 +819,7 @@ static int get_uint_opt(json_t *obj, const char *key, long lo, long hi, unsigned
 static int check_prescription(json_t *root, struct command *cmd, struct command_error *err)
 {
 	struct prescription_rules *r = &cmd->rules;
-	json_t *v;
+	json_t *v = NULL;
 	int ret;
 
 	ret = check_plan(root, &cmd->plan, err);

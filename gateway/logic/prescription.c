@@ -198,11 +198,10 @@ int prescription_format_time(int64_t wall_ms, char out[PRESCRIPTION_TIME_BUF])
 	if (wall_ms < 0 || wall_ms > PRESCRIPTION_TIME_MAX_MS)
 		return -EINVAL;
 	secs = (time_t)(wall_ms / 1000);
-	if (!gmtime_r(&secs, &tm))
+	if (!gmtime_r(&secs, &tm) ||
+	    strftime(out, PRESCRIPTION_TIME_BUF, "%Y-%m-%dT%H:%M:%S", &tm) != 19)
 		return -EINVAL;
-	snprintf(out, PRESCRIPTION_TIME_BUF, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (int)(wall_ms % 1000));
+	snprintf(out + 19, PRESCRIPTION_TIME_BUF - 19, ".%03uZ", (unsigned)(wall_ms % 1000));
 	return 0;
 }
 
