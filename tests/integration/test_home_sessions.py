@@ -36,6 +36,7 @@ from test_home_common import (CONNECT_S, HOME, NOBODY, HomeSite, ctl, ctl_json, 
 from test_security_common import rss_kib, sanitized_build  # noqa: E402
 
 CUT_S = float(os.environ.get("BFR_HOME_CUT_S", "15"))
+RSS_TARGET_KIB = 16 * 1024
 HOUR = datetime.timedelta(hours=1)
 
 
@@ -176,6 +177,8 @@ def main():
             rss, hwm = rss_kib(site.gw.pid)
             figures.update(home_gateway_rss_kib=rss, home_gateway_hwm_kib=hwm,
                            sanitized_build=sanitized_build())
+            if not sanitized_build():
+                check_that(hwm <= RSS_TARGET_KIB, "VmHWM %d KiB > 16 MiB" % hwm)
             cues = sim.stats()["cuffs"][0]["cp_writes"]["cue"]
             site.link.cut()
             t_cut = time.monotonic()
@@ -193,6 +196,7 @@ def main():
                                   10)
             wait_sim(sim, 1, lambda s: s["pressure"] < 20, 15, "the cuff deflated")
             figures["events_during_cut_s"] = round(time.monotonic() - t_cut, 1)
+            figures["rss_kib_after_cut"], figures["hwm_kib_after_cut"] = rss_kib(site.gw.pid)
             site.link.restore()
             t0 = time.monotonic()
             site.clinic.proc.wait_line(r"New client connected .* as %s\.bridge " % HOME, 60,
