@@ -202,16 +202,23 @@ def main():
             site.clinic.proc.wait_line(r"New client connected .* as %s\.bridge " % HOME, 60,
                                        start=st["clinic_log"])
             figures["bridge_reconnect_s"] = round(time.monotonic() - t0, 2)
-            # Up to date: the session's summary (its last message) and, after a
-            # stop by the button, the home event saying so, are at the clinic.
+            # Up to date: the session's final event and its summary and, after a
+            # stop by the button, the home event saying so, are at the clinic. (Not
+            # the summary alone: the home broker's bridge subscribes again at every
+            # reconnect attempt and so queues retained messages again, a summary
+            # among them, ahead of events still waiting.)
             site.recorder.wait_for(
-                lambda c: c.select("%s/session/%s/summary" % (PREFIX, sid)) and
+                lambda c: any(e["type"] in ("stopped", "completed", "aborted")
+                              for e in session_events(c, sid)) and
+                c.select("%s/session/%s/summary" % (PREFIX, sid)) and
                 (not st["pressed"] or any(e["type"] == "stopped" and e["session_id"] == sid
                                           for e in home_events(c))),
-                max(120, CUT_S), "the session's summary (and stop) at the clinic")
+                max(120, CUT_S), "the session's end (and stop) at the clinic")
             figures["bridge_restore_to_up_to_date_s"] = round(time.monotonic() - t0, 2)
             raw = [m.payload for m in site.recorder.select("%s/session/%s/event" % (PREFIX, sid))
                    if m.payload]
+            figures["summary_deliveries"] = len(site.recorder.select(
+                "%s/session/%s/summary" % (PREFIX, sid)))
             events = session_events(site.recorder, sid)
             seqs = [e["seq"] for e in events]
             figures["session_events"] = len(seqs)
