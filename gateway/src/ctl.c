@@ -348,8 +348,14 @@ static int ask(const char *path, const char *request, char *buf, size_t cap)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    send(fd, request, strlen(request), MSG_NOSIGNAL) < 0) {
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		r = -errno;
+		goto out;
+	}
+	/* A refused client is answered and closed before it speaks: its
+	 * request may find the connection gone, the answer is there anyway. */
+	if (send(fd, request, strlen(request), MSG_NOSIGNAL) < 0 && errno != EPIPE &&
+	    errno != ECONNRESET) {
 		r = -errno;
 		goto out;
 	}
@@ -367,7 +373,7 @@ static int ask(const char *path, const char *request, char *buf, size_t cap)
 			goto out;
 		}
 		n = recv(fd, buf + len, cap - 1 - len, MSG_DONTWAIT);
-		if (n == 0)
+		if (n == 0 || (n < 0 && errno == ECONNRESET && len > 0))
 			break;
 		if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			r = -errno;
