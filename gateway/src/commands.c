@@ -210,6 +210,10 @@ static int session_verb(struct commands *cmds, const struct command *cmd,
 		r = run_pause(run);
 		break;
 	case CMD_SESSION_RESUME:
+		/* Live supervision: nobody watching, no resume (home.c). */
+		if (cmds->deps.home &&
+		    home_check_resume(cmds->deps.home, cmd->session_id, err, cmd->request_id) < 0)
+			return -EPERM;
 		r = run_resume(run, err, cmd->request_id);
 		if (r == -EPERM)
 			return r; /* *err names the cuff and the refusal */
@@ -374,6 +378,12 @@ static int execute(struct commands *cmds, const struct command *cmd, struct comm
 		reporter_snapshot(cmds->deps.reporter);
 		alarms_republish_open(cmds->deps.alarms);
 		return 0;
+	case CMD_PRESCRIPTION_SET:
+	case CMD_PRESCRIPTION_CLEAR:
+		if (cmds->deps.home)
+			return home_prescription_command(cmds->deps.home, cmd, err);
+		command_error_set(err, CMD_ERR_BAD_STATE, cmd->request_id, "not a home gateway");
+		return -EPERM;
 	default:
 		command_error_set(err, CMD_ERR_UNKNOWN_VERB, cmd->request_id, "unknown verb");
 		return -EINVAL;

@@ -20,6 +20,7 @@
 
 #include <bluetooth/bluetooth.h>
 #include <errno.h>
+#include <grp.h>
 #include <jansson.h>
 #include <libconfig.h>
 #include <libgen.h>
@@ -633,6 +634,50 @@ static int load_store(struct ctx *c, const config_setting_t *root, struct config
 	return get_uint(c, s, "outbox_max_mib", 64, 1, 4096, &cfg->outbox_max_mib);
 }
 
+/* The gid of a group name; the name must exist when the file is loaded. */
+static int lookup_group(struct ctx *c, const config_setting_t *where, const char *name,
+			unsigned *gid)
+{
+	char buf[4096];
+	struct group gr, *found = NULL;
+	int r = getgrnam_r(name, &gr, buf, sizeof(buf), &found);
+
+	if (r != 0)
+		return errorf(c, where, NULL, "cannot look up group \"%s\": %s", name,
+			      strerror(r));
+	if (!found)
+		return errorf(c, where, NULL, "no such group \"%s\"", name);
+	*gid = (unsigned)found->gr_gid;
+	return 0;
+}
+
+static int load_home(struct ctx *c, const config_setting_t *root, struct config *cfg)
+{
+	static const char *const keys[] = { "control_socket", "control_group",
+					    "supervisor_grace_s", NULL };
+	const config_setting_t *h, *where;
+	int r;
+
+	r = get_group(c, root, "home", false, keys, &h);
+	if (r < 0 || !h)
+		return r;
+	cfg->home.enabled = true;
+	r = get_string(c, h, "control_socket", false, "/run/bfr-gateway/ctl.sock", &where,
+		       &cfg->home.control_socket);
+	if (r < 0)
+		return r;
+	if (cfg->home.control_socket[0] != '/' || strlen(cfg->home.control_socket) > SUN_PATH_MAX)
+		return errorf(c, where, where == h ? "control_socket" : NULL,
+			      "must be an absolute path of at most %d characters, got \"%s\"",
+			      SUN_PATH_MAX, cfg->home.control_socket);
+	r = get_string(c, h, "control_group", false, NULL, &where, &cfg->home.control_group);
+	if (r == 0 && cfg->home.control_group)
+		r = lookup_group(c, where, cfg->home.control_group, &cfg->home.control_gid);
+	if (r < 0)
+		return r;
+	return get_uint(c, h, "supervisor_grace_s", 10, 0, 300, &cfg->home.supervisor_grace_s);
+}
+
 static int parse_address(struct ctx *c, const config_setting_t *where, struct config_cuff *cuff)
 {
 	const char *a = cuff->address;
@@ -1141,7 +1186,7 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "gateway", "mqtt",	 "ble",
 					    "limits",  "store", "supervision_timeout_ms",
-					    "cuffs",   "cuff_ranges", NULL };
+					    "cuffs",   "cuff_ranges", "home", NULL };
 	struct ctx c = { .path = path, .err = err, .errlen = errlen };
 	const config_setting_t *root;
 	struct config *cfg = NULL;
@@ -1212,6 +1257,8 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 			     &cfg->supervision_timeout_ms);
 	if (r == 0)
 		r = load_cuffs(&c, root, cfg);
+	if (r == 0)
+		r = load_home(&c, root, cfg);
 	if (r < 0)
 		goto fail;
 	config_destroy(&lc);
@@ -1251,6 +1298,8 @@ void config_free(struct config *config)
 	free(config->mqtt.ca_file);
 	free(config->mqtt.cert_file);
 	free(config->mqtt.key_file);
+	free(config->home.control_socket);
+	free(config->home.control_group);
 	free(config);
 }
 

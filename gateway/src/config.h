@@ -117,6 +117,16 @@ struct config {
 	unsigned supervision_timeout_ms; /* cuff fail-safe; default 3000, 500..3000 */
 	unsigned outbox_max_mib;         /* default 64, 1..4096 */
 
+	/* home: a home gateway (DESIGN section 11); without the group, prescriptions,
+	 * local starts and the control socket are off. */
+	struct {
+		bool enabled;
+		char *control_socket;     /* default "/run/bfr-gateway/ctl.sock"; absolute */
+		char *control_group;      /* NULL: none (root and the gateway's own user only) */
+		unsigned control_gid;     /* control_group's, when set */
+		unsigned supervisor_grace_s; /* default 10, 0..300 */
+	} home;
+
 	size_t n_cuffs;
 	struct config_cuff *cuffs;
 };

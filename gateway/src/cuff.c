@@ -42,7 +42,16 @@ struct cuff {
 
 	uint64_t safety_timer;
 	uint64_t deflate_logged_ms;
+
+	/* The button: held since button_since (the samples' clock); a long
+	 * press is reported once per press. */
+	bool button_down;
+	bool button_long_sent;
+	uint32_t button_since;
 };
+
+/* Button presses seen in one notification, reported after it. */
+#define CUFF_PRESSES_MAX 4
 
 /* A safety DEFLATE seen while feeding the engine, reported after the batch. */
 struct deflate_note {
@@ -487,6 +496,7 @@ static void on_link_state(struct cuff_link *link, enum cuff_link_state state, co
 
 		cuff_log(c, LOG_LEVEL_WARN, "link lost%s%s", error ? ": " : "", error ? error : "");
 		c->lop_measuring = false;
+		c->button_down = false; /* a press must be seen whole on one link */
 		c->commanded_target = 0; /* the cuff deflates itself without keepalives */
 		feed_and_report(c, &ev);
 		if (c->cb.on_link_lost)
@@ -527,11 +537,45 @@ static void on_link_ready(struct cuff_link *link, const struct bfr_features *fea
 	changed(c, true);
 }
 
+/*
+ * Edges of the button bit over a notification's samples: a long press
+ * when it has been held CUFF_BUTTON_LONG_MS, a short one when it is let go
+ * before. The samples' own millisecond clock times it, so how the radio
+ * batched them does not matter. Returns how many presses went to out.
+ */
+static size_t button_presses(struct cuff *c, const struct bfr_sample *samples, size_t n,
+			     bool out[CUFF_PRESSES_MAX])
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		bool held = samples[i].status & BFR_ST_BUTTON;
+
+		if (held && !c->button_down) {
+			c->button_down = true;
+			c->button_long_sent = false;
+			c->button_since = samples[i].t_ms;
+		} else if (held && !c->button_long_sent &&
+			   (uint32_t)(samples[i].t_ms - c->button_since) >= CUFF_BUTTON_LONG_MS) {
+			c->button_long_sent = true;
+			if (k < CUFF_PRESSES_MAX)
+				out[k++] = true;
+		} else if (!held && c->button_down) {
+			c->button_down = false;
+			if (!c->button_long_sent && k < CUFF_PRESSES_MAX)
+				out[k++] = false;
+		}
+	}
+	return k;
+}
+
 static void on_samples(struct cuff_link *link, const struct bfr_sample *samples, size_t n,
 		       void *user_data)
 {
 	struct cuff *c = user_data;
 	struct deflate_note note = { 0 };
+	bool presses[CUFF_PRESSES_MAX];
+	size_t n_presses;
 
 	if (n == 0)
 		return;
@@ -569,11 +613,17 @@ static void on_samples(struct cuff_link *link, const struct bfr_sample *samples,
 			c->status_bits = samples[i].status;
 			changed(c, false);
 		}
-	/* 3. Then the owner: a safety abort first, then timing and telemetry. */
+	n_presses = button_presses(c, samples, n, presses);
+	/* 3. Then the owner: a safety abort first, then timing and telemetry,
+	 *    then what the patient asked for with the button. */
 	if (note.seen && c->cb.on_safety_deflate && c->session_owner)
 		c->cb.on_safety_deflate(c, note.why, note.reason, c->user_data);
 	if (c->cb.on_samples)
 		c->cb.on_samples(c, samples, n, c->user_data);
+	for (size_t i = 0; i < n_presses && c->cb.on_button; i++) {
+		cuff_log(c, LOG_LEVEL_INFO, "button: %s press", presses[i] ? "long" : "short");
+		c->cb.on_button(c, presses[i], c->user_data);
+	}
 }
 
 static void on_status(struct cuff_link *link, const struct bfr_status *status, void *user_data)

@@ -73,7 +73,8 @@ struct rec {
 enum { STMT_BEGIN, STMT_COMMIT, STMT_ROLLBACK, STMT_SAVEPOINT, STMT_RELEASE, STMT_ROLLBACK_TO,
        STMT_SESSION_BEGIN, STMT_SESSION_STATE, STMT_SESSION_END, STMT_EVENT, STMT_FIGURES,
        STMT_ALARM, STMT_ALARM_HISTORY, STMT_LOP, STMT_OUTBOX_INSERT, STMT_OUTBOX_DELETE,
-       STMT_COMMAND_REPLY, STMT_COUNT };
+       STMT_COMMAND_REPLY, STMT_PRESCRIPTION_CLEAR, STMT_PRESCRIPTION_INSERT, STMT_HOME_START,
+       STMT_COUNT };
 
 static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_BEGIN] = "BEGIN IMMEDIATE",
@@ -111,6 +112,12 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_OUTBOX_DELETE] = "DELETE FROM outbox WHERE id = ?1",
 	[STMT_COMMAND_REPLY] = "INSERT OR REPLACE INTO command_replies (request_id, verb, reply, "
 			       "ts_ms) VALUES (?1, ?2, ?3, ?4)",
+	[STMT_PRESCRIPTION_CLEAR] = "UPDATE prescriptions SET cleared_ms = ?1 "
+				    "WHERE cleared_ms IS NULL",
+	[STMT_PRESCRIPTION_INSERT] = "INSERT INTO prescriptions (body, request_id, set_ms) "
+				     "VALUES (?1, ?2, ?3)",
+	[STMT_HOME_START] = "INSERT INTO home_starts (session_id, source, started_ms) "
+			    "VALUES (?1, ?2, ?3)",
 };
 
 struct store {
@@ -297,6 +304,31 @@ static int write_rec(struct store *s, struct rec *r)
 		return step_once(st);
 	case STORE_REC_OUTBOX_READ:
 		break; /* the reader's, never queued for the writer */
+	case STORE_REC_PRESCRIPTION_SET:
+		/* The old one ends when the new one begins: both or neither. */
+		rc = step_once(s->stmt[STMT_SAVEPOINT]);
+		if (rc != SQLITE_OK)
+			return rc;
+		sqlite3_bind_int64(s->stmt[STMT_PRESCRIPTION_CLEAR], 1, r->i[0]);
+		rc = step_once(s->stmt[STMT_PRESCRIPTION_CLEAR]);
+		if (rc == SQLITE_OK) {
+			bind_rec(s->stmt[STMT_PRESCRIPTION_INSERT], r, 2, 1);
+			rc = step_once(s->stmt[STMT_PRESCRIPTION_INSERT]);
+		}
+		if (rc != SQLITE_OK) {
+			step_once(s->stmt[STMT_ROLLBACK_TO]);
+			step_once(s->stmt[STMT_RELEASE]);
+			return rc;
+		}
+		return step_once(s->stmt[STMT_RELEASE]);
+	case STORE_REC_PRESCRIPTION_CLEAR:
+		st = s->stmt[STMT_PRESCRIPTION_CLEAR];
+		sqlite3_bind_int64(st, 1, r->i[0]);
+		return step_once(st);
+	case STORE_REC_HOME_START:
+		st = s->stmt[STMT_HOME_START];
+		bind_rec(st, r, 2, 1);
+		return step_once(st);
 	}
 	return SQLITE_MISUSE;
 }
@@ -874,6 +906,58 @@ int store_command_reply(struct store *store, const char *request_id, const char 
 	if (ret < 0)
 		return ret;
 	r->i[0] = ts_ms;
+	return enqueue(store, r);
+}
+
+int store_prescription_set(struct store *store, const char *body_json, const char *request_id,
+			   int64_t set_ms, uint64_t tag)
+{
+	const char *strs[] = { body_json, request_id };
+	struct rec *r;
+	int ret;
+
+	if (!store)
+		return -EINVAL;
+	if ((ret = check_json(body_json, true)) < 0 ||
+	    (ret = check_str(request_id, false, MAX_ID_LEN)) < 0)
+		return ret;
+	ret = rec_new(STORE_REC_PRESCRIPTION_SET, tag, strs, 2, NULL, 0, &r);
+	if (ret < 0)
+		return ret;
+	r->i[0] = set_ms;
+	return enqueue(store, r);
+}
+
+int store_prescription_clear(struct store *store, int64_t cleared_ms, uint64_t tag)
+{
+	struct rec *r;
+	int ret;
+
+	if (!store)
+		return -EINVAL;
+	ret = rec_new(STORE_REC_PRESCRIPTION_CLEAR, tag, NULL, 0, NULL, 0, &r);
+	if (ret < 0)
+		return ret;
+	r->i[0] = cleared_ms;
+	return enqueue(store, r);
+}
+
+int store_home_start(struct store *store, const char *session_id, const char *source,
+		     int64_t started_ms, uint64_t tag)
+{
+	const char *strs[] = { session_id, source };
+	struct rec *r;
+	int ret;
+
+	if (!store)
+		return -EINVAL;
+	if ((ret = check_str(session_id, true, MAX_ID_LEN)) < 0 ||
+	    (ret = check_str(source, true, MAX_ID_LEN)) < 0)
+		return ret;
+	ret = rec_new(STORE_REC_HOME_START, tag, strs, 2, NULL, 0, &r);
+	if (ret < 0)
+		return ret;
+	r->i[0] = started_ms;
 	return enqueue(store, r);
 }
 
@@ -1762,4 +1846,74 @@ done:
 	if (rc != SQLITE_DONE)
 		return store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
 	return 0;
+}
+
+int store_prescription_current(struct store *store, char **body_json, int64_t *set_ms)
+{
+	sqlite3_stmt *st = NULL;
+	char *body = NULL;
+	int rc, ret = 0;
+
+	if (!store || !body_json || !set_ms)
+		return -EINVAL;
+	pthread_mutex_lock(&store->db_lock);
+	rc = sqlite3_prepare_v2(store->db,
+				"SELECT body, set_ms FROM prescriptions WHERE cleared_ms IS NULL "
+				"ORDER BY id DESC LIMIT 1",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlfail;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (rc != SQLITE_ROW)
+		goto sqlfail;
+	body = strdup(col_text(st, 0));
+	if (!body) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	*body_json = body;
+	*set_ms = sqlite3_column_int64(st, 1);
+	goto out;
+sqlfail:
+	ret = store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&store->db_lock);
+	return ret;
+}
+
+int store_home_starts_recent(struct store *store, int64_t *started_ms, size_t cap, size_t *n)
+{
+	int64_t found[STORE_HOME_STARTS_MAX];
+	sqlite3_stmt *st = NULL;
+	size_t count = 0;
+	int rc, ret = 0;
+
+	if (!store || !n || (cap && !started_ms) || cap > STORE_HOME_STARTS_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&store->db_lock);
+	rc = sqlite3_prepare_v2(store->db,
+				"SELECT started_ms FROM home_starts ORDER BY started_ms DESC LIMIT ?1",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlfail;
+	sqlite3_bind_int64(st, 1, (int64_t)cap);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && count < cap)
+		found[count++] = sqlite3_column_int64(st, 0);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		goto sqlfail;
+	if (count)
+		memcpy(started_ms, found, count * sizeof(found[0]));
+	*n = count;
+	goto out;
+sqlfail:
+	ret = store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&store->db_lock);
+	return ret;
 }

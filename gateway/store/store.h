@@ -70,6 +70,9 @@ enum store_rec_kind {
 	STORE_REC_OUTBOX_DELETE,
 	STORE_REC_COMMAND_REPLY,
 	STORE_REC_OUTBOX_READ, /* not a write: the result of store_outbox_read() */
+	STORE_REC_PRESCRIPTION_SET,
+	STORE_REC_PRESCRIPTION_CLEAR,
+	STORE_REC_HOME_START,
 };
 
 enum store_done_kind {
@@ -193,6 +196,15 @@ int store_lop_record(struct store *store, const char *cuff, const char *session_
 /* The reply given to a command (its JSON text), by request_id (SR-27). */
 int store_command_reply(struct store *store, const char *request_id, const char *verb,
 			const char *reply_json, int64_t ts_ms, uint64_t tag);
+/* Home sessions (issue 11). The prescription in force is replaced by a new
+ * one (the old row keeps its cleared_ms) or cleared; body_json is
+ * prescription_to_json(), request_id the command's (may be NULL). */
+int store_prescription_set(struct store *store, const char *body_json, const char *request_id,
+			   int64_t set_ms, uint64_t tag);
+int store_prescription_clear(struct store *store, int64_t cleared_ms, uint64_t tag);
+/* A session the patient started locally; source "button" | "console". */
+int store_home_start(struct store *store, const char *session_id, const char *source,
+		     int64_t started_ms, uint64_t tag);
 
 /* Outbox rows: normally used through outbox.h. */
 struct store_outbox_msg {
@@ -297,6 +309,14 @@ int store_load_command_replies(struct store *store, int64_t since_ms, size_t max
 /* The last LOP recorded for cuff and when (wall ms); -ENOENT when none. */
 int store_lop_latest(struct store *store, const char *cuff, double *lop_mmhg,
 		     int64_t *measured_ms);
+
+/* The prescription in force: its body (free() it) and when it was set;
+ * -ENOENT when there is none. */
+int store_prescription_current(struct store *store, char **body_json, int64_t *set_ms);
+/* The start times of the latest (at most cap <= STORE_HOME_STARTS_MAX)
+ * local starts, newest first. */
+#define STORE_HOME_STARTS_MAX 64
+int store_home_starts_recent(struct store *store, int64_t *started_ms, size_t cap, size_t *n);
 
 /* Test hook: runs sql on the writer's connection between batches (e.g.
  * "PRAGMA max_page_count = 10" to simulate a full disk). */

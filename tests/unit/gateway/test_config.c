@@ -178,6 +178,23 @@ static void test_minimal_defaults(void **state)
 	assert_int_equal(cfg->outbox_max_mib, 64);
 	assert_int_equal(cfg->n_cuffs, 0);
 	assert_null(cfg->cuffs);
+	assert_false(cfg->home.enabled);
+	assert_null(cfg->home.control_socket);
+	config_free(cfg);
+}
+
+/* An empty home group makes a home gateway with every default. */
+static void test_home_defaults(void **state)
+{
+	struct config *cfg = NULL;
+	char err[256] = "x";
+
+	write_conf(GW "home = { };\n");
+	assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), 0);
+	assert_true(cfg->home.enabled);
+	assert_string_equal(cfg->home.control_socket, "/run/bfr-gateway/ctl.sock");
+	assert_null(cfg->home.control_group);
+	assert_int_equal(cfg->home.supervisor_grace_s, 10);
 	config_free(cfg);
 }
 
@@ -194,6 +211,8 @@ static const char full_conf[] =
 	"  deflate_timeout_ms = 4000; lop_max_age_s = 1800; };\n"
 	"store = { outbox_max_mib = 16; };\n"
 	"supervision_timeout_ms = 2000;\n"
+	"home = { control_socket = \"/run/bfr/ctl.sock\"; control_group = \"root\";\n"
+	"         supervisor_grace_s = 0; };\n"
 	"cuffs = ( { id = \"bay1-left-thigh\"; address = \"sim:/run/cuffsim/cuff-01.sock\";\n"
 	"            limb = \"leg\"; limits = { max_pressure_mmHg = 220; };\n"
 	"            label = \"Bay 1, linker Oberschenkel (J\xc3\xbcrgen)\"; },\n"
@@ -232,6 +251,11 @@ static void test_full(void **state)
 	assert_int_equal(cfg->lop_max_age_s, 1800);
 	assert_int_equal(cfg->outbox_max_mib, 16);
 	assert_int_equal(cfg->supervision_timeout_ms, 2000);
+	assert_true(cfg->home.enabled);
+	assert_string_equal(cfg->home.control_socket, "/run/bfr/ctl.sock");
+	assert_string_equal(cfg->home.control_group, "root");
+	assert_int_equal(cfg->home.control_gid, 0);
+	assert_int_equal(cfg->home.supervisor_grace_s, 0);
 	assert_int_equal(cfg->n_cuffs, 2);
 
 	assert_string_equal(cfg->cuffs[0].id, "bay1-left-thigh");
@@ -357,6 +381,25 @@ static const struct bad_case bad_cases[] = {
 	  "must be 1..4096, got 0" },
 	{ GW "supervision_timeout_ms = 10000;\n", 2, "supervision_timeout_ms",
 	  "must be 500..3000, got 10000" },
+	{ GW "home = 1;\n", 2, "home", "expected a group, got an integer" },
+	{ GW "home = {\n button = true; };\n", 3, "home.button", "unknown setting" },
+	{ GW "home = {\n control_socket = \"run/ctl.sock\"; };\n", 3, "home.control_socket",
+	  "must be an absolute path of at most 107 characters, got \"run/ctl.sock\"" },
+	{ GW "home = { control_socket = \"/run/0123456789012345678901234567890123456789012345678901"
+	     "234567890123456789012345678901234567890123456789.sock\"; };\n",
+	  2, "home.control_socket", "must be an absolute path of at most 107 characters" },
+	{ GW "home = { control_socket = 5; };\n", 2, "home.control_socket",
+	  "expected a string, got an integer" },
+	{ GW "home = {\n\n control_group = \"no-such-group-bfr\"; };\n", 4, "home.control_group",
+	  "no such group \"no-such-group-bfr\"" },
+	{ GW "home = { control_group = 100; };\n", 2, "home.control_group",
+	  "expected a string, got an integer" },
+	{ GW "home = { supervisor_grace_s = 301; };\n", 2, "home.supervisor_grace_s",
+	  "must be 0..300, got 301" },
+	{ GW "home = { supervisor_grace_s = -1; };\n", 2, "home.supervisor_grace_s",
+	  "must be 0..300, got -1" },
+	{ GW "home = { supervisor_grace_s = 2.5; };\n", 2, "home.supervisor_grace_s",
+	  "expected an integer, got a float" },
 	{ GW "cuffs = 5;\n", 2, "cuffs", "expected a list, got an integer" },
 	{ GW "cuffs = ( 5 );\n", 2, "cuffs.[0]", "expected a group, got an integer" },
 	{ GW "cuffs = ( {\n address = \"sim:/a\"; limb = \"leg\"; } );\n", 2, "cuffs.[0].id",
@@ -953,6 +996,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_minimal_defaults),
+		cmocka_unit_test(test_home_defaults),
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_example_file_loads),
 		cmocka_unit_test(test_bad_configs),

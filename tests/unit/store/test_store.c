@@ -323,6 +323,73 @@ static void test_restart_reads(void **state)
 	assert_int_equal(store_load_open_alarms(f->st, NULL, NULL), -EINVAL);
 }
 
+/* Issue 11: the prescription in force and the local starts survive a
+ * restart; a new prescription ends the old one, a clear ends it too. */
+static void test_home_records_survive_restart(void **state)
+{
+	struct fixture *f = *state;
+	struct count_goal rejected = { .seen = &f->seen, .rejected = 1 };
+	int64_t starts[STORE_HOME_STARTS_MAX] = { 0 }, set_ms = 0;
+	char *body = NULL;
+	size_t n = 99;
+
+	assert_int_equal(store_prescription_current(f->st, &body, &set_ms), -ENOENT);
+	assert_int_equal(store_home_starts_recent(f->st, starts, 4, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_prescription_set(f->st, "{\"n\":1}", "rx-1", 100, 1), 0);
+	assert_int_equal(store_prescription_set(f->st, "{\"n\":2}", NULL, 200, 2), 0);
+	assert_int_equal(store_home_start(f->st, "s-1", "button", 1000, 3), 0);
+	assert_int_equal(store_home_start(f->st, "s-2", "console", 3000, 4), 0);
+	assert_int_equal(store_home_start(f->st, "s-3", "button", 2000, 5), 0);
+	wait_committed(f, 5);
+	store_close(f->st, NULL);
+	assert_int_equal(open_store(f, NULL), 0);
+	assert_int_equal(store_prescription_current(f->st, &body, &set_ms), 0);
+	assert_string_equal(body, "{\"n\":2}");
+	assert_int_equal(set_ms, 200);
+	free(body);
+	assert_int_equal(query_int(f, "SELECT cleared_ms FROM prescriptions WHERE id = 1"), 200);
+	assert_int_equal(store_home_starts_recent(f->st, starts, 2, &n), 0);
+	assert_int_equal(n, 2); /* the newest two, newest first */
+	assert_int_equal(starts[0], 3000);
+	assert_int_equal(starts[1], 2000);
+	assert_int_equal(store_home_starts_recent(f->st, starts, STORE_HOME_STARTS_MAX, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(store_prescription_clear(f->st, 4000, 6), 0);
+	wait_committed(f, 6);
+	assert_int_equal(store_prescription_current(f->st, &body, &set_ms), -ENOENT);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM prescriptions WHERE cleared_ms = 4000"),
+			 1);
+	/* The same session twice is a database refusal, not a retry. */
+	assert_int_equal(store_home_start(f->st, "s-1", "button", 5000, 7), 0);
+	assert_true(wait_until(f->st, goal_reached, &rejected, 5000));
+	assert_int_equal(query_int(f, "SELECT started_ms FROM home_starts WHERE session_id = 's-1'"),
+			 1000);
+}
+
+static void test_home_records_bad_arguments(void **state)
+{
+	struct fixture *f = *state;
+	int64_t starts[2] = { 7, 7 }, set_ms = 7;
+	char *body = (char *)0x1;
+	size_t n = 7;
+
+	assert_int_equal(store_prescription_set(f->st, "{not json", NULL, 1, 1), -EINVAL);
+	assert_int_equal(store_prescription_set(f->st, NULL, NULL, 1, 1), -EINVAL);
+	assert_int_equal(store_prescription_set(NULL, "{}", NULL, 1, 1), -EINVAL);
+	assert_int_equal(store_prescription_clear(NULL, 1, 1), -EINVAL);
+	assert_int_equal(store_home_start(f->st, "", "button", 1, 1), -EINVAL);
+	assert_int_equal(store_home_start(f->st, "s-1", NULL, 1, 1), -EINVAL);
+	assert_int_equal(store_home_starts_recent(f->st, starts, STORE_HOME_STARTS_MAX + 1, &n),
+			 -EINVAL);
+	assert_int_equal(store_home_starts_recent(f->st, NULL, 2, &n), -EINVAL);
+	assert_int_equal(store_prescription_current(f->st, NULL, &set_ms), -EINVAL);
+	assert_int_equal(n, 7);
+	assert_int_equal(starts[0], 7);
+	assert_ptr_equal(body, (char *)0x1);
+	assert_int_equal(set_ms, 7);
+}
+
 /* Above half the bound only critical records get in; at the bound nothing. */
 static void test_queue_bound(void **state)
 {
@@ -729,6 +796,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_open_sessions_survive_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_reads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_home_records_survive_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_home_records_bad_arguments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full_then_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_while_failing_reports_loss, setup,
