@@ -578,15 +578,21 @@ static int parse_address(struct ctx *c, const config_setting_t *where, struct co
 
 static int parse_adapter(struct ctx *c, const config_setting_t *where, struct config_cuff *cuff)
 {
-	const char *digits = cuff->adapter + 3;
-	size_t n = strspn(digits, "0123456789");
+	const char *digits;
+	size_t n;
 
-	if (strncmp(cuff->adapter, "hci", 3) != 0 || n == 0 || n > 5 || digits[n] != '\0' ||
-	    atol(digits) > 65535)
-		return errorf(c, where, NULL, "expected an adapter name like \"hci0\", got \"%s\"",
-			      cuff->adapter);
+	/* The prefix first: only then are there 3 bytes to skip (issue 8 item 11). */
+	if (strncmp(cuff->adapter, "hci", 3) != 0)
+		goto bad;
+	digits = cuff->adapter + 3;
+	n = strspn(digits, "0123456789");
+	if (n == 0 || n > 5 || digits[n] != '\0' || atol(digits) > 65535)
+		goto bad;
 	cuff->adapter_index = atoi(digits);
 	return 0;
+bad:
+	return errorf(c, where, NULL, "expected an adapter name like \"hci0\", got \"%s\"",
+		      cuff->adapter);
 }
 
 static int load_cuff(struct ctx *c, const config_setting_t *g, const struct config *cfg,

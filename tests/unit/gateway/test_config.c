@@ -368,6 +368,34 @@ static void test_bad_configs(void **state)
 	assert_true(sizeof(bad_cases) / sizeof(bad_cases[0]) >= 25);
 }
 
+/*
+ * Issue 8 item 11 (found by fuzzing): an adapter name shorter than "hci"
+ * made parse_adapter read past the end of the string (ASan
+ * heap-buffer-overflow). Each must be refused, naming the setting.
+ */
+static void test_adapter_shorter_than_prefix_is_refused(void **state)
+{
+	static const char *const names[] = { "h", "hc", "x", "hci", "hc1" };
+	char text[512], want[256];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct config *cfg = POISON;
+		char err[512] = "";
+
+		snprintf(text, sizeof(text),
+			 GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\";\n"
+			    " adapter = \"%s\"; limb = \"leg\"; } );\n",
+			 names[i]);
+		write_conf(text);
+		assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), -EINVAL);
+		assert_ptr_equal(cfg, POISON);
+		snprintf(want, sizeof(want),
+			 "%s:3: cuffs.[0].adapter: expected an adapter name like \"hci0\", got \"%s\"",
+			 conf_path, names[i]);
+		assert_string_equal(err, want);
+	}
+}
+
 static void test_unreadable_and_garbage(void **state)
 {
 	struct config *cfg = POISON;
@@ -430,6 +458,7 @@ int main(void)
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_example_file_loads),
 		cmocka_unit_test(test_bad_configs),
+		cmocka_unit_test(test_adapter_shorter_than_prefix_is_refused),
 		cmocka_unit_test(test_unreadable_and_garbage),
 		cmocka_unit_test(test_allocation_failure),
 	};
