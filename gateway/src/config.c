@@ -480,11 +480,15 @@ static int load_limb(struct ctx *c, const config_setting_t *limits, const char *
 		r = get_group(c, limits, name, false, keys, &g);
 	if (r < 0 || !g)
 		return r;
+	/*
+	 * The compiled limb defaults are the loosest values: the gateway's
+	 * limits_override refuses anything looser at start, so --check must too.
+	 */
 	r = get_uint(c, g, "max_pressure_mmHg", def->max_pressure_mmHg, CONFIG_PRESSURE_MIN_MMHG,
-		     CONFIG_PRESSURE_MAX_MMHG, &out->max_pressure_mmHg);
+		     def->max_pressure_mmHg, &out->max_pressure_mmHg);
 	if (r == 0)
 		r = get_uint(c, g, "max_pct_lop", def->max_pct_lop, CONFIG_PCT_LOP_MIN,
-			     CONFIG_PCT_LOP_MAX, &out->max_pct_lop);
+			     def->max_pct_lop, &out->max_pct_lop);
 	if (r == 0)
 		r = get_uint(c, g, "session_total_s", def->session_total_s, 60,
 			     def->session_total_s, &out->session_total_s);
