@@ -22,7 +22,11 @@
  *   outstanding request) and is never refused for lack of tracking slots.
  * - Every Control Point request ends in exactly one on_cp_result or
  *   on_cp_failed (ATT error, no indication within CUFF_LINK_CP_TIMEOUT_MS,
- *   link lost, or stopped).
+ *   link lost, or stopped), with one exception: when every tracking slot
+ *   is taken, a new DEFLATE supersedes the oldest tracked DEFLATE, which
+ *   then ends without a callback (the newer one's outcome stands for both;
+ *   reporting it as failed would tell the safety engine a DEFLATE failed
+ *   while another is on its way).
  * - Callbacks may call cuff_link_send_cp and cuff_link_stop, but not
  *   cuff_link_free.
  */
