@@ -711,6 +711,18 @@ static int load_cuffs(struct ctx *c, const config_setting_t *root, struct config
 
 /* ---- public ------------------------------------------------------------ */
 
+/*
+ * Messages quote the file's own strings, which may hold line breaks
+ * (libconfig allows them, raw or as \n) and other control characters: the
+ * message must stay one line, so each becomes '?'.
+ */
+static void one_line(char *msg)
+{
+	for (; msg && *msg; msg++)
+		if ((unsigned char)*msg < 0x20 || *msg == 0x7f)
+			*msg = '?';
+}
+
 int config_load(const char *path, struct config **out, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "gateway", "mqtt",	 "ble",
@@ -778,6 +790,7 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 	*out = cfg;
 	return 0;
 fail:
+	one_line(err);
 	config_free(cfg);
 	config_destroy(&lc);
 	return r;

@@ -257,6 +257,11 @@ static const struct bad_case bad_cases[] = {
 	{ GW "mqtt = { tls = 1; };\n", 2, "mqtt.tls", "expected a group, got an integer" },
 	{ GW "ble = { security = \"ultra\"; };\n", 2, "ble.security",
 	  "expected \"low\", \"medium\" or \"high\", got \"ultra\"" },
+	/* The file's strings are quoted; the message stays one line (fuzz finding). */
+	{ GW "ble = { security = \"lo\\nw\t\"; };\n", 2, "ble.security",
+	  "expected \"low\", \"medium\" or \"high\", got \"lo?w?\"" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"l },\n eg\"; } );\n", 2,
+	  "cuffs.[0].limb", "got \"l },? eg\"" },
 	{ GW "ble = 5;\n", 2, "ble", "expected a group, got an integer" },
 	{ GW "ble = { secure = \"high\"; };\n", 2, "ble.secure", "unknown setting" },
 	{ GW "limits = { leg = {\n max_pressure_mmHg = 301; }; };\n", 3,
