@@ -265,18 +265,24 @@ static const struct bad_case bad_cases[] = {
 	{ GW "ble = 5;\n", 2, "ble", "expected a group, got an integer" },
 	{ GW "ble = { secure = \"high\"; };\n", 2, "ble.secure", "unknown setting" },
 	{ GW "limits = { leg = {\n max_pressure_mmHg = 301; }; };\n", 3,
-	  "limits.leg.max_pressure_mmHg", "must be 1..250, got 301" },
+	  "limits.leg.max_pressure_mmHg", "must be 30..250, got 301" },
 	{ GW "limits = { arm = { max_pct_lop = 5; }; };\n", 2, "limits.arm.max_pct_lop",
 	  "must be 10..60, got 5" },
 	/* Looser than the compiled limb limit: the gateway would refuse to start (fuzz finding). */
 	{ GW "limits = { leg = { max_pressure_mmHg = 251; }; };\n", 2,
-	  "limits.leg.max_pressure_mmHg", "must be 1..250, got 251" },
+	  "limits.leg.max_pressure_mmHg", "must be 30..250, got 251" },
 	{ GW "limits = { leg = { max_pct_lop = 81; }; };\n", 2, "limits.leg.max_pct_lop",
 	  "must be 10..80, got 81" },
 	{ GW "limits = { arm = {\n max_pressure_mmHg = 201; }; };\n", 3,
-	  "limits.arm.max_pressure_mmHg", "must be 1..200, got 201" },
+	  "limits.arm.max_pressure_mmHg", "must be 30..200, got 201" },
 	{ GW "limits = { arm = { max_pct_lop = 61; }; };\n", 2, "limits.arm.max_pct_lop",
 	  "must be 10..60, got 61" },
+	/* A ceiling below the safety engine's lowest (30 mmHg): the gateway would refuse it. */
+	{ GW "limits = { leg = { max_pressure_mmHg = 29; }; };\n", 2,
+	  "limits.leg.max_pressure_mmHg", "must be 30..250, got 29" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
+	     "  limits = { max_pressure_mmHg = 20; }; } );\n",
+	  3, "cuffs.[0].limits.max_pressure_mmHg", "must be 30..300, got 20" },
 	{ GW "limits = { leg = { session_total_s = 2000; }; };\n", 2, "limits.leg.session_total_s",
 	  "must be 60..1200, got 2000" },
 	{ GW "limits = { max_inflation_s = 900; };\n", 2, "limits.max_inflation_s",
@@ -338,7 +344,7 @@ static const struct bad_case bad_cases[] = {
 	  4, "cuffs.[0].limits.max_pressure_mmHg", "220 is above the leg limit 200" },
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
 	     "  limits = { max_pressure_mmHg = 400; }; } );\n",
-	  3, "cuffs.[0].limits.max_pressure_mmHg", "must be 1..300, got 400" },
+	  3, "cuffs.[0].limits.max_pressure_mmHg", "must be 30..300, got 400" },
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
 	     "  limits = { target = 1; }; } );\n",
 	  3, "cuffs.[0].limits.target", "unknown setting" },
