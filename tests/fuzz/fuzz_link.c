@@ -18,8 +18,10 @@
  * socketpair on every (re)connection.
  *
  * Input: 4 header bytes (handle shift of the peer's attribute table, its
- * MTU, the supervision timeout), then a script of steps, one opcode byte
- * each plus its operands (see step()). Checks, besides ASan/UBSan/LSan:
+ * MTU, the supervision timeout and whether the gateway's socket gets a
+ * tiny send buffer, so writes fail with EAGAIN), then a script of steps,
+ * one opcode byte each plus its operands (see step()). Checks, besides
+ * ASan/UBSan/LSan:
  *   - on_state only moves along the edges drawn in cuff_link.h;
  *   - on_ready only in READY, with Features and Status that decode;
  *   - on_samples gets 1..36 samples;
@@ -28,7 +30,10 @@
  *     cuff_link_stop leaves none open; the one documented exception, a
  *     DEFLATE superseded by a newer one when all 16 tracking slots are
  *     taken, is applied here by the same rule;
- *   - no callback after cuff_link_free.
+ *   - no callback after cuff_link_free;
+ *   - while READY: every mandatory handle and CCCD discovered, the MTU
+ *     within 23..517, no last error; the link's sample count is what
+ *     on_samples got.
  */
 #include <errno.h>
 #include <math.h>
@@ -73,7 +78,10 @@ struct harness {
 	bool tamper_armed;
 	uint8_t tamper_pos, tamper_xor;
 	bool drop_next_emit;
+	bool small_sndbuf;
 	enum cp_mode cp_mode;
+	uint8_t last_emit[ATT_MAX_MTU + 1]; /* what the peer sent last, to repeat it */
+	size_t last_emit_len;
 	uint8_t values[3][16]; /* Features, Status, Battery as served to reads */
 	size_t value_len[3];
 
@@ -127,6 +135,8 @@ static int peer_send(const uint8_t *pdu, size_t len, void *user_data)
 		else if (len)
 			buf[h->tamper_pos % len] ^= h->tamper_xor;
 	}
+	memcpy(h->last_emit, buf, len);
+	h->last_emit_len = len;
 	if (send(h->peer_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		return -errno;
 	return 0;
@@ -192,6 +202,11 @@ static int open_socketpair(const struct transport_address *a, int *fd_out, char 
 	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
+	if (h->small_sndbuf) {
+		int size = 1; /* the kernel's minimum: a handful of PDUs */
+
+		(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	}
 	peer_close(h);
 	cuff_gatt_reset(h->gatt);
 	h->peer_fd = sv[1];
@@ -199,8 +214,8 @@ static int open_socketpair(const struct transport_address *a, int *fd_out, char 
 	return 0;
 }
 
-/* Hands up to max PDUs from the gateway to the peer (or swallows them). Returns how many. */
-static int serve(struct harness *h, int max, bool swallow)
+/* Hands up to max PDUs from the gateway to the peer. Returns how many. */
+static int serve(struct harness *h, int max)
 {
 	uint8_t buf[ATT_MAX_MTU + 1];
 	int n = 0;
@@ -216,8 +231,7 @@ static int serve(struct harness *h, int max, bool swallow)
 			break;
 		}
 		n++;
-		if (!swallow)
-			cuff_gatt_receive(h->gatt, buf, (size_t)r);
+		cuff_gatt_receive(h->gatt, buf, (size_t)r);
 	}
 	return n;
 }
@@ -435,6 +449,69 @@ static void set_value(struct harness *h)
 	h->value_len[which] = len;
 }
 
+/*
+ * The peer mishandles the gateway's next PDU: 0 swallows it (no answer
+ * ever), 1 answers an Error Response with the next byte as code (0: Attribute
+ * Not Found), 2 answers a Write Response whatever was asked, 3 answers
+ * honestly and then sends the same answer again.
+ */
+static void misbehave(struct harness *h)
+{
+	uint8_t how = next_byte(h) % 4, code = next_byte(h);
+	uint8_t buf[ATT_MAX_MTU + 1];
+	ssize_t n;
+
+	if (h->peer_fd < 0)
+		return;
+	n = recv(h->peer_fd, buf, sizeof(buf), MSG_DONTWAIT);
+	if (n == 0)
+		peer_close(h);
+	if (n <= 0)
+		return;
+	switch (how) {
+	case 0:
+		break;
+	case 1: {
+		uint8_t err[5] = { ATT_OP_ERROR_RSP, buf[0], n >= 3 ? buf[1] : 0,
+				   n >= 3 ? buf[2] : 0, code ? code : ATT_ERR_ATTRIBUTE_NOT_FOUND };
+
+		send_raw(h, err, sizeof(err));
+		break;
+	}
+	case 2: {
+		static const uint8_t write_rsp = ATT_OP_WRITE_RSP;
+
+		send_raw(h, &write_rsp, 1);
+		break;
+	}
+	case 3:
+		h->last_emit_len = 0;
+		cuff_gatt_receive(h->gatt, buf, (size_t)n);
+		if (h->last_emit_len)
+			send_raw(h, h->last_emit, h->last_emit_len);
+		break;
+	}
+}
+
+/* What must hold between steps. */
+static void check_link(struct harness *h)
+{
+	const struct gatt_cuff_handles *hd;
+	struct cuff_link_stats st;
+
+	cuff_link_get_stats(h->link, &st);
+	CHECK(st.samples == h->samples);
+	CHECK(cuff_link_get_state(h->link) == h->state);
+	if (h->state != CUFF_LINK_READY)
+		return;
+	hd = cuff_link_handles(h->link);
+	CHECK(hd->pressure && hd->pressure_cccd && hd->control_point && hd->control_point_cccd);
+	CHECK(hd->status && hd->status_cccd && hd->supervision && hd->features);
+	CHECK(hd->mtu >= ATT_DEFAULT_MTU && hd->mtu <= ATT_MAX_MTU);
+	CHECK(cuff_link_last_error(h->link)[0] == '\0');
+	CHECK(strcmp(cuff_link_id(h->link), "fuzz") == 0);
+}
+
 static void step(struct harness *h)
 {
 	static const uint32_t advance[] = { 1, 10, 100, 333, 1000, 1001, 3000, 5001, 30001, 60001 };
@@ -448,13 +525,13 @@ static void step(struct harness *h)
 		run_loop(h);
 		break;
 	case 1: /* the peer answers up to k requests honestly */
-		serve(h, next_byte(h) % 8 + 1, false);
+		serve(h, next_byte(h) % 8 + 1);
 		run_loop(h);
 		break;
 	case 2: /* honest peer until quiet: discovery and set-up in one step */
 		for (int round = 0, k = next_byte(h) % 48 + 1; round < k; round++) {
 			run_loop(h);
-			if (serve(h, MAX_SERVE, false) == 0 && round > 0)
+			if (serve(h, MAX_SERVE) == 0 && round > 0)
 				break;
 		}
 		run_loop(h);
@@ -478,8 +555,9 @@ static void step(struct harness *h)
 		h->tamper_pos = next_byte(h);
 		h->tamper_xor = next_byte(h);
 		break;
-	case 6: /* the peer swallows a request: no answer ever */
-		serve(h, 1, true);
+	case 6:
+		misbehave(h);
+		run_loop(h);
 		break;
 	case 7:
 		send_value(h);
@@ -547,12 +625,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct cuff_gatt_config gc = { .device_name = "BFR Cuff 01", .serial = "SIM-0001" };
 	struct cuff_link_config lc = { .id = "fuzz", .address = "sim:/fuzz/cuff-01.sock" };
 	unsigned steps = 0;
+	uint8_t op;
 
 	trace = getenv("FUZZ_LINK_TRACE") != NULL;
 	log_set_level(trace ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
 	gc.handle_shift = next_byte(&h);
 	gc.server_mtu = (uint16_t)(ATT_DEFAULT_MTU + next_u16(&h) % (ATT_MAX_MTU - ATT_DEFAULT_MTU + 1));
-	lc.supervision_timeout_ms = timeouts[next_byte(&h) % 5];
+	op = next_byte(&h);
+	lc.supervision_timeout_ms = timeouts[(op & 7) % 5];
+	h.small_sndbuf = op & 0x80;
 	default_values(&h);
 
 	CHECK(loop_new_with_clock(fake_clock, &h, &h.loop) == 0);
@@ -564,8 +645,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(cuff_link_start(h.link) == 0);
 	h.started = true;
 
-	while (h.p < h.end && steps++ < MAX_STEPS)
+	while (h.p < h.end && steps++ < MAX_STEPS) {
 		step(&h);
+		check_link(&h);
+	}
 
 	/* Stopping ends every Control Point request that was still open. */
 	cuff_link_stop(h.link);
