@@ -36,12 +36,15 @@ static int run_file(const char *path)
 	}
 	if (fseek(f, 0, SEEK_END) < 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0)
 		goto out;
-	/* malloc(0) may return NULL; one spare byte that is never part of the input. */
+	/*
+	 * An empty input still gets a valid pointer, as from libFuzzer (malloc(0)
+	 * may return NULL): one byte that is not part of the input.
+	 */
 	buf = malloc((size_t)len ? (size_t)len : 1);
 	if (!buf || fread(buf, 1, (size_t)len, f) != (size_t)len)
 		goto out;
 	fprintf(stderr, "replay: %s (%ld bytes)\n", path, len);
-	LLVMFuzzerTestOneInput(len ? buf : NULL, (size_t)len);
+	LLVMFuzzerTestOneInput(buf, (size_t)len);
 	r = 0;
 out:
 	if (r < 0)
