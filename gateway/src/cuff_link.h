@@ -120,7 +120,10 @@ void cuff_link_stop(struct cuff_link *link);
 /*
  * Writes a Control Point request. -ENOTCONN unless READY, -EINVAL for a
  * request that does not encode, -EBUSY when too many are pending (never for
- * DEFLATE), -ENOMEM.
+ * DEFLATE), -ENOMEM, or the bearer's write error when the request went
+ * straight to the socket (e.g. -EAGAIN: the cuff has stopped reading and
+ * its socket buffer is full); on any error nothing was sent and nothing
+ * changed (a DEFLATE supersedes an older one only once it is sent).
  */
 int cuff_link_send_cp(struct cuff_link *link, const struct bfr_cp_request *req);
 
