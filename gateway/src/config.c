@@ -18,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "transport.h"
+
 #define PATH_TEXT_MAX 256
 #define SUN_PATH_MAX 107 /* sizeof(sockaddr_un.sun_path) - 1 */
 #define STRING_MAX 4096
@@ -590,7 +592,8 @@ static int parse_adapter(struct ctx *c, const config_setting_t *where, struct co
 		goto bad;
 	digits = cuff->adapter + 3;
 	n = strspn(digits, "0123456789");
-	if (n == 0 || n > 5 || digits[n] != '\0' || atol(digits) > 65535)
+	/* The transport's bound: cuff_link_new refuses a higher index (docs/reliability.md, finding 6). */
+	if (n == 0 || n > 5 || digits[n] != '\0' || atol(digits) > TRANSPORT_MAX_ADAPTER)
 		goto bad;
 	cuff->adapter_index = atoi(digits);
 	return 0;

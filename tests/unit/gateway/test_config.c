@@ -331,6 +331,10 @@ static const struct bad_case bad_cases[] = {
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; adapter = \"hci\"; limb = \"leg\"; } "
 	     ");\n",
 	  2, "cuffs.[0].adapter", "like \"hci0\"" },
+	/* Above the transport's hci1023: the gateway would refuse the cuff at start (fuzz finding). */
+	{ GW "cuffs = ( { id = \"c0\"; address = \"C4:7F:51:00:12:9A\";\n adapter = \"hci1024\"; "
+	     "limb = \"leg\"; } );\n",
+	  3, "cuffs.[0].adapter", "got \"hci1024\"" },
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
 	     "  limits = {\n max_pressure_mmHg = 260; }; } );\n",
 	  4, "cuffs.[0].limits.max_pressure_mmHg",
