@@ -33,7 +33,7 @@ WORK=
 RUNS=
 ALL=(att profile config command control link)
 
-usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,/^set -/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'; exit 2; }
 
 while getopts "b:o:r:h" opt; do
 	case $opt in

@@ -23,7 +23,7 @@ while getopts "b:c:h" opt; do
 	case $opt in
 	b) BUILD=$(realpath -m "$OPTARG") ;;
 	c) CAMPAIGN=$(realpath -m "$OPTARG") ;;
-	*) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	*) sed -n '2,/^set -/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
