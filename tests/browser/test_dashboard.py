@@ -173,11 +173,11 @@ def main():
                 code = b.attr('[data-field="reply"]', "data-code")
                 check_that(code == "limit_exceeded", "reply code %r (%s)" % (code, text))
                 # The page may get its reply before this collector does.
-                col.wait_for(lambda c: [m for m in c.select("reply") if m.payload and
-                                        not m.payload.get("ok") and
-                                        (m.payload.get("error") or {}).get("code") ==
-                                        "limit_exceeded"],
-                             5, "the limit_exceeded reply on the collector")
+                replies = col.wait_for(
+                    lambda c: [m.payload for m in c.select("reply") if m.payload and
+                               not m.payload.get("ok") and
+                               (m.payload.get("error") or {}).get("code") == "limit_exceeded"],
+                    5, "the limit_exceeded reply on the collector")
                 msg = replies[-1]["error"]["message"]
                 check_that(msg in text, "the page does not show the gateway's words %r: %r" %
                            (msg, text))
