@@ -132,13 +132,15 @@ static bool schema_msg_id(const json_t *v)
 	return true;
 }
 
+/* The codes are schemas/reply.schema.json's error.code enum. */
 static bool schema_error(const json_t *e)
 {
 	static const char *const codes[] = {
 		"bad_json",	  "bad_request",   "unknown_field", "missing_field", "wrong_type",
 		"out_of_range",	  "unknown_verb",  "unknown_cuff",  "cuff_busy",	    "limit_exceeded",
 		"alarm_unacked",  "reperfusion",   "session_total", "lop_invalid",   "battery_low",
-		"not_found",	  "bad_state",	   "not_connected", "internal",
+		"not_found",	  "bad_state",	   "not_connected", "internal",	    "cuff_fault",
+		"rate_limited",	  "overloaded",	   "outbox_full",
 	};
 	const json_t *code = json_object_get(e, "code"), *msg = json_object_get(e, "message");
 	uint32_t cp[260];
@@ -279,6 +281,17 @@ static void check_accepted(const struct command *c)
 	case CMD_LOP_MEASURE:
 	case CMD_CUFF_IDENTIFY:
 		CHECK(command_id_valid(c->cuff));
+		break;
+	case CMD_SNAPSHOT:
+	case CMD_PRESCRIPTION_CLEAR:
+		break;
+	case CMD_PRESCRIPTION_SET:
+		check_plan(&c->plan);
+		CHECK(!c->has_patient || command_id_valid(c->patient));
+		CHECK(c->rules.valid_until_ms > c->rules.valid_from_ms);
+		CHECK(c->rules.max_per_day >= 1 && c->rules.max_per_day <= 10);
+		CHECK(c->rules.min_hours_between <= 48);
+		CHECK(c->rules.supervision <= PRESCRIPTION_SUPERVISION_LIVE);
 		break;
 	default:
 		CHECK(0);
