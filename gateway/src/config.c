@@ -30,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "limits.h"
 #include "transport.h"
 
 #define PATH_TEXT_MAX 256
@@ -1350,4 +1351,41 @@ const char *config_security_name(enum config_security security)
 	default:
 		return "medium";
 	}
+}
+
+int config_cuff_limits(const struct config *cfg, const struct config_cuff *cc, struct limits *out,
+		       char *err, size_t errlen)
+{
+	const struct config_limb_limits *ll = config_limb_limits(cfg, cc->limb);
+	struct limits l;
+	const struct {
+		enum limits_field field;
+		double value;
+	} overrides[] = {
+		{ LIMITS_F_MAX_PRESSURE, cc->max_pressure_mmHg },
+		{ LIMITS_F_MAX_PCT_LOP, cc->max_pct_lop },
+		{ LIMITS_F_SESSION_TOTAL_S, ll->session_total_s },
+		{ LIMITS_F_MAX_INFLATION_S, cfg->max_inflation_s },
+		{ LIMITS_F_MIN_REPERFUSION_S, cfg->min_reperfusion_s },
+		{ LIMITS_F_SAMPLE_TIMEOUT_MS, cfg->sample_timeout_ms },
+		{ LIMITS_F_DEFLATE_TIMEOUT_MS, cfg->deflate_timeout_ms },
+		{ LIMITS_F_LOP_MAX_AGE_S, cfg->lop_max_age_s },
+	};
+	int r = limits_defaults(cc->limb == CONFIG_LIMB_LEG ? BFR_LIMB_LEG : BFR_LIMB_ARM, &l);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < sizeof(overrides) / sizeof(overrides[0]); i++) {
+		r = limits_override(&l, overrides[i].field, overrides[i].value, NULL);
+		if (r < 0) {
+			snprintf(err, errlen,
+				 "cuff %s: %s = %g would loosen the compiled %s limit; limits can "
+				 "only be tightened",
+				 cc->id, limits_field_name(overrides[i].field), overrides[i].value,
+				 config_limb_name(cc->limb));
+			return r;
+		}
+	}
+	*out = l;
+	return 0;
 }

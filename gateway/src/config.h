@@ -144,6 +144,18 @@ struct config {
 int config_load(const char *path, struct config **out, char *err, size_t errlen);
 void config_free(struct config *config);
 
+struct limits;
+
+/*
+ * The safety limits of cuff cc: its limb's compiled defaults (limits.h)
+ * tightened by the configuration. The one derivation: the gateway's cuffs
+ * and the config fuzz target's "what --check accepts can run" use it.
+ * 0, or -EINVAL with one line in err naming the setting that would loosen a
+ * compiled limit; *out untouched on failure.
+ */
+int config_cuff_limits(const struct config *cfg, const struct config_cuff *cc, struct limits *out,
+		       char *err, size_t errlen);
+
 /* The limits of a limb. */
 const struct config_limb_limits *config_limb_limits(const struct config *config,
 						     enum config_limb limb);

@@ -749,44 +749,6 @@ static const struct cuff_link_callbacks link_callbacks = {
 
 /* --- life -------------------------------------------------------------------- */
 
-/* The cuff's limits: compiled defaults for its limb, tightened by the config. */
-static int limits_of(const struct config *cfg, const struct config_cuff *cc, struct limits *out,
-		     char *err, size_t errlen)
-{
-	const struct config_limb_limits *ll = config_limb_limits(cfg, cc->limb);
-	struct limits l;
-	const struct {
-		enum limits_field field;
-		double value;
-	} overrides[] = {
-		{ LIMITS_F_MAX_PRESSURE, cc->max_pressure_mmHg },
-		{ LIMITS_F_MAX_PCT_LOP, cc->max_pct_lop },
-		{ LIMITS_F_SESSION_TOTAL_S, ll->session_total_s },
-		{ LIMITS_F_MAX_INFLATION_S, cfg->max_inflation_s },
-		{ LIMITS_F_MIN_REPERFUSION_S, cfg->min_reperfusion_s },
-		{ LIMITS_F_SAMPLE_TIMEOUT_MS, cfg->sample_timeout_ms },
-		{ LIMITS_F_DEFLATE_TIMEOUT_MS, cfg->deflate_timeout_ms },
-		{ LIMITS_F_LOP_MAX_AGE_S, cfg->lop_max_age_s },
-	};
-	int r = limits_defaults(cc->limb == CONFIG_LIMB_LEG ? BFR_LIMB_LEG : BFR_LIMB_ARM, &l);
-
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < sizeof(overrides) / sizeof(overrides[0]); i++) {
-		r = limits_override(&l, overrides[i].field, overrides[i].value, NULL);
-		if (r < 0) {
-			snprintf(err, errlen,
-				 "cuff %s: %s = %g would loosen the compiled %s limit; limits can "
-				 "only be tightened",
-				 cc->id, limits_field_name(overrides[i].field), overrides[i].value,
-				 config_limb_name(cc->limb));
-			return r;
-		}
-	}
-	*out = l;
-	return 0;
-}
-
 int cuff_new(const struct cuff_deps *deps, size_t index, const struct cuff_callbacks *cb,
 	     void *user_data, struct cuff **out, char *err, size_t errlen)
 {
@@ -816,7 +778,7 @@ int cuff_new(const struct cuff_deps *deps, size_t index, const struct cuff_callb
 	c->pressure = NAN;
 	c->reported_target = NAN;
 	c->pulse = NAN;
-	r = limits_of(deps->cfg, cc, &c->limits, err, errlen);
+	r = config_cuff_limits(deps->cfg, cc, &c->limits, err, errlen);
 	if (r < 0)
 		goto fail;
 	r = safety_init(&c->safety, &c->limits, now_ms(c));

@@ -71,28 +71,13 @@ static void check_limb(const struct config_limb_limits *l, unsigned max_session)
 	CHECK(in(l->session_total_s, 60, max_session));
 }
 
-/* The gateway's own derivation of a cuff's limits (gateway.c, cuff_limits). */
+/* What the gateway derives from it (cuff_new) must succeed. */
 static void check_cuff_limits(const struct config *cfg, const struct config_cuff *cc)
 {
-	const struct config_limb_limits *ll = config_limb_limits(cfg, cc->limb);
-	const struct {
-		enum limits_field field;
-		double value;
-	} overrides[] = {
-		{ LIMITS_F_MAX_PRESSURE, cc->max_pressure_mmHg },
-		{ LIMITS_F_MAX_PCT_LOP, cc->max_pct_lop },
-		{ LIMITS_F_SESSION_TOTAL_S, ll->session_total_s },
-		{ LIMITS_F_MAX_INFLATION_S, cfg->max_inflation_s },
-		{ LIMITS_F_MIN_REPERFUSION_S, cfg->min_reperfusion_s },
-		{ LIMITS_F_SAMPLE_TIMEOUT_MS, cfg->sample_timeout_ms },
-		{ LIMITS_F_DEFLATE_TIMEOUT_MS, cfg->deflate_timeout_ms },
-		{ LIMITS_F_LOP_MAX_AGE_S, cfg->lop_max_age_s },
-	};
 	struct limits l;
+	char err[256];
 
-	CHECK(limits_defaults(cc->limb == CONFIG_LIMB_LEG ? BFR_LIMB_LEG : BFR_LIMB_ARM, &l) == 0);
-	for (size_t i = 0; i < sizeof(overrides) / sizeof(overrides[0]); i++)
-		CHECK(limits_override(&l, overrides[i].field, overrides[i].value, NULL) == 0);
+	CHECK(config_cuff_limits(cfg, cc, &l, err, sizeof(err)) == 0);
 }
 
 static void check_loaded(const struct config *cfg)
