@@ -26,15 +26,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fuzz.h"
 #include "att.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                \
-	do {                       \
-		if (!(cond))       \
-			abort();   \
-	} while (0)
 
 static void check_untouched(const void *p, size_t n)
 {

@@ -33,15 +33,8 @@
 
 #include <jansson.h>
 
+#include "fuzz.h"
 #include "command.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                \
-	do {                       \
-		if (!(cond))       \
-			abort();   \
-	} while (0)
 
 #define TS "2026-11-24T09:30:00.123Z"
 #define MSG_ID "clinic-a-gw1-1f2e-42"

@@ -34,17 +34,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fuzz.h"
 #include "config.h"
 #include "limits.h"
 #include "transport.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                \
-	do {                       \
-		if (!(cond))       \
-			abort();   \
-	} while (0)
 
 #define POISON ((struct config *)0x5a5a)
 

@@ -24,15 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "control.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                \
-	do {                       \
-		if (!(cond))       \
-			abort();   \
-	} while (0)
 
 struct ref_arg {
 	double min, max;

@@ -45,17 +45,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fuzz.h"
 #include "cuff_gatt.h"
 #include "cuff_link.h"
 #include "log.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                \
-	do {                       \
-		if (!(cond))       \
-			abort();   \
-	} while (0)
 
 #define MAX_STEPS 4096
 #define LINK_CP_SLOTS 16

@@ -23,16 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "cuff_profile.h"
 #include "sfloat.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                \
-	do {                       \
-		if (!(cond))       \
-			abort();   \
-	} while (0)
 
 /* --- the reference ----------------------------------------------------------------- */
 
