@@ -52,7 +52,7 @@ def validate_all(client, prefix=PREFIX):
     schema of its topic: the list of problems."""
     problems = []
     for m in client.select():
-        if not m.topic.startswith(prefix + "/") or m.topic.endswith("/bridge"):
+        if not m.topic.startswith(prefix + "/"):
             continue
         kind = validate.kind_for_topic(m.topic)
         if kind.startswith("cmd-") or not m.raw:
