@@ -30,6 +30,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "transport.h"
+
 #define PATH_TEXT_MAX 256
 #define SUN_PATH_MAX 107 /* sizeof(sockaddr_un.sun_path) - 1 */
 #define STRING_MAX 4096
@@ -566,11 +568,15 @@ static int load_limb(struct ctx *c, const config_setting_t *limits, const char *
 		r = get_group(c, limits, name, false, keys, &g);
 	if (r < 0 || !g)
 		return r;
+	/*
+	 * The compiled limb defaults are the loosest values: the gateway's
+	 * limits_override refuses anything looser at start, so --check must too.
+	 */
 	r = get_uint(c, g, "max_pressure_mmHg", def->max_pressure_mmHg, CONFIG_PRESSURE_MIN_MMHG,
-		     CONFIG_PRESSURE_MAX_MMHG, &out->max_pressure_mmHg);
+		     def->max_pressure_mmHg, &out->max_pressure_mmHg);
 	if (r == 0)
 		r = get_uint(c, g, "max_pct_lop", def->max_pct_lop, CONFIG_PCT_LOP_MIN,
-			     CONFIG_PCT_LOP_MAX, &out->max_pct_lop);
+			     def->max_pct_lop, &out->max_pct_lop);
 	if (r == 0)
 		r = get_uint(c, g, "session_total_s", def->session_total_s, 60,
 			     def->session_total_s, &out->session_total_s);
@@ -708,15 +714,22 @@ static int parse_address(struct ctx *c, const config_setting_t *where, struct co
 
 static int parse_adapter(struct ctx *c, const config_setting_t *where, struct config_cuff *cuff)
 {
-	const char *digits = cuff->adapter + 3;
-	size_t n = strspn(digits, "0123456789");
+	const char *digits;
+	size_t n;
 
-	if (strncmp(cuff->adapter, "hci", 3) != 0 || n == 0 || n > 5 || digits[n] != '\0' ||
-	    atol(digits) > 65535)
-		return errorf(c, where, NULL, "expected an adapter name like \"hci0\", got \"%s\"",
-			      cuff->adapter);
+	/* The prefix first: only then are there 3 bytes to skip (issue 8 item 11). */
+	if (strncmp(cuff->adapter, "hci", 3) != 0)
+		goto bad;
+	digits = cuff->adapter + 3;
+	n = strspn(digits, "0123456789");
+	/* The transport's bound: cuff_link_new refuses a higher index (docs/reliability.md, finding 6). */
+	if (n == 0 || n > 5 || digits[n] != '\0' || atol(digits) > TRANSPORT_MAX_ADAPTER)
+		goto bad;
 	cuff->adapter_index = atoi(digits);
 	return 0;
+bad:
+	return errorf(c, where, NULL, "expected an adapter name like \"hci0\", got \"%s\"",
+		      cuff->adapter);
 }
 
 /*
@@ -1182,6 +1195,18 @@ out:
 
 /* ---- public ------------------------------------------------------------ */
 
+/*
+ * Messages quote the file's own strings, which may hold line breaks
+ * (libconfig allows them, raw or as \n) and other control characters: the
+ * message must stay one line, so each becomes '?'.
+ */
+static void one_line(char *msg)
+{
+	for (; msg && *msg; msg++)
+		if ((unsigned char)*msg < 0x20 || *msg == 0x7f)
+			*msg = '?';
+}
+
 int config_load(const char *path, struct config **out, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "gateway", "mqtt",	 "ble",
@@ -1266,6 +1291,7 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 	*out = cfg;
 	return 0;
 fail:
+	one_line(err);
 	config_free(cfg);
 	config_destroy(&lc);
 	free(dir);

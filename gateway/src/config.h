@@ -27,8 +27,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Compiled absolute bounds: configuration may only stay inside them. */
-#define CONFIG_PRESSURE_MIN_MMHG 1
+/*
+ * Compiled absolute bounds: configuration may only stay inside them. 30 mmHg
+ * is the lowest pressure ceiling the safety engine takes (limits.c); a limb
+ * limit may also not exceed the compiled limb default (config.c load_limb).
+ */
+#define CONFIG_PRESSURE_MIN_MMHG 30
 #define CONFIG_PRESSURE_MAX_MMHG 300
 #define CONFIG_PCT_LOP_MIN 10
 #define CONFIG_PCT_LOP_MAX 100

@@ -13,7 +13,11 @@ void log_set_level(enum log_level level)
 
 static const char *const level_names[] = { "error", "warning", "info", "debug" };
 
-/* kind and id NULL: a line about the gateway itself. */
+/* kind and id NULL: a line about the gateway itself. The attribute lets
+ * clang's -Wformat-nonliteral see that fmt is checked at the callers. */
+static void vlog(enum log_level level, const char *kind, const char *id, const char *fmt,
+		 va_list ap) __attribute__((format(printf, 4, 0)));
+
 static void vlog(enum log_level level, const char *kind, const char *id, const char *fmt,
 		 va_list ap)
 {

@@ -172,10 +172,12 @@ def main():
                 text = b.wait_fn(reply_js(False), 15, "the refusal in the reply bar")
                 code = b.attr('[data-field="reply"]', "data-code")
                 check_that(code == "limit_exceeded", "reply code %r (%s)" % (code, text))
-                replies = [m.payload for m in col.select("reply") if m.payload and
-                           not m.payload.get("ok") and
-                           (m.payload.get("error") or {}).get("code") == "limit_exceeded"]
-                check_that(replies, "the collector saw no limit_exceeded reply")
+                # The page may get its reply before this collector does.
+                replies = col.wait_for(
+                    lambda c: [m.payload for m in c.select("reply") if m.payload and
+                               not m.payload.get("ok") and
+                               (m.payload.get("error") or {}).get("code") == "limit_exceeded"],
+                    5, "the limit_exceeded reply on the collector")
                 msg = replies[-1]["error"]["message"]
                 check_that(msg in text, "the page does not show the gateway's words %r: %r" %
                            (msg, text))

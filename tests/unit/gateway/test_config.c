@@ -358,12 +358,32 @@ static const struct bad_case bad_cases[] = {
 	{ GW "mqtt = { tls = 1; };\n", 2, "mqtt.tls", "expected a group, got an integer" },
 	{ GW "ble = { security = \"ultra\"; };\n", 2, "ble.security",
 	  "expected \"low\", \"medium\" or \"high\", got \"ultra\"" },
+	/* The file's strings are quoted; the message stays one line (fuzz finding). */
+	{ GW "ble = { security = \"lo\\nw\t\"; };\n", 2, "ble.security",
+	  "expected \"low\", \"medium\" or \"high\", got \"lo?w?\"" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"l },\n eg\"; } );\n", 2,
+	  "cuffs.[0].limb", "got \"l },? eg\"" },
 	{ GW "ble = 5;\n", 2, "ble", "expected a group, got an integer" },
 	{ GW "ble = { secure = \"high\"; };\n", 2, "ble.secure", "unknown setting" },
 	{ GW "limits = { leg = {\n max_pressure_mmHg = 301; }; };\n", 3,
-	  "limits.leg.max_pressure_mmHg", "must be 1..300, got 301" },
+	  "limits.leg.max_pressure_mmHg", "must be 30..250, got 301" },
 	{ GW "limits = { arm = { max_pct_lop = 5; }; };\n", 2, "limits.arm.max_pct_lop",
-	  "must be 10..100, got 5" },
+	  "must be 10..60, got 5" },
+	/* Looser than the compiled limb limit: the gateway would refuse to start (fuzz finding). */
+	{ GW "limits = { leg = { max_pressure_mmHg = 251; }; };\n", 2,
+	  "limits.leg.max_pressure_mmHg", "must be 30..250, got 251" },
+	{ GW "limits = { leg = { max_pct_lop = 81; }; };\n", 2, "limits.leg.max_pct_lop",
+	  "must be 10..80, got 81" },
+	{ GW "limits = { arm = {\n max_pressure_mmHg = 201; }; };\n", 3,
+	  "limits.arm.max_pressure_mmHg", "must be 30..200, got 201" },
+	{ GW "limits = { arm = { max_pct_lop = 61; }; };\n", 2, "limits.arm.max_pct_lop",
+	  "must be 10..60, got 61" },
+	/* A ceiling below the safety engine's lowest (30 mmHg): the gateway would refuse it. */
+	{ GW "limits = { leg = { max_pressure_mmHg = 29; }; };\n", 2,
+	  "limits.leg.max_pressure_mmHg", "must be 30..250, got 29" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
+	     "  limits = { max_pressure_mmHg = 20; }; } );\n",
+	  3, "cuffs.[0].limits.max_pressure_mmHg", "must be 30..300, got 20" },
 	{ GW "limits = { leg = { session_total_s = 2000; }; };\n", 2, "limits.leg.session_total_s",
 	  "must be 60..1200, got 2000" },
 	{ GW "limits = { max_inflation_s = 900; };\n", 2, "limits.max_inflation_s",
@@ -431,6 +451,10 @@ static const struct bad_case bad_cases[] = {
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; adapter = \"hci\"; limb = \"leg\"; } "
 	     ");\n",
 	  2, "cuffs.[0].adapter", "like \"hci0\"" },
+	/* Above the transport's hci1023: the gateway would refuse the cuff at start (fuzz finding). */
+	{ GW "cuffs = ( { id = \"c0\"; address = \"C4:7F:51:00:12:9A\";\n adapter = \"hci1024\"; "
+	     "limb = \"leg\"; } );\n",
+	  3, "cuffs.[0].adapter", "got \"hci1024\"" },
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
 	     "  limits = {\n max_pressure_mmHg = 260; }; } );\n",
 	  4, "cuffs.[0].limits.max_pressure_mmHg",
@@ -444,7 +468,7 @@ static const struct bad_case bad_cases[] = {
 	  4, "cuffs.[0].limits.max_pressure_mmHg", "220 is above the leg limit 200" },
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
 	     "  limits = { max_pressure_mmHg = 400; }; } );\n",
-	  3, "cuffs.[0].limits.max_pressure_mmHg", "must be 1..300, got 400" },
+	  3, "cuffs.[0].limits.max_pressure_mmHg", "must be 30..300, got 400" },
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
 	     "  limits = { target = 1; }; } );\n",
 	  3, "cuffs.[0].limits.target", "unknown setting" },
@@ -501,6 +525,34 @@ static void test_bad_configs(void **state)
 		assert_null(strchr(err, '\n'));
 	}
 	assert_true(sizeof(bad_cases) / sizeof(bad_cases[0]) >= 25);
+}
+
+/*
+ * Issue 8 item 11 (found by fuzzing): an adapter name shorter than "hci"
+ * made parse_adapter read past the end of the string (ASan
+ * heap-buffer-overflow). Each must be refused, naming the setting.
+ */
+static void test_adapter_shorter_than_prefix_is_refused(void **state)
+{
+	static const char *const names[] = { "h", "hc", "x", "hci", "hc1" };
+	char text[512], want[256];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct config *cfg = POISON;
+		char err[512] = "";
+
+		snprintf(text, sizeof(text),
+			 GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\";\n"
+			    " adapter = \"%s\"; limb = \"leg\"; } );\n",
+			 names[i]);
+		write_conf(text);
+		assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), -EINVAL);
+		assert_ptr_equal(cfg, POISON);
+		snprintf(want, sizeof(want),
+			 "%s:3: cuffs.[0].adapter: expected an adapter name like \"hci0\", got \"%s\"",
+			 conf_path, names[i]);
+		assert_string_equal(err, want);
+	}
 }
 
 static void test_unreadable_and_garbage(void **state)
@@ -1000,6 +1052,7 @@ int main(void)
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_example_file_loads),
 		cmocka_unit_test(test_bad_configs),
+		cmocka_unit_test(test_adapter_shorter_than_prefix_is_refused),
 		cmocka_unit_test(test_unreadable_and_garbage),
 		cmocka_unit_test(test_allocation_failure),
 		cmocka_unit_test(test_tls_key_material_refused),

@@ -40,7 +40,8 @@ static void on_samples(struct cuff *c, const struct bfr_sample *samples, size_t 
 {
 	struct wiring *w = ud;
 
-	logf_(w, "samples %s %zu", cuff_id(c), n);
+	if (!w->quiet_samples)
+		logf_(w, "samples %s %zu", cuff_id(c), n);
 	runner_cuff_samples(w->runner, c, samples, n);
 }
 

@@ -44,6 +44,7 @@ struct wiring {
 	char log[WIRING_LOG_MAX][128];
 	size_t n_log;
 	char ended_outcome[16], ended_reason[64];
+	bool quiet_samples; /* long runs: no "samples" lines (the log is bounded) */
 	/* Where a test sends button presses on ("button <cuff> long|short" is
 	 * logged either way). */
 	void (*on_button)(struct wiring *w, struct cuff *c, bool long_press);
