@@ -18,7 +18,8 @@
 #   gateway    writes its own topics under bfr/v1/SITE/ID/ (not cmd/, not supervisor),
 #              reads its cmd/#, its retained alarm/+, prescription and supervisor, and
 #              bridge (its home broker's bridge state)
-#   bridge     the same rights for one home gateway, on the clinic broker
+#   bridge     the same rights for one home gateway, on the clinic broker, but writes
+#              bridge: its own state there ("1" on connect, "0" as its Last Will)
 #   clinician  reads bfr/v1/#, writes bfr/v1/+/+/cmd/# and bfr/v1/+/+/supervisor
 #   viewer     reads bfr/v1/#
 #
@@ -195,8 +196,13 @@ new_password() { # path
 # Listed topic by topic: mosquitto's "deny" removes reading as well as writing,
 # so "all of the subtree except cmd/" is written as the subtree's branches
 # (docs/mqtt-api.md). A topic added to the API must be added here too.
-acl_gateway() { # user gw
-	local t="bfr/v1/$SITE/$2"
+# With a third argument "bridge" it is the block of a home's bridge on the
+# clinic broker: the bridge publishes its own state on bridge there (mosquitto's
+# notification "1" when it connects, its Last Will "0" when the clinic loses
+# it; home.conf), which nobody else may write. A gateway only reads bridge.
+acl_gateway() { # user gw [bridge]
+	local t="bfr/v1/$SITE/$2" bridge_access=read
+	[ "${3:-}" = bridge ] && bridge_access=write
 	cat <<EOF
 # $1: gateway $2
 user $1
@@ -210,7 +216,7 @@ topic write $t/reply/#
 topic write $t/home/event
 topic read $t/cmd/#
 topic read $t/supervisor
-topic read $t/bridge
+topic $bridge_access $t/bridge
 
 EOF
 }
@@ -265,7 +271,7 @@ clinic_broker() {
 		echo "# run the script again. Clients without a user name get nothing."
 		echo
 		for id in $(names "$OUT/gateways"); do acl_gateway "$id" "$id"; done
-		for id in $(names "$OUT/homes"); do acl_gateway "$id.bridge" "$id"; done
+		for id in $(names "$OUT/homes"); do acl_gateway "$id.bridge" "$id" bridge; done
 		for id in $(names "$OUT/users/clinician"); do acl_clinician "$id"; done
 		for id in $(names "$OUT/users/viewer"); do acl_viewer "$id"; done
 	} >"$dir/bfr/acl"

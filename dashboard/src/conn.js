@@ -45,6 +45,11 @@ export function topicFilters(loc, token) {
 		`${p}/session/+/state`,
 		`${p}/session/+/summary`,
 		`${p}/alarm/+`,
+		// Home gateways: the bridge's state at this broker (not JSON), the
+		// prescription in force, what happened at the home.
+		`${p}/bridge`,
+		`${p}/prescription`,
+		`${p}/home/event`,
 		`${p}/reply/${token}/+`,
 	];
 }
@@ -104,9 +109,9 @@ export class Conn {
 			});
 			this.onChange();
 		});
-		c.on('message', (topic, payload) => {
+		c.on('message', (topic, payload, packet) => {
 			if (c !== this.client) return;
-			this.onMessage(topic, payload);
+			this.onMessage(topic, payload, !!(packet && packet.retain));
 		});
 		c.on('close', () => {
 			if (c !== this.client) return;
@@ -141,7 +146,7 @@ export class Conn {
 		this.onChange();
 	}
 
-	onMessage(topic, payload) {
+	onMessage(topic, payload, retained = false) {
 		const now = Date.now();
 		const parts = topic.split('/');
 		if (parts[4] === 'reply') {
@@ -163,7 +168,7 @@ export class Conn {
 		}
 		const first = parts.length === 5 && parts[4] === 'status';
 		this.messages++;
-		this.store.handle(topic, payload, now);
+		this.store.handle(topic, payload, now, { retained });
 		if (first) this.probe(this.store.gateway(parts[2], parts[3]));
 		this.onData();
 	}

@@ -49,6 +49,18 @@ export function fmtClock(t) {
 	return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+// Local date and time of day, "24 Nov 07:00", of an epoch-ms time or an
+// RFC 3339 string (a prescription's window), DASH when unknown.
+export function fmtDate(t) {
+	const ms = typeof t === 'string' ? Date.parse(t) : num(t);
+	if (ms === null || !Number.isFinite(ms)) return DASH;
+	const d = new Date(ms);
+	const p = (x) => String(x).padStart(2, '0');
+	return `${d.getDate()} ${MONTHS[d.getMonth()]} ${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
 // "5 s", "3 min", "2 h" since epoch-ms `t`.
 export function fmtAgo(t, now) {
 	const ms = num(t);
@@ -132,6 +144,37 @@ const ALARM_CODES = {
 };
 
 export const fmtAlarmCode = (v) => word(ALARM_CODES, v);
+
+// What happened at a home (home/event `type`, `source`; docs/mqtt-api.md).
+const HOME_EVENTS = {
+	started: 'Session started',
+	start_refused: 'Start refused',
+	stopped: 'Session stopped',
+	supervisor_lost: 'Live supervision lost',
+	supervisor_back: 'Live supervision back',
+	paused: 'Session paused: nobody watching',
+};
+const HOME_SOURCES = {
+	button: "with the cuff's button",
+	console: 'at the home console',
+	supervision: 'by live supervision',
+};
+// Why a start was refused, or why supervision ended (home/event `code`).
+const HOME_CODES = {
+	no_prescription: 'no prescription',
+	not_yet_valid: 'prescription not yet valid',
+	expired: 'prescription expired',
+	daily_limit: 'daily limit reached',
+	too_soon: 'too soon after the last one',
+	supervisor_absent: 'no clinician watching',
+	session_running: 'a session is running',
+	not_in_plan: 'cuff not in the plan',
+	shutting_down: 'gateway stopping',
+};
+
+export const fmtHomeEvent = (v) => word(HOME_EVENTS, v);
+export const fmtHomeSource = (v) => (str(v) ? HOME_SOURCES[v] || `by ${v.replace(/_/g, ' ')}` : '');
+export const fmtHomeCode = (v) => word(HOME_CODES, v);
 
 // An alarm's values with their units: the gateway's `units` object when it
 // sends one, otherwise the unit implied by the key (docs/mqtt-api.md).

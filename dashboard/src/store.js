@@ -13,6 +13,12 @@
 //   anything its tile shows changes, `trace.v` when its chart has new samples,
 //   `layoutV` when gateways or cuffs appear, `alarmsV` when any alarm changes.
 //   The UI re-renders only what changed, at most once per animation frame.
+// - A home gateway (docs/mqtt-api.md, "Home gateways") is one whose `bridge`,
+//   `prescription` or `home/event` topic the page has seen. Its `bridge` state
+//   at the clinic broker ("1" up, "0" down: mosquitto's notification and the
+//   bridge's Last Will, not JSON) is the only word on whether anything else
+//   the page holds of that gateway is live: while it is down, every retained
+//   message of the gateway (its `status` "online" included) is old news.
 
 export const STALE_MS = 2000; // a tile whose newest data is older is grey
 export const TRACE_WINDOW_S = 30; // seconds of pressure trace kept per cuff
@@ -20,6 +26,9 @@ export const TRACE_CAPACITY = 2048; // samples kept per cuff (30 s at 50 Hz fit)
 const SEEN_MAX = 20000; // msg_ids remembered for dedupe (~20 s at 1000 msg/s)
 const FINAL_PHASES = new Set(['completed', 'stopped', 'aborted']);
 const PRIORITY_RANK = { high: 0, medium: 1, low: 2 };
+export const DROPS_WINDOW_MS = 3600 * 1000; // a home link's drops are counted over an hour
+const DROPS_MAX = 100; // drop times kept per home link
+const HOME_EVENTS_MAX = 5; // latest home/event payloads kept per home gateway
 
 // bfr/v1/{site}/{gateway}/... -> { site, gw, kind, id }; null for anything else.
 export function parseTopic(topic) {
@@ -31,6 +40,9 @@ export function parseTopic(topic) {
 	const out = (kind, id = null) => ({ site, gw, kind, id });
 	if (rest.length === 1 && rest[0] === 'status') return out('status');
 	if (rest.length === 1 && rest[0] === 'sessions') return out('sessions');
+	if (rest.length === 1 && rest[0] === 'bridge') return out('bridge');
+	if (rest.length === 1 && rest[0] === 'prescription') return out('prescription');
+	if (rest.length === 2 && rest[0] === 'home' && rest[1] === 'event') return out('home-event');
 	if (rest.length === 3 && rest[0] === 'cuff' && rest[2] === 'state') return out('cuff-state', rest[1]);
 	if (rest.length === 3 && rest[0] === 'cuff' && rest[2] === 'telemetry')
 		return out('telemetry', rest[1]);
@@ -147,11 +159,14 @@ export class Store {
 	// --- messages ----------------------------------------------------------
 
 	// Applies one MQTT message (payload: string or Uint8Array). Returns false
-	// for a duplicate or a message the page does not use.
-	handle(topic, payload, now) {
+	// for a duplicate or a message the page does not use. `retained`: the
+	// broker sent it from its retained store (a subscription's first copy), so
+	// it says what is, not when it became so.
+	handle(topic, payload, now, { retained = false } = {}) {
 		const tp = parseTopic(topic);
 		if (!tp) return false;
 		const text = typeof payload === 'string' ? payload : new TextDecoder().decode(payload);
+		if (tp.kind === 'bridge') return this.onBridge(tp, text, now, retained);
 		let p = null;
 		if (text.length > 0) {
 			try {
@@ -166,6 +181,9 @@ export class Store {
 			}
 		}
 		const gw = this.gateway(tp.site, tp.gw);
+		// What the gateway itself sent, live (a retained copy on joining is
+		// not news of it): a home's "last data" (docs/dashboard.md).
+		if (!retained) gw.heardAt = now;
 		switch (tp.kind) {
 			case 'status':
 				return p ? this.onStatus(gw, p, now) : false;
@@ -181,6 +199,10 @@ export class Store {
 				return p ? this.onSession(gw, tp.kind, tp.id, p, now) : false;
 			case 'alarm':
 				return this.onAlarm(gw, tp.id, p);
+			case 'prescription':
+				return this.onPrescription(gw, p);
+			case 'home-event':
+				return p ? this.onHomeEvent(gw, p, now) : false;
 			default:
 				return false;
 		}
@@ -208,6 +230,17 @@ export class Store {
 				since: null, // epoch ms of the last online/offline change seen
 				canWrite: null, // null: not probed yet (see conn.js)
 				active: null, // the retained `sessions` index, when the gateway sends one
+				// A home gateway (seen `bridge`, `prescription` or `home/event`):
+				home: false,
+				bridge: null, // true up, false down, null unknown
+				bridgeSince: null, // epoch ms of the change (or of joining, see below)
+				bridgeSinceKnown: false, // false: learnt from a retained message on joining
+				bridgeDrops: [], // epoch ms of up -> down changes seen, oldest first
+				prescription: null, // the retained prescription in force, or null
+				homeEvents: [], // latest home/event payloads, newest first, each with `at`
+				heardAt: null, // epoch ms of the newest live message of its own (not `bridge`)
+				late: false, // a home whose newest live message is older than STALE_MS
+				tickSec: null, // the second its "since" texts were last rendered for
 			};
 			this.gateways.set(key, g);
 			this.layoutV++;
@@ -231,6 +264,57 @@ export class Store {
 		if (online !== g.online) g.since = now;
 		g.status = p;
 		g.online = online;
+		this.touchGateway(g);
+		return true;
+	}
+
+	// mosquitto's bridge notification: "1" up, "0" down (the bridge's Last Will
+	// at the clinic broker), empty: nothing known (a retained state cleared by
+	// hand). Anything else is not a bridge state: ignored, nothing changes.
+	onBridge(tp, text, now, retained) {
+		let up;
+		if (text === '1') up = true;
+		else if (text === '0') up = false;
+		else if (text === '') up = null;
+		else return false;
+		const g = this.gateway(tp.site, tp.gw);
+		g.home = true;
+		if (up !== g.bridge) {
+			if (g.bridge === true && up === false) {
+				g.bridgeDrops.push(now);
+				if (g.bridgeDrops.length > DROPS_MAX) g.bridgeDrops.shift();
+			}
+			g.bridge = up;
+			g.bridgeSince = now;
+			g.bridgeSinceKnown = !retained;
+		}
+		this.touchGateway(g);
+		return true;
+	}
+
+	// Up -> down changes of a home link the page saw within the last hour.
+	bridgeDrops(g, now) {
+		return g.bridgeDrops.filter((t) => now - t < DROPS_WINDOW_MS).length;
+	}
+
+	// A home's newest live message is older than STALE_MS (or none came since
+	// the page joined): its link is silent, or the gateway has nothing to say.
+	dataLate(g, now) {
+		return g.heardAt === null || now - g.heardAt >= STALE_MS;
+	}
+
+	// The retained prescription; an empty payload: none in force.
+	onPrescription(g, p) {
+		g.home = true;
+		g.prescription = p;
+		this.touchGateway(g);
+		return true;
+	}
+
+	onHomeEvent(g, p, now) {
+		g.home = true;
+		g.homeEvents.unshift({ ...p, at: now });
+		if (g.homeEvents.length > HOME_EVENTS_MAX) g.homeEvents.pop();
 		this.touchGateway(g);
 		return true;
 	}
@@ -399,6 +483,11 @@ export class Store {
 			return { reason: 'page', since: this.disconnectedAt };
 		}
 		const g = this.gateways.get(c.gwKey);
+		// Before the gateway's own status: with its home's link down, the status
+		// the clinic broker retains ("online") is old news.
+		if (g && g.bridge === false) {
+			return { reason: 'bridge', since: g.bridgeSince, sinceKnown: g.bridgeSinceKnown };
+		}
 		if (g && g.online === false) return { reason: 'gateway', since: g.since };
 		if (c.state && c.state.link === 'unknown') return { reason: 'gateway', since: c.stateAt };
 		const fresh = this.freshness(c);
@@ -421,6 +510,20 @@ export class Store {
 	// Re-evaluates staleness of every cuff (called a few times a second):
 	// tiles whose staleness changed, or that show "since ... (N s)", re-render.
 	tick(now) {
+		// A gateway section that says "since ... (N s)" or a home's "no data for
+		// N s" is drawn again each second, and when its data turns late or live.
+		const nowSec = Math.floor(now / 1000);
+		for (const g of this.gateways.values()) {
+			const late = g.home && this.dataLate(g, now);
+			if (late !== g.late) {
+				g.late = late;
+				this.layoutV++;
+			}
+			if ((g.bridge === false || g.online === false || late) && g.tickSec !== nowSec) {
+				g.tickSec = nowSec;
+				this.layoutV++;
+			}
+		}
 		for (const c of this.cuffs.values()) {
 			const s = this.staleness(c, now);
 			const was = c.stale;

@@ -6,7 +6,7 @@
 
 import { Component, h } from 'preact';
 import htm from 'htm';
-import { cuffView, alarmView } from './view.js';
+import { cuffView, alarmView, homeView } from './view.js';
 import { DASH, fmtAgo, fmtClock, str } from './format.js';
 import { TEMPLATES, formFromTemplate, planFromForm, planFromJson, describePlan } from './plans.js';
 import { bayOf } from './store.js';
@@ -81,33 +81,41 @@ function Banner({ app, alarms }) {
 function Gateway({ app, g, now }) {
 	const { store } = app;
 	const cuffs = store.cuffsOf(g).sort((a, b) => byId(a.id, b.id));
+	// A home gateway (docs/dashboard.md, "Home gateways") is one group, the
+	// home, whatever its cuffs are called; its link, backlog, prescription and
+	// latest event head the section.
+	const home = g.home ? homeView(store, g, now) : null;
 	const bays = new Map();
 	for (const c of cuffs) {
-		const b = bayOf(c.id) || '';
+		const b = home ? g.gw : bayOf(c.id) || '';
 		if (!bays.has(b)) bays.set(b, []);
 		bays.get(b).push(c);
 	}
 	const st = g.status || {};
-	const online = g.online === true;
+	// With its home's link down the status the clinic holds is old news.
+	const online = g.online === true && !(home && home.unreachable);
 	let stateText = 'status unknown';
 	if (g.online === true) stateText = `online since ${fmtClock(g.since)}`;
 	if (g.online === false) stateText = `OFFLINE since ${fmtClock(g.since)} (${fmtAgo(g.since, now)}) — nothing below is live`;
+	if (home && home.unreachable) stateText = home.stateText;
 	const details = [str(st.version) ? `version ${st.version}` : null,
-		typeof st.outbox_depth === 'number' && st.outbox_depth > 0 ? `${st.outbox_depth} messages waiting to be sent` : null]
+		!home && typeof st.outbox_depth === 'number' && st.outbox_depth > 0 ? `${st.outbox_depth} messages waiting to be sent` : null]
 		.filter(Boolean).join(' · ');
 	// Unacknowledged high alarms of the gateway are in the page banner already.
 	const galarms = store.gatewayAlarms(g).map((a) => alarmView(a, now))
 		.filter((a) => !(a.priority === 'high' && a.state === 'active'));
-	return html`<section class="gateway" data-gateway=${g.key} data-online=${online ? 'true' : 'false'}>
-		<h2><span class="gw-name">${g.gw}</span> <small>${g.site}</small>
+	return html`<section class=${'gateway' + (home ? ' home' : '')} data-gateway=${g.key}
+		data-online=${online ? 'true' : 'false'} data-home=${home ? 'true' : 'false'}>
+		<h2><span class="gw-name">${g.gw}</span> <small>${home ? 'home · ' : ''}${g.site}</small>
 			<span class=${'gw-state ' + (online ? 'ok' : 'bad')} data-field="gateway-state">${stateText}</span>
 			${details ? html`<small class="gw-details">${details}</small>` : null}</h2>
+		${home ? html`<${HomePanel} home=${home} noCuffs=${cuffs.length === 0} />` : null}
 		${galarms.length ? html`<ul class="alarms gw-alarms">${galarms.map((a) =>
 			html`<${AlarmItem} key=${a.key} app=${app} g=${g} a=${a} />`)}</ul>` : null}
 		<div class="bays">
 		${[...bays.entries()].sort((a, b) => byId(a[0], b[0])).map(([bay, list]) => html`
 			<div class="bay" key=${bay} data-bay=${bay}>
-				${bay ? html`<h3>${bay}</h3>` : null}
+				${home ? html`<h3>${home.bayTitle}</h3>` : bay ? html`<h3>${bay}</h3>` : null}
 				<div class="tiles">
 					${list.map((c) => html`<${Tile} key=${c.key} app=${app} c=${c} v=${c.v}
 						canWrite=${g.canWrite === true} />`)}
@@ -115,6 +123,26 @@ function Gateway({ app, g, now }) {
 			</div>`)}
 		</div>
 	</section>`;
+}
+
+function HomePanel({ home, noCuffs }) {
+	const ev = home.event;
+	return html`<div class=${'home-panel' + (home.unreachable ? ' down' : '')} data-field="home">
+		<div class="home-line">
+			<span class=${'home-link link-' + home.link.value} data-field="bridge"
+				data-value=${home.link.value}>${home.link.text}</span>
+			${home.quality ? html`<small class="warn-text" data-field="link-quality">${home.quality}</small>` : null}
+			<span class=${'home-data data-' + home.data.value} data-field="data-age"
+				data-value=${home.data.value}>${home.data.text}</span>
+			<span data-field="backlog" data-value=${home.backlog.value ?? ''}>${home.backlog.text}</span>
+		</div>
+		<div class=${'home-rx rx-' + home.prescription.value} data-field="prescription"
+			data-value=${home.prescription.value}><label>Prescription</label> ${home.prescription.text}</div>
+		${ev ? html`<div class=${'home-event' + (ev.warn ? ' warn' : '')} data-field="home-event" data-value=${ev.value}>
+			<label>At home</label> ${ev.text}${ev.message ? html` <q>${ev.message}</q>` : null}</div>` : null}
+		${noCuffs ? html`<div class="muted">No cuff state from this home${home.unreachable
+			? ' (the clinic broker drops it 10 s after the last one)' : ' yet'}</div>` : null}
+	</div>`;
 }
 
 function AlarmItem({ app, g, a }) {
@@ -164,7 +192,7 @@ class Tile extends Component {
 						data-value=${v.battery.value ?? ''}>${v.battery.text}</b></span>
 				</div>
 			</header>
-			${v.stale ? html`<div class="stale-note" data-field="stale">${v.staleText}</div>` : null}
+			${v.stale ? html`<div class="stale-note" data-field="stale" data-value=${v.staleReason}>${v.staleText}</div>` : null}
 			<div class="live">
 				<div class="who">${v.inSession
 					? html`<span>${v.patient ? 'Patient ' + v.patient : 'Session'}</span>

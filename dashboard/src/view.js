@@ -9,7 +9,11 @@ import {
 	fmtAlarmValues,
 	fmtClock,
 	fmtCuffState,
+	fmtDate,
 	fmtDuration,
+	fmtHomeCode,
+	fmtHomeEvent,
+	fmtHomeSource,
 	fmtLink,
 	fmtNum,
 	fmtOf,
@@ -116,6 +120,7 @@ export function cuffView(store, c, now) {
 		const since = stale.since !== null && stale.since !== undefined
 			? ` since ${fmtClock(stale.since)} (${fmtAgo(stale.since, now)})` : '';
 		staleText = stale.reason === 'page' ? `Not connected to the broker${since}`
+			: stale.reason === 'bridge' ? linkDownText(stale.since, stale.sinceKnown, now)
 			: stale.reason === 'gateway' ? `Gateway offline${since}`
 			: stale.since === null ? 'No data yet' : `No data${since}`;
 	}
@@ -166,6 +171,7 @@ export function cuffView(store, c, now) {
 			: { text: fmtLink(st.link), value: str(st.link) || '' },
 		linkError: str(st.link_error) || '',
 		stale: !!stale,
+		staleReason: stale ? stale.reason : '',
 		staleText,
 		sessionId: sess && active ? sess.id : null,
 		sessionPhase: ss && active ? str(ss.phase) : null,
@@ -175,5 +181,126 @@ export function cuffView(store, c, now) {
 		measuring,
 		idle: !sess || !active,
 		alarms: store.alarmsOfCuff(c).map((a) => alarmView(a, now)),
+	};
+}
+
+// "Link to the home down since 12:03:45 (5 s)"; a state the page found
+// retained when it joined says only that it was so before then.
+function linkDownText(since, sinceKnown, now) {
+	if (since === null || since === undefined) return 'Link to the home down';
+	return sinceKnown === false
+		? `Link to the home down (since before ${fmtClock(since)})`
+		: `Link to the home down since ${fmtClock(since)} (${fmtAgo(since, now)})`;
+}
+
+const SUPERVISION = {
+	none: 'no supervision',
+	remote: 'remote supervision (reviewed afterwards)',
+	live: 'live supervision (a clinician must watch)',
+};
+const HOME_WARN = new Set(['start_refused', 'supervisor_lost', 'paused']);
+
+// One exercise of a prescribed plan, e.g. "knee extension 30-15-15-15 at 50 % LOP".
+function exerciseText(e) {
+	if (!e || typeof e !== 'object') return '';
+	const name = str(e.name) || 'exercise';
+	let what = '';
+	if (e.mode === 'cycle') {
+		if (num(e.cycles) !== null) what = `${e.cycles} cycles`;
+	} else if (Array.isArray(e.sets) && e.sets.length && e.sets.every((x) => num(x) !== null)) {
+		what = e.sets.join('-');
+	}
+	const pct = num(e.pct_lop);
+	return [name, what, pct !== null ? `at ${pct} % LOP` : ''].filter(Boolean).join(' ');
+}
+
+// The prescription in force (retained `prescription`): its plan, window,
+// rules and supervision, and where now is in its window.
+export function prescriptionView(rx, now) {
+	if (!rx || typeof rx !== 'object') return { value: 'none', text: 'No prescription', patient: '' };
+	const exs = rx.plan && Array.isArray(rx.plan.exercises) ? rx.plan.exercises : [];
+	const plan = exs.map(exerciseText).filter(Boolean).join('; ') || 'a plan';
+	const from = str(rx.valid_from) ? Date.parse(rx.valid_from) : NaN;
+	const until = str(rx.valid_until) ? Date.parse(rx.valid_until) : NaN;
+	let value = 'valid';
+	let window = Number.isFinite(until) ? `valid until ${fmtDate(until)}` : '';
+	if (Number.isFinite(from) && now < from) {
+		value = 'not_yet_valid';
+		window = `not yet valid: from ${fmtDate(from)}`;
+	} else if (Number.isFinite(until) && now >= until) {
+		value = 'expired';
+		window = `expired ${fmtDate(until)}`;
+	}
+	const perDay = num(rx.max_per_day);
+	const gap = num(rx.min_hours_between);
+	const rules = [perDay !== null ? `up to ${perDay} a day` : '', gap ? `${gap} h apart` : '']
+		.filter(Boolean).join(', ');
+	const sup = str(rx.supervision) ? SUPERVISION[rx.supervision] || rx.supervision.replace(/_/g, ' ') : '';
+	return {
+		value,
+		text: [plan, window, rules, sup].filter(Boolean).join(' · '),
+		patient: str(rx.patient) || '',
+	};
+}
+
+// The latest home/event, for the clinician: when, what, how, why, and the
+// sentence the patient was shown.
+export function homeEventView(e) {
+	if (!e) return null;
+	const type = str(e.type) || '';
+	const how = [fmtHomeSource(e.source), str(e.cuff) ? `(${e.cuff})` : ''].filter(Boolean).join(' ');
+	const why = str(e.code) ? `: ${fmtHomeCode(e.code)}` : '';
+	return {
+		value: type,
+		text: `${str(e.ts) ? fmtClock(e.ts) + ' ' : ''}${fmtHomeEvent(type)}${how ? ' ' + how : ''}${why}`,
+		message: str(e.message) || '',
+		warn: HOME_WARN.has(type),
+	};
+}
+
+// What a home gateway's section shows besides its tiles (docs/dashboard.md,
+// "Home gateways"): the link to the home with since when, its drops in the
+// last hour and the age of its data, the backlog, the prescription and the
+// latest home event.
+export function homeView(store, g, now) {
+	let link;
+	if (g.bridge === true) {
+		link = { value: 'up', text: g.bridgeSinceKnown && g.bridgeSince !== null
+			? `Link to the home up since ${fmtClock(g.bridgeSince)}` : 'Link to the home up' };
+	} else if (g.bridge === false) {
+		link = { value: 'down', text: linkDownText(g.bridgeSince, g.bridgeSinceKnown, now) };
+	} else {
+		link = { value: 'unknown', text: 'Link to the home not known' };
+	}
+	const drops = store.bridgeDrops(g, now);
+	const quality = drops > 0 ? `${drops} drop${drops > 1 ? 's' : ''} in the last hour` : '';
+	// Data age: the newest live message of the gateway's own (receive time,
+	// not its `ts`: no clock but the page's). A silent link shows here long
+	// before the clinic broker gives the bridge up.
+	let data;
+	if (!store.dataLate(g, now)) data = { value: 'live', text: 'data live' };
+	else if (g.heardAt === null) data = { value: 'none', text: 'no live data since the page opened' };
+	else data = { value: 'late', text: `no data since ${fmtClock(g.heardAt)} (${fmtAgo(g.heardAt, now)})` };
+	// Backlog: the gateway's outbox (`status` outbox_depth), while the link
+	// is up; while it is down the clinic cannot know what waits at the home.
+	const depth = g.bridge === false ? null : num((g.status || {}).outbox_depth);
+	let backlog;
+	if (g.bridge === false) backlog = 'backlog: not known while the link is down (records wait at the home)';
+	else if (depth === null) backlog = `backlog: ${DASH}`;
+	else backlog = depth === 0 ? 'backlog: none' : `backlog: ${depth} record${depth > 1 ? 's' : ''} not yet sent`;
+	const rx = prescriptionView(g.prescription, now);
+	const unreachable = g.bridge === false;
+	return {
+		link,
+		quality,
+		data,
+		backlog: { value: depth, text: backlog },
+		prescription: rx,
+		event: homeEventView(g.homeEvents[0]),
+		unreachable,
+		bayTitle: rx.patient ? `Home · patient ${rx.patient}` : 'Home',
+		stateText: unreachable
+			? `UNREACHABLE: ${linkDownText(g.bridgeSince, g.bridgeSinceKnown, now).replace(/^Link/, 'link')} — nothing below is live`
+			: '',
 	};
 }

@@ -50,7 +50,9 @@ def check_prerequisites():
 
 
 class Browser:
-    def __init__(self, h, width=1366, height=768):
+    def __init__(self, h, width=1366, height=768, ignore_https_errors=False, chromium_args=()):
+        """ignore_https_errors: for a broker with a certificate of a test site's CA;
+        chromium_args: more command line flags for Chromium."""
         self.h = h
         self.profile = os.path.join(h.tmp, "chromium-profile-%d" % id(self))
         os.makedirs(self.profile, exist_ok=True)
@@ -62,7 +64,8 @@ class Browser:
         self.n = 0
         self.lock = threading.Lock()
         self.version = self.call("launch", 60, userDataDir=self.profile, width=width,
-                                 height=height)
+                                 height=height, ignoreHTTPSErrors=ignore_https_errors,
+                                 extraArgs=list(chromium_args))
 
     def __enter__(self):
         return self

@@ -30,12 +30,16 @@ function fn(body) {
 }
 
 const ops = {
-	async launch({ userDataDir, width = 1366, height = 768 }) {
+	// ignoreHTTPSErrors: a broker whose certificate is signed by a test site's
+	// own CA (https and wss), which this Chromium profile does not trust.
+	// extraArgs: more Chromium flags (e.g. --disable-http2, docs/dashboard.md).
+	async launch({ userDataDir, width = 1366, height = 768, ignoreHTTPSErrors = false, extraArgs = [] }) {
 		context = await chromium.launchPersistentContext(userDataDir, {
 			executablePath: CHROMIUM,
 			headless: true,
-			args: FLAGS,
+			args: [...FLAGS, ...extraArgs],
 			viewport: { width, height },
+			ignoreHTTPSErrors,
 		});
 		page = context.pages()[0] || await context.newPage();
 		page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));

@@ -9,4 +9,5 @@ export BFR_SCREENSHOTS="$ROOT/docs/img"
 bash "$ROOT/dashboard/build.sh"
 /usr/bin/python3 "$ROOT/tests/browser/test_dashboard.py"
 /usr/bin/python3 "$ROOT/tests/browser/test_dashboard_login.py"
+/usr/bin/python3 "$ROOT/tests/browser/test_dashboard_home.py"
 ls -l "$BFR_SCREENSHOTS"/dashboard-*.png

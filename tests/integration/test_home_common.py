@@ -52,7 +52,7 @@ def validate_all(client, prefix=PREFIX):
     schema of its topic: the list of problems."""
     problems = []
     for m in client.select():
-        if not m.topic.startswith(prefix + "/") or m.topic.endswith("/bridge"):
+        if not m.topic.startswith(prefix + "/"):
             continue
         kind = validate.kind_for_topic(m.topic)
         if kind.startswith("cmd-") or not m.raw:
@@ -241,11 +241,19 @@ class HomeSite:
     and a recorder: a persistent clinic session that gets what arrives while it
     reconnects (a clinic broker restart)."""
 
-    def __init__(self, h, grace_s=10, extra_home=""):
+    def __init__(self, h, grace_s=10, extra_home="", dashboard_dir=None):
+        """dashboard_dir: the clinic broker's wss listener (8443) serves it, as
+        production.conf's commented http_dir line says (docs/dashboard.md)."""
         self.h = h
         out = os.path.join(h.tmp, "site")
         make_site(out, homes=(HOME,), clinicians=("dr-lee",))
         self.ca = os.path.join(out, "ca", "ca.crt")
+        if dashboard_dir:
+            conf = os.path.join(out, "clinic-broker", "conf.d", "bfr.conf")
+            text, n = re.subn(r"(?m)^#http_dir \S+$", "http_dir %s" % dashboard_dir, read(conf))
+            check_that(n == 1, "production.conf has no #http_dir line to uncomment")
+            with open(conf, "w") as f:
+                f.write(text)
         self.clinic = SecureBroker(h, os.path.join(out, "clinic-broker"), "clinic",
                                    persistence=True).start()
         self.link = LinkProxy(self.clinic.port(8883))

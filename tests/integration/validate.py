@@ -30,6 +30,9 @@ PUBLISHED_KINDS = ("status", "sessions", "cuff-state", "telemetry", "session-sta
 # Built by messages.c (tests/unit/gateway/test_messages.c builds each); the
 # home gateway's own (home.c) are validated from real runs in test_home_*.
 MESSAGES_KINDS = tuple(k for k in PUBLISHED_KINDS if k not in ("prescription", "home-event"))
+# Not JSON: mosquitto's bridge notification on a home gateway's `bridge`
+# (deploy/mosquitto/home.conf, docs/mqtt-api.md): exactly these payloads.
+RAW_KINDS = {"bridge": (b"1", b"0")}
 
 # Topic suffix after bfr/v1/{site}/{gateway}/ -> schema kind.
 _TOPIC_RULES = (
@@ -38,6 +41,7 @@ _TOPIC_RULES = (
     (re.compile(r"^prescription$"), "prescription"),
     (re.compile(r"^home/event$"), "home-event"),
     (re.compile(r"^supervisor$"), "supervisor"),
+    (re.compile(r"^bridge$"), "bridge"),
     (re.compile(r"^cuff/[^/]+/state$"), "cuff-state"),
     (re.compile(r"^cuff/[^/]+/telemetry$"), "telemetry"),
     (re.compile(r"^session/[^/]+/state$"), "session-state"),
@@ -82,7 +86,7 @@ class Validator:
         self._cache = {}
 
     def has_schema(self, kind):
-        return os.path.exists(schema_path(kind))
+        return kind in RAW_KINDS or os.path.exists(schema_path(kind))
 
     def _validator(self, kind):
         v = self._cache.get(kind)
@@ -97,6 +101,8 @@ class Validator:
 
     def errors(self, kind, payload):
         """List of readable errors for a payload (bytes, str or parsed JSON); [] when valid."""
+        if kind in RAW_KINDS:
+            return _raw_errors(kind, payload)
         if isinstance(payload, (bytes, bytearray)):
             try:
                 payload = payload.decode("utf-8")
@@ -112,6 +118,19 @@ class Validator:
             where = "/".join(str(p) for p in err.absolute_path) or "(root)"
             out.append("%s: %s" % (where, err.message))
         return out
+
+
+def _raw_errors(kind, payload):
+    """A RAW_KINDS payload: the bytes as sent, or what a caller that took them for
+    JSON made of them (the integer 1 or 0)."""
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    elif isinstance(payload, int) and not isinstance(payload, bool):
+        payload = str(payload).encode()
+    if isinstance(payload, (bytes, bytearray)) and bytes(payload) in RAW_KINDS[kind]:
+        return []
+    return ["(root): %r is not a %s payload (one of %s)" %
+            (payload, kind, ", ".join(p.decode() for p in RAW_KINDS[kind]))]
 
 
 def doc_examples(path):
