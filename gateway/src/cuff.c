@@ -35,6 +35,9 @@ struct cuff {
 	int battery_pct;         /* -1 unknown */
 	double commanded_target; /* last SET_TARGET sent, 0 after DEFLATE */
 	bool lop_measuring;      /* MEASURE_LOP outside a session in progress */
+	/* A DEFLATE was sent during the measurement: the cuff ends the search
+	 * with FAILED, which is not a bad LOP (no lop_invalid for a stop). */
+	bool lop_abandoned;
 	double lop_search_ceiling; /* max_search_mmHg of the MEASURE_LOP in flight */
 
 	const char *session_id; /* the attached session's, NULL when none */
@@ -152,6 +155,8 @@ static void write_deflate(struct cuff *c, uint8_t reason)
 	if (r < 0 && r != -ENOTCONN)
 		cuff_log(c, LOG_LEVEL_ERROR, "DEFLATE not sent: %s", strerror(-r));
 	c->commanded_target = 0;
+	if (c->lop_measuring)
+		c->lop_abandoned = true;
 }
 
 /* The end reason a session gets when the engine deflates its cuff. */
@@ -374,6 +379,7 @@ int cuff_measure_lop(struct cuff *c, enum limits_refusal *why)
 		return r;
 	}
 	c->lop_measuring = true;
+	c->lop_abandoned = false;
 	changed(c, true);
 	return 0;
 }
@@ -496,6 +502,7 @@ static void on_link_state(struct cuff_link *link, enum cuff_link_state state, co
 
 		cuff_log(c, LOG_LEVEL_WARN, "link lost%s%s", error ? ": " : "", error ? error : "");
 		c->lop_measuring = false;
+		c->lop_abandoned = false;
 		c->button_down = false; /* a press must be seen whole on one link */
 		c->commanded_target = 0; /* the cuff deflates itself without keepalives */
 		feed_and_report(c, &ev);
@@ -661,6 +668,18 @@ static void lop_result(struct cuff *c, bool ok, double lop)
 {
 	struct safety_event ev = { .type = SAFETY_EV_LOP_SET };
 
+	if (!ok && c->lop_abandoned) {
+		/* The engine saw the failed CP result (measuring_lop cleared);
+		 * whoever deflated has its own event or alarm. */
+		c->lop_measuring = false;
+		c->lop_abandoned = false;
+		cuff_log(c, LOG_LEVEL_INFO, "LOP measurement abandoned: the cuff was deflated");
+		if (c->cb.on_lop_result)
+			c->cb.on_lop_result(c, false, NAN, c->user_data);
+		changed(c, true);
+		return;
+	}
+	c->lop_abandoned = false;
 	ev.lop.lop_mmhg = ok ? lop : NAN;
 	ev.lop.age_ms = 0;
 	ev.lop.search_ceiling_mmhg = c->lop_search_ceiling > 0 ? c->lop_search_ceiling : NAN;

@@ -66,10 +66,27 @@ static void peer_write(enum cuff_gatt_char ch, const uint8_t *value, size_t len,
 	assert_true(p->n_cp < GATT_PEER_LOG_MAX);
 	p->cp[p->n_cp++] = req;
 	rsp.req_opcode = req.opcode;
+	if (req.opcode == BFR_CP_MEASURE_LOP && p->hold_lop) {
+		p->lop_pending = true;
+		return;
+	}
+	if (req.opcode == BFR_CP_DEFLATE)
+		gatt_peer_fail_lop(p);
 	if (req.opcode == BFR_CP_MEASURE_LOP) {
 		rsp.has_lop = true;
 		rsp.lop_mmhg = p->lop_mmhg;
 	}
+	cuff_gatt_indicate_cp(p->gatt, &rsp);
+}
+
+void gatt_peer_fail_lop(struct gatt_peer *p)
+{
+	struct bfr_cp_response rsp = { .req_opcode = BFR_CP_MEASURE_LOP,
+				       .result = BFR_RESULT_FAILED };
+
+	if (!p->lop_pending)
+		return;
+	p->lop_pending = false;
 	cuff_gatt_indicate_cp(p->gatt, &rsp);
 }
 

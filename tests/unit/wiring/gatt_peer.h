@@ -26,6 +26,11 @@ struct gatt_peer {
 	int listen_fd;
 	int fd;
 	double lop_mmhg;   /* answered to MEASURE_LOP */
+	/* true: MEASURE_LOP is left unanswered (a search in progress) until a
+	 * DEFLATE ends it with FAILED, as cuffsim and the profile do, or the
+	 * test calls gatt_peer_fail_lop() */
+	bool hold_lop;
+	bool lop_pending;
 	uint8_t battery;
 	/* every Control Point request, in order */
 	struct bfr_cp_request cp[GATT_PEER_LOG_MAX];
@@ -40,5 +45,7 @@ void gatt_peer_close(struct gatt_peer *p);
 /* One pressure notification of n samples (1..3), each at pressure[i]. */
 void gatt_peer_notify(struct gatt_peer *p, const double *pressure, size_t n, uint16_t status);
 size_t gatt_peer_count(const struct gatt_peer *p, uint8_t opcode);
+/* Ends a held MEASURE_LOP with FAILED (the cuff's own search failed). */
+void gatt_peer_fail_lop(struct gatt_peer *p);
 
 #endif

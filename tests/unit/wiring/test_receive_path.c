@@ -126,11 +126,70 @@ static void test_bilateral_targets_refused_together(void **state)
 	wiring_teardown(&w);
 }
 
+static bool lop_asked(struct wiring *x)
+{
+	return x->peers[0].lop_pending;
+}
+
+static bool lop_answered(struct wiring *x)
+{
+	return wiring_find(x, 0, "lop c1 failed") >= 0;
+}
+
+/* A session whose cuff is in the middle of its LOP search. */
+static void start_session_measuring_lop(char *id)
+{
+	struct command_error err = { 0 };
+
+	wiring_setup(&w, 1, NULL);
+	w.peers[0].hold_lop = true;
+	wiring_connect(&w);
+	assert_int_equal(wiring_start(&w, ONE_CUFF_PLAN, id, &err), 0);
+	wiring_run_until(&w, lop_asked);
+}
+
+/*
+ * A clinician's stop during the LOP search: the DEFLATE makes the cuff end
+ * the search with FAILED. That is a stopped measurement, not an implausible
+ * LOP: the session ends "stopped" and no lop_invalid alarm is raised. The
+ * next test is the same search failing on its own, which must raise it.
+ */
+static void test_stop_during_lop_search_raises_no_lop_invalid(void **state)
+{
+	char id[SESSION_ID_BUF];
+
+	start_session_measuring_lop(id);
+	assert_int_equal(run_stop(runner_find(w.runner, id)), 0);
+	wiring_run_until(&w, lop_answered);
+	wiring_settle(&w);
+	assert_string_equal(w.ended_outcome, "stopped");
+	assert_int_equal(gatt_peer_count(&w.peers[0], BFR_CP_DEFLATE), 1);
+	assert_int_equal(wiring_find(&w, 0, "alarm lop_invalid"), -1);
+	wiring_teardown(&w);
+}
+
+static void test_failed_lop_search_raises_lop_invalid(void **state)
+{
+	char id[SESSION_ID_BUF];
+
+	start_session_measuring_lop(id);
+	gatt_peer_fail_lop(&w.peers[0]);
+	wiring_run_until(&w, lop_answered);
+	wiring_run_until(&w, ended);
+	wiring_settle(&w);
+	assert_true(wiring_find(&w, 0, "alarm lop_invalid c1") >= 0);
+	assert_string_equal(w.ended_outcome, "aborted");
+	assert_string_equal(w.ended_reason, "lop_invalid");
+	wiring_teardown(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_safety_deflate_ends_session_after_whole_notification),
 		cmocka_unit_test(test_bilateral_targets_refused_together),
+		cmocka_unit_test(test_stop_during_lop_search_raises_no_lop_invalid),
+		cmocka_unit_test(test_failed_lop_search_raises_lop_invalid),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
