@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "alarm.h"
+#include "rfc3339.h"
 
 #define PATH_MAX_LEN 96
 
@@ -748,108 +749,32 @@ static int check_by(json_t *v, char *out, size_t cap, struct command_error *err)
 
 /* --- prescription/set -------------------------------------------------------------- */
 
-/* n decimal digits at s; false when one is not a digit. */
-static bool digits(const char *s, int n, int *out)
-{
-	int v = 0;
-
-	for (int i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return true;
-}
-
-static bool leap_year(int y)
-{
-	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
-static int64_t days_from_civil(int y, int m, int d)
-{
-	int64_t era, yoe, doy, doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
 /*
- * RFC 3339 date-time, `2026-11-24T08:00:00+01:00` or `...Z`, with an
- * optional fraction of 1..9 digits (milliseconds are kept, the rest is cut
- * off): upper-case T and Z, years 1970..9999, no leap second. The result is
- * UTC wall ms since the epoch, never negative.
+ * An RFC 3339 date-time in the API's strict form (rfc3339.h),
+ * `2026-11-24T08:00:00+01:00` or `...Z`, as UTC wall ms since the epoch;
+ * 1970 or later (never negative).
  */
 static int check_time(json_t *v, const char *path, int64_t *out, struct command_error *err)
 {
-	static const int mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	int y, mo, d, h, mi, sec, oh = 0, om = 0, frac_ms = 0, sign = 0;
-	const char *s, *p;
+	enum rfc3339_error kind = RFC3339_ERR_FORM;
+	char why[COMMAND_MESSAGE_MAX];
 	int64_t ms;
 
 	if (!json_is_string(v))
 		return fail(err, CMD_ERR_WRONG_TYPE, "%s: must be a string, got %s", path,
 			    type_name(v));
-	s = json_string_value(v);
-	if (strlen(s) < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
-	    s[7] != '-' || !digits(s + 8, 2, &d) || s[10] != 'T' || !digits(s + 11, 2, &h) ||
-	    s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &sec))
-		goto bad_form;
-	p = s + 19;
-	if (*p == '.') {
-		int n = 0;
-
-		for (p++; *p >= '0' && *p <= '9'; p++, n++)
-			if (n < 3)
-				frac_ms = frac_ms * 10 + (*p - '0');
-		if (n < 1 || n > 9)
-			goto bad_form;
-		for (; n < 3; n++)
-			frac_ms *= 10;
+	if (rfc3339_parse(json_string_value(v), RFC3339_STRICT, &ms, &kind, why, sizeof(why)) < 0) {
+		if (kind == RFC3339_ERR_RANGE)
+			return fail(err, CMD_ERR_OUT_OF_RANGE, "%s: %s", path, why);
+		return fail(err, CMD_ERR_BAD_REQUEST,
+			    "%s: must be an RFC 3339 date-time such as 2026-11-24T08:00:00+01:00 or "
+			    "2026-11-24T07:00:00.000Z",
+			    path);
 	}
-	if (*p == 'Z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		sign = *p == '+' ? 1 : -1;
-		if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om))
-			goto bad_form;
-		p += 6;
-	} else {
-		goto bad_form;
-	}
-	if (*p != '\0')
-		goto bad_form;
-	if (y < 1970)
-		return fail(err, CMD_ERR_OUT_OF_RANGE, "%s: year %d is before 1970", path, y);
-	if (mo < 1 || mo > 12)
-		return fail(err, CMD_ERR_OUT_OF_RANGE, "%s: month %d is not 1..12", path, mo);
-	if (d < 1 || d > mdays[mo - 1] + (mo == 2 && leap_year(y)))
-		return fail(err, CMD_ERR_OUT_OF_RANGE, "%s: day %d does not exist in %04d-%02d",
-			    path, d, y, mo);
-	if (h > 23 || mi > 59 || sec > 59)
-		return fail(err, CMD_ERR_OUT_OF_RANGE,
-			    "%s: time of day %02d:%02d:%02d is not 00:00:00..23:59:59", path, h, mi,
-			    sec);
-	if (oh > 23 || om > 59)
-		return fail(err, CMD_ERR_OUT_OF_RANGE,
-			    "%s: UTC offset %02d:%02d is not 00:00..23:59", path, oh, om);
-	ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + sec;
-	ms = ms * 1000 + frac_ms - (int64_t)sign * ((int64_t)oh * 60 + om) * 60000;
 	if (ms < 0)
 		return fail(err, CMD_ERR_OUT_OF_RANGE, "%s: before 1970-01-01T00:00:00Z", path);
 	*out = ms;
 	return 0;
-bad_form:
-	return fail(err, CMD_ERR_BAD_REQUEST,
-		    "%s: must be an RFC 3339 date-time such as 2026-11-24T08:00:00+01:00 or "
-		    "2026-11-24T07:00:00.000Z",
-		    path);
 }
 
 /* An optional integer: def when absent. */

@@ -4,12 +4,10 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #define MS_PER_MIN 60000LL
 #define MS_PER_HOUR (60 * MS_PER_MIN)
 /* 9999-12-31T23:59:59.999Z: four-digit years only, as RFC 3339 has them. */
-#define PRESCRIPTION_TIME_MAX_MS 253402300799999LL
 
 static const char *const refusal_names[PRESCRIPTION_REFUSE_COUNT] = {
 	[PRESCRIPTION_OK] = "ok",
@@ -192,16 +190,9 @@ const char *prescription_start_error_sentence(const char *code)
 
 int prescription_format_time(int64_t wall_ms, char out[PRESCRIPTION_TIME_BUF])
 {
-	time_t secs;
-	struct tm tm;
-
-	if (wall_ms < 0 || wall_ms > PRESCRIPTION_TIME_MAX_MS)
+	/* A prescription's times are 1970 or later (command.c check_time). */
+	if (wall_ms < 0 || rfc3339_format(wall_ms, out) < 0)
 		return -EINVAL;
-	secs = (time_t)(wall_ms / 1000);
-	if (!gmtime_r(&secs, &tm) ||
-	    strftime(out, PRESCRIPTION_TIME_BUF, "%Y-%m-%dT%H:%M:%S", &tm) != 19)
-		return -EINVAL;
-	snprintf(out + 19, PRESCRIPTION_TIME_BUF - 19, ".%03uZ", (unsigned)(wall_ms % 1000));
 	return 0;
 }
 

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rfc3339.h"
 #include "session.h"
 
 #define PRESCRIPTION_MAX_PER_DAY_MIN 1
@@ -33,8 +34,8 @@
 #define PRESCRIPTION_MIN_HOURS_MAX 48
 #define PRESCRIPTION_MIN_HOURS_DEFAULT 0
 #define PRESCRIPTION_SENTENCE_MAX 320
-/* "2026-11-24T09:30:00.123Z" and its NUL. */
-#define PRESCRIPTION_TIME_BUF 32
+/* "2026-11-24T09:30:00.123Z" and its NUL (rfc3339.h). */
+#define PRESCRIPTION_TIME_BUF RFC3339_BUF
 /* Payloads of the supervisor presence larger than this are refused. */
 #define SUPERVISOR_PAYLOAD_MAX 4096
 

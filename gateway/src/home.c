@@ -878,12 +878,14 @@ int home_new(const struct home_deps *deps, struct home **out)
 		*out = h;
 		return 0;
 	}
-	if (deps->store)
-		restore(h);
-	/* The gateway supervises cuffs without its console: say so and go on. */
+	/* The gateway supervises cuffs without its console: say so and go on.
+	 * Bound before the restore is logged, so a restore line means the
+	 * console is there; no request is served before the loop runs. */
 	r = ctl_new(deps->loop, &ccfg, &ccb, h, &h->ctl, err, sizeof(err));
 	if (r < 0)
 		home_log(LOG_LEVEL_ERROR, "%s; bfr-gateway ctl will not work", err);
+	if (deps->store)
+		restore(h);
 	*out = h;
 	return 0;
 }

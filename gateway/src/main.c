@@ -34,6 +34,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "loop.h"
+#include "rfc3339.h"
 #include "sd_notify.h"
 #include "store.h"
 
@@ -192,7 +193,7 @@ int main(int argc, char **argv)
 	}
 	/* Before the configuration: a bad argument is reported as such, and no
 	 * output file is created for it. */
-	if (since && export_parse_time(since, &since_ms, err, sizeof(err)) < 0) {
+	if (since && rfc3339_parse(since, 0, &since_ms, NULL, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bfr-gateway: --since \"%s\": %s\n", since, err);
 		return 2;
 	}

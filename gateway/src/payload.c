@@ -10,6 +10,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "rfc3339.h"
+
 static int copy_bounded(char *dst, size_t cap, const char *src)
 {
 	size_t n = strlen(src);
@@ -54,15 +56,10 @@ uint64_t payload_wall_ms(const struct payload_ctx *ctx)
 
 void payload_format_ts(uint64_t wall_ms, char out[32])
 {
-	time_t secs = (time_t)(wall_ms / 1000u);
-	struct tm tm;
-	size_t n;
-
-	gmtime_r(&secs, &tm);
-	/* strftime never writes past out (a year past 9999 would not be RFC 3339 anyway),
-	 * unlike "%04d" of an int whose width the compiler cannot bound. */
-	n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 32 - n, ".%03uZ", (unsigned)(wall_ms % 1000u));
+	/* A wall clock past 9999 is no time to stamp a record with: the last
+	 * representable one keeps the text RFC 3339. */
+	(void)rfc3339_format(
+		wall_ms > (uint64_t)RFC3339_MAX_MS ? RFC3339_MAX_MS : (int64_t)wall_ms, out);
 }
 
 json_t *payload_new(struct payload_ctx *ctx, char msg_id_out[96])

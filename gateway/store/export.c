@@ -3,163 +3,13 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "rfc3339.h"
 #include "store_private.h"
 #include "store_schema.h"
-
-/* --- RFC 3339 times -------------------------------------------------------- */
-
-int export_format_time(int64_t ms, char out[32])
-{
-	/* Room for any int gcc imagines in the fields; in range the text is 24 long. */
-	char buf[96];
-	int64_t secs, frac;
-	struct tm tm;
-	time_t t;
-	int n;
-
-	if (ms < EXPORT_TIME_MIN_MS || ms > EXPORT_TIME_MAX_MS)
-		return -ERANGE;
-	/* Floor division: -1 ms is 1969-12-31T23:59:59.999Z. */
-	secs = ms / 1000;
-	frac = ms % 1000;
-	if (frac < 0) {
-		frac += 1000;
-		secs--;
-	}
-	t = (time_t)secs;
-	if (!gmtime_r(&t, &tm))
-		return -ERANGE;
-	n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-		     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
-	if (n != 24)
-		return -ERANGE;
-	memcpy(out, buf, 25);
-	return 0;
-}
-
-__attribute__((format(printf, 3, 4))) static int parse_error(char *err, size_t errlen,
-							      const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
-/* Exactly n decimal digits at *p; advances *p past them. Stops at the NUL. */
-static bool take_digits(const char **p, int n, int *out)
-{
-	int v = 0;
-
-	for (int i = 0; i < n; i++) {
-		char c = (*p)[i];
-
-		if (c < '0' || c > '9')
-			return false;
-		v = v * 10 + (c - '0');
-	}
-	*p += n;
-	*out = v;
-	return true;
-}
-
-/* One character of set at *p; advances *p past it. */
-static bool take_char(const char **p, const char *set)
-{
-	if (**p == '\0' || !strchr(set, **p))
-		return false;
-	(*p)++;
-	return true;
-}
-
-static int days_in_month(int year, int month)
-{
-	static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-
-	return month == 2 && leap ? 29 : days[month - 1];
-}
-
-int export_parse_time(const char *text, int64_t *ms, char *err, size_t errlen)
-{
-	static const char shape[] =
-		"expected YYYY-MM-DDTHH:MM:SS[.fff] followed by Z or an offset like +01:00";
-	int year, mon, mday, hour, min, sec, off_h = 0, off_m = 0, sign = 0, frac_ms = 0, i;
-	bool below_ms = false;
-	struct tm tm = { 0 };
-	const char *p = text;
-	int64_t v;
-
-	if (!text || !ms)
-		return parse_error(err, errlen, "no time given");
-	if (!take_digits(&p, 4, &year) || !take_char(&p, "-") || !take_digits(&p, 2, &mon) ||
-	    !take_char(&p, "-") || !take_digits(&p, 2, &mday) || !take_char(&p, "Tt") ||
-	    !take_digits(&p, 2, &hour) || !take_char(&p, ":") || !take_digits(&p, 2, &min) ||
-	    !take_char(&p, ":") || !take_digits(&p, 2, &sec))
-		return parse_error(err, errlen, "%s", shape);
-	if (take_char(&p, ".")) {
-		if (*p < '0' || *p > '9')
-			return parse_error(err, errlen, "no digits after the '.': %s", shape);
-		for (i = 0; *p >= '0' && *p <= '9'; p++, i++) {
-			if (i < 3)
-				frac_ms = frac_ms * 10 + (*p - '0');
-			else if (*p != '0')
-				below_ms = true;
-		}
-		for (; i < 3; i++)
-			frac_ms *= 10;
-	}
-	if (*p == '\0')
-		return parse_error(err, errlen,
-				   "no time zone: add Z for UTC or an offset like +01:00");
-	if (*p == '+' || *p == '-') {
-		sign = *p++ == '+' ? 1 : -1;
-		if (!take_digits(&p, 2, &off_h) || !take_char(&p, ":") ||
-		    !take_digits(&p, 2, &off_m))
-			return parse_error(err, errlen, "%s", shape);
-	} else if (!take_char(&p, "Zz")) {
-		return parse_error(err, errlen, "%s", shape);
-	}
-	if (*p != '\0')
-		return parse_error(err, errlen, "unexpected \"%.20s\" after the time zone", p);
-	if (mon < 1 || mon > 12)
-		return parse_error(err, errlen, "month %02d is not 01..12", mon);
-	if (mday < 1 || mday > days_in_month(year, mon))
-		return parse_error(err, errlen, "day %02d does not exist in %04d-%02d", mday, year,
-				   mon);
-	if (hour > 23)
-		return parse_error(err, errlen, "hour %02d is not 00..23", hour);
-	if (min > 59)
-		return parse_error(err, errlen, "minute %02d is not 00..59", min);
-	/* 60: a leap second (RFC 3339 5.7); it counts as the next minute's first. */
-	if (sec > 60)
-		return parse_error(err, errlen, "second %02d is not 00..60", sec);
-	if (off_h > 23 || off_m > 59)
-		return parse_error(err, errlen, "offset %c%02d:%02d is not 00:00..23:59",
-				   sign > 0 ? '+' : '-', off_h, off_m);
-	tm.tm_year = year - 1900;
-	tm.tm_mon = mon - 1;
-	tm.tm_mday = mday;
-	tm.tm_hour = hour;
-	tm.tm_min = min;
-	tm.tm_sec = sec;
-	/* Valid fields of years 0000..9999 always fit a 64-bit time_t. */
-	v = (int64_t)timegm(&tm);
-	v = v * 1000 + frac_ms + (below_ms ? 1 : 0) -
-	    (int64_t)sign * ((int64_t)off_h * 3600 + off_m * 60) * 1000;
-	*ms = v;
-	return 0;
-}
 
 /* --- rows to JSON ------------------------------------------------------------ */
 
@@ -181,7 +31,7 @@ static int sql_errno(int rc)
 /* Converts one column to JSON; NULL columns become JSON null. */
 static int column_json(sqlite3_stmt *st, int i, enum col_type type, json_t **out)
 {
-	char ts[32];
+	char ts[RFC3339_BUF];
 	json_t *v;
 	int ret;
 
@@ -202,7 +52,7 @@ static int column_json(sqlite3_stmt *st, int i, enum col_type type, json_t **out
 			v = json_boolean(sqlite3_column_int(st, i));
 			break;
 		case COL_TIME:
-			ret = export_format_time(sqlite3_column_int64(st, i), ts);
+			ret = rfc3339_format(sqlite3_column_int64(st, i), ts);
 			if (ret < 0)
 				return ret;
 			v = json_string(ts);

@@ -39,10 +39,6 @@
 /* since_ms value that exports every ended session. */
 #define EXPORT_SINCE_ALL INT64_MIN
 
-/* Times an RFC 3339 stamp can carry: 0000-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z. */
-#define EXPORT_TIME_MIN_MS (-62167219200000LL)
-#define EXPORT_TIME_MAX_MS 253402300799999LL
-
 struct export_options {
 	const char *gateway_id; /* "gateway" of every line (config gateway.id) */
 	const char *site;	/* "site" of every line (config gateway.site) */
@@ -58,18 +54,5 @@ struct export_options {
  */
 int store_export_sessions(struct store *store, const struct export_options *opt, FILE *out,
 			  size_t *count);
-
-/* Formats ms since the epoch as "2026-11-24T09:30:00.123Z" (24 characters
- * and a NUL). -ERANGE (out untouched) outside EXPORT_TIME_MIN_MS..MAX_MS. */
-int export_format_time(int64_t ms, char out[32]);
-
-/*
- * Parses an RFC 3339 date-time ("2026-11-24T09:30:00Z",
- * "2026-11-24T10:30:00.5+01:00"; 't' and 'z' also in lower case) into ms
- * since the epoch; fractions below a millisecond round up, so "at or after"
- * stays exact. -EINVAL when text is not one, with a reason in err (may be
- * NULL); *ms is untouched then.
- */
-int export_parse_time(const char *text, int64_t *ms, char *err, size_t errlen);
 
 #endif

@@ -319,125 +319,6 @@ static void test_export_since(void **state)
 	}
 }
 
-static void test_export_format_time(void **state)
-{
-	static const struct {
-		int64_t ms;
-		const char *text;
-	} good[] = {
-		{ 0, "1970-01-01T00:00:00.000Z" },
-		{ 1, "1970-01-01T00:00:00.001Z" },
-		{ -1, "1969-12-31T23:59:59.999Z" },
-		{ 1795512600123LL, "2026-11-24T09:30:00.123Z" },
-		{ 951782400000LL, "2000-02-29T00:00:00.000Z" },
-		{ EXPORT_TIME_MAX_MS, "9999-12-31T23:59:59.999Z" },
-		{ EXPORT_TIME_MIN_MS, "0000-01-01T00:00:00.000Z" },
-	};
-	char out[32];
-
-	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-		assert_int_equal(export_format_time(good[i].ms, out), 0);
-		assert_string_equal(out, good[i].text);
-	}
-	strcpy(out, "untouched");
-	assert_int_equal(export_format_time(EXPORT_TIME_MAX_MS + 1, out), -ERANGE);
-	assert_int_equal(export_format_time(EXPORT_TIME_MIN_MS - 1, out), -ERANGE);
-	assert_int_equal(export_format_time(INT64_MAX, out), -ERANGE);
-	assert_int_equal(export_format_time(INT64_MIN, out), -ERANGE);
-	assert_string_equal(out, "untouched");
-}
-
-static void test_export_parse_time(void **state)
-{
-	static const struct {
-		const char *text;
-		int64_t ms;
-	} good[] = {
-		{ "1970-01-01T00:00:00Z", 0 },
-		{ "2026-11-24T09:30:00.123Z", 1795512600123LL },
-		{ "2026-11-24t09:30:00.123z", 1795512600123LL },
-		{ "2026-11-24T10:30:00.123+01:00", 1795512600123LL },
-		{ "2026-11-24T04:00:00.123-05:30", 1795512600123LL },
-		{ "2026-11-24T09:30:00.1Z", 1795512600100LL },
-		{ "2026-11-24T09:30:00.12Z", 1795512600120LL },
-		/* Below a millisecond rounds up: "at or after" stays exact. */
-		{ "2026-11-24T09:30:00.1231Z", 1795512600124LL },
-		{ "2026-11-24T09:30:00.123000000Z", 1795512600123LL },
-		{ "2000-02-29T00:00:00Z", 951782400000LL },
-		{ "1969-12-31T23:59:59.999Z", -1 },
-		/* A leap second counts as the next minute's first. */
-		{ "2016-12-31T23:59:60Z", 1483228800000LL },
-		{ "9999-12-31T23:59:59.999Z", EXPORT_TIME_MAX_MS },
-		{ "0000-01-01T00:00:00Z", EXPORT_TIME_MIN_MS },
-	};
-	char out[32], err[128];
-	int64_t ms;
-
-	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-		ms = 77;
-		err[0] = '\0';
-		if (export_parse_time(good[i].text, &ms, err, sizeof(err)) != 0)
-			fail_msg("%s: %s", good[i].text, err);
-		assert_int_equal(ms, good[i].ms);
-	}
-	/* What the export writes reads back as the same time. */
-	assert_int_equal(export_format_time(1795512600123LL, out), 0);
-	assert_int_equal(export_parse_time(out, &ms, NULL, 0), 0);
-	assert_int_equal(ms, 1795512600123LL);
-}
-
-static void test_export_parse_time_bad(void **state)
-{
-	static const struct {
-		const char *text, *why;
-	} bad[] = {
-		{ "", "expected YYYY-MM-DDTHH:MM:SS" },
-		{ "yesterday", "expected YYYY-MM-DDTHH:MM:SS" },
-		{ "1795512600123", "expected YYYY-MM-DDTHH:MM:SS" },
-		{ "2026-11-24", "expected YYYY-MM-DDTHH:MM:SS" },
-		{ "2026-11-24 09:30:00Z", "expected YYYY-MM-DDTHH:MM:SS" },
-		{ "2026-1-24T09:30:00Z", "expected YYYY-MM-DDTHH:MM:SS" },
-		{ "26-11-24T09:30:00Z", "expected YYYY-MM-DDTHH:MM:SS" },
-		{ "+2026-11-24T09:30:00Z", "expected YYYY-MM-DDTHH:MM:SS" },
-		{ "2026-11-24T09:30Z", "expected YYYY-MM-DDTHH:MM:SS" },
-		{ "2026-11-24T09:30:00", "no time zone" },
-		{ "2026-11-24T09:30:00.123", "no time zone" },
-		{ "2026-11-24T09:30:00.Z", "no digits after the '.'" },
-		{ "2026-11-24T09:30:00+0100", "expected YYYY-MM-DDTHH:MM:SS" },
-		{ "2026-11-24T09:30:00+01", "expected YYYY-MM-DDTHH:MM:SS" },
-		{ "2026-11-24T09:30:00UTC", "expected YYYY-MM-DDTHH:MM:SS" },
-		{ "2026-11-24T09:30:00Z ", "unexpected \" \" after the time zone" },
-		{ "2026-11-24T09:30:00ZZ", "unexpected \"Z\" after the time zone" },
-		{ "2026-13-01T00:00:00Z", "month 13 is not 01..12" },
-		{ "2026-00-01T00:00:00Z", "month 00 is not 01..12" },
-		{ "2026-11-00T00:00:00Z", "day 00 does not exist in 2026-11" },
-		{ "2026-04-31T00:00:00Z", "day 31 does not exist in 2026-04" },
-		{ "2025-02-29T00:00:00Z", "day 29 does not exist in 2025-02" },
-		{ "1900-02-29T00:00:00Z", "day 29 does not exist in 1900-02" },
-		{ "2026-11-24T24:00:00Z", "hour 24 is not 00..23" },
-		{ "2026-11-24T09:60:00Z", "minute 60 is not 00..59" },
-		{ "2026-11-24T09:30:61Z", "second 61 is not 00..60" },
-		{ "2026-11-24T09:30:00+24:00", "offset +24:00 is not 00:00..23:59" },
-		{ "2026-11-24T09:30:00-01:60", "offset -01:60 is not 00:00..23:59" },
-	};
-	char err[128];
-	int64_t ms = 77;
-
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		err[0] = '\0';
-		if (export_parse_time(bad[i].text, &ms, err, sizeof(err)) != -EINVAL)
-			fail_msg("\"%s\" was accepted", bad[i].text);
-		if (!strstr(err, bad[i].why))
-			fail_msg("\"%s\": \"%s\" does not say \"%s\"", bad[i].text, err,
-				 bad[i].why);
-		assert_int_equal(ms, 77);
-	}
-	assert_int_equal(export_parse_time(NULL, &ms, err, sizeof(err)), -EINVAL);
-	assert_int_equal(export_parse_time("2026-11-24T09:30:00Z", NULL, NULL, 0), -EINVAL);
-	/* No room for a reason is fine too. */
-	assert_int_equal(export_parse_time("nope", &ms, NULL, 0), -EINVAL);
-	assert_int_equal(ms, 77);
-}
 
 /* Exports into memory; returns the result and leaves the text in *text. */
 static int export_to_mem(struct fixture *f, const struct export_options *opt, char **text,
@@ -523,9 +404,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_export_lop_sources, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_lop_at_start, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_since, setup, teardown),
-		cmocka_unit_test(test_export_format_time),
-		cmocka_unit_test(test_export_parse_time),
-		cmocka_unit_test(test_export_parse_time_bad),
 		cmocka_unit_test_setup_teardown(test_export_errors, setup, teardown),
 	};
 
