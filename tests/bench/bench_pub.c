@@ -134,11 +134,13 @@ static void format_ts(uint64_t ms, char *buf, size_t len)
 {
 	time_t secs = (time_t)(ms / 1000u);
 	struct tm tm;
+	size_t n;
 
 	gmtime_r(&secs, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (unsigned)(ms % 1000u));
+	/* strftime, as payload.c: gcc -O3 cannot bound "%04d" of an int and
+	 * -Wformat-truncation fails the Release build with -Werror. */
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%03uZ", (unsigned)(ms % 1000u));
 }
 
 /* ---- Paho's threads ------------------------------------------------------ */
