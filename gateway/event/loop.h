@@ -8,6 +8,12 @@
  * iteration from an injectable monotonic clock and cached, so every callback
  * of one iteration sees the same time (and tests can drive time).
  *
+ * One iteration: epoll_wait with room for every registered fd, the io
+ * callbacks of everything that was ready, then the due timers, then the
+ * post hooks. A batch of ready fds is therefore never cut by timers or hooks
+ * (all cuffs' samples of one instant are checked, and their DEFLATEs sent,
+ * before anything they caused is published).
+ *
  * Invariants: callbacks run only on the thread that calls loop_run(); a
  * callback may add or remove any io/timer, including its own; removing an
  * fd or cancelling a timer guarantees its callback will not run afterwards,

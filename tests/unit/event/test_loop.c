@@ -926,6 +926,75 @@ static void test_post_runs_once_after_batch(void **state)
 	loop_free(loop);
 }
 
+/*
+ * A batch larger than the old fixed 64-event array: every fd that is ready
+ * is handled in the same iteration, before its timers and post hooks (so
+ * the DEFLATEs of 2 000 cuffs sampling at once all leave before anything is
+ * published). Fails with a fixed 64: the hook and the timer ran after 64.
+ */
+#define BATCH_FDS 300
+
+struct batch {
+	int io_calls;
+	int io_before_post; /* io callbacks that ran before the hook */
+	int io_before_timer;
+	bool post_ran, timer_ran;
+	uint64_t post;
+};
+
+static void on_batch_io(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct batch *b = user_data;
+	char buf[8];
+
+	assert_int_equal(read(fd, buf, sizeof(buf)), 1);
+	b->io_calls++;
+	if (!b->post_ran)
+		b->io_before_post++;
+	if (!b->timer_ran)
+		b->io_before_timer++;
+	assert_int_equal(loop_post_schedule(loop, b->post), 0);
+}
+
+static void on_batch_post(struct loop *loop, void *user_data)
+{
+	((struct batch *)user_data)->post_ran = true;
+}
+
+static void on_batch_timer(struct loop *loop, uint64_t id, void *user_data)
+{
+	((struct batch *)user_data)->timer_ran = true;
+}
+
+static void test_every_ready_fd_before_timers_and_posts(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	struct batch b = { 0 };
+	int sv[BATCH_FDS][2];
+	uint64_t id;
+
+	assert_int_equal(loop_post_new(loop, on_batch_post, &b, &b.post), 0);
+	for (int i = 0; i < BATCH_FDS; i++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv[i]), 0);
+		assert_int_equal(loop_add_io(loop, sv[i][1], EPOLLIN, on_batch_io, &b), 0);
+		assert_int_equal(write(sv[i][0], "x", 1), 1);
+	}
+	assert_int_equal(loop_add_timer(loop, 0, on_batch_timer, &b, &id), 0);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(b.io_calls, BATCH_FDS);
+	assert_int_equal(b.io_before_post, BATCH_FDS);
+	assert_int_equal(b.io_before_timer, BATCH_FDS);
+	assert_true(b.post_ran && b.timer_ran);
+	for (int i = 0; i < BATCH_FDS; i++) {
+		assert_int_equal(loop_del_io(loop, sv[i][1]), 0);
+		close(sv[i][0]);
+		close(sv[i][1]);
+	}
+	loop_post_free(loop, b.post);
+	loop_free(loop);
+}
+
 static void test_post_order_reschedule_and_free(void **state)
 {
 	struct fake_clock clock = { .now = 0 };
@@ -1021,6 +1090,7 @@ int main(void)
 		cmocka_unit_test(test_persistent_timer_changes_inside_callback),
 		cmocka_unit_test(test_persistent_timer_bad_args),
 		cmocka_unit_test(test_post_runs_once_after_batch),
+		cmocka_unit_test(test_every_ready_fd_before_timers_and_posts),
 		cmocka_unit_test(test_post_order_reschedule_and_free),
 		cmocka_unit_test(test_post_bad_args_and_no_allocation),
 	};
