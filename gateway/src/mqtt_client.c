@@ -1232,23 +1232,13 @@ int mqtt_client_start(struct mqtt_client *client)
 	return 0;
 }
 
-static int publish(struct mqtt_client *c, const char *topic, const void *payload, size_t len,
-		   int qos, bool retain, uint32_t expiry_s, uint64_t tag,
-		   const uint8_t *correlation, size_t correlation_len, bool silent)
+/* The op that carries a publish's completion back to the loop, listed in flight. */
+static struct publish_op *op_new(struct mqtt_client *c, uint64_t tag, bool silent)
 {
-	MQTTAsync_responseOptions ropts = MQTTAsync_responseOptions_initializer;
-	MQTTAsync_message msg = MQTTAsync_message_initializer;
-	struct publish_op *op;
-	int rc;
+	struct publish_op *op = calloc(1, sizeof(*op));
 
-	if (!c || !topic || !topic[0] || (len && !payload) || qos < 0 || qos > 2 ||
-	    len > INT32_MAX || correlation_len > UINT16_MAX || (correlation_len && !correlation))
-		return -EINVAL;
-	if (c->state != STATE_CONNECTED)
-		return -ENOTCONN;
-	op = calloc(1, sizeof(*op));
 	if (!op)
-		return -ENOMEM;
+		return NULL;
 	op->ev.type = EVENT_PUBLISH_DONE;
 	op->client = c;
 	op->tag = tag;
@@ -1259,6 +1249,33 @@ static int publish(struct mqtt_client *c, const char *topic, const void *payload
 	if (c->inflight)
 		c->inflight->prev = op;
 	c->inflight = op;
+	return op;
+}
+
+/*
+ * report false (QoS 0 only): no op, no callbacks given to Paho, so nothing
+ * comes back through the event queue and the eventfd for it.
+ */
+static int publish(struct mqtt_client *c, const char *topic, const void *payload, size_t len,
+		   int qos, bool retain, uint32_t expiry_s, uint64_t tag,
+		   const uint8_t *correlation, size_t correlation_len, bool silent, bool report)
+{
+	MQTTAsync_responseOptions ropts = MQTTAsync_responseOptions_initializer;
+	MQTTAsync_message msg = MQTTAsync_message_initializer;
+	struct publish_op *op = NULL;
+	int rc;
+
+	if (!c || !topic || !topic[0] || (len && !payload) || qos < 0 || qos > 2 ||
+	    len > INT32_MAX || correlation_len > UINT16_MAX || (correlation_len && !correlation) ||
+	    (!report && qos != 0))
+		return -EINVAL;
+	if (c->state != STATE_CONNECTED)
+		return -ENOTCONN;
+	if (report) {
+		op = op_new(c, tag, silent);
+		if (!op)
+			return -ENOMEM;
+	}
 
 	msg.payload = (void *)payload;
 	msg.payloadlen = (int)len;
@@ -1284,31 +1301,42 @@ static int publish(struct mqtt_client *c, const char *topic, const void *payload
 			goto fail;
 		}
 	}
-	ropts.onSuccess5 = paho_publish_ok;
-	ropts.onFailure5 = paho_publish_failed;
-	ropts.context = op;
+	if (op) {
+		ropts.onSuccess5 = paho_publish_ok;
+		ropts.onFailure5 = paho_publish_failed;
+		ropts.context = op;
+	}
 	rc = MQTTAsync_sendMessage(c->handle, topic, &msg, &ropts);
 	MQTTProperties_free(&msg.properties);
 	if (rc != MQTTASYNC_SUCCESS)
 		goto fail;
 	return 0;
 fail:
-	inflight_remove(c, op);
-	free(op);
+	if (op) {
+		inflight_remove(c, op);
+		free(op);
+	}
 	return rc == MQTTASYNC_FAILURE ? -EIO : paho_errno(rc);
 }
 
 int mqtt_client_publish(struct mqtt_client *client, const char *topic, const void *payload,
 			size_t len, int qos, bool retain, uint64_t tag)
 {
-	return publish(client, topic, payload, len, qos, retain, 0, tag, NULL, 0, false);
+	return publish(client, topic, payload, len, qos, retain, 0, tag, NULL, 0, false, true);
 }
 
 int mqtt_client_publish_expiring(struct mqtt_client *client, const char *topic,
 				 const void *payload, size_t len, int qos, bool retain,
 				 uint32_t expiry_s, uint64_t tag)
 {
-	return publish(client, topic, payload, len, qos, retain, expiry_s, tag, NULL, 0, false);
+	return publish(client, topic, payload, len, qos, retain, expiry_s, tag, NULL, 0, false,
+		       true);
+}
+
+int mqtt_client_publish_unreported(struct mqtt_client *client, const char *topic,
+				   const void *payload, size_t len, bool retain, uint32_t expiry_s)
+{
+	return publish(client, topic, payload, len, 0, retain, expiry_s, 0, NULL, 0, true, false);
 }
 
 int mqtt_client_publish_reply(struct mqtt_client *client, const char *response_topic,
@@ -1316,7 +1344,7 @@ int mqtt_client_publish_reply(struct mqtt_client *client, const char *response_t
 			      const void *payload, size_t len)
 {
 	return publish(client, response_topic, payload, len, 1, false, 0, 0, correlation,
-		       correlation_len, true);
+		       correlation_len, true, true);
 }
 
 int mqtt_client_subscribe(struct mqtt_client *client, const char *filter, int qos)

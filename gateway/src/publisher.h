@@ -82,8 +82,11 @@ void publisher_free(struct publisher *pub, unsigned flush_ms);
 int publisher_qos1(struct publisher *pub, const char *topic, json_t *payload, unsigned flags);
 int publisher_qos1_raw(struct publisher *pub, const char *topic, const void *buf, size_t len,
 		       unsigned flags, const char *msg_id);
-/* QoS 0, never queued: -ENOTCONN while disconnected, -EAGAIN when Paho is full. */
+/* QoS 0, never queued: -ENOTCONN while disconnected, -EAGAIN when Paho is full.
+ * Nothing is reported back (a failure is counted and logged here). */
 int publisher_qos0(struct publisher *pub, const char *topic, json_t *payload);
+/* The same for a payload already serialised (len bytes of text). */
+int publisher_qos0_text(struct publisher *pub, const char *topic, const char *text, size_t len);
 /*
  * A retained snapshot that is published again and again while it holds
  * (a cuff's state, the sessions index): QoS 0 straight to Paho, never

@@ -368,6 +368,10 @@ static void test_bad_arguments(void **state)
 	assert_int_equal(mqtt_client_publish(c, "t", NULL, 1, 0, false, 1), -EINVAL);
 	assert_int_equal(mqtt_client_publish(c, "t", "x", 1, 1, false, 1), -ENOTCONN);
 	assert_int_equal(mqtt_client_publish_reply(c, "r", NULL, 3, "x", 1), -EINVAL);
+	assert_int_equal(mqtt_client_publish_unreported(c, "", "x", 1, false, 0), -EINVAL);
+	assert_int_equal(mqtt_client_publish_unreported(c, NULL, "x", 1, false, 0), -EINVAL);
+	assert_int_equal(mqtt_client_publish_unreported(c, "t", NULL, 1, false, 0), -EINVAL);
+	assert_int_equal(mqtt_client_publish_unreported(c, "t", "x", 1, false, 0), -ENOTCONN);
 	assert_int_equal(mqtt_client_subscribe(c, "t/#", 5), -EINVAL);
 	assert_int_equal(mqtt_client_subscribe(c, "", 0), -EINVAL);
 	/* Subscribing before connecting is remembered, not refused. */
@@ -497,12 +501,29 @@ static void test_end_to_end(void **state)
 	assert_memory_equal(m->corr, "corr-42", 7);
 	assert_int_equal(r.done, done_before); /* replies are not reported */
 
+	/* Unreported QoS 0 (telemetry): delivered, never reported. */
+	assert_int_equal(mqtt_client_publish_unreported(c, "t/unreported", "u0", 2, false, 0), 0);
+	assert_int_equal(mqtt_client_publish_unreported(c, "t/unreported-retained", "u1", 2, true,
+							 10),
+			 0);
+	wait_for_msg(loop, &r, "t/unreported");
+	wait_for_msg(loop, &r, "t/unreported-retained");
+	assert_int_equal(find_msg(&r, "t/unreported")->len, 2);
+	assert_memory_equal(find_msg(&r, "t/unreported-retained")->payload, "u1", 2);
+	/* A reported publish after them completes; still none for those two. */
+	assert_int_equal(mqtt_client_publish(c, "t/after", "a", 1, 1, false, 13), 0);
+	wait_for(loop, &r.done, done_before + 1);
+	assert_int_equal(r.done, done_before + 1);
+	assert_int_equal(done_result(&r, 13), 0);
+	done_before = r.done;
+
 	/* Broker dies: one on_disconnected, publishing refused. */
 	broker_kill();
 	wait_for(loop, &r.disconnected, 1);
 	assert_false(mqtt_client_is_connected(c));
 	assert_true(strlen(r.reason) > 0);
 	assert_int_equal(mqtt_client_publish(c, "t/lost", "x", 1, 1, false, 20), -ENOTCONN);
+	assert_int_equal(mqtt_client_publish_unreported(c, "t/lost", "x", 1, false, 0), -ENOTCONN);
 
 	/* Broker back on the same port: reconnect, subscriptions restored. */
 	broker_start();
