@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "messages.h"
+#include "telemetry_json.h"
 
 #define STATE_ALARMS_MAX 64 /* alarm ids listed in one cuff state */
 #define STATUS_DEPTH_STEP 100 /* republish status when the backlog moved this much */
@@ -18,6 +19,10 @@
 struct cuff_report {
 	struct msg_telemetry_sample tele[MSG_TELEMETRY_MAX];
 	size_t n_tele;
+	/* Made once: the telemetry topic and the cuff id as a JSON string
+	 * (NULL if that failed: then the jansson builder is used). */
+	char *tele_topic;
+	char *tele_cuff_quoted;
 	bool state_dirty;
 	uint64_t state_published_ms;
 };
@@ -36,6 +41,10 @@ struct reporter {
 	/* The open gateway-wide alarms (seqs, raise order) the cuff states list. */
 	uint64_t wide_seqs[GATEWAY_ALARMS_MAX];
 	size_t n_wide;
+	/* Telemetry text without a jansson tree (telemetry_json.h). */
+	bool tele_fast;
+	struct telemetry_json tele_json;
+	char tele_text[TELEMETRY_JSON_MAX];
 };
 
 /* --- cuff state ----------------------------------------------------------- */
@@ -272,6 +281,19 @@ static void check_gateway_alarms(struct reporter *rep)
 
 /* --- telemetry -------------------------------------------------------------- */
 
+/* The text written straight into a buffer; false if it could not be. */
+static bool publish_telemetry_text(struct reporter *rep, struct cuff_report *cr)
+{
+	size_t len;
+
+	if (!rep->tele_fast || !cr->tele_topic || !cr->tele_cuff_quoted ||
+	    telemetry_json_build(&rep->tele_json, cr->tele_cuff_quoted, cr->tele, cr->n_tele,
+				 rep->tele_text, sizeof(rep->tele_text), &len) < 0)
+		return false;
+	(void)publisher_qos0_text(rep->deps.pub, cr->tele_topic, rep->tele_text, len); /* counted */
+	return true;
+}
+
 static void publish_telemetry(struct reporter *rep, struct cuff *c)
 {
 	struct cuff_report *cr = &rep->per_cuff[cuff_index(c)];
@@ -282,7 +304,7 @@ static void publish_telemetry(struct reporter *rep, struct cuff *c)
 		return;
 	/* QoS 0 live data is never queued: without a broker it is dropped (the
 	 * session summary carries the aggregates). */
-	if (publisher_is_connected(rep->deps.pub) &&
+	if (publisher_is_connected(rep->deps.pub) && !publish_telemetry_text(rep, cr) &&
 	    payload_topic(rep->deps.ctx, topic, sizeof(topic), "cuff/%s/telemetry",
 			  cuff_id(c)) == 0) {
 		p = msg_telemetry(rep->deps.ctx, cuff_id(c), cr->tele, cr->n_tele);
@@ -291,6 +313,23 @@ static void publish_telemetry(struct reporter *rep, struct cuff *c)
 		json_decref(p);
 	}
 	cr->n_tele = 0;
+}
+
+/* The per-cuff strings of the telemetry text; a cuff without them (out of
+ * memory) is published through the jansson builder. */
+static void prepare_telemetry_text(struct reporter *rep)
+{
+	char topic[TOPIC_MAX];
+
+	rep->tele_fast = telemetry_json_init(&rep->tele_json, rep->deps.ctx) == 0;
+	for (size_t i = 0; rep->tele_fast && i < rep->deps.n_cuffs; i++) {
+		struct cuff_report *cr = &rep->per_cuff[i];
+		const char *id = cuff_id(rep->deps.cuffs[i]);
+
+		if (payload_topic(rep->deps.ctx, topic, sizeof(topic), "cuff/%s/telemetry", id) == 0)
+			cr->tele_topic = strdup(topic);
+		cr->tele_cuff_quoted = telemetry_json_quote(id);
+	}
 }
 
 void reporter_cuff_samples(struct reporter *rep, struct cuff *c, const struct bfr_sample *samples,
@@ -439,6 +478,7 @@ int reporter_new(const struct reporter_deps *deps, struct reporter **out)
 	r = loop_post_new(deps->loop, on_state_post, rep, &rep->state_post);
 	if (r < 0)
 		goto fail;
+	prepare_telemetry_text(rep);
 	*out = rep;
 	return 0;
 fail:
@@ -455,6 +495,10 @@ void reporter_free(struct reporter *rep)
 	loop_timer_free(rep->deps.loop, rep->state_timer);
 	loop_post_free(rep->deps.loop, rep->state_post);
 	free(rep->published_sessions);
+	for (size_t i = 0; rep->per_cuff && i < rep->deps.n_cuffs; i++) {
+		free(rep->per_cuff[i].tele_topic);
+		free(rep->per_cuff[i].tele_cuff_quoted);
+	}
 	free(rep->per_cuff);
 	free(rep);
 }
