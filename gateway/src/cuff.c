@@ -42,6 +42,8 @@ struct cuff {
 
 	uint64_t safety_timer;
 	uint64_t deflate_logged_ms;
+	uint64_t deflate_log_post; /* writes the "safety DEFLATE" line after the batch */
+	uint8_t deflate_log_reason;
 
 	/* Owned by the cuff at index 0 of an array cuff_find searched: an
 	 * index by id of that array (see cuff_find). */
@@ -185,6 +187,13 @@ static bool unacked_high(const struct cuff *c)
 static void feed(struct cuff *c, const struct safety_event *ev, struct deflate_note *note,
 		 enum limits_refusal *refusal);
 
+static void on_deflate_log_post(struct loop *loop, void *user_data)
+{
+	struct cuff *c = user_data;
+
+	cuff_log(c, LOG_LEVEL_WARN, "safety DEFLATE (reason %u)", (unsigned)c->deflate_log_reason);
+}
+
 static void on_safety_timer(struct loop *loop, uint64_t id, void *user_data)
 {
 	struct cuff *c = user_data;
@@ -256,11 +265,14 @@ static void execute(struct cuff *c, const struct safety_action *acts, size_t n,
 		switch (a->type) {
 		case SAFETY_ACT_DEFLATE:
 			write_deflate(c, a->deflate_reason);
-			/* Once a second at most: the engine repeats it on every sample. */
+			/* Once a second at most: the engine repeats it on every sample.
+			 * Written after the batch: a log line costs about as much as
+			 * the DEFLATE itself, and when every cuff goes over the limit
+			 * at once the next cuff's DEFLATE must not wait for it. */
 			if (now_ms(c) >= c->deflate_logged_ms + 1000) {
 				c->deflate_logged_ms = now_ms(c);
-				cuff_log(c, LOG_LEVEL_WARN, "safety DEFLATE (reason %u)",
-					 (unsigned)a->deflate_reason);
+				c->deflate_log_reason = a->deflate_reason;
+				(void)loop_post_schedule(c->deps.loop, c->deflate_log_post); /* ours */
 			}
 			break;
 		case SAFETY_ACT_RAISE: {
@@ -857,6 +869,9 @@ int cuff_new(const struct cuff_deps *deps, size_t index, const struct cuff_callb
 	r = loop_timer_new(deps->loop, on_safety_timer, c, &c->safety_timer);
 	if (r < 0)
 		goto fail;
+	r = loop_post_new(deps->loop, on_deflate_log_post, c, &c->deflate_log_post);
+	if (r < 0)
+		goto fail;
 	r = cuff_link_new(deps->loop, &lc, &link_callbacks, c, &c->link);
 	if (r < 0) {
 		snprintf(err, errlen, "cuff %s: %s", cc->id, strerror(-r));
@@ -866,6 +881,7 @@ int cuff_new(const struct cuff_deps *deps, size_t index, const struct cuff_callb
 	return 0;
 fail:
 	loop_timer_free(deps->loop, c->safety_timer);
+	loop_post_free(deps->loop, c->deflate_log_post);
 	free(c);
 	return r;
 }
@@ -875,6 +891,7 @@ void cuff_free(struct cuff *c)
 	if (!c)
 		return;
 	loop_timer_free(c->deps.loop, c->safety_timer);
+	loop_post_free(c->deps.loop, c->deflate_log_post);
 	cuff_link_free(c->link);
 	free(c->directory);
 	free(c);
