@@ -350,18 +350,21 @@ void reporter_cuff_samples(struct reporter *rep, struct cuff *c, const struct bf
 }
 
 /*
- * Telemetry is published in REPORTER_TELEMETRY_SLICES slices per period, a
- * slice of the cuffs every period/slices ms, instead of all cuffs at once:
- * 500 JSON messages in one callback would hold the loop for milliseconds,
- * and a cuff's over-limit sample arriving then would wait for its DEFLATE
- * behind them (docs/benchmarks.md, safety latency). The timer repeats on a
- * fixed schedule, so the slices' own work does not stretch the period.
+ * Telemetry is published in slices, a slice of the cuffs every
+ * REPORTER_TELEMETRY_SLICE_MS (period / 2 ms slices: 50 at 10 Hz), instead
+ * of all cuffs at once: 2 000 messages in one callback would hold the loop
+ * for milliseconds, and a cuff's over-limit sample arriving then would
+ * wait for its DEFLATE behind them (docs/benchmarks.md, safety latency).
+ * At 2 000 cuffs a slice is 40 messages, a fraction of a millisecond (ten
+ * slices of 200 held it for over one). The timer repeats on a fixed
+ * schedule, so the slices' own work does not stretch the period.
  */
 static unsigned telemetry_slices(const struct reporter *rep)
 {
 	unsigned period = 1000 / rep->deps.cfg->mqtt.telemetry_hz;
 
-	return period >= REPORTER_TELEMETRY_SLICES ? REPORTER_TELEMETRY_SLICES : 1;
+	return period >= 2 * REPORTER_TELEMETRY_SLICE_MS ? period / REPORTER_TELEMETRY_SLICE_MS
+							 : 1;
 }
 
 static void on_telemetry_timer(struct loop *loop, uint64_t id, void *user_data)
