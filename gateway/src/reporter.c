@@ -32,6 +32,7 @@ struct reporter {
 	struct cuff_report *per_cuff; /* by cuff_index */
 	uint64_t telemetry_timer;
 	unsigned telemetry_slice;
+	uint64_t telemetry_due_ms; /* when the next slice is due (monotonic) */
 	uint64_t housekeeping_timer;
 	uint64_t state_timer; /* the next rate-limited cuff state */
 	uint64_t state_post;  /* urgent cuff states, after this batch */
@@ -367,14 +368,15 @@ static unsigned telemetry_slices(const struct reporter *rep)
 							 : 1;
 }
 
-static void on_telemetry_timer(struct loop *loop, uint64_t id, void *user_data)
+static unsigned telemetry_step_ms(const struct reporter *rep)
 {
-	struct reporter *rep = user_data;
-	unsigned slices = telemetry_slices(rep);
-	unsigned slice = rep->telemetry_slice++ % slices;
+	unsigned step = 1000 / rep->deps.cfg->mqtt.telemetry_hz / telemetry_slices(rep);
 
-	uint64_t now = loop_now_ms(rep->deps.loop);
+	return step ? step : 1;
+}
 
+static void publish_slice(struct reporter *rep, unsigned slice, unsigned slices, uint64_t now)
+{
 	for (size_t i = slice; i < rep->deps.n_cuffs; i += slices) {
 		publish_telemetry(rep, rep->deps.cuffs[i]);
 		/* The state again once a second, spread over the slices like the
@@ -382,6 +384,28 @@ static void on_telemetry_timer(struct loop *loop, uint64_t id, void *user_data)
 		if (now - rep->per_cuff[i].state_published_ms >= REPORTER_STATE_REFRESH_MS)
 			publish_cuff_state(rep, rep->deps.cuffs[i]);
 	}
+}
+
+/*
+ * Every slice whose time has come, not just one per call: when the loop
+ * was busy past a slice's time (a burst of notifications is handled whole
+ * first, docs/architecture.md), the slices it missed go out now, so every
+ * cuff keeps its telemetry_hz. Missing them made each cuff's messages fewer
+ * and larger. At most one period is caught up: after a longer stall each
+ * cuff is published once and the schedule starts again from now.
+ */
+static void on_telemetry_timer(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct reporter *rep = user_data;
+	unsigned slices = telemetry_slices(rep), step = telemetry_step_ms(rep);
+	uint64_t now = loop_now_ms(rep->deps.loop);
+
+	for (unsigned k = 0; k < slices && rep->telemetry_due_ms <= now; k++) {
+		publish_slice(rep, rep->telemetry_slice++ % slices, slices, now);
+		rep->telemetry_due_ms += step;
+	}
+	if (rep->telemetry_due_ms <= now)
+		rep->telemetry_due_ms = now + step;
 }
 
 /* --- status and housekeeping ---------------------------------------------------- */
@@ -508,11 +532,10 @@ void reporter_free(struct reporter *rep)
 
 int reporter_start(struct reporter *rep)
 {
-	unsigned period = 1000 / rep->deps.cfg->mqtt.telemetry_hz;
-	unsigned step = period / telemetry_slices(rep);
 	int r;
 
-	r = loop_timer_start(rep->deps.loop, rep->telemetry_timer, 0, step ? step : 1);
+	rep->telemetry_due_ms = loop_now_ms(rep->deps.loop);
+	r = loop_timer_start(rep->deps.loop, rep->telemetry_timer, 0, telemetry_step_ms(rep));
 	if (r < 0)
 		return r;
 	return loop_timer_start(rep->deps.loop, rep->housekeeping_timer, REPORTER_HOUSEKEEPING_MS,
