@@ -63,8 +63,19 @@ struct att_client {
 	void *disconnect_data;
 	struct att_client_stats stats;
 	char name[64]; /* prefixes log lines: the owner's name for the link */
-	/* One byte more than the largest legal PDU so oversize packets show. */
-	uint8_t rxbuf[RX_BATCH][ATT_MAX_MTU + 1];
+};
+
+/*
+ * Received PDUs live on io_cb's stack, not in the bearer: everything done
+ * with them (decode, handlers, responses' callbacks) happens inside io_cb,
+ * and 2 000 bearers would otherwise hold 4 MB of buffers that are idle
+ * nearly all the time. One byte more than the largest legal PDU so that
+ * oversize packets show.
+ */
+struct rx_batch {
+	uint8_t buf[RX_BATCH][ATT_MAX_MTU + 1];
+	struct mmsghdr msgs[RX_BATCH];
+	struct iovec iov[RX_BATCH];
 };
 
 static unsigned new_id(struct att_client *att)
@@ -473,17 +484,17 @@ static int socket_error(int fd)
 	return -err;
 }
 
-/* Up to want PDUs into rxbuf[0..): how many, or -errno (-EAGAIN: none waiting). */
-static int receive(struct att_client *att, int fd, unsigned want, struct mmsghdr *msgs,
-		   struct iovec *iov)
+/* Up to want PDUs into rx->buf[0..): how many, or -errno (-EAGAIN: none waiting). */
+static int receive(int fd, unsigned want, struct rx_batch *rx)
 {
 	int n;
 
 	for (unsigned i = 0; i < want; i++) {
-		iov[i] = (struct iovec){ .iov_base = att->rxbuf[i], .iov_len = sizeof(att->rxbuf[i]) };
-		msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[i], .msg_iovlen = 1 } };
+		rx->iov[i] = (struct iovec){ .iov_base = rx->buf[i], .iov_len = sizeof(rx->buf[i]) };
+		rx->msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &rx->iov[i],
+							     .msg_iovlen = 1 } };
 	}
-	n = recvmmsg(fd, msgs, want, MSG_DONTWAIT, NULL);
+	n = recvmmsg(fd, rx->msgs, want, MSG_DONTWAIT, NULL);
 	if (n < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	return n;
@@ -492,8 +503,7 @@ static int receive(struct att_client *att, int fd, unsigned want, struct mmsghdr
 static void io_cb(struct loop *loop, int fd, uint32_t events, void *user_data)
 {
 	struct att_client *att = user_data;
-	struct mmsghdr msgs[RX_BATCH];
-	struct iovec iov[RX_BATCH];
+	struct rx_batch rx;
 	unsigned taken = 0;
 	bool drained = false;
 
@@ -501,7 +511,7 @@ static void io_cb(struct loop *loop, int fd, uint32_t events, void *user_data)
 	while (taken < MAX_PDUS_PER_WAKEUP && !att->dead && !att->free_pending) {
 		unsigned want = MAX_PDUS_PER_WAKEUP - taken < RX_BATCH ? MAX_PDUS_PER_WAKEUP - taken
 									 : RX_BATCH;
-		int got = receive(att, fd, want, msgs, iov);
+		int got = receive(fd, want, &rx);
 
 		if (got == -EINTR)
 			continue;
@@ -514,7 +524,7 @@ static void io_cb(struct loop *loop, int fd, uint32_t events, void *user_data)
 			break;
 		}
 		for (int i = 0; i < got && !att->dead && !att->free_pending; i++) {
-			size_t n = msgs[i].msg_len;
+			size_t n = rx.msgs[i].msg_len;
 
 			taken++;
 			/* SEQPACKET: 0 is either EOF or an (invalid) empty PDU. */
@@ -526,7 +536,7 @@ static void io_cb(struct loop *loop, int fd, uint32_t events, void *user_data)
 			if (n == 0)
 				att->stats.malformed++;
 			else
-				handle_pdu(att, att->rxbuf[i], n);
+				handle_pdu(att, rx.buf[i], n);
 		}
 		/*
 		 * Fewer than asked: nothing more was waiting (or an error is, which
