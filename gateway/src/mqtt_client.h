@@ -4,6 +4,9 @@
  * Paho runs its own threads; its callbacks only queue an event under a
  * mutex and write an eventfd the loop watches. Every callback below
  * therefore runs on the loop thread, in the order Paho produced the events.
+ * Paho's send and receive threads are switched to SCHED_BATCH once
+ * connected: woken by a publish (or by the network), they never preempt
+ * the event loop, whose safety checks come first.
  *
  * Delivery contract: nothing is buffered here. publish() refuses with
  * -ENOTCONN while disconnected (the caller's outbox keeps the message);

@@ -10,10 +10,12 @@
  * Every wait runs the loop until a condition holds or a deadline passes.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
@@ -326,6 +328,35 @@ static void make_options(struct mqtt_client_options *o, char *uri, size_t urilen
 	o->reconnect_max_ms = 800;
 }
 
+/* Scheduling policy of the process's threads named comm; -1 if none. */
+static int thread_policy(const char *comm)
+{
+	DIR *dir = opendir("/proc/self/task");
+	struct dirent *e;
+	int policy = -1;
+
+	assert_non_null(dir);
+	while ((e = readdir(dir))) {
+		char path[64], name[32] = "";
+		long tid = strtol(e->d_name, NULL, 10);
+		FILE *f;
+
+		if (tid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%ld/comm", tid);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(name, sizeof(name), f))
+			name[strcspn(name, "\n")] = '\0';
+		fclose(f);
+		if (strcmp(name, comm) == 0)
+			policy = sched_getscheduler((pid_t)tid);
+	}
+	closedir(dir);
+	return policy;
+}
+
 /* ---- tests --------------------------------------------------------------- */
 
 static void test_bad_arguments(void **state)
@@ -455,6 +486,9 @@ static void test_end_to_end(void **state)
 	assert_int_equal(mqtt_client_start(c), -EALREADY);
 	wait_for(loop, &r.connected, 1);
 	assert_true(mqtt_client_is_connected(c));
+	/* Paho's threads never preempt the loop when a publish wakes them. */
+	assert_int_equal(thread_policy("MQTTAsync_send"), SCHED_BATCH);
+	assert_int_equal(thread_policy("MQTTAsync_rcv"), SCHED_BATCH);
 
 	/* The subscription went out before these, on the same connection. */
 	assert_int_equal(mqtt_client_publish(c, "t/zero", "q0", 2, 0, false, 10), 0);
