@@ -45,6 +45,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,12 @@ struct mqtt_client {
 	uint64_t oversize_logged_ms; /* 0: never */
 	uint64_t oversize_logged_total; /* drops counted in the log so far */
 	uint64_t oversize_timer;
+
+	/* Unreported QoS 0 publishes handed to Paho (loop thread) and those
+	 * Paho has written or dropped since (its threads): the difference is
+	 * how many wait in its queue. */
+	uint64_t unreported_handed;
+	atomic_uint_fast64_t unreported_done;
 
 	unsigned messages_per_turn;
 	unsigned max_queued;
@@ -440,6 +447,22 @@ static void paho_publish_failed(void *context, MQTTAsync_failureData5 *response)
 	enqueue_locked(op->client, &op->ev);
 	pthread_mutex_unlock(&op->client->lock);
 	kick(op->client);
+}
+
+/* An unreported publish left Paho's queue (written, or dropped): a count only,
+ * no lock, no event, no wake-up of the loop. */
+static void paho_unreported_ok(void *context, MQTTAsync_successData5 *response)
+{
+	struct mqtt_client *c = context;
+
+	atomic_fetch_add_explicit(&c->unreported_done, 1, memory_order_relaxed);
+}
+
+static void paho_unreported_failed(void *context, MQTTAsync_failureData5 *response)
+{
+	struct mqtt_client *c = context;
+
+	atomic_fetch_add_explicit(&c->unreported_done, 1, memory_order_relaxed);
 }
 
 /* Nobody in the loop can act on a refused subscription; the operator can. */
@@ -890,6 +913,9 @@ static void handle_connected(struct mqtt_client *c, bool session_present)
 	c->failures_unlogged = 0;
 	c->state = STATE_CONNECTED;
 	c->backoff_ms = c->reconnect_min_ms;
+	/* Whatever the old connection left queued is Paho's to finish or drop;
+	 * counting starts over, so a miscount cannot outlive a connection. */
+	c->unreported_handed = atomic_load_explicit(&c->unreported_done, memory_order_relaxed);
 	batch_paho_threads();
 	for (struct subscription *sub = c->subs; sub; sub = sub->next)
 		send_subscribe(c, sub);
@@ -1353,11 +1379,17 @@ static int publish(struct mqtt_client *c, const char *topic, const void *payload
 		ropts.onSuccess5 = paho_publish_ok;
 		ropts.onFailure5 = paho_publish_failed;
 		ropts.context = op;
+	} else {
+		ropts.onSuccess5 = paho_unreported_ok;
+		ropts.onFailure5 = paho_unreported_failed;
+		ropts.context = c;
 	}
 	rc = MQTTAsync_sendMessage(c->handle, topic, &msg, &ropts);
 	MQTTProperties_free(&msg.properties);
 	if (rc != MQTTASYNC_SUCCESS)
 		goto fail;
+	if (!op)
+		c->unreported_handed++;
 	return 0;
 fail:
 	if (op) {
@@ -1426,6 +1458,13 @@ int mqtt_client_subscribe_opts(struct mqtt_client *client, const char *filter, i
 	if (client->state == STATE_CONNECTED)
 		send_subscribe(client, sub);
 	return 0;
+}
+
+size_t mqtt_client_unreported_pending(struct mqtt_client *client)
+{
+	uint64_t done = atomic_load_explicit(&client->unreported_done, memory_order_relaxed);
+
+	return client->unreported_handed > done ? (size_t)(client->unreported_handed - done) : 0;
 }
 
 bool mqtt_client_is_connected(const struct mqtt_client *client)

@@ -338,6 +338,11 @@ int publisher_qos0_text(struct publisher *pub, const char *topic, const char *te
 	return r;
 }
 
+bool publisher_qos0_busy(const struct publisher *pub)
+{
+	return pub->mqtt && mqtt_client_unreported_pending(pub->mqtt) >= PUBLISHER_QOS0_MAX_PENDING;
+}
+
 int publisher_snapshot(struct publisher *pub, const char *topic, json_t *payload,
 		       uint32_t expiry_s)
 {

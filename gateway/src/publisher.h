@@ -88,6 +88,15 @@ int publisher_qos0(struct publisher *pub, const char *topic, json_t *payload);
 /* The same for a payload already serialised (len bytes of text). */
 int publisher_qos0_text(struct publisher *pub, const char *topic, const char *text, size_t len);
 /*
+ * Paho holds PUBLISHER_QOS0_MAX_PENDING QoS 0 messages it has not written
+ * yet (the broker or the network is slower than the telemetry): new
+ * telemetry should wait, its samples kept, rather than lengthen a queue the
+ * QoS 1 outbox shares (Paho refuses everything past its buffer) and that
+ * Paho scans on every send while holding the lock publishing needs.
+ */
+#define PUBLISHER_QOS0_MAX_PENDING 4096
+bool publisher_qos0_busy(const struct publisher *pub);
+/*
  * A retained snapshot that is published again and again while it holds
  * (a cuff's state, the sessions index): QoS 0 straight to Paho, never
  * queued (after an outage the current one is sent, not the backlog), with

@@ -295,13 +295,20 @@ static bool publish_telemetry_text(struct reporter *rep, struct cuff_report *cr)
 	return true;
 }
 
-static void publish_telemetry(struct reporter *rep, struct cuff *c)
+/*
+ * force: the cuff's buffer is full (it waited a whole second of samples),
+ * so it goes out even while Paho is backed up; otherwise the samples wait
+ * for a later slice then (publisher_qos0_busy): larger messages, none lost.
+ */
+static void publish_telemetry(struct reporter *rep, struct cuff *c, bool force)
 {
 	struct cuff_report *cr = &rep->per_cuff[cuff_index(c)];
 	char topic[TOPIC_MAX];
 	json_t *p;
 
 	if (cr->n_tele == 0)
+		return;
+	if (!force && publisher_is_connected(rep->deps.pub) && publisher_qos0_busy(rep->deps.pub))
 		return;
 	/* QoS 0 live data is never queued: without a broker it is dropped (the
 	 * session summary carries the aggregates). */
@@ -340,7 +347,7 @@ void reporter_cuff_samples(struct reporter *rep, struct cuff *c, const struct bf
 
 	for (size_t i = 0; i < n; i++) {
 		if (cr->n_tele == MSG_TELEMETRY_MAX)
-			publish_telemetry(rep, c);
+			publish_telemetry(rep, c, true);
 		cr->tele[cr->n_tele++] = (struct msg_telemetry_sample){
 			.t_ms = samples[i].t_ms,
 			.pressure = (float)samples[i].pressure_mmhg,
@@ -378,7 +385,7 @@ static unsigned telemetry_step_ms(const struct reporter *rep)
 static void publish_slice(struct reporter *rep, unsigned slice, unsigned slices, uint64_t now)
 {
 	for (size_t i = slice; i < rep->deps.n_cuffs; i += slices) {
-		publish_telemetry(rep, rep->deps.cuffs[i]);
+		publish_telemetry(rep, rep->deps.cuffs[i], false);
 		/* The state again once a second, spread over the slices like the
 		 * telemetry: its data_age_ms and expiry tell a page it is live. */
 		if (now - rep->per_cuff[i].state_published_ms >= REPORTER_STATE_REFRESH_MS)
