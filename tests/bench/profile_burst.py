@@ -17,10 +17,11 @@ Prints cuffsim's latency figures of the rounds and `perf report --no-children`
 
 --mode rotating: one cuff spiked at a time instead (bench_safety_latency's
 rotating phase). --probes F1,F2: instead of sampling, record uprobes on entry
-and return of those gateway functions (created with
-`perf probe -x BUILD/bfr-gateway F` and `F%return` beforehand) and print how
-long each call took (count, p50, p99, max, total ms): which loop callbacks run
-long enough to delay a DEFLATE behind them.
+and return of those gateway functions (created beforehand with
+`tests/bench/uprobes.sh add BUILD/bfr-gateway F1 F2`, removed with
+`uprobes.sh clear`) and print how long each call took (count, p50, p99, max,
+total ms): which loop callbacks run long enough to delay a DEFLATE behind
+them.
 """
 
 import argparse
