@@ -11,6 +11,7 @@ set -euo pipefail
 
 PACKAGES=(
 	build-essential cmake ninja-build pkg-config
+	clang libclang-rt-14-dev # libFuzzer targets (tests/fuzz/; Debian 12's clang is clang 14)
 	libpaho-mqtt-dev libjansson-dev libconfig-dev libsqlite3-dev libbluetooth-dev libcmocka-dev
 	libssl-dev libsystemd-dev openssl
 	mosquitto mosquitto-clients

@@ -26,6 +26,7 @@
 #include <stddef.h>
 
 #include "limits.h"
+#include "prescription.h"
 #include "session.h"
 
 /* Larger payloads are refused before parsing. */
@@ -46,6 +47,8 @@ enum command_verb {
 	CMD_LOP_MEASURE,
 	CMD_CUFF_IDENTIFY,
 	CMD_SNAPSHOT,
+	CMD_PRESCRIPTION_SET,
+	CMD_PRESCRIPTION_CLEAR,
 	CMD_VERB_COUNT,
 };
 
@@ -77,6 +80,7 @@ enum command_error_code {
 	CMD_ERR_CUFF_FAULT,     /* "cuff_fault": the cuff reports a fault */
 	CMD_ERR_RATE_LIMITED,   /* "rate_limited": this requester sends too many commands */
 	CMD_ERR_OVERLOADED,     /* "overloaded": too many commands waiting: not read */
+	CMD_ERR_OUTBOX_FULL,    /* "outbox_full": the outbox is at its bound: no new session */
 	CMD_ERR_COUNT,
 };
 
@@ -109,6 +113,9 @@ struct command {
 	char reason[COMMAND_REASON_MAX * 4 + 1];
 	/* lop/measure, cuff/identify */
 	char cuff[SESSION_ID_BUF];
+	/* prescription/set: its plan and patient are in plan, has_patient and
+	 * patient above, as for session/start */
+	struct prescription_rules rules;
 };
 
 /* "session/start" ... as in the topic `cmd/{verb}`. -ENOENT when unknown. */

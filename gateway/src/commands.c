@@ -29,6 +29,9 @@
 
 #define REMEMBER_MS (24ull * 3600ull * 1000ull) /* replies kept on disk this long */
 #define LOG_BURST 5 /* refusal lines a second */
+/* Flood refusals (rate_limited, overloaded) answered a second, in all:
+ * answering every one would send the flood back out through the same loop. */
+#define FLOOD_REPLIES_PER_S 100
 
 struct commands {
 	struct commands_deps deps;
@@ -36,8 +39,9 @@ struct commands {
 	char reply_prefix[TOPIC_MAX]; /* "bfr/v1/<site>/<gw>/reply/" */
 	struct admission *admission;  /* budgets per requester, replies given */
 
-	struct log_rate refused_log, ignored_log;
+	struct log_rate refused_log, ignored_log, flood_replies;
 	uint64_t retained_ignored, bad_response_topic, shed, rate_limited, replayed;
+	uint64_t flood_unanswered;
 };
 
 static uint64_t now_ms(const struct commands *cmds)
@@ -74,6 +78,7 @@ int commands_new(const struct commands_deps *deps, struct commands **out)
 	cmds->deps = *deps;
 	cmds->refused_log = (struct log_rate){ .window_ms = 1000, .burst = LOG_BURST };
 	cmds->ignored_log = (struct log_rate){ .window_ms = 60000, .burst = LOG_BURST };
+	cmds->flood_replies = (struct log_rate){ .window_ms = 1000, .burst = FLOOD_REPLIES_PER_S };
 	if (admission_new(&cmds->admission) < 0 ||
 	    payload_topic(deps->ctx, cmds->reply_prefix, sizeof(cmds->reply_prefix), "reply/") < 0) {
 		commands_free(cmds);
@@ -205,6 +210,10 @@ static int session_verb(struct commands *cmds, const struct command *cmd,
 		r = run_pause(run);
 		break;
 	case CMD_SESSION_RESUME:
+		/* Live supervision: nobody watching, no resume (home.c). */
+		if (cmds->deps.home &&
+		    home_check_resume(cmds->deps.home, cmd->session_id, err, cmd->request_id) < 0)
+			return -EPERM;
 		r = run_resume(run, err, cmd->request_id);
 		if (r == -EPERM)
 			return r; /* *err names the cuff and the refusal */
@@ -369,6 +378,12 @@ static int execute(struct commands *cmds, const struct command *cmd, struct comm
 		reporter_snapshot(cmds->deps.reporter);
 		alarms_republish_open(cmds->deps.alarms);
 		return 0;
+	case CMD_PRESCRIPTION_SET:
+	case CMD_PRESCRIPTION_CLEAR:
+		if (cmds->deps.home)
+			return home_prescription_command(cmds->deps.home, cmd, err);
+		command_error_set(err, CMD_ERR_BAD_STATE, cmd->request_id, "not a home gateway");
+		return -EPERM;
 	default:
 		command_error_set(err, CMD_ERR_UNKNOWN_VERB, cmd->request_id, "unknown verb");
 		return -EINVAL;
@@ -484,14 +499,14 @@ void commands_handle(struct commands *cmds, const char *verb_name,
 		command_error_set(&err, CMD_ERR_OVERLOADED, NULL,
 				  "the gateway is overloaded: command not read, send it again");
 		cmds->shed++;
-		goto answer;
+		goto flood;
 	}
 	if (!estop && !requester_may(cmds, to.response_topic)) {
 		command_error_set(&err, CMD_ERR_RATE_LIMITED, NULL,
 				  "more than %d commands a second from this requester: not read",
 				  ADMISSION_RATE_PER_S);
 		cmds->rate_limited++;
-		goto answer;
+		goto flood;
 	}
 	cmd = calloc(1, sizeof(*cmd));
 	if (!cmd) {
@@ -544,6 +559,13 @@ remembered:
 	}
 	free(text);
 	goto out;
+flood:
+	/* A flood's refusals are answered up to a rate; the rest only counted. */
+	if (!log_rate_allow(&cmds->flood_replies, now_ms(cmds), NULL)) {
+		cmds->flood_unanswered++;
+		log_refusal(cmds, verb_name, &err);
+		goto out;
+	}
 answer:
 	if (bad_topic && log_rate_allow(&cmds->ignored_log, now_ms(cmds), NULL))
 		log_warn("command %.64s: Response Topic outside %s refused (%" PRIu64 " so far)",

@@ -27,6 +27,7 @@
 
 #include "alarms.h"
 #include "cuff.h"
+#include "home.h"
 #include "loop.h"
 #include "mqtt_client.h"
 #include "payload.h"
@@ -47,6 +48,7 @@ struct commands_deps {
 	struct alarms *alarms;
 	struct cuff *const *cuffs;
 	size_t n_cuffs;
+	struct home *home; /* prescription/set, prescription/clear */
 };
 
 int commands_new(const struct commands_deps *deps, struct commands **out);

@@ -20,6 +20,7 @@
 
 #include <bluetooth/bluetooth.h>
 #include <errno.h>
+#include <grp.h>
 #include <jansson.h>
 #include <libconfig.h>
 #include <libgen.h>
@@ -28,6 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "limits.h"
+#include "transport.h"
 
 #define PATH_TEXT_MAX 256
 #define SUN_PATH_MAX 107 /* sizeof(sockaddr_un.sun_path) - 1 */
@@ -565,11 +569,15 @@ static int load_limb(struct ctx *c, const config_setting_t *limits, const char *
 		r = get_group(c, limits, name, false, keys, &g);
 	if (r < 0 || !g)
 		return r;
+	/*
+	 * The compiled limb defaults are the loosest values: the gateway's
+	 * limits_override refuses anything looser at start, so --check must too.
+	 */
 	r = get_uint(c, g, "max_pressure_mmHg", def->max_pressure_mmHg, CONFIG_PRESSURE_MIN_MMHG,
-		     CONFIG_PRESSURE_MAX_MMHG, &out->max_pressure_mmHg);
+		     def->max_pressure_mmHg, &out->max_pressure_mmHg);
 	if (r == 0)
 		r = get_uint(c, g, "max_pct_lop", def->max_pct_lop, CONFIG_PCT_LOP_MIN,
-			     CONFIG_PCT_LOP_MAX, &out->max_pct_lop);
+			     def->max_pct_lop, &out->max_pct_lop);
 	if (r == 0)
 		r = get_uint(c, g, "session_total_s", def->session_total_s, 60,
 			     def->session_total_s, &out->session_total_s);
@@ -633,6 +641,50 @@ static int load_store(struct ctx *c, const config_setting_t *root, struct config
 	return get_uint(c, s, "outbox_max_mib", 64, 1, 4096, &cfg->outbox_max_mib);
 }
 
+/* The gid of a group name; the name must exist when the file is loaded. */
+static int lookup_group(struct ctx *c, const config_setting_t *where, const char *name,
+			unsigned *gid)
+{
+	char buf[4096];
+	struct group gr, *found = NULL;
+	int r = getgrnam_r(name, &gr, buf, sizeof(buf), &found);
+
+	if (r != 0)
+		return errorf(c, where, NULL, "cannot look up group \"%s\": %s", name,
+			      strerror(r));
+	if (!found)
+		return errorf(c, where, NULL, "no such group \"%s\"", name);
+	*gid = (unsigned)found->gr_gid;
+	return 0;
+}
+
+static int load_home(struct ctx *c, const config_setting_t *root, struct config *cfg)
+{
+	static const char *const keys[] = { "control_socket", "control_group",
+					    "supervisor_grace_s", NULL };
+	const config_setting_t *h, *where;
+	int r;
+
+	r = get_group(c, root, "home", false, keys, &h);
+	if (r < 0 || !h)
+		return r;
+	cfg->home.enabled = true;
+	r = get_string(c, h, "control_socket", false, "/run/bfr-gateway/ctl.sock", &where,
+		       &cfg->home.control_socket);
+	if (r < 0)
+		return r;
+	if (cfg->home.control_socket[0] != '/' || strlen(cfg->home.control_socket) > SUN_PATH_MAX)
+		return errorf(c, where, where == h ? "control_socket" : NULL,
+			      "must be an absolute path of at most %d characters, got \"%s\"",
+			      SUN_PATH_MAX, cfg->home.control_socket);
+	r = get_string(c, h, "control_group", false, NULL, &where, &cfg->home.control_group);
+	if (r == 0 && cfg->home.control_group)
+		r = lookup_group(c, where, cfg->home.control_group, &cfg->home.control_gid);
+	if (r < 0)
+		return r;
+	return get_uint(c, h, "supervisor_grace_s", 10, 0, 300, &cfg->home.supervisor_grace_s);
+}
+
 static int parse_address(struct ctx *c, const config_setting_t *where, struct config_cuff *cuff)
 {
 	const char *a = cuff->address;
@@ -663,15 +715,22 @@ static int parse_address(struct ctx *c, const config_setting_t *where, struct co
 
 static int parse_adapter(struct ctx *c, const config_setting_t *where, struct config_cuff *cuff)
 {
-	const char *digits = cuff->adapter + 3;
-	size_t n = strspn(digits, "0123456789");
+	const char *digits;
+	size_t n;
 
-	if (strncmp(cuff->adapter, "hci", 3) != 0 || n == 0 || n > 5 || digits[n] != '\0' ||
-	    atol(digits) > 65535)
-		return errorf(c, where, NULL, "expected an adapter name like \"hci0\", got \"%s\"",
-			      cuff->adapter);
+	/* The prefix first: only then are there 3 bytes to skip (issue 8 item 11). */
+	if (strncmp(cuff->adapter, "hci", 3) != 0)
+		goto bad;
+	digits = cuff->adapter + 3;
+	n = strspn(digits, "0123456789");
+	/* The transport's bound: cuff_link_new refuses a higher index (docs/reliability.md, finding 6). */
+	if (n == 0 || n > 5 || digits[n] != '\0' || atol(digits) > TRANSPORT_MAX_ADAPTER)
+		goto bad;
 	cuff->adapter_index = atoi(digits);
 	return 0;
+bad:
+	return errorf(c, where, NULL, "expected an adapter name like \"hci0\", got \"%s\"",
+		      cuff->adapter);
 }
 
 /*
@@ -1137,11 +1196,23 @@ out:
 
 /* ---- public ------------------------------------------------------------ */
 
+/*
+ * Messages quote the file's own strings, which may hold line breaks
+ * (libconfig allows them, raw or as \n) and other control characters: the
+ * message must stay one line, so each becomes '?'.
+ */
+static void one_line(char *msg)
+{
+	for (; msg && *msg; msg++)
+		if ((unsigned char)*msg < 0x20 || *msg == 0x7f)
+			*msg = '?';
+}
+
 int config_load(const char *path, struct config **out, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "gateway", "mqtt",	 "ble",
 					    "limits",  "store", "supervision_timeout_ms",
-					    "cuffs",   "cuff_ranges", NULL };
+					    "cuffs",   "cuff_ranges", "home", NULL };
 	struct ctx c = { .path = path, .err = err, .errlen = errlen };
 	const config_setting_t *root;
 	struct config *cfg = NULL;
@@ -1212,6 +1283,8 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 			     &cfg->supervision_timeout_ms);
 	if (r == 0)
 		r = load_cuffs(&c, root, cfg);
+	if (r == 0)
+		r = load_home(&c, root, cfg);
 	if (r < 0)
 		goto fail;
 	config_destroy(&lc);
@@ -1219,6 +1292,7 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 	*out = cfg;
 	return 0;
 fail:
+	one_line(err);
 	config_free(cfg);
 	config_destroy(&lc);
 	free(dir);
@@ -1251,6 +1325,8 @@ void config_free(struct config *config)
 	free(config->mqtt.ca_file);
 	free(config->mqtt.cert_file);
 	free(config->mqtt.key_file);
+	free(config->home.control_socket);
+	free(config->home.control_group);
 	free(config);
 }
 
@@ -1275,4 +1351,41 @@ const char *config_security_name(enum config_security security)
 	default:
 		return "medium";
 	}
+}
+
+int config_cuff_limits(const struct config *cfg, const struct config_cuff *cc, struct limits *out,
+		       char *err, size_t errlen)
+{
+	const struct config_limb_limits *ll = config_limb_limits(cfg, cc->limb);
+	struct limits l;
+	const struct {
+		enum limits_field field;
+		double value;
+	} overrides[] = {
+		{ LIMITS_F_MAX_PRESSURE, cc->max_pressure_mmHg },
+		{ LIMITS_F_MAX_PCT_LOP, cc->max_pct_lop },
+		{ LIMITS_F_SESSION_TOTAL_S, ll->session_total_s },
+		{ LIMITS_F_MAX_INFLATION_S, cfg->max_inflation_s },
+		{ LIMITS_F_MIN_REPERFUSION_S, cfg->min_reperfusion_s },
+		{ LIMITS_F_SAMPLE_TIMEOUT_MS, cfg->sample_timeout_ms },
+		{ LIMITS_F_DEFLATE_TIMEOUT_MS, cfg->deflate_timeout_ms },
+		{ LIMITS_F_LOP_MAX_AGE_S, cfg->lop_max_age_s },
+	};
+	int r = limits_defaults(cc->limb == CONFIG_LIMB_LEG ? BFR_LIMB_LEG : BFR_LIMB_ARM, &l);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < sizeof(overrides) / sizeof(overrides[0]); i++) {
+		r = limits_override(&l, overrides[i].field, overrides[i].value, NULL);
+		if (r < 0) {
+			snprintf(err, errlen,
+				 "cuff %s: %s = %g would loosen the compiled %s limit; limits can "
+				 "only be tightened",
+				 cc->id, limits_field_name(overrides[i].field), overrides[i].value,
+				 config_limb_name(cc->limb));
+			return r;
+		}
+	}
+	*out = l;
+	return 0;
 }

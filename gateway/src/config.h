@@ -27,8 +27,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Compiled absolute bounds: configuration may only stay inside them. */
-#define CONFIG_PRESSURE_MIN_MMHG 1
+/*
+ * Compiled absolute bounds: configuration may only stay inside them. 30 mmHg
+ * is the lowest pressure ceiling the safety engine takes (limits.c); a limb
+ * limit may also not exceed the compiled limb default (config.c load_limb).
+ */
+#define CONFIG_PRESSURE_MIN_MMHG 30
 #define CONFIG_PRESSURE_MAX_MMHG 300
 #define CONFIG_PCT_LOP_MIN 10
 #define CONFIG_PCT_LOP_MAX 100
@@ -117,6 +121,16 @@ struct config {
 	unsigned supervision_timeout_ms; /* cuff fail-safe; default 3000, 500..3000 */
 	unsigned outbox_max_mib;         /* default 64, 1..4096 */
 
+	/* home: a home gateway (DESIGN section 11); without the group, prescriptions,
+	 * local starts and the control socket are off. */
+	struct {
+		bool enabled;
+		char *control_socket;     /* default "/run/bfr-gateway/ctl.sock"; absolute */
+		char *control_group;      /* NULL: none (root and the gateway's own user only) */
+		unsigned control_gid;     /* control_group's, when set */
+		unsigned supervisor_grace_s; /* default 10, 0..300 */
+	} home;
+
 	size_t n_cuffs;
 	struct config_cuff *cuffs;
 };
@@ -129,6 +143,18 @@ struct config {
  */
 int config_load(const char *path, struct config **out, char *err, size_t errlen);
 void config_free(struct config *config);
+
+struct limits;
+
+/*
+ * The safety limits of cuff cc: its limb's compiled defaults (limits.h)
+ * tightened by the configuration. The one derivation: the gateway's cuffs
+ * and the config fuzz target's "what --check accepts can run" use it.
+ * 0, or -EINVAL with one line in err naming the setting that would loosen a
+ * compiled limit; *out untouched on failure.
+ */
+int config_cuff_limits(const struct config *cfg, const struct config_cuff *cc, struct limits *out,
+		       char *err, size_t errlen);
 
 /* The limits of a limb. */
 const struct config_limb_limits *config_limb_limits(const struct config *config,

@@ -45,6 +45,12 @@ struct cuff {
 	uint64_t deflate_log_post; /* writes the "safety DEFLATE" line after the batch */
 	uint8_t deflate_log_reason;
 
+	/* The button: held since button_since (the samples' clock); a long
+	 * press is reported once per press. */
+	bool button_down;
+	bool button_long_sent;
+	uint32_t button_since;
+
 	/* Owned by the cuff at index 0 of an array cuff_find searched: an
 	 * index by id of that array (see cuff_find). */
 	struct cuff_directory *directory;
@@ -60,6 +66,9 @@ struct cuff_directory {
 	size_t mask;               /* slots - 1, a power of two minus one */
 	uint32_t slots[];
 };
+
+/* Button presses seen in one notification, reported after it. */
+#define CUFF_PRESSES_MAX 4
 
 /* A safety DEFLATE seen while feeding the engine, reported after the batch. */
 struct deflate_note {
@@ -579,6 +588,7 @@ static void on_link_state(struct cuff_link *link, enum cuff_link_state state, co
 
 		cuff_log(c, LOG_LEVEL_WARN, "link lost%s%s", error ? ": " : "", error ? error : "");
 		c->lop_measuring = false;
+		c->button_down = false; /* a press must be seen whole on one link */
 		c->commanded_target = 0; /* the cuff deflates itself without keepalives */
 		feed_and_report(c, &ev);
 		if (c->cb.on_link_lost)
@@ -619,11 +629,45 @@ static void on_link_ready(struct cuff_link *link, const struct bfr_features *fea
 	changed(c, true);
 }
 
+/*
+ * Edges of the button bit over a notification's samples: a long press
+ * when it has been held CUFF_BUTTON_LONG_MS, a short one when it is let go
+ * before. The samples' own millisecond clock times it, so how the radio
+ * batched them does not matter. Returns how many presses went to out.
+ */
+static size_t button_presses(struct cuff *c, const struct bfr_sample *samples, size_t n,
+			     bool out[CUFF_PRESSES_MAX])
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		bool held = samples[i].status & BFR_ST_BUTTON;
+
+		if (held && !c->button_down) {
+			c->button_down = true;
+			c->button_long_sent = false;
+			c->button_since = samples[i].t_ms;
+		} else if (held && !c->button_long_sent &&
+			   (uint32_t)(samples[i].t_ms - c->button_since) >= CUFF_BUTTON_LONG_MS) {
+			c->button_long_sent = true;
+			if (k < CUFF_PRESSES_MAX)
+				out[k++] = true;
+		} else if (!held && c->button_down) {
+			c->button_down = false;
+			if (!c->button_long_sent && k < CUFF_PRESSES_MAX)
+				out[k++] = false;
+		}
+	}
+	return k;
+}
+
 static void on_samples(struct cuff_link *link, const struct bfr_sample *samples, size_t n,
 		       void *user_data)
 {
 	struct cuff *c = user_data;
 	struct deflate_note note = { 0 };
+	bool presses[CUFF_PRESSES_MAX];
+	size_t n_presses;
 
 	if (n == 0)
 		return;
@@ -661,11 +705,17 @@ static void on_samples(struct cuff_link *link, const struct bfr_sample *samples,
 			c->status_bits = samples[i].status;
 			changed(c, false);
 		}
-	/* 3. Then the owner: a safety abort first, then timing and telemetry. */
+	n_presses = button_presses(c, samples, n, presses);
+	/* 3. Then the owner: a safety abort first, then timing and telemetry,
+	 *    then what the patient asked for with the button. */
 	if (note.seen && c->cb.on_safety_deflate && c->session_owner)
 		c->cb.on_safety_deflate(c, note.why, note.reason, c->user_data);
 	if (c->cb.on_samples)
 		c->cb.on_samples(c, samples, n, c->user_data);
+	for (size_t i = 0; i < n_presses && c->cb.on_button; i++) {
+		cuff_log(c, LOG_LEVEL_INFO, "button: %s press", presses[i] ? "long" : "short");
+		c->cb.on_button(c, presses[i], c->user_data);
+	}
 }
 
 static void on_status(struct cuff_link *link, const struct bfr_status *status, void *user_data)
@@ -791,44 +841,6 @@ static const struct cuff_link_callbacks link_callbacks = {
 
 /* --- life -------------------------------------------------------------------- */
 
-/* The cuff's limits: compiled defaults for its limb, tightened by the config. */
-static int limits_of(const struct config *cfg, const struct config_cuff *cc, struct limits *out,
-		     char *err, size_t errlen)
-{
-	const struct config_limb_limits *ll = config_limb_limits(cfg, cc->limb);
-	struct limits l;
-	const struct {
-		enum limits_field field;
-		double value;
-	} overrides[] = {
-		{ LIMITS_F_MAX_PRESSURE, cc->max_pressure_mmHg },
-		{ LIMITS_F_MAX_PCT_LOP, cc->max_pct_lop },
-		{ LIMITS_F_SESSION_TOTAL_S, ll->session_total_s },
-		{ LIMITS_F_MAX_INFLATION_S, cfg->max_inflation_s },
-		{ LIMITS_F_MIN_REPERFUSION_S, cfg->min_reperfusion_s },
-		{ LIMITS_F_SAMPLE_TIMEOUT_MS, cfg->sample_timeout_ms },
-		{ LIMITS_F_DEFLATE_TIMEOUT_MS, cfg->deflate_timeout_ms },
-		{ LIMITS_F_LOP_MAX_AGE_S, cfg->lop_max_age_s },
-	};
-	int r = limits_defaults(cc->limb == CONFIG_LIMB_LEG ? BFR_LIMB_LEG : BFR_LIMB_ARM, &l);
-
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < sizeof(overrides) / sizeof(overrides[0]); i++) {
-		r = limits_override(&l, overrides[i].field, overrides[i].value, NULL);
-		if (r < 0) {
-			snprintf(err, errlen,
-				 "cuff %s: %s = %g would loosen the compiled %s limit; limits can "
-				 "only be tightened",
-				 cc->id, limits_field_name(overrides[i].field), overrides[i].value,
-				 config_limb_name(cc->limb));
-			return r;
-		}
-	}
-	*out = l;
-	return 0;
-}
-
 int cuff_new(const struct cuff_deps *deps, size_t index, const struct cuff_callbacks *cb,
 	     void *user_data, struct cuff **out, char *err, size_t errlen)
 {
@@ -858,7 +870,7 @@ int cuff_new(const struct cuff_deps *deps, size_t index, const struct cuff_callb
 	c->pressure = NAN;
 	c->reported_target = NAN;
 	c->pulse = NAN;
-	r = limits_of(deps->cfg, cc, &c->limits, err, errlen);
+	r = config_cuff_limits(deps->cfg, cc, &c->limits, err, errlen);
 	if (r < 0)
 		goto fail;
 	r = safety_init(&c->safety, &c->limits, now_ms(c));

@@ -56,7 +56,16 @@ struct cuff_callbacks {
 	/* Something its published state shows changed; urgent for discrete
 	 * changes (link, alarms, session, LOP), not for a new pressure. */
 	void (*on_changed)(struct cuff *c, bool urgent, void *user_data);
+	/* The cuff's button (status bit 6, BFR_ST_BUTTON, timed on the samples'
+	 * own clock): long_press once it has been held CUFF_BUTTON_LONG_MS
+	 * (reported while still held, once per press), else a short press,
+	 * reported when it is let go. After the notification's other
+	 * callbacks. Optional. */
+	void (*on_button)(struct cuff *c, bool long_press, void *user_data);
 };
+
+/* A press held this long is a long press (DESIGN section 11). */
+#define CUFF_BUTTON_LONG_MS 2000
 
 struct cuff_deps {
 	struct loop *loop;

@@ -21,6 +21,7 @@
 #include "alarms.h"
 #include "commands.h"
 #include "cuff.h"
+#include "home.h"
 #include "log.h"
 #include "mqtt_client.h"
 #include "payload.h"
@@ -52,6 +53,7 @@ struct gateway {
 	struct runner *runner;
 	struct reporter *reporter;
 	struct commands *commands;
+	struct home *home;
 	struct mqtt_client *mqtt;
 	char *will_payload;
 };
@@ -105,6 +107,14 @@ static void on_cuff_changed(struct cuff *c, bool urgent, void *user_data)
 		reporter_cuff_changed(gw->reporter, c, urgent && !gw->stopping);
 }
 
+static void on_cuff_button(struct cuff *c, bool long_press, void *user_data)
+{
+	struct gateway *gw = user_data;
+
+	if (gw->home)
+		home_cuff_button(gw->home, c, long_press);
+}
+
 static const struct cuff_callbacks cuff_callbacks = {
 	.on_samples = on_cuff_samples,
 	.on_safety_deflate = on_cuff_safety_deflate,
@@ -112,6 +122,7 @@ static const struct cuff_callbacks cuff_callbacks = {
 	.on_lop_result = on_cuff_lop_result,
 	.on_target_failed = on_cuff_target_failed,
 	.on_changed = on_cuff_changed,
+	.on_button = on_cuff_button,
 };
 
 static void on_alarm_record(const struct alarm_record *rec, void *user_data)
@@ -174,11 +185,15 @@ static void on_mqtt_connected(struct mqtt_client *client, bool session_present, 
 	 * broker without persistence forgot it when it restarted. */
 	reporter_connected(gw->reporter);
 	alarms_republish_open(gw->alarms);
+	home_connected(gw->home);
 }
 
 static void on_mqtt_disconnected(struct mqtt_client *client, const char *reason, void *user_data)
 {
+	struct gateway *gw = user_data;
+
 	log_warn("mqtt: connection lost: %s", reason ? reason : "unknown");
+	home_disconnected(gw->home);
 }
 
 /* Topic routing: cmd/ to the commands, our own retained alarm/ to recovery. */
@@ -195,6 +210,10 @@ static void on_mqtt_message(struct mqtt_client *client, const struct mqtt_messag
 		recovery_retained_alarm(gw->recovery, suffix + 7, msg->payload, msg->len);
 	else if (strncmp(suffix, "/cmd/", 5) == 0)
 		commands_handle(gw->commands, suffix + 5, msg);
+	else if (strcmp(suffix, "/supervisor") == 0 && !msg->shed)
+		home_supervisor_message(gw->home, msg->payload, msg->len);
+	else if (strcmp(suffix, "/bridge") == 0 && !msg->shed)
+		home_bridge_state(gw->home, msg->payload, msg->len);
 }
 
 static void on_mqtt_publish_result(struct mqtt_client *client, uint64_t tag,
@@ -298,6 +317,17 @@ static int setup_mqtt(struct gateway *gw, char *err, size_t errlen)
 	r = payload_topic(&gw->ctx, filter, sizeof(filter), "alarm/+");
 	if (r < 0)
 		return r;
+	r = mqtt_client_subscribe(gw->mqtt, filter, 1);
+	if (r < 0 || !gw->cfg->home.enabled)
+		return r;
+	/* A home gateway: the clinician's presence, and its broker's bridge state. */
+	r = payload_topic(&gw->ctx, filter, sizeof(filter), "supervisor");
+	if (r == 0)
+		r = mqtt_client_subscribe(gw->mqtt, filter, 1);
+	if (r == 0)
+		r = payload_topic(&gw->ctx, filter, sizeof(filter), "bridge");
+	if (r < 0)
+		return r;
 	return mqtt_client_subscribe(gw->mqtt, filter, 1);
 }
 
@@ -317,6 +347,12 @@ static int setup_modules(struct gateway *gw, char *err, size_t errlen)
 		.started_wall_ms = gw->started_wall_ms,
 	};
 	struct commands_deps cdeps = { .loop = gw->loop, .store = gw->store, .ctx = &gw->ctx };
+	struct home_deps hdeps = {
+		.loop = gw->loop,
+		.ctx = &gw->ctx,
+		.cfg = gw->cfg,
+		.store = gw->store,
+	};
 	uint64_t first_seq;
 	int r;
 
@@ -326,6 +362,11 @@ static int setup_modules(struct gateway *gw, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot set up the outbox: %s", strerror(-r));
 		return r;
 	}
+	/* Ended sessions' retained state and summary expire (the running ones
+	 * are refreshed every second, so the expiry only ever ends history). */
+	r = publisher_expire_retained(gw->pub, "/session/", gw->cfg->mqtt.ended_retain_s);
+	if (r < 0)
+		return r;
 	first_seq = recovery_first_alarm_seq(gw->store, gw->cfg->gateway_id, gw->started_wall_ms);
 	r = alarms_new(gw->loop, &gw->ctx, gw->pub, gw->store, gw->cfg->n_cuffs, first_seq,
 		       &alarms_callbacks, gw, &gw->alarms);
@@ -362,6 +403,14 @@ static int setup_modules(struct gateway *gw, char *err, size_t errlen)
 	r = reporter_new(&pdeps, &gw->reporter);
 	if (r < 0)
 		return r;
+	hdeps.pub = gw->pub;
+	hdeps.runner = gw->runner;
+	hdeps.cuffs = gw->cuffs;
+	hdeps.n_cuffs = gw->n_cuffs;
+	r = home_new(&hdeps, &gw->home);
+	if (r < 0)
+		return r;
+	cdeps.home = gw->home;
 	cdeps.pub = gw->pub;
 	cdeps.runner = gw->runner;
 	cdeps.reporter = gw->reporter;
@@ -459,6 +508,7 @@ void gateway_stop(struct gateway *gw)
 		return;
 	gw->stopping = true;
 	commands_shutdown(gw->commands);
+	home_shutdown(gw->home);
 	reporter_stop(gw->reporter);
 	runner_stop_all(gw->runner);
 	for (size_t i = 0; i < gw->n_cuffs; i++)
@@ -477,6 +527,7 @@ void gateway_free(struct gateway *gw)
 		for (int i = 0; i < 5; i++)
 			(void)loop_run_once(gw->loop, 10);
 	commands_free(gw->commands);
+	home_free(gw->home);
 	reporter_free(gw->reporter);
 	runner_free(gw->runner);
 	if (gw->alarms)

@@ -659,8 +659,9 @@ static void on_response(int err, const struct att_pdu *rsp, void *user_data)
 	}
 }
 
-int gatt_discovery_start(struct att_client *att, gatt_discovery_fn fn, void *user_data,
-			 struct gatt_discovery **out)
+/* A discovery whose first request has been sent, or -errno and *out untouched. */
+static int discovery_begin(struct att_client *att, gatt_discovery_fn fn, void *user_data,
+			   bool rediscover, struct gatt_discovery **out)
 {
 	struct gatt_discovery *d;
 	int r;
@@ -673,8 +674,16 @@ int gatt_discovery_start(struct att_client *att, gatt_discovery_fn fn, void *use
 	d->att = att;
 	d->fn = fn;
 	d->user_data = user_data;
-	d->step = STEP_MTU;
-	r = att_client_exchange_mtu(att, GATT_CLIENT_MTU, on_response, d, NULL, &d->req_id);
+	if (rediscover) {
+		/* ATT allows one MTU exchange per connection; the features were read. */
+		d->step = STEP_SERVICES;
+		d->next_start = 0x0001;
+		r = send_read_by_type(d, ATT_OP_READ_BY_GROUP_TYPE_REQ, 0x0001, 0xFFFF,
+				      ATT_UUID_PRIMARY_SERVICE);
+	} else {
+		d->step = STEP_MTU;
+		r = att_client_exchange_mtu(att, GATT_CLIENT_MTU, on_response, d, NULL, &d->req_id);
+	}
 	if (r < 0) {
 		free(d);
 		return r;
@@ -683,31 +692,16 @@ int gatt_discovery_start(struct att_client *att, gatt_discovery_fn fn, void *use
 	return 0;
 }
 
+int gatt_discovery_start(struct att_client *att, gatt_discovery_fn fn, void *user_data,
+			 struct gatt_discovery **out)
+{
+	return discovery_begin(att, fn, user_data, false, out);
+}
+
 int gatt_discovery_rediscover(struct att_client *att, gatt_discovery_fn fn, void *user_data,
 			      struct gatt_discovery **out)
 {
-	struct gatt_discovery *d;
-	int r;
-
-	if (!att || !fn || !out)
-		return -EINVAL;
-	d = calloc(1, sizeof(*d));
-	if (!d)
-		return -ENOMEM;
-	d->att = att;
-	d->fn = fn;
-	d->user_data = user_data;
-	/* ATT allows one MTU exchange per connection; the features were read. */
-	d->step = STEP_SERVICES;
-	d->next_start = 0x0001;
-	r = send_read_by_type(d, ATT_OP_READ_BY_GROUP_TYPE_REQ, 0x0001, 0xFFFF,
-			      ATT_UUID_PRIMARY_SERVICE);
-	if (r < 0) {
-		free(d);
-		return r;
-	}
-	*out = d;
-	return 0;
+	return discovery_begin(att, fn, user_data, true, out);
 }
 
 void gatt_discovery_free(struct gatt_discovery *d)

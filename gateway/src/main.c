@@ -6,6 +6,8 @@
  *   bfr-gateway -c FILE --export-sessions OUT.jsonl [--since TIME]
  *                                       write ended sessions as JSON lines
  *                                       (those started at or after TIME, RFC 3339)
+ *   bfr-gateway ctl [-s SOCKET] start|stop|status
+ *                                       a home gateway's local console (ctl.c)
  *
  * Exit status: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.
  *
@@ -27,6 +29,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl.h"
 #include "export.h"
 #include "gateway.h"
 #include "log.h"
@@ -43,6 +46,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: bfr-gateway -c FILE [--check | --export-sessions OUT [--since TIME]] "
 		   "[-v]\n"
+		   "       bfr-gateway ctl [-s SOCKET] [--json] start|stop|status\n"
 		   "  -c, --config FILE          configuration file (libconfig syntax)\n"
 		   "      --check                validate the configuration and exit\n"
 		   "      --export-sessions OUT  write ended sessions as JSON lines "
@@ -145,6 +149,10 @@ int main(int argc, char **argv)
 	char err[512] = "";
 	int opt, r;
 
+	/* The console of a home gateway: a client, no configuration needed (the
+	 * patient's user may not read it). */
+	if (argc >= 2 && strcmp(argv[1], "ctl") == 0)
+		return ctl_client_main(argc - 1, argv + 1);
 	while ((opt = getopt_long(argc, argv, "c:vVh", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':

@@ -63,20 +63,38 @@ json_t *msg_status(struct payload_ctx *ctx, const struct msg_status *st)
 	return p;
 }
 
-json_t *msg_sessions(struct payload_ctx *ctx, const char *const *ids, size_t n)
+/* A JSON array of the n strings; NULL when out of memory. */
+static json_t *string_array(const char *const *strings, size_t n)
 {
-	json_t *p = payload_new(ctx, NULL);
 	json_t *arr = json_array();
 
-	if (!p || !arr) {
+	for (size_t i = 0; arr && i < n; i++)
+		if (json_array_append_new(arr, json_string(strings[i])) < 0) {
+			json_decref(arr);
+			return NULL;
+		}
+	return arr;
+}
+
+/* The envelope and an array under key, or NULL (nothing leaked). */
+static json_t *payload_with_array(struct payload_ctx *ctx, const char *key,
+				  const char *const *strings, size_t n)
+{
+	json_t *p = payload_new(ctx, NULL);
+	json_t *arr = string_array(strings, n);
+
+	if (!p || !arr || json_object_set_new(p, key, arr) < 0) {
 		json_decref(p);
-		json_decref(arr);
+		if (!p)
+			json_decref(arr);
 		return NULL;
 	}
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(arr, json_string(ids[i]));
-	json_object_set_new(p, "active", arr);
 	return p;
+}
+
+json_t *msg_sessions(struct payload_ctx *ctx, const char *const *ids, size_t n)
+{
+	return payload_with_array(ctx, "active", ids, n);
 }
 
 static const char *nonempty(const char *s)
@@ -86,16 +104,10 @@ static const char *nonempty(const char *s)
 
 json_t *msg_cuff_state(struct payload_ctx *ctx, const struct msg_cuff_state *st)
 {
-	json_t *p = payload_new(ctx, NULL);
-	json_t *alarms = json_array();
+	json_t *p = payload_with_array(ctx, "alarms_active", st->alarm_ids, st->n_alarms);
 
-	if (!p || !alarms) {
-		json_decref(p);
-		json_decref(alarms);
+	if (!p)
 		return NULL;
-	}
-	for (size_t i = 0; i < st->n_alarms; i++)
-		json_array_append_new(alarms, json_string(st->alarm_ids[i]));
 	json_object_set_new(p, "cuff", json_string(st->cuff));
 	json_object_set_new(p, "link", json_string(st->link));
 	json_object_set_new(p, "link_error", string_or_null(st->link_error));
@@ -105,7 +117,6 @@ json_t *msg_cuff_state(struct payload_ctx *ctx, const struct msg_cuff_state *st)
 			    st->battery_pct >= 0 ? json_integer(st->battery_pct) : json_null());
 	json_object_set_new(p, "lop_mmHg", round1_or_null(st->lop_mmhg));
 	json_object_set_new(p, "session_id", string_or_null(st->session_id));
-	json_object_set_new(p, "alarms_active", alarms);
 	json_object_set_new(p, "cuff_state", string_or_null(st->cuff_state));
 	json_object_set_new(p, "limb", json_string(st->limb));
 	json_object_set_new(p, "status_bits",
@@ -260,18 +271,15 @@ json_t *msg_session_event(struct payload_ctx *ctx, const char *session_id,
 json_t *msg_session_state(struct payload_ctx *ctx, const struct msg_session_state *ss)
 {
 	const struct session_state *st = ss->st;
-	json_t *p = payload_new(ctx, NULL);
-	json_t *arr = json_array(), *targets = json_object();
+	json_t *p = payload_with_array(ctx, "cuffs", ss->cuffs, ss->n_cuffs);
+	json_t *targets = json_object();
 	char ts[32];
 
-	if (!p || !arr || !targets) {
+	if (!p || !targets) {
 		json_decref(p);
-		json_decref(arr);
 		json_decref(targets);
 		return NULL;
 	}
-	for (size_t i = 0; i < ss->n_cuffs; i++)
-		json_array_append_new(arr, json_string(ss->cuffs[i]));
 	for (unsigned i = 0; i < st->n_targets; i++)
 		payload_set_number_or_null(targets, st->target_cuffs[i],
 					   payload_round1(st->targets[i]));
@@ -302,7 +310,6 @@ json_t *msg_session_state(struct payload_ctx *ctx, const struct msg_session_stat
 		json_object_set_new(p, "resume_at", json_null());
 	}
 	json_object_set_new(p, "inflation_s_total", json_real(payload_round1(st->inflation_s)));
-	json_object_set_new(p, "cuffs", arr);
 	return p;
 }
 

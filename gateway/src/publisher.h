@@ -67,6 +67,15 @@ struct publisher_callbacks {
 int publisher_new(struct loop *loop, struct store *store, size_t outbox_max_bytes,
 		  struct payload_ctx *ctx, const struct publisher_callbacks *cb, void *user_data,
 		  struct publisher **out);
+/*
+ * Retained QoS 1 messages whose topic contains topic_infix (e.g. "/session/":
+ * sessions' state and summary) carry an MQTT 5 Message Expiry: expiry_s
+ * after they were composed (what is left of it when the outbox sends them
+ * late), so the broker forgets them and retained topics do not pile up.
+ * expiry_s 0: none. Alarms and the rest never expire.
+ */
+int publisher_expire_retained(struct publisher *pub, const char *topic_infix,
+			      uint32_t expiry_s);
 /* The MQTT client to publish through; NULL before it is freed. */
 void publisher_set_client(struct publisher *pub, struct mqtt_client *mqtt);
 /* Waits up to flush_ms for the store to commit what is queued, then frees. */
@@ -128,5 +137,8 @@ bool publisher_is_connected(const struct publisher *pub);
 bool publisher_has_store(const struct publisher *pub);
 size_t publisher_outbox_depth(const struct publisher *pub);
 bool publisher_outbox_over_alarm_level(const struct publisher *pub);
+/* The outbox holds outbox_max_mib or more (outbox_is_full): new sessions are
+ * refused until it drains; running ones go on. False without a store. */
+bool publisher_outbox_full(const struct publisher *pub);
 
 #endif

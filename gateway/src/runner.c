@@ -863,6 +863,13 @@ int runner_start(struct runner *r, const struct command *cmd, struct command_err
 	struct run *run = NULL;
 	int rc;
 
+	/* At its bound the outbox still takes every event: only no new session. */
+	if (publisher_outbox_full(r->deps.pub)) {
+		command_error_set(err, CMD_ERR_OUTBOX_FULL, cmd->request_id,
+				  "the outbox is full of messages the broker has not taken: no new "
+				  "session until it drains; running sessions go on");
+		return -ENOSPC;
+	}
 	for (unsigned e = 0; e < plan->n_exercises; e++)
 		for (unsigned k = 0; k < plan->exercises[e].n_cuffs; k++) {
 			rc = check_cuff(r, &plan->exercises[e], plan->exercises[e].cuffs[k], err,
@@ -1026,4 +1033,51 @@ void runner_free(struct runner *r)
 	free(r->runs);
 	loop_post_free(r->deps.loop, r->post);
 	free(r);
+}
+
+int runner_check_plan(struct runner *r, const struct session_plan *plan,
+		      struct command_error *err, const char *request_id)
+{
+	for (unsigned e = 0; e < plan->n_exercises; e++)
+		for (unsigned k = 0; k < plan->exercises[e].n_cuffs; k++) {
+			const struct session_exercise *ex = &plan->exercises[e];
+			struct cuff *c = find_cuff(r, ex->cuffs[k]);
+			enum limits_refusal why = LIMITS_OK;
+			const struct limits *lim;
+			double lop, target;
+			int64_t age;
+			int rc;
+
+			if (!c) {
+				command_error_set(err, CMD_ERR_UNKNOWN_CUFF, request_id,
+						  "plan.exercises[%u].cuffs[%u]: no such cuff %s", e, k,
+						  ex->cuffs[k]);
+				return -ENOENT;
+			}
+			lim = cuff_limits(c);
+			if (ex->pct_lop > lim->max_pct_lop) {
+				command_error_set(err, CMD_ERR_LIMIT_EXCEEDED, request_id,
+						  "plan.exercises[%u].pct_lop: %u is above cuff %s's "
+						  "limit of %.0f %%",
+						  e, ex->pct_lop, ex->cuffs[k], lim->max_pct_lop);
+				return -EPERM;
+			}
+			lop = cuff_lop(c, &age);
+			if (limits_check_lop(lim, lop, age, &why) == 0 &&
+			    limits_check_prescription(lim, lop, age, ex->pct_lop, &target, &why) < 0) {
+				command_error_set(err, command_refusal_code(why), request_id,
+						  "cuff %s: %u %% of LOP %.0f mmHg: %s", ex->cuffs[k],
+						  ex->pct_lop, lop, limits_refusal_name(why));
+				return -EPERM;
+			}
+			rc = check_plan_times(r, plan, c, err, request_id);
+			if (rc < 0)
+				return rc;
+		}
+	return 0;
+}
+
+int run_state(struct run *run, struct session_state *out)
+{
+	return session_get_state(run->s, now_ms(run), out);
 }

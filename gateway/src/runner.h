@@ -112,4 +112,17 @@ void runner_cuff_target_failed(struct runner *r, struct cuff *c, const char *why
 /* An alarm record changed: an active alarm of a cuff's session is noted in it. */
 void runner_alarm_record(struct runner *r, const struct alarm_record *rec);
 
+/*
+ * The checks of a plan that do not depend on the moment (a prescription,
+ * issue 11): every cuff is configured (unknown_cuff), pct_lop within its
+ * limb's max_pct_lop and, with a valid LOP, the target within its ceiling
+ * (limit_exceeded), and the plan's times within max_inflation_s,
+ * session_total_s and min_reperfusion_s (SR-26). Whether the cuffs may
+ * inflate now is runner_start's business. 0, or -errno with *err.
+ */
+int runner_check_plan(struct runner *r, const struct session_plan *plan,
+		      struct command_error *err, const char *request_id);
+/* The session's state now (session_get_state). -errno. */
+int run_state(struct run *run, struct session_state *out);
+
 #endif

@@ -134,13 +134,14 @@ static void format_ts(uint64_t ms, char *buf, size_t len)
 {
 	time_t secs = (time_t)(ms / 1000u);
 	struct tm tm;
-	size_t n;
+	char date[24];
 
 	gmtime_r(&secs, &tm);
-	/* strftime, as payload.c: gcc -O3 cannot bound "%04d" of an int and
-	 * -Wformat-truncation fails the Release build with -Werror. */
-	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, len - n, ".%03uZ", (unsigned)(ms % 1000u));
+	/* strftime: the compiler cannot bound %d of a struct tm field
+	 * (gcc -O3 -Wformat-truncation fails the Release build with -Werror). */
+	if (strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		date[0] = '\0';
+	snprintf(buf, len, "%s.%03uZ", date, (unsigned)(ms % 1000u));
 }
 
 /* ---- Paho's threads ------------------------------------------------------ */

@@ -34,6 +34,9 @@ $PY tests/bench/bench_outbox.py --cuffs 100 --outage 60 180 --broker-conf "max_q
 $PY tests/bench/bench_scale.py 2000
 
 echo
+echo "== bench_outbox_memory =="
+tests/bench/bench_outbox_memory.sh 24
+echo
 echo "== bench_store =="
 cc -O2 -std=c11 -D_GNU_SOURCE -Igateway/store tests/bench/bench_store.c \
    gateway/store/store.c gateway/store/store_schema.c gateway/store/outbox.c \

@@ -172,10 +172,12 @@ def main():
                 text = b.wait_fn(reply_js(False), 15, "the refusal in the reply bar")
                 code = b.attr('[data-field="reply"]', "data-code")
                 check_that(code == "limit_exceeded", "reply code %r (%s)" % (code, text))
-                replies = [m.payload for m in col.select("reply") if m.payload and
-                           not m.payload.get("ok") and
-                           (m.payload.get("error") or {}).get("code") == "limit_exceeded"]
-                check_that(replies, "the collector saw no limit_exceeded reply")
+                # The page may get its reply before this collector does.
+                replies = col.wait_for(
+                    lambda c: [m.payload for m in c.select("reply") if m.payload and
+                               not m.payload.get("ok") and
+                               (m.payload.get("error") or {}).get("code") == "limit_exceeded"],
+                    5, "the limit_exceeded reply on the collector")
                 msg = replies[-1]["error"]["message"]
                 check_that(msg in text, "the page does not show the gateway's words %r: %r" %
                            (msg, text))
@@ -222,10 +224,12 @@ def main():
                 b.wait_fn(reply_js(True), 10, "the acknowledgement's reply")
                 b.gone('[data-alarm-id="%s"]' % aid, 10)
                 check_that(b.count('[data-field="banner"]') == 0, "the banner is still there")
-                recs = [m.payload for m in col.select("alarm", topic=PREFIX + "/alarm/" + aid)
-                        if m.payload]
-                check_that(any(r.get("acked_by") == "physio-anna" for r in recs),
-                           "no record acknowledged by physio-anna")
+                # The page and this collector are separate subscribers: the
+                # record may reach the page first.
+                col.wait_for(lambda c: any(m.payload and m.payload.get("acked_by") == "physio-anna"
+                                           for m in c.select("alarm",
+                                                             topic=PREFIX + "/alarm/" + aid)),
+                             5, "a record acknowledged by physio-anna")
             suite.check("acknowledging from the page clears the latched alarm", ack)
 
             def estop():

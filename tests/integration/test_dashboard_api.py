@@ -49,7 +49,8 @@ def main():
         col = h.collector()
         cuffs = sim_cuffs(sim)
         cuffs[0]["label"] = "Bay 1, left thigh (J\u00fcrgen)"
-        config = h.write_gateway_config(cuffs)
+        # Ended sessions' retained topics expire after 10 s here (a day by default).
+        config = h.write_gateway_config(cuffs, mqtt_extra="ended_retain_s = 10;")
         gw = h.start_gateway(config)
         col.wait_for(lambda c: all(v == "connected" for v in c.cuff_links().values()) and
                      len(c.cuff_links()) == 2, CONNECT_S, "both cuffs connected")
@@ -150,6 +151,7 @@ def main():
                        "stopped event: %r" % ev)
             sm = col.wait_for(lambda c: c.select("session-summary", since=t0), 15,
                               "the summary")[0].payload
+            st["ended"] = time.monotonic()
             check_that(sm["by"] == "J. Meyer" and sm["note"] == "patient tired" and
                        sm["patient"] == "p-0042", "summary: %r" % sm)
             col.wait_for(lambda c: (latest(c, PREFIX + "/sessions", t0) or {}).get("active") == [],
@@ -213,6 +215,22 @@ def main():
 
         suite.check("a gateway that dies leaves no cuff looking connected (10 s expiry)",
                     crash_expires)
+
+        def ended_expire():
+            left = {}
+
+            def gone():
+                left.clear()
+                left.update(h.retained("%s/session/%s/+" % (PREFIX, sid)))
+                return not left
+            wait_until(gone, 30, "the ended session's retained state and summary to expire")
+            took = time.monotonic() - st["ended"]
+            check_that(took <= 15.0, "the ended session's topics stayed %.1f s" % took)
+            print("  the ended session's state and summary left the broker %.1f s after the "
+                  "end (ended_retain_s 10)" % took)
+
+        suite.check("an ended session's retained state and summary expire (ended_retain_s)",
+                    ended_expire)
     return suite.finish()
 
 

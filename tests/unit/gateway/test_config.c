@@ -178,6 +178,23 @@ static void test_minimal_defaults(void **state)
 	assert_int_equal(cfg->outbox_max_mib, 64);
 	assert_int_equal(cfg->n_cuffs, 0);
 	assert_null(cfg->cuffs);
+	assert_false(cfg->home.enabled);
+	assert_null(cfg->home.control_socket);
+	config_free(cfg);
+}
+
+/* An empty home group makes a home gateway with every default. */
+static void test_home_defaults(void **state)
+{
+	struct config *cfg = NULL;
+	char err[256] = "x";
+
+	write_conf(GW "home = { };\n");
+	assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), 0);
+	assert_true(cfg->home.enabled);
+	assert_string_equal(cfg->home.control_socket, "/run/bfr-gateway/ctl.sock");
+	assert_null(cfg->home.control_group);
+	assert_int_equal(cfg->home.supervisor_grace_s, 10);
 	config_free(cfg);
 }
 
@@ -194,6 +211,8 @@ static const char full_conf[] =
 	"  deflate_timeout_ms = 4000; lop_max_age_s = 1800; };\n"
 	"store = { outbox_max_mib = 16; };\n"
 	"supervision_timeout_ms = 2000;\n"
+	"home = { control_socket = \"/run/bfr/ctl.sock\"; control_group = \"root\";\n"
+	"         supervisor_grace_s = 0; };\n"
 	"cuffs = ( { id = \"bay1-left-thigh\"; address = \"sim:/run/cuffsim/cuff-01.sock\";\n"
 	"            limb = \"leg\"; limits = { max_pressure_mmHg = 220; };\n"
 	"            label = \"Bay 1, linker Oberschenkel (J\xc3\xbcrgen)\"; },\n"
@@ -232,6 +251,11 @@ static void test_full(void **state)
 	assert_int_equal(cfg->lop_max_age_s, 1800);
 	assert_int_equal(cfg->outbox_max_mib, 16);
 	assert_int_equal(cfg->supervision_timeout_ms, 2000);
+	assert_true(cfg->home.enabled);
+	assert_string_equal(cfg->home.control_socket, "/run/bfr/ctl.sock");
+	assert_string_equal(cfg->home.control_group, "root");
+	assert_int_equal(cfg->home.control_gid, 0);
+	assert_int_equal(cfg->home.supervisor_grace_s, 0);
 	assert_int_equal(cfg->n_cuffs, 2);
 
 	assert_string_equal(cfg->cuffs[0].id, "bay1-left-thigh");
@@ -334,12 +358,32 @@ static const struct bad_case bad_cases[] = {
 	{ GW "mqtt = { tls = 1; };\n", 2, "mqtt.tls", "expected a group, got an integer" },
 	{ GW "ble = { security = \"ultra\"; };\n", 2, "ble.security",
 	  "expected \"low\", \"medium\" or \"high\", got \"ultra\"" },
+	/* The file's strings are quoted; the message stays one line (fuzz finding). */
+	{ GW "ble = { security = \"lo\\nw\t\"; };\n", 2, "ble.security",
+	  "expected \"low\", \"medium\" or \"high\", got \"lo?w?\"" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"l },\n eg\"; } );\n", 2,
+	  "cuffs.[0].limb", "got \"l },? eg\"" },
 	{ GW "ble = 5;\n", 2, "ble", "expected a group, got an integer" },
 	{ GW "ble = { secure = \"high\"; };\n", 2, "ble.secure", "unknown setting" },
 	{ GW "limits = { leg = {\n max_pressure_mmHg = 301; }; };\n", 3,
-	  "limits.leg.max_pressure_mmHg", "must be 1..300, got 301" },
+	  "limits.leg.max_pressure_mmHg", "must be 30..250, got 301" },
 	{ GW "limits = { arm = { max_pct_lop = 5; }; };\n", 2, "limits.arm.max_pct_lop",
-	  "must be 10..100, got 5" },
+	  "must be 10..60, got 5" },
+	/* Looser than the compiled limb limit: the gateway would refuse to start (fuzz finding). */
+	{ GW "limits = { leg = { max_pressure_mmHg = 251; }; };\n", 2,
+	  "limits.leg.max_pressure_mmHg", "must be 30..250, got 251" },
+	{ GW "limits = { leg = { max_pct_lop = 81; }; };\n", 2, "limits.leg.max_pct_lop",
+	  "must be 10..80, got 81" },
+	{ GW "limits = { arm = {\n max_pressure_mmHg = 201; }; };\n", 3,
+	  "limits.arm.max_pressure_mmHg", "must be 30..200, got 201" },
+	{ GW "limits = { arm = { max_pct_lop = 61; }; };\n", 2, "limits.arm.max_pct_lop",
+	  "must be 10..60, got 61" },
+	/* A ceiling below the safety engine's lowest (30 mmHg): the gateway would refuse it. */
+	{ GW "limits = { leg = { max_pressure_mmHg = 29; }; };\n", 2,
+	  "limits.leg.max_pressure_mmHg", "must be 30..250, got 29" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
+	     "  limits = { max_pressure_mmHg = 20; }; } );\n",
+	  3, "cuffs.[0].limits.max_pressure_mmHg", "must be 30..300, got 20" },
 	{ GW "limits = { leg = { session_total_s = 2000; }; };\n", 2, "limits.leg.session_total_s",
 	  "must be 60..1200, got 2000" },
 	{ GW "limits = { max_inflation_s = 900; };\n", 2, "limits.max_inflation_s",
@@ -357,6 +401,25 @@ static const struct bad_case bad_cases[] = {
 	  "must be 1..4096, got 0" },
 	{ GW "supervision_timeout_ms = 10000;\n", 2, "supervision_timeout_ms",
 	  "must be 500..3000, got 10000" },
+	{ GW "home = 1;\n", 2, "home", "expected a group, got an integer" },
+	{ GW "home = {\n button = true; };\n", 3, "home.button", "unknown setting" },
+	{ GW "home = {\n control_socket = \"run/ctl.sock\"; };\n", 3, "home.control_socket",
+	  "must be an absolute path of at most 107 characters, got \"run/ctl.sock\"" },
+	{ GW "home = { control_socket = \"/run/0123456789012345678901234567890123456789012345678901"
+	     "234567890123456789012345678901234567890123456789.sock\"; };\n",
+	  2, "home.control_socket", "must be an absolute path of at most 107 characters" },
+	{ GW "home = { control_socket = 5; };\n", 2, "home.control_socket",
+	  "expected a string, got an integer" },
+	{ GW "home = {\n\n control_group = \"no-such-group-bfr\"; };\n", 4, "home.control_group",
+	  "no such group \"no-such-group-bfr\"" },
+	{ GW "home = { control_group = 100; };\n", 2, "home.control_group",
+	  "expected a string, got an integer" },
+	{ GW "home = { supervisor_grace_s = 301; };\n", 2, "home.supervisor_grace_s",
+	  "must be 0..300, got 301" },
+	{ GW "home = { supervisor_grace_s = -1; };\n", 2, "home.supervisor_grace_s",
+	  "must be 0..300, got -1" },
+	{ GW "home = { supervisor_grace_s = 2.5; };\n", 2, "home.supervisor_grace_s",
+	  "expected an integer, got a float" },
 	{ GW "cuffs = 5;\n", 2, "cuffs", "expected a list, got an integer" },
 	{ GW "cuffs = ( 5 );\n", 2, "cuffs.[0]", "expected a group, got an integer" },
 	{ GW "cuffs = ( {\n address = \"sim:/a\"; limb = \"leg\"; } );\n", 2, "cuffs.[0].id",
@@ -388,6 +451,10 @@ static const struct bad_case bad_cases[] = {
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; adapter = \"hci\"; limb = \"leg\"; } "
 	     ");\n",
 	  2, "cuffs.[0].adapter", "like \"hci0\"" },
+	/* Above the transport's hci1023: the gateway would refuse the cuff at start (fuzz finding). */
+	{ GW "cuffs = ( { id = \"c0\"; address = \"C4:7F:51:00:12:9A\";\n adapter = \"hci1024\"; "
+	     "limb = \"leg\"; } );\n",
+	  3, "cuffs.[0].adapter", "got \"hci1024\"" },
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
 	     "  limits = {\n max_pressure_mmHg = 260; }; } );\n",
 	  4, "cuffs.[0].limits.max_pressure_mmHg",
@@ -401,7 +468,7 @@ static const struct bad_case bad_cases[] = {
 	  4, "cuffs.[0].limits.max_pressure_mmHg", "220 is above the leg limit 200" },
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
 	     "  limits = { max_pressure_mmHg = 400; }; } );\n",
-	  3, "cuffs.[0].limits.max_pressure_mmHg", "must be 1..300, got 400" },
+	  3, "cuffs.[0].limits.max_pressure_mmHg", "must be 30..300, got 400" },
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
 	     "  limits = { target = 1; }; } );\n",
 	  3, "cuffs.[0].limits.target", "unknown setting" },
@@ -458,6 +525,34 @@ static void test_bad_configs(void **state)
 		assert_null(strchr(err, '\n'));
 	}
 	assert_true(sizeof(bad_cases) / sizeof(bad_cases[0]) >= 25);
+}
+
+/*
+ * Issue 8 item 11 (found by fuzzing): an adapter name shorter than "hci"
+ * made parse_adapter read past the end of the string (ASan
+ * heap-buffer-overflow). Each must be refused, naming the setting.
+ */
+static void test_adapter_shorter_than_prefix_is_refused(void **state)
+{
+	static const char *const names[] = { "h", "hc", "x", "hci", "hc1" };
+	char text[512], want[256];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct config *cfg = POISON;
+		char err[512] = "";
+
+		snprintf(text, sizeof(text),
+			 GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\";\n"
+			    " adapter = \"%s\"; limb = \"leg\"; } );\n",
+			 names[i]);
+		write_conf(text);
+		assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), -EINVAL);
+		assert_ptr_equal(cfg, POISON);
+		snprintf(want, sizeof(want),
+			 "%s:3: cuffs.[0].adapter: expected an adapter name like \"hci0\", got \"%s\"",
+			 conf_path, names[i]);
+		assert_string_equal(err, want);
+	}
 }
 
 static void test_unreadable_and_garbage(void **state)
@@ -953,9 +1048,11 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_minimal_defaults),
+		cmocka_unit_test(test_home_defaults),
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_example_file_loads),
 		cmocka_unit_test(test_bad_configs),
+		cmocka_unit_test(test_adapter_shorter_than_prefix_is_refused),
 		cmocka_unit_test(test_unreadable_and_garbage),
 		cmocka_unit_test(test_allocation_failure),
 		cmocka_unit_test(test_tls_key_material_refused),
