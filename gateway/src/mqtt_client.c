@@ -419,34 +419,41 @@ static void copy_reason_string(struct publish_op *op, MQTTProperties *props)
 			 rs->value.data.data);
 }
 
+/*
+ * Both completions read op->client before queueing op: once the lock is
+ * released the loop may take the event and free op (ASan caught the kick
+ * reading it in test_home_live).
+ */
 static void paho_publish_ok(void *context, MQTTAsync_successData5 *response)
 {
 	struct publish_op *op = context;
+	struct mqtt_client *c = op->client;
 
-	pthread_mutex_lock(&op->client->lock);
+	pthread_mutex_lock(&c->lock);
 	op->result = 0;
 	op->reason_code = response ? (int)response->reasonCode : 0;
 	if (response)
 		copy_reason_string(op, &response->properties);
-	enqueue_locked(op->client, &op->ev);
-	pthread_mutex_unlock(&op->client->lock);
-	kick(op->client);
+	enqueue_locked(c, &op->ev);
+	pthread_mutex_unlock(&c->lock);
+	kick(c);
 }
 
 static void paho_publish_failed(void *context, MQTTAsync_failureData5 *response)
 {
 	struct publish_op *op = context;
+	struct mqtt_client *c = op->client;
 	bool refused = response && response->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR;
 
-	pthread_mutex_lock(&op->client->lock);
+	pthread_mutex_lock(&c->lock);
 	/* Refused by the broker (PUBACK >= 0x80), or never acknowledged. */
 	op->result = refused ? -EACCES : -EIO;
 	op->reason_code = refused ? (int)response->reasonCode : -1;
 	if (refused)
 		copy_reason_string(op, &response->properties);
-	enqueue_locked(op->client, &op->ev);
-	pthread_mutex_unlock(&op->client->lock);
-	kick(op->client);
+	enqueue_locked(c, &op->ev);
+	pthread_mutex_unlock(&c->lock);
+	kick(c);
 }
 
 /* An unreported publish left Paho's queue (written, or dropped): a count only,
