@@ -4,9 +4,19 @@
  * One epoll fd; timers in a min-heap behind one timerfd; signals through a
  * signalfd; "post" hooks that run once after the current batch of events
  * (Redis's beforesleep, sd-event's post sources). (A module fed by another thread, e.g. the MQTT client, owns an
- * eventfd and registers it with loop_add_io.) `now` is read once per
- * iteration from an injectable monotonic clock and cached, so every callback
- * of one iteration sees the same time (and tests can drive time).
+ * eventfd and registers it with loop_add_io.) `now` is read from an
+ * injectable monotonic clock after each epoll_wait and cached, so every
+ * callback of one poll sees the same time, and the timers and hooks of an
+ * iteration the time of its last poll (tests can drive time).
+ *
+ * One iteration: epoll_wait with room for every registered fd, the io
+ * callbacks of everything that was ready; then, io first, epoll is polled
+ * again (timeout 0) and whatever arrived meanwhile is handled too, until a
+ * poll finds nothing (at most 5 ms, or 64 polls); then the due timers, then
+ * the post hooks. A batch of ready fds, and a burst still arriving while
+ * the first part of it is handled, is therefore never cut by timers or
+ * hooks: all cuffs' samples of one instant are checked, and their DEFLATEs
+ * sent, before anything they caused is published.
  *
  * Invariants: callbacks run only on the thread that calls loop_run(); a
  * callback may add or remove any io/timer, including its own; removing an

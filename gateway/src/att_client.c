@@ -15,6 +15,14 @@
 
 /* Bounded so one chatty bearer cannot starve the other fds of the loop. */
 #define MAX_PDUS_PER_WAKEUP 32
+/*
+ * PDUs taken by one recvmmsg(). A cuff usually has one notification waiting
+ * when the loop wakes: asking for up to RX_BATCH gets it and learns that the
+ * socket is drained in the same system call (fewer than asked came back),
+ * where recv() needed a second call to see EAGAIN. Under backlog it takes
+ * up to RX_BATCH per call.
+ */
+#define RX_BATCH 4
 
 struct att_request {
 	struct att_request *next;
@@ -55,8 +63,19 @@ struct att_client {
 	void *disconnect_data;
 	struct att_client_stats stats;
 	char name[64]; /* prefixes log lines: the owner's name for the link */
-	/* One byte more than the largest legal PDU so oversize packets show. */
-	uint8_t rxbuf[ATT_MAX_MTU + 1];
+};
+
+/*
+ * Received PDUs live on io_cb's stack, not in the bearer: everything done
+ * with them (decode, handlers, responses' callbacks) happens inside io_cb,
+ * and 2 000 bearers would otherwise hold 4 MB of buffers that are idle
+ * nearly all the time. One byte more than the largest legal PDU so that
+ * oversize packets show.
+ */
+struct rx_batch {
+	uint8_t buf[RX_BATCH][ATT_MAX_MTU + 1];
+	struct mmsghdr msgs[RX_BATCH];
+	struct iovec iov[RX_BATCH];
 };
 
 static unsigned new_id(struct att_client *att)
@@ -362,39 +381,39 @@ static void protocol_error(struct att_client *att, const char *fmt, ...)
 	die(att, -EBADMSG);
 }
 
-static void handle_pdu(struct att_client *att, size_t n)
+static void handle_pdu(struct att_client *att, const uint8_t *buf, size_t n)
 {
 	struct att_pdu pdu;
 	int r;
 
 	if (n > att->mtu) {
 		att->stats.malformed++;
-		if (att->outstanding && is_answer(att->rxbuf[0])) {
+		if (att->outstanding && is_answer(buf[0])) {
 			protocol_error(att, "%s of %zu bytes, longer than the MTU %u",
-				       att_opcode_name(att->rxbuf[0]), n, (unsigned)att->mtu);
+				       att_opcode_name(buf[0]), n, (unsigned)att->mtu);
 			return;
 		}
 		/* Even a bad indication is confirmed: the server sends no other one until then. */
-		if (att->rxbuf[0] == ATT_OP_HANDLE_VALUE_IND)
+		if (buf[0] == ATT_OP_HANDLE_VALUE_IND)
 			confirm(att);
 		return;
 	}
-	r = att_pdu_decode(att->rxbuf, n, &pdu);
+	r = att_pdu_decode(buf, n, &pdu);
 	if (r == -ENOTSUP) {
 		att->stats.unknown_opcode++;
 		/* Bit 6 marks commands, which never get a response. */
-		if (!(att->rxbuf[0] & 0x40))
-			send_not_supported(att, att->rxbuf[0]);
+		if (!(buf[0] & 0x40))
+			send_not_supported(att, buf[0]);
 		return;
 	}
 	if (r < 0) {
 		att->stats.malformed++;
-		if (att->outstanding && is_answer(att->rxbuf[0])) {
+		if (att->outstanding && is_answer(buf[0])) {
 			protocol_error(att, "malformed %s (%zu bytes)",
-				       att_opcode_name(att->rxbuf[0]), n);
+				       att_opcode_name(buf[0]), n);
 			return;
 		}
-		if (att->rxbuf[0] == ATT_OP_HANDLE_VALUE_IND)
+		if (buf[0] == ATT_OP_HANDLE_VALUE_IND)
 			confirm(att);
 		return;
 	}
@@ -465,37 +484,67 @@ static int socket_error(int fd)
 	return -err;
 }
 
+/* Up to want PDUs into rx->buf[0..): how many, or -errno (-EAGAIN: none waiting). */
+static int receive(int fd, unsigned want, struct rx_batch *rx)
+{
+	int n;
+
+	for (unsigned i = 0; i < want; i++) {
+		rx->iov[i] = (struct iovec){ .iov_base = rx->buf[i], .iov_len = sizeof(rx->buf[i]) };
+		rx->msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &rx->iov[i],
+							     .msg_iovlen = 1 } };
+	}
+	n = recvmmsg(fd, rx->msgs, want, MSG_DONTWAIT, NULL);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return n;
+}
+
 static void io_cb(struct loop *loop, int fd, uint32_t events, void *user_data)
 {
 	struct att_client *att = user_data;
+	struct rx_batch rx;
+	unsigned taken = 0;
 	bool drained = false;
 
 	enter(att);
-	for (int i = 0; i < MAX_PDUS_PER_WAKEUP && !att->dead && !att->free_pending; i++) {
-		ssize_t n = recv(fd, att->rxbuf, sizeof(att->rxbuf), MSG_DONTWAIT);
+	while (taken < MAX_PDUS_PER_WAKEUP && !att->dead && !att->free_pending) {
+		unsigned want = MAX_PDUS_PER_WAKEUP - taken < RX_BATCH ? MAX_PDUS_PER_WAKEUP - taken
+									 : RX_BATCH;
+		int got = receive(fd, want, &rx);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				drained = true;
-				break;
-			}
-			die(att, -errno);
+		if (got == -EINTR)
+			continue;
+		if (got == -EAGAIN) {
+			drained = true;
 			break;
 		}
-		if (n == 0) {
+		if (got < 0) {
+			die(att, got);
+			break;
+		}
+		for (int i = 0; i < got && !att->dead && !att->free_pending; i++) {
+			size_t n = rx.msgs[i].msg_len;
+
+			taken++;
 			/* SEQPACKET: 0 is either EOF or an (invalid) empty PDU. */
-			if (peer_closed(fd)) {
+			if (n == 0 && peer_closed(fd)) {
 				die(att, -ECONNRESET);
 				break;
 			}
 			att->stats.pdus_rx++;
-			att->stats.malformed++;
-			continue;
+			if (n == 0)
+				att->stats.malformed++;
+			else
+				handle_pdu(att, rx.buf[i], n);
 		}
-		att->stats.pdus_rx++;
-		handle_pdu(att, (size_t)n);
+		/*
+		 * Fewer than asked: nothing more was waiting (or an error is, which
+		 * the next call reports). Only a hang-up or error needs that next
+		 * call now, to end the bearer with its reason.
+		 */
+		if ((unsigned)got < want && !(events & (EPOLLHUP | EPOLLERR)))
+			break;
 	}
 	if (drained && !att->dead && !att->free_pending && (events & (EPOLLHUP | EPOLLERR)))
 		die(att, socket_error(fd));

@@ -2,8 +2,9 @@
  * att_client.h - the client side of one ATT bearer (Core Vol 3 Part F).
  *
  * An opaque bearer over a connected SOCK_SEQPACKET fd (AF_UNIX to cuffsim
- * or AF_BLUETOOTH/L2CAP CID 4 to a real cuff: only recv/send are used, one
- * PDU per packet). Registered with the event loop; single-threaded.
+ * or AF_BLUETOOTH/L2CAP CID 4 to a real cuff: only recvmmsg/send are used,
+ * one PDU per packet; up to 4 packets per receive call, at most 32 per
+ * wake-up). Registered with the event loop; single-threaded.
  *
  * Invariants:
  * - At most ONE request is outstanding; the rest wait in a FIFO queue.

@@ -45,12 +45,29 @@ struct cuff {
 
 	uint64_t safety_timer;
 	uint64_t deflate_logged_ms;
+	uint64_t deflate_log_post; /* writes the "safety DEFLATE" line after the batch */
+	uint8_t deflate_log_reason;
 
 	/* The button: held since button_since (the samples' clock); a long
 	 * press is reported once per press. */
 	bool button_down;
 	bool button_long_sent;
 	uint32_t button_since;
+
+	/* Owned by the cuff at index 0 of an array cuff_find searched: an
+	 * index by id of that array (see cuff_find). */
+	struct cuff_directory *directory;
+};
+
+/*
+ * An open-addressing table from id to position in one array of cuffs,
+ * slots holding position + 1 (0: empty), twice as many slots as cuffs.
+ */
+struct cuff_directory {
+	struct cuff *const *cuffs; /* the array it was built for */
+	size_t n;
+	size_t mask;               /* slots - 1, a power of two minus one */
+	uint32_t slots[];
 };
 
 /* Button presses seen in one notification, reported after it. */
@@ -68,8 +85,73 @@ const char *cuff_id(const struct cuff *c)
 	return c->cfg->id;
 }
 
+/* FNV-1a: ids are short and under our control (config), no attacker picks them. */
+static size_t id_hash(const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+static struct cuff_directory *directory_build(struct cuff *const *cuffs, size_t n)
+{
+	size_t slots = 16;
+	struct cuff_directory *d;
+
+	while (slots < 2 * n)
+		slots *= 2;
+	d = calloc(1, sizeof(*d) + slots * sizeof(d->slots[0]));
+	if (!d)
+		return NULL;
+	d->cuffs = cuffs;
+	d->n = n;
+	d->mask = slots - 1;
+	/* From the end, so the first of duplicate ids (the scan's answer) wins. */
+	for (size_t i = n; i-- > 0;) {
+		size_t k = id_hash(cuffs[i]->cfg->id) & d->mask;
+
+		while (d->slots[k] && strcmp(cuffs[d->slots[k] - 1]->cfg->id, cuffs[i]->cfg->id))
+			k = (k + 1) & d->mask;
+		d->slots[k] = (uint32_t)(i + 1);
+	}
+	return d;
+}
+
+static struct cuff *directory_find(const struct cuff_directory *d, const char *id)
+{
+	for (size_t k = id_hash(id) & d->mask; d->slots[k]; k = (k + 1) & d->mask) {
+		struct cuff *c = d->cuffs[d->slots[k] - 1];
+
+		if (strcmp(c->cfg->id, id) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+/*
+ * Every alarm record asks for its cuff by id (the daemon, the runner), so
+ * a burst in which all cuffs go over the limit did n scans of n cuffs
+ * (2 000 cuffs: 4 million strcmp on the receive path). The array's first
+ * cuff keeps an index of it, built on the first search and again whenever
+ * the array searched is not the one it was built for; it is freed with that
+ * cuff. An array too large for the index, or no memory for it: the scan.
+ */
 struct cuff *cuff_find(struct cuff *const *cuffs, size_t n, const char *id)
 {
+	struct cuff_directory *d;
+
+	if (n == 0)
+		return NULL;
+	d = cuffs[0]->directory;
+	if (!d || d->cuffs != cuffs || d->n != n) {
+		free(d);
+		cuffs[0]->directory = n < UINT32_MAX / 2 ? directory_build(cuffs, n) : NULL;
+		d = cuffs[0]->directory;
+	}
+	if (d)
+		return directory_find(d, id);
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(cuffs[i]->cfg->id, id) == 0)
 			return cuffs[i];
@@ -116,6 +198,13 @@ static bool unacked_high(const struct cuff *c)
 
 static void feed(struct cuff *c, const struct safety_event *ev, struct deflate_note *note,
 		 enum limits_refusal *refusal);
+
+static void on_deflate_log_post(struct loop *loop, void *user_data)
+{
+	struct cuff *c = user_data;
+
+	cuff_log(c, LOG_LEVEL_WARN, "safety DEFLATE (reason %u)", (unsigned)c->deflate_log_reason);
+}
 
 static void on_safety_timer(struct loop *loop, uint64_t id, void *user_data)
 {
@@ -190,11 +279,14 @@ static void execute(struct cuff *c, const struct safety_action *acts, size_t n,
 		switch (a->type) {
 		case SAFETY_ACT_DEFLATE:
 			write_deflate(c, a->deflate_reason);
-			/* Once a second at most: the engine repeats it on every sample. */
+			/* Once a second at most: the engine repeats it on every sample.
+			 * Written after the batch: a log line costs about as much as
+			 * the DEFLATE itself, and when every cuff goes over the limit
+			 * at once the next cuff's DEFLATE must not wait for it. */
 			if (now_ms(c) >= c->deflate_logged_ms + 1000) {
 				c->deflate_logged_ms = now_ms(c);
-				cuff_log(c, LOG_LEVEL_WARN, "safety DEFLATE (reason %u)",
-					 (unsigned)a->deflate_reason);
+				c->deflate_log_reason = a->deflate_reason;
+				(void)loop_post_schedule(c->deps.loop, c->deflate_log_post); /* ours */
 			}
 			break;
 		case SAFETY_ACT_RAISE: {
@@ -808,6 +900,9 @@ int cuff_new(const struct cuff_deps *deps, size_t index, const struct cuff_callb
 	r = loop_timer_new(deps->loop, on_safety_timer, c, &c->safety_timer);
 	if (r < 0)
 		goto fail;
+	r = loop_post_new(deps->loop, on_deflate_log_post, c, &c->deflate_log_post);
+	if (r < 0)
+		goto fail;
 	r = cuff_link_new(deps->loop, &lc, &link_callbacks, c, &c->link);
 	if (r < 0) {
 		snprintf(err, errlen, "cuff %s: %s", cc->id, strerror(-r));
@@ -817,6 +912,7 @@ int cuff_new(const struct cuff_deps *deps, size_t index, const struct cuff_callb
 	return 0;
 fail:
 	loop_timer_free(deps->loop, c->safety_timer);
+	loop_post_free(deps->loop, c->deflate_log_post);
 	free(c);
 	return r;
 }
@@ -826,7 +922,9 @@ void cuff_free(struct cuff *c)
 	if (!c)
 		return;
 	loop_timer_free(c->deps.loop, c->safety_timer);
+	loop_post_free(c->deps.loop, c->deflate_log_post);
 	cuff_link_free(c->link);
+	free(c->directory);
 	free(c);
 }
 

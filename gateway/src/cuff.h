@@ -84,7 +84,13 @@ void cuff_free(struct cuff *c);
 int cuff_start(struct cuff *c);
 
 const char *cuff_id(const struct cuff *c);
-/* The cuff with this id among cuffs[0..n), or NULL. */
+/*
+ * The cuff with this id among cuffs[0..n) (the first one, should two share
+ * it), or NULL. O(1): cuffs[0] keeps an index of the array, made on the
+ * first call and again when called with another array or length; so an
+ * array must not have its cuffs replaced while it keeps its address and
+ * length (the daemon's never changes).
+ */
 struct cuff *cuff_find(struct cuff *const *cuffs, size_t n, const char *id);
 size_t cuff_index(const struct cuff *c);
 const struct config_cuff *cuff_config(const struct cuff *c);

@@ -4,6 +4,9 @@
  * Paho runs its own threads; its callbacks only queue an event under a
  * mutex and write an eventfd the loop watches. Every callback below
  * therefore runs on the loop thread, in the order Paho produced the events.
+ * Paho's send and receive threads are switched to SCHED_BATCH once
+ * connected: woken by a publish (or by the network), they never preempt
+ * the event loop, whose safety checks come first.
  *
  * Delivery contract: nothing is buffered here. publish() refuses with
  * -ENOTCONN while disconnected (the caller's outbox keeps the message);
@@ -177,6 +180,25 @@ int mqtt_client_publish(struct mqtt_client *client, const char *topic, const voi
 int mqtt_client_publish_expiring(struct mqtt_client *client, const char *topic,
 				 const void *payload, size_t len, int qos, bool retain,
 				 uint32_t expiry_s, uint64_t tag);
+/*
+ * QoS 0 whose outcome nobody waits for (telemetry, a retained snapshot
+ * refreshed every second): the exception to the delivery contract above,
+ * it is never reported. Nothing is allocated for it here and its
+ * completion only counts (an atomic add on Paho's thread): it does not
+ * wake the loop (queue + eventfd) once per message, which at 20 000
+ * telemetry messages a second was a loop wake-up each. expiry_s as in
+ * mqtt_client_publish_expiring. -ENOTCONN, -EINVAL, -EAGAIN as
+ * mqtt_client_publish.
+ */
+int mqtt_client_publish_unreported(struct mqtt_client *client, const char *topic,
+				   const void *payload, size_t len, bool retain, uint32_t expiry_s);
+/*
+ * Unreported publishes of this connection still in Paho's queue (handed
+ * over, neither written nor dropped yet). Counting starts over at every
+ * connect. For flow control: Paho's queue is shared with the QoS 1 outbox,
+ * and each of its sends scans it under the lock publish() needs.
+ */
+size_t mqtt_client_unreported_pending(struct mqtt_client *client);
 /* QoS 1 reply carrying the request's Correlation Data; its result is not reported. */
 int mqtt_client_publish_reply(struct mqtt_client *client, const char *response_topic,
 			      const uint8_t *correlation, size_t correlation_len,

@@ -91,8 +91,20 @@ void publisher_free(struct publisher *pub, unsigned flush_ms);
 int publisher_qos1(struct publisher *pub, const char *topic, json_t *payload, unsigned flags);
 int publisher_qos1_raw(struct publisher *pub, const char *topic, const void *buf, size_t len,
 		       unsigned flags, const char *msg_id);
-/* QoS 0, never queued: -ENOTCONN while disconnected, -EAGAIN when Paho is full. */
+/* QoS 0, never queued: -ENOTCONN while disconnected, -EAGAIN when Paho is full.
+ * Nothing is reported back (a failure is counted and logged here). */
 int publisher_qos0(struct publisher *pub, const char *topic, json_t *payload);
+/* The same for a payload already serialised (len bytes of text). */
+int publisher_qos0_text(struct publisher *pub, const char *topic, const char *text, size_t len);
+/*
+ * Paho holds PUBLISHER_QOS0_MAX_PENDING QoS 0 messages it has not written
+ * yet (the broker or the network is slower than the telemetry): new
+ * telemetry should wait, its samples kept, rather than lengthen a queue the
+ * QoS 1 outbox shares (Paho refuses everything past its buffer) and that
+ * Paho scans on every send while holding the lock publishing needs.
+ */
+#define PUBLISHER_QOS0_MAX_PENDING 4096
+bool publisher_qos0_busy(const struct publisher *pub);
 /*
  * A retained snapshot that is published again and again while it holds
  * (a cuff's state, the sessions index): QoS 0 straight to Paho, never

@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "messages.h"
+#include "telemetry_json.h"
 
 #define STATE_ALARMS_MAX 64 /* alarm ids listed in one cuff state */
 #define STATUS_DEPTH_STEP 100 /* republish status when the backlog moved this much */
@@ -18,6 +19,10 @@
 struct cuff_report {
 	struct msg_telemetry_sample tele[MSG_TELEMETRY_MAX];
 	size_t n_tele;
+	/* Made once: the telemetry topic and the cuff id as a JSON string
+	 * (NULL if that failed: then the jansson builder is used). */
+	char *tele_topic;
+	char *tele_cuff_quoted;
 	bool state_dirty;
 	uint64_t state_published_ms;
 };
@@ -27,6 +32,7 @@ struct reporter {
 	struct cuff_report *per_cuff; /* by cuff_index */
 	uint64_t telemetry_timer;
 	unsigned telemetry_slice;
+	uint64_t telemetry_due_ms; /* when the next slice is due (monotonic) */
 	uint64_t housekeeping_timer;
 	uint64_t state_timer; /* the next rate-limited cuff state */
 	uint64_t state_post;  /* urgent cuff states, after this batch */
@@ -36,6 +42,10 @@ struct reporter {
 	/* The open gateway-wide alarms (seqs, raise order) the cuff states list. */
 	uint64_t wide_seqs[GATEWAY_ALARMS_MAX];
 	size_t n_wide;
+	/* Telemetry text without a jansson tree (telemetry_json.h). */
+	bool tele_fast;
+	struct telemetry_json tele_json;
+	char tele_text[TELEMETRY_JSON_MAX];
 };
 
 /* --- cuff state ----------------------------------------------------------- */
@@ -272,7 +282,25 @@ static void check_gateway_alarms(struct reporter *rep)
 
 /* --- telemetry -------------------------------------------------------------- */
 
-static void publish_telemetry(struct reporter *rep, struct cuff *c)
+/* The text written straight into a buffer; false if it could not be. */
+static bool publish_telemetry_text(struct reporter *rep, struct cuff_report *cr)
+{
+	size_t len;
+
+	if (!rep->tele_fast || !cr->tele_topic || !cr->tele_cuff_quoted ||
+	    telemetry_json_build(&rep->tele_json, cr->tele_cuff_quoted, cr->tele, cr->n_tele,
+				 rep->tele_text, sizeof(rep->tele_text), &len) < 0)
+		return false;
+	(void)publisher_qos0_text(rep->deps.pub, cr->tele_topic, rep->tele_text, len); /* counted */
+	return true;
+}
+
+/*
+ * force: the cuff's buffer is full (it waited a whole second of samples),
+ * so it goes out even while Paho is backed up; otherwise the samples wait
+ * for a later slice then (publisher_qos0_busy): larger messages, none lost.
+ */
+static void publish_telemetry(struct reporter *rep, struct cuff *c, bool force)
 {
 	struct cuff_report *cr = &rep->per_cuff[cuff_index(c)];
 	char topic[TOPIC_MAX];
@@ -280,9 +308,11 @@ static void publish_telemetry(struct reporter *rep, struct cuff *c)
 
 	if (cr->n_tele == 0)
 		return;
+	if (!force && publisher_is_connected(rep->deps.pub) && publisher_qos0_busy(rep->deps.pub))
+		return;
 	/* QoS 0 live data is never queued: without a broker it is dropped (the
 	 * session summary carries the aggregates). */
-	if (publisher_is_connected(rep->deps.pub) &&
+	if (publisher_is_connected(rep->deps.pub) && !publish_telemetry_text(rep, cr) &&
 	    payload_topic(rep->deps.ctx, topic, sizeof(topic), "cuff/%s/telemetry",
 			  cuff_id(c)) == 0) {
 		p = msg_telemetry(rep->deps.ctx, cuff_id(c), cr->tele, cr->n_tele);
@@ -293,6 +323,23 @@ static void publish_telemetry(struct reporter *rep, struct cuff *c)
 	cr->n_tele = 0;
 }
 
+/* The per-cuff strings of the telemetry text; a cuff without them (out of
+ * memory) is published through the jansson builder. */
+static void prepare_telemetry_text(struct reporter *rep)
+{
+	char topic[TOPIC_MAX];
+
+	rep->tele_fast = telemetry_json_init(&rep->tele_json, rep->deps.ctx) == 0;
+	for (size_t i = 0; rep->tele_fast && i < rep->deps.n_cuffs; i++) {
+		struct cuff_report *cr = &rep->per_cuff[i];
+		const char *id = cuff_id(rep->deps.cuffs[i]);
+
+		if (payload_topic(rep->deps.ctx, topic, sizeof(topic), "cuff/%s/telemetry", id) == 0)
+			cr->tele_topic = strdup(topic);
+		cr->tele_cuff_quoted = telemetry_json_quote(id);
+	}
+}
+
 void reporter_cuff_samples(struct reporter *rep, struct cuff *c, const struct bfr_sample *samples,
 			   size_t n)
 {
@@ -300,7 +347,7 @@ void reporter_cuff_samples(struct reporter *rep, struct cuff *c, const struct bf
 
 	for (size_t i = 0; i < n; i++) {
 		if (cr->n_tele == MSG_TELEMETRY_MAX)
-			publish_telemetry(rep, c);
+			publish_telemetry(rep, c, true);
 		cr->tele[cr->n_tele++] = (struct msg_telemetry_sample){
 			.t_ms = samples[i].t_ms,
 			.pressure = (float)samples[i].pressure_mmhg,
@@ -311,35 +358,61 @@ void reporter_cuff_samples(struct reporter *rep, struct cuff *c, const struct bf
 }
 
 /*
- * Telemetry is published in REPORTER_TELEMETRY_SLICES slices per period, a
- * slice of the cuffs every period/slices ms, instead of all cuffs at once:
- * 500 JSON messages in one callback would hold the loop for milliseconds,
- * and a cuff's over-limit sample arriving then would wait for its DEFLATE
- * behind them (docs/benchmarks.md, safety latency). The timer repeats on a
- * fixed schedule, so the slices' own work does not stretch the period.
+ * Telemetry is published in slices, a slice of the cuffs every
+ * REPORTER_TELEMETRY_SLICE_MS (period / 2 ms slices: 50 at 10 Hz), instead
+ * of all cuffs at once: 2 000 messages in one callback would hold the loop
+ * for milliseconds, and a cuff's over-limit sample arriving then would
+ * wait for its DEFLATE behind them (docs/benchmarks.md, safety latency).
+ * At 2 000 cuffs a slice is 40 messages, a fraction of a millisecond (ten
+ * slices of 200 held it for over one). The timer repeats on a fixed
+ * schedule, so the slices' own work does not stretch the period.
  */
 static unsigned telemetry_slices(const struct reporter *rep)
 {
 	unsigned period = 1000 / rep->deps.cfg->mqtt.telemetry_hz;
 
-	return period >= REPORTER_TELEMETRY_SLICES ? REPORTER_TELEMETRY_SLICES : 1;
+	return period >= 2 * REPORTER_TELEMETRY_SLICE_MS ? period / REPORTER_TELEMETRY_SLICE_MS
+							 : 1;
 }
 
-static void on_telemetry_timer(struct loop *loop, uint64_t id, void *user_data)
+static unsigned telemetry_step_ms(const struct reporter *rep)
 {
-	struct reporter *rep = user_data;
-	unsigned slices = telemetry_slices(rep);
-	unsigned slice = rep->telemetry_slice++ % slices;
+	unsigned step = 1000 / rep->deps.cfg->mqtt.telemetry_hz / telemetry_slices(rep);
 
-	uint64_t now = loop_now_ms(rep->deps.loop);
+	return step ? step : 1;
+}
 
+static void publish_slice(struct reporter *rep, unsigned slice, unsigned slices, uint64_t now)
+{
 	for (size_t i = slice; i < rep->deps.n_cuffs; i += slices) {
-		publish_telemetry(rep, rep->deps.cuffs[i]);
+		publish_telemetry(rep, rep->deps.cuffs[i], false);
 		/* The state again once a second, spread over the slices like the
 		 * telemetry: its data_age_ms and expiry tell a page it is live. */
 		if (now - rep->per_cuff[i].state_published_ms >= REPORTER_STATE_REFRESH_MS)
 			publish_cuff_state(rep, rep->deps.cuffs[i]);
 	}
+}
+
+/*
+ * Every slice whose time has come, not just one per call: when the loop
+ * was busy past a slice's time (a burst of notifications is handled whole
+ * first, docs/architecture.md), the slices it missed go out now, so every
+ * cuff keeps its telemetry_hz. Missing them made each cuff's messages fewer
+ * and larger. At most one period is caught up: after a longer stall each
+ * cuff is published once and the schedule starts again from now.
+ */
+static void on_telemetry_timer(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct reporter *rep = user_data;
+	unsigned slices = telemetry_slices(rep), step = telemetry_step_ms(rep);
+	uint64_t now = loop_now_ms(rep->deps.loop);
+
+	for (unsigned k = 0; k < slices && rep->telemetry_due_ms <= now; k++) {
+		publish_slice(rep, rep->telemetry_slice++ % slices, slices, now);
+		rep->telemetry_due_ms += step;
+	}
+	if (rep->telemetry_due_ms <= now)
+		rep->telemetry_due_ms = now + step;
 }
 
 /* --- status and housekeeping ---------------------------------------------------- */
@@ -439,6 +512,7 @@ int reporter_new(const struct reporter_deps *deps, struct reporter **out)
 	r = loop_post_new(deps->loop, on_state_post, rep, &rep->state_post);
 	if (r < 0)
 		goto fail;
+	prepare_telemetry_text(rep);
 	*out = rep;
 	return 0;
 fail:
@@ -455,17 +529,20 @@ void reporter_free(struct reporter *rep)
 	loop_timer_free(rep->deps.loop, rep->state_timer);
 	loop_post_free(rep->deps.loop, rep->state_post);
 	free(rep->published_sessions);
+	for (size_t i = 0; rep->per_cuff && i < rep->deps.n_cuffs; i++) {
+		free(rep->per_cuff[i].tele_topic);
+		free(rep->per_cuff[i].tele_cuff_quoted);
+	}
 	free(rep->per_cuff);
 	free(rep);
 }
 
 int reporter_start(struct reporter *rep)
 {
-	unsigned period = 1000 / rep->deps.cfg->mqtt.telemetry_hz;
-	unsigned step = period / telemetry_slices(rep);
 	int r;
 
-	r = loop_timer_start(rep->deps.loop, rep->telemetry_timer, 0, step ? step : 1);
+	rep->telemetry_due_ms = loop_now_ms(rep->deps.loop);
+	r = loop_timer_start(rep->deps.loop, rep->telemetry_timer, 0, telemetry_step_ms(rep));
 	if (r < 0)
 		return r;
 	return loop_timer_start(rep->deps.loop, rep->housekeeping_timer, REPORTER_HOUSEKEEPING_MS,

@@ -6,7 +6,8 @@ Run (from the repository root, with a Release build):
 
     tests/bench/bench_outbox_memory.sh 24 e2e          # makes the backlog, then runs this
     BFR_BUILD_DIR=$PWD/build-release /usr/bin/python3 tests/bench/bench_outbox_drain.py \\
-        DATA_DIR [--broker-conf "max_inflight_messages 0" ...]
+        DATA_DIR [--broker-conf "max_inflight_messages 0" ...] [--production-broker]
+        [--poll S] [--reference COUNT]
 
 DATA_DIR holds a bfr-gateway.db whose outbox has a backlog, as
 bench_outbox_memory --no-drain leaves it (a simulated outage of 100 cuffs; the
@@ -19,6 +20,15 @@ read-only connection), its rate in rows/s, and the gateway's VmRSS every
 0.5 s and VmHWM. Order is checked by bench_outbox_memory (the same outbox
 code without the network) and the integration tests; no subscriber here, so
 the broker does not wait for one.
+
+Issue 13's drain target with a faster-than-real-time producer: a 10-minute
+outage is `bench_outbox_memory --hours 0.1667 --no-drain DIR` (seconds, not
+10 minutes), drained here with --production-broker (the throughput settings
+of deploy/mosquitto/production.conf), --poll 0.05 (the depth poll, s) and
+--reference COUNT: right after the drain, on the same broker, bench_pub
+--mode outbox (bare Paho, QoS 1, 256 in flight) publishes COUNT messages,
+and the drain's rate is given as a share of it. The drain here starts at a
+gateway start (status online), not at a reconnect.
 """
 
 import argparse
@@ -37,12 +47,18 @@ def main():
     ap.add_argument("--broker-conf", action="append", default=[],
                     help="extra mosquitto.conf line (repeatable)")
     ap.add_argument("--timeout", type=float, default=3600.0)
+    ap.add_argument("--production-broker", action="store_true",
+                    help="the throughput settings of deploy/mosquitto/production.conf")
+    ap.add_argument("--poll", type=float, default=0.5, help="depth poll period, s")
+    ap.add_argument("--reference", type=int, default=0, metavar="COUNT",
+                    help="then bench_pub --mode outbox, COUNT messages, same broker")
     args = ap.parse_args()
     db = os.path.join(os.path.abspath(args.data_dir), "bfr-gateway.db")
     if not os.path.exists(db):
         B.fail("no database in %s" % args.data_dir)
     info = B.require_release()
-    B.broker_extra(args.broker_conf)
+    B.broker_extra((B.production_broker_lines() if args.production_broker else []) +
+                   args.broker_conf)
     con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=30)
     rows0 = con.execute("SELECT count(*) FROM outbox").fetchone()[0]
     size = os.path.getsize(db) / 2**20
@@ -78,7 +94,7 @@ def main():
                       (now - t_online, lo, rss / 1024.0), flush=True)
             if now - t_online > args.timeout:
                 B.fail("not drained after %.0f s" % args.timeout)
-            time.sleep(0.5)  # a sampling period, not a wait for a condition
+            time.sleep(args.poll)  # a sampling period, not a wait for a condition
         t_drained = time.monotonic()
         cpu = 100.0 * (stat.cpu_s() - cpu0) / (t_drained - t_online)
         rss, hwm = stat.mem_kib()
@@ -89,6 +105,12 @@ def main():
               "gateway CPU %.0f %%" % (rows0, dt, rows0 / dt, cpu))
         print("gateway memory: VmRSS max %.1f MiB during the drain, VmHWM %.1f MiB" %
               (max_rss / 1024.0, hwm / 1024.0))
+        if args.reference:
+            ref = B.run_bench_pub(broker.port, ["--mode", "outbox", "--count", args.reference,
+                                                "--duration", 0, "--topics", 100])
+            rate = ref["achieved_msgs_s"]
+            print("reference: bare QoS 1 %.0f msgs/s (%d messages); drain / bare %.2f" %
+                  (rate, args.reference, (rows0 / dt) / rate if rate else 0))
         sub.close()
     finally:
         h.teardown()

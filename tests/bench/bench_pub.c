@@ -9,7 +9,7 @@
  *              --topics ids (p0001 ...), telemetry-shaped payloads (the
  *              envelope v/ts/msg_id, cuff, --samples samples of
  *              [t_ms, pressure, target, pulse]). Paced like the gateway's
- *              reporter: every period/10 one slice of the topics, absolute
+ *              reporter: every 2 ms one slice of the topics, absolute
  *              deadlines, --rate messages per second per topic; --rate 0
  *              publishes unpaced, keeping at most --window messages
  *              outstanding (the ceiling of library + broker on the machine).
@@ -62,7 +62,7 @@
 #include "mqtt_client.h"
 #include "publisher.h"
 
-#define TELEMETRY_SLICES 10 /* as REPORTER_TELEMETRY_SLICES */
+#define TELEMETRY_SLICE_NS 2000000u /* as REPORTER_TELEMETRY_SLICE_MS */
 #define TOPIC_MAX 256
 #define PAYLOAD_MAX 4096
 #define SAMPLES_MAX 50
@@ -134,11 +134,11 @@ static void format_ts(uint64_t ms, char *buf, size_t len)
 {
 	time_t secs = (time_t)(ms / 1000u);
 	struct tm tm;
-
 	char date[24];
 
 	gmtime_r(&secs, &tm);
-	/* strftime: the compiler cannot bound %d of a struct tm field. */
+	/* strftime: the compiler cannot bound %d of a struct tm field
+	 * (gcc -O3 -Wformat-truncation fails the Release build with -Werror). */
 	if (strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
 		date[0] = '\0';
 	snprintf(buf, len, "%s.%03uZ", date, (unsigned)(ms % 1000u));
@@ -390,7 +390,10 @@ static bool done(const struct run *r, uint64_t start_ns)
 static void run_telemetry(struct run *r, uint64_t start_ns)
 {
 	char topic[TOPIC_MAX], payload[PAYLOAD_MAX];
-	uint64_t slice_ns = r->opt.rate > 0 ? (uint64_t)(1e9 / r->opt.rate / TELEMETRY_SLICES) : 0;
+	/* As the reporter: period / 2 ms slices (at least 2), one every 2 ms. */
+	uint64_t period_ns = r->opt.rate > 0 ? (uint64_t)(1e9 / r->opt.rate) : 0;
+	unsigned slices = period_ns >= 2 * TELEMETRY_SLICE_NS ? period_ns / TELEMETRY_SLICE_NS : 1;
+	uint64_t slice_ns = period_ns / slices;
 	uint64_t due = start_ns, n = 0;
 	unsigned slice = 0;
 
@@ -409,7 +412,7 @@ static void run_telemetry(struct run *r, uint64_t start_ns)
 			due += slice_ns;
 		}
 		for (unsigned t = slice; t < r->opt.topics && !done(r, start_ns);
-		     t += slice_ns ? TELEMETRY_SLICES : 1) {
+		     t += slice_ns ? slices : 1) {
 			if (!slice_ns && !wait_for_room(r, r->opt.window))
 				break;
 			snprintf(topic, sizeof(topic), "%s/cuff/p%04u/telemetry", r->opt.prefix,
@@ -417,7 +420,7 @@ static void run_telemetry(struct run *r, uint64_t start_ns)
 			telemetry_payload(r, t, n++, payload, sizeof(payload));
 			(void)send_one(r, topic, payload, 0); /* a refusal is counted */
 		}
-		slice = slice_ns ? (slice + 1) % TELEMETRY_SLICES : 0;
+		slice = slice_ns ? (slice + 1) % slices : 0;
 	}
 }
 

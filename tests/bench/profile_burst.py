@@ -9,16 +9,19 @@ Run (from the repository root, as root or with perf_event_paranoid <= 1):
 One system (mosquitto, cuffsim --cuffs N --rate 50, gateway), cuffsim's limit
 set to the leg ceiling (250), optionally mosquitto stopped; then
 `perf record -F 4999 -g -p GATEWAY_PID` around R rounds of `spike all 280 60`
-(each round waits for its N latency measurements, like bench_safety_latency).
+(each round waits for its N latency measurements: bench_safety_latency's
+burst(), over its Cuffs: several cuffsim instances past 1 000 cuffs, ticks
+aligned unless --stagger).
 Prints cuffsim's latency figures of the rounds and `perf report --no-children`
 (top symbols). Not a benchmark with a pass/fail: a tool to find hot spots.
 
 --mode rotating: one cuff spiked at a time instead (bench_safety_latency's
 rotating phase). --probes F1,F2: instead of sampling, record uprobes on entry
-and return of those gateway functions (created with
-`perf probe -x BUILD/bfr-gateway F` and `F%return` beforehand) and print how
-long each call took (count, p50, p99, max, total ms): which loop callbacks run
-long enough to delay a DEFLATE behind them.
+and return of those gateway functions (created beforehand with
+`tests/bench/uprobes.sh add BUILD/bfr-gateway F1 F2`, removed with
+`uprobes.sh clear`) and print how long each call took (count, p50, p99, max,
+total ms): which loop callbacks run long enough to delay a DEFLATE behind
+them.
 """
 
 import argparse
@@ -66,29 +69,35 @@ def main():
     ap.add_argument("--out", default="/tmp/bfr-burst.perf")
     ap.add_argument("--no-perf", action="store_true", help="only the latency figures")
     ap.add_argument("--mode", choices=["burst", "rotating"], default="burst")
+    ap.add_argument("--stagger", action="store_true", help="cuffsim --stagger")
     ap.add_argument("--probes", default="", help="comma-separated uprobe functions")
+    ap.add_argument("--call-graph", default="fp",
+                    help="perf --call-graph (fp, dwarf): dwarf attributes user-space time "
+                         "in a build without frame pointers")
     args = ap.parse_args()
     B.require_release()
     n = args.cuffs
     h = B.Harness("profile-burst")
-    sysd = None
+    cuffs = sub = broker = None
     perf = None
     try:
-        sysd = B.start_system(h, n)
-        sim, gw, broker, sub = sysd["sim"], sysd["gw"], sysd["broker"], sysd["sub"]
-        sub.wait(lambda: sub.msg_count.get("cuff", 0) >= n, 30, "cuff states")
-        sim.control("limit all %d" % L.LIMIT)
-        deadline = time.monotonic() + 60
-        while True:
-            st = sim.stats()
-            if all(c["samples_sent"] > 0 and c["cp_writes"]["set_supervision"] > 0
-                   for c in st["cuffs"]):
-                break
+        broker = h.start_broker()
+        sims, offsets = B.start_sims(h, n, ["--stagger"] if args.stagger else [],
+                                     align=not args.stagger)
+        cuffs = L.Cuffs(sims, offsets)
+        sub = B.LeanSub(broker.port)
+        gw = h.start_gateway(h.write_gateway_config(B.scale_cuffs(sims)))
+        sub.wait(lambda: sub.n_connected() >= n, 120, "all %d cuffs connected" % n)
+        for c in cuffs.ctls:
+            c.command("limit all %d" % L.LIMIT)
+        deadline = time.monotonic() + 120
+        while not B.all_supervised([c.stats() for c in cuffs.ctls]):
             if time.monotonic() > deadline:
                 B.fail("discovery not done everywhere")
-            time.sleep(0.2)
+            time.sleep(0.2)  # polling cuffsim's counters, with a deadline
         if args.broker == "down":
             sub.close()
+            sub = None
             broker.stop()
         if not args.no_perf:
             if args.probes:
@@ -97,30 +106,27 @@ def main():
                     ev += ["-e", "probe_bfr:%s" % f, "-e", "probe_bfr:%s__return" % f]
                 cmd = ["perf", "record"] + ev + ["-o", args.out, "-p", str(gw.pid)]
             else:
-                cmd = ["perf", "record", "-F", "4999", "-g", "-o", args.out, "-p", str(gw.pid)]
+                cmd = ["perf", "record", "-F", "4999", "--call-graph", args.call_graph,
+                       "-o", args.out, "-p", str(gw.pid)]
             perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(1.0)  # perf attaching (no event to wait on); excluded from figures
-        before = L.lat_count(sim)
-        vals = []
         if args.mode == "rotating":
-            vals = L.rotating(sim, n, total_min=args.rounds * n)
-        for r in range(args.rounds if args.mode == "burst" else 0):
-            sim.control("spike all %d %d" % (L.SPIKE_MMHG, L.SPIKE_MS))
-            L.wait_count(sim, before + (r + 1) * n)
-            time.sleep((L.SPIKE_MS + 60) / 1000.0)  # re-arm (as bench_safety_latency)
-        if args.mode == "burst":
-            vals = L.phase_values(sim.stats(), min(args.rounds, 32))
+            vals = L.rotating(cuffs, args.rounds * n)["values"]
+        else:
+            vals = L.burst(cuffs, args.rounds, L.SPIKE_MS + 60)["values"]
         if perf:
             perf.send_signal(signal.SIGINT)
-            perf.wait(30)
+            perf.wait(60)
         print("%d cuffs, broker %s, %s, %d rounds: n=%d p50 %.3f ms p99 %.3f ms max %.3f ms" %
               (n, args.broker, args.mode, args.rounds, len(vals), B.pct(vals, 50) / 1000,
                B.pct(vals, 99) / 1000, max(vals) / 1000), flush=True)
     finally:
         if perf and perf.poll() is None:
             perf.kill()
-        if sysd and sysd["broker"].proc.alive():
-            sysd["sub"].close()
+        if cuffs:
+            cuffs.close()
+        if sub:
+            sub.close()
         h.teardown()
     if args.probes:
         durations(args.out)

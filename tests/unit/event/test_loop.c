@@ -395,7 +395,7 @@ static void test_io_readiness(void **state)
 {
 	struct loop *loop = NULL;
 	struct io_state s = { 0 };
-	int sv[2];
+	int sv[2], calls;
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
 	assert_int_equal(loop_new(&loop), 0);
@@ -407,20 +407,23 @@ static void test_io_readiness(void **state)
 	run_until(loop, &s.calls, 1);
 	assert_true(s.last_events & EPOLLIN);
 
+	/* Always writable: called on every poll (io first polls several times
+	 * per iteration) until it is removed. */
 	assert_int_equal(loop_mod_io(loop, sv[1], EPOLLOUT), 0);
 	run_until(loop, &s.calls, 2);
 	assert_true(s.last_events & EPOLLOUT);
+	calls = s.calls;
 
 	assert_int_equal(loop_del_io(loop, sv[1]), 0);
 	assert_int_equal(loop_run_once(loop, 0), 0);
-	assert_int_equal(s.calls, 2);
+	assert_int_equal(s.calls, calls);
 	assert_int_equal(loop_del_io(loop, sv[1]), -ENOENT);
 	assert_int_equal(loop_mod_io(loop, sv[1], EPOLLIN), -ENOENT);
 
 	/* Peer hang-up is reported without asking for it. */
 	assert_int_equal(loop_add_io(loop, sv[1], 0, on_readable, &s), 0);
 	close(sv[0]);
-	run_until(loop, &s.calls, 3);
+	run_until(loop, &s.calls, calls + 1);
 	assert_true(s.last_events & EPOLLHUP);
 	assert_int_equal(loop_del_io(loop, sv[1]), 0);
 	close(sv[1]);
@@ -456,6 +459,7 @@ struct pair_state {
 	int fds[2];
 	int total;
 	int readded_calls;
+	int readded_fd;
 };
 
 static void on_readded(struct loop *loop, int fd, uint32_t events, void *user_data)
@@ -465,17 +469,25 @@ static void on_readded(struct loop *loop, int fd, uint32_t events, void *user_da
 	p->readded_calls++;
 }
 
-/* Whichever fd is dispatched first removes the other and registers it afresh. */
+/*
+ * Whichever fd is dispatched first removes the other and registers it
+ * afresh, its data read: the event fetched for the old registration is
+ * stale, and the new one has nothing to report until more data comes.
+ */
 static void on_delete_other(struct loop *loop, int fd, uint32_t events, void *user_data)
 {
 	struct pair_state *p = user_data;
 	int other = fd == p->fds[0] ? p->fds[1] : p->fds[0];
+	char buf[8];
 
 	p->total++;
+	(void)read(fd, buf, sizeof(buf)); /* drained: ready again only with new data */
 	if (p->total > 1)
 		return;
 	assert_int_equal(loop_del_io(loop, other), 0);
+	assert_int_equal(read(other, buf, sizeof(buf)), 1);
 	assert_int_equal(loop_add_io(loop, other, EPOLLIN, on_readded, p), 0);
+	p->readded_fd = other;
 }
 
 static void test_del_during_dispatch(void **state)
@@ -498,7 +510,8 @@ static void test_del_during_dispatch(void **state)
 	assert_int_equal(p.total, 1);
 	/* The stale event of the old registration did not reach the new callback... */
 	assert_int_equal(p.readded_calls, 0);
-	/* ...but the new registration works from the next iteration on. */
+	/* ...but the new registration works. */
+	assert_int_equal(write(p.readded_fd == sa[1] ? sa[0] : sb[0], "z", 1), 1);
 	assert_int_equal(loop_run_once(loop, 1000), 0);
 	assert_true(p.readded_calls >= 1);
 	loop_del_io(loop, sa[1]);
@@ -926,6 +939,156 @@ static void test_post_runs_once_after_batch(void **state)
 	loop_free(loop);
 }
 
+/*
+ * A batch larger than the old fixed 64-event array: every fd that is ready
+ * is handled in the same iteration, before its timers and post hooks (so
+ * the DEFLATEs of 2 000 cuffs sampling at once all leave before anything is
+ * published). Fails with a fixed 64: the hook and the timer ran after 64.
+ */
+#define BATCH_FDS 300
+
+struct batch {
+	int io_calls;
+	int io_before_post; /* io callbacks that ran before the hook */
+	int io_before_timer;
+	bool post_ran, timer_ran;
+	uint64_t post;
+};
+
+static void on_batch_io(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct batch *b = user_data;
+	char buf[8];
+
+	assert_int_equal(read(fd, buf, sizeof(buf)), 1);
+	b->io_calls++;
+	if (!b->post_ran)
+		b->io_before_post++;
+	if (!b->timer_ran)
+		b->io_before_timer++;
+	assert_int_equal(loop_post_schedule(loop, b->post), 0);
+}
+
+static void on_batch_post(struct loop *loop, void *user_data)
+{
+	((struct batch *)user_data)->post_ran = true;
+}
+
+static void on_batch_timer(struct loop *loop, uint64_t id, void *user_data)
+{
+	((struct batch *)user_data)->timer_ran = true;
+}
+
+static void test_every_ready_fd_before_timers_and_posts(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	struct batch b = { 0 };
+	int sv[BATCH_FDS][2];
+	uint64_t id;
+
+	assert_int_equal(loop_post_new(loop, on_batch_post, &b, &b.post), 0);
+	for (int i = 0; i < BATCH_FDS; i++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv[i]), 0);
+		assert_int_equal(loop_add_io(loop, sv[i][1], EPOLLIN, on_batch_io, &b), 0);
+		assert_int_equal(write(sv[i][0], "x", 1), 1);
+	}
+	assert_int_equal(loop_add_timer(loop, 0, on_batch_timer, &b, &id), 0);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(b.io_calls, BATCH_FDS);
+	assert_int_equal(b.io_before_post, BATCH_FDS);
+	assert_int_equal(b.io_before_timer, BATCH_FDS);
+	assert_true(b.post_ran && b.timer_ran);
+	for (int i = 0; i < BATCH_FDS; i++) {
+		assert_int_equal(loop_del_io(loop, sv[i][1]), 0);
+		close(sv[i][0]);
+		close(sv[i][1]);
+	}
+	loop_post_free(loop, b.post);
+	loop_free(loop);
+}
+
+/*
+ * io first: what arrives while the loop handles a batch is handled in the
+ * same iteration, before its timers and hooks (a burst of notifications
+ * that is still being written). Fails without the extra polls: the hook
+ * and the timer ran between the first fd and the second.
+ */
+struct chain {
+	struct batch *b;
+	int next_peer; /* written by the first callback: "arrives meanwhile" */
+};
+
+static void on_chain_io(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct chain *c = user_data;
+
+	on_batch_io(loop, fd, events, c->b);
+	if (c->next_peer >= 0)
+		assert_int_equal(write(c->next_peer, "y", 1), 1);
+}
+
+static void test_io_arriving_meanwhile_before_timers_and_posts(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	struct batch b = { 0 };
+	int sv[3][2];
+	struct chain c[3];
+	uint64_t id;
+
+	assert_int_equal(loop_post_new(loop, on_batch_post, &b, &b.post), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv[i]), 0);
+	for (int i = 0; i < 3; i++) {
+		c[i] = (struct chain){ .b = &b, .next_peer = i < 2 ? sv[i + 1][0] : -1 };
+		assert_int_equal(loop_add_io(loop, sv[i][1], EPOLLIN, on_chain_io, &c[i]), 0);
+	}
+	assert_int_equal(loop_add_timer(loop, 0, on_batch_timer, &b, &id), 0);
+	assert_int_equal(write(sv[0][0], "x", 1), 1);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(b.io_calls, 3);
+	assert_int_equal(b.io_before_post, 3);
+	assert_int_equal(b.io_before_timer, 3);
+	assert_true(b.post_ran && b.timer_ran);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(loop_del_io(loop, sv[i][1]), 0);
+		close(sv[i][0]);
+		close(sv[i][1]);
+	}
+	loop_post_free(loop, b.post);
+	loop_free(loop);
+}
+
+/* ...but bounded: an fd that never stops being ready (its callback does not
+ * drain it) cannot hold the timers back; with an injected clock that does
+ * not move, the bound is 64 polls. */
+static void on_never_drained(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	(*(int *)user_data)++;
+}
+
+static void test_io_first_is_bounded(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	struct batch b = { 0 };
+	int calls = 0, sv[2];
+	uint64_t id;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(loop_add_io(loop, sv[1], EPOLLIN, on_never_drained, &calls), 0);
+	assert_int_equal(loop_add_timer(loop, 0, on_batch_timer, &b, &id), 0);
+	assert_int_equal(write(sv[0], "x", 1), 1);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(calls, 64);
+	assert_true(b.timer_ran);
+	assert_int_equal(loop_del_io(loop, sv[1]), 0);
+	close(sv[0]);
+	close(sv[1]);
+	loop_free(loop);
+}
+
 static void test_post_order_reschedule_and_free(void **state)
 {
 	struct fake_clock clock = { .now = 0 };
@@ -1021,6 +1184,9 @@ int main(void)
 		cmocka_unit_test(test_persistent_timer_changes_inside_callback),
 		cmocka_unit_test(test_persistent_timer_bad_args),
 		cmocka_unit_test(test_post_runs_once_after_batch),
+		cmocka_unit_test(test_every_ready_fd_before_timers_and_posts),
+		cmocka_unit_test(test_io_arriving_meanwhile_before_timers_and_posts),
+		cmocka_unit_test(test_io_first_is_bounded),
 		cmocka_unit_test(test_post_order_reschedule_and_free),
 		cmocka_unit_test(test_post_bad_args_and_no_allocation),
 	};

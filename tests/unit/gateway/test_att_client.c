@@ -535,6 +535,107 @@ static void test_notifications_and_indications(void **state)
 	assert_int_equal(st.indications, 2);
 }
 
+/* Records the first value byte of every notification, in arrival order. */
+struct sequence {
+	int calls;
+	uint8_t first[64];
+};
+
+static void on_sequence(uint16_t handle, const uint8_t *value, size_t len, bool indication,
+			void *user_data)
+{
+	struct sequence *q = user_data;
+
+	assert_true(len >= 1 && q->calls < 64);
+	q->first[q->calls++] = value[0];
+}
+
+/* Another fd of the loop: when it got its turn, how many notifications the
+ * bearer had delivered. */
+struct neighbour {
+	const struct sequence *q;
+	int calls;
+	int seen_at;
+};
+
+static void on_neighbour(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct neighbour *nb = user_data;
+	char buf[8];
+
+	assert_int_equal(read(fd, buf, sizeof(buf)), 1);
+	if (nb->calls++ == 0)
+		nb->seen_at = nb->q->calls;
+}
+
+/*
+ * Several PDUs per receive call (recvmmsg): all delivered, in order, each
+ * once; but never more than 32 per wake-up, so one chatty bearer cannot
+ * starve the other fds: another ready fd gets its turn after at most 32.
+ */
+static void test_batched_receive_order_and_bound(void **state)
+{
+	struct fixture *f = *state;
+	struct sequence q = { 0 };
+	struct neighbour nb = { .q = &q };
+	struct att_client_stats st;
+	int sv[2];
+
+	assert_int_equal(att_client_register_notify(f->att, 0x0020, on_sequence, &q, NULL, NULL), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
+	assert_int_equal(loop_add_io(f->loop, sv[1], EPOLLIN, on_neighbour, &nb), 0);
+	for (uint8_t i = 0; i < 40; i++)
+		assert_int_equal(send(f->peer, (const uint8_t[]){ 0x1B, 0x20, 0x00, i }, 4, 0), 4);
+	assert_int_equal(write(sv[0], "n", 1), 1);
+	pump(f);
+	assert_int_equal(q.calls, 40);
+	assert_int_equal(nb.calls, 1);
+	assert_true(nb.seen_at <= 32);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(q.first[i], i);
+	att_client_get_stats(f->att, &st);
+	assert_int_equal(st.pdus_rx, 40);
+	assert_int_equal(st.notifications, 40);
+	assert_int_equal(f->disconnects, 0);
+	assert_int_equal(loop_del_io(f->loop, sv[1]), 0);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* An empty packet inside a batch is counted and skipped; the data before
+ * an EOF is delivered, then the bearer ends once. */
+static void test_batched_receive_empty_pdu_then_eof(void **state)
+{
+	struct fixture *f = *state;
+	struct sequence q = { 0 };
+	struct att_client_stats st;
+
+	assert_int_equal(att_client_register_notify(f->att, 0x0020, on_sequence, &q, NULL, NULL), 0);
+	assert_int_equal(send(f->peer, (const uint8_t[]){ 0x1B, 0x20, 0x00, 7 }, 4, 0), 4);
+	assert_int_equal(send(f->peer, "", 0, 0), 0);
+	assert_int_equal(send(f->peer, (const uint8_t[]){ 0x1B, 0x20, 0x00, 8 }, 4, 0), 4);
+	assert_int_equal(send(f->peer, (const uint8_t[]){ 0x1B, 0x20, 0x00, 9 }, 4, 0), 4);
+	assert_int_equal(send(f->peer, (const uint8_t[]){ 0x1B, 0x20, 0x00, 10 }, 4, 0), 4);
+	pump(f);
+	assert_int_equal(q.calls, 4);
+	assert_int_equal(q.first[0], 7);
+	assert_int_equal(q.first[3], 10);
+	att_client_get_stats(f->att, &st);
+	assert_int_equal(st.malformed, 1);
+	assert_int_equal(st.pdus_rx, 5);
+	assert_int_equal(f->disconnects, 0);
+
+	assert_int_equal(send(f->peer, (const uint8_t[]){ 0x1B, 0x20, 0x00, 11 }, 4, 0), 4);
+	assert_int_equal(send(f->peer, (const uint8_t[]){ 0x1B, 0x20, 0x00, 12 }, 4, 0), 4);
+	close(f->peer);
+	f->peer = -1;
+	pump(f);
+	assert_int_equal(q.calls, 6);
+	assert_int_equal(q.first[5], 12);
+	assert_int_equal(f->disconnects, 1);
+	assert_int_equal(f->disconnect_err, -ECONNRESET);
+}
+
 static void test_eof_disconnects_once(void **state)
 {
 	struct fixture *f = *state;
@@ -697,6 +798,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_protocol_error_logged_with_name, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_notifications_and_indications, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batched_receive_order_and_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batched_receive_empty_pdu_then_eof, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_eof_disconnects_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_from_callbacks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "messages.h"
+#include "telemetry_json.h"
 #include "test_alloc.h"
 
 static FILE *dump;
@@ -157,6 +158,30 @@ static void test_telemetry(void **state)
 						3)));
 	done("telemetry", p);
 	done("telemetry", msg_telemetry(&ctx, "bay1-left", s, 1));
+}
+
+/* The telemetry text written without a tree (telemetry_json.c, what the
+ * reporter publishes) goes through the schema check too. */
+static void test_telemetry_text(void **state)
+{
+	struct msg_telemetry_sample s[MSG_TELEMETRY_MAX];
+	struct telemetry_json tj;
+	char buf[TELEMETRY_JSON_MAX];
+	char *cuff = telemetry_json_quote("bay1-left");
+	size_t len;
+
+	assert_non_null(cuff);
+	assert_int_equal(telemetry_json_init(&tj, &ctx), 0);
+	for (size_t i = 0; i < MSG_TELEMETRY_MAX; i++)
+		s[i] = (struct msg_telemetry_sample){ .t_ms = 1000 + 20 * (uint32_t)i,
+						      .pressure = i % 3 ? 150.04f : -0.0f,
+						      .target = i % 5 ? 150 : NAN,
+						      .pulse = i % 2 ? NAN : 2.5f };
+	for (size_t n = 1; n <= MSG_TELEMETRY_MAX; n += MSG_TELEMETRY_MAX - 1) {
+		assert_int_equal(telemetry_json_build(&tj, cuff, s, n, buf, sizeof(buf), &len), 0);
+		done("telemetry", json_loads(buf, 0, NULL));
+	}
+	free(cuff);
 }
 
 static void test_alarm_and_values_round_trip(void **state)
@@ -337,6 +362,7 @@ int main(void)
 		cmocka_unit_test_setup(test_sessions, setup),
 		cmocka_unit_test_setup(test_cuff_state, setup),
 		cmocka_unit_test_setup(test_telemetry, setup),
+		cmocka_unit_test_setup(test_telemetry_text, setup),
 		cmocka_unit_test_setup(test_alarm_and_values_round_trip, setup),
 		cmocka_unit_test_setup(test_session_event_every_type, setup),
 		cmocka_unit_test_setup(test_session_state_and_summary, setup),

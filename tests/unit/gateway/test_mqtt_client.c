@@ -10,10 +10,12 @@
  * Every wait runs the loop until a condition holds or a deadline passes.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
@@ -326,6 +328,35 @@ static void make_options(struct mqtt_client_options *o, char *uri, size_t urilen
 	o->reconnect_max_ms = 800;
 }
 
+/* Scheduling policy of the process's threads named comm; -1 if none. */
+static int thread_policy(const char *comm)
+{
+	DIR *dir = opendir("/proc/self/task");
+	struct dirent *e;
+	int policy = -1;
+
+	assert_non_null(dir);
+	while ((e = readdir(dir))) {
+		char path[64], name[32] = "";
+		long tid = strtol(e->d_name, NULL, 10);
+		FILE *f;
+
+		if (tid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%ld/comm", tid);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(name, sizeof(name), f))
+			name[strcspn(name, "\n")] = '\0';
+		fclose(f);
+		if (strcmp(name, comm) == 0)
+			policy = sched_getscheduler((pid_t)tid);
+	}
+	closedir(dir);
+	return policy;
+}
+
 /* ---- tests --------------------------------------------------------------- */
 
 static void test_bad_arguments(void **state)
@@ -368,6 +399,11 @@ static void test_bad_arguments(void **state)
 	assert_int_equal(mqtt_client_publish(c, "t", NULL, 1, 0, false, 1), -EINVAL);
 	assert_int_equal(mqtt_client_publish(c, "t", "x", 1, 1, false, 1), -ENOTCONN);
 	assert_int_equal(mqtt_client_publish_reply(c, "r", NULL, 3, "x", 1), -EINVAL);
+	assert_int_equal(mqtt_client_publish_unreported(c, "", "x", 1, false, 0), -EINVAL);
+	assert_int_equal(mqtt_client_publish_unreported(c, NULL, "x", 1, false, 0), -EINVAL);
+	assert_int_equal(mqtt_client_publish_unreported(c, "t", NULL, 1, false, 0), -EINVAL);
+	assert_int_equal(mqtt_client_publish_unreported(c, "t", "x", 1, false, 0), -ENOTCONN);
+	assert_int_equal(mqtt_client_unreported_pending(c), 0);
 	assert_int_equal(mqtt_client_subscribe(c, "t/#", 5), -EINVAL);
 	assert_int_equal(mqtt_client_subscribe(c, "", 0), -EINVAL);
 	/* Subscribing before connecting is remembered, not refused. */
@@ -451,6 +487,9 @@ static void test_end_to_end(void **state)
 	assert_int_equal(mqtt_client_start(c), -EALREADY);
 	wait_for(loop, &r.connected, 1);
 	assert_true(mqtt_client_is_connected(c));
+	/* Paho's threads never preempt the loop when a publish wakes them. */
+	assert_int_equal(thread_policy("MQTTAsync_send"), SCHED_BATCH);
+	assert_int_equal(thread_policy("MQTTAsync_rcv"), SCHED_BATCH);
 
 	/* The subscription went out before these, on the same connection. */
 	assert_int_equal(mqtt_client_publish(c, "t/zero", "q0", 2, 0, false, 10), 0);
@@ -497,12 +536,39 @@ static void test_end_to_end(void **state)
 	assert_memory_equal(m->corr, "corr-42", 7);
 	assert_int_equal(r.done, done_before); /* replies are not reported */
 
+	/* Unreported QoS 0 (telemetry): delivered, never reported. */
+	assert_int_equal(mqtt_client_publish_unreported(c, "t/unreported", "u0", 2, false, 0), 0);
+	assert_int_equal(mqtt_client_publish_unreported(c, "t/unreported-retained", "u1", 2, true,
+							 10),
+			 0);
+	wait_for_msg(loop, &r, "t/unreported");
+	wait_for_msg(loop, &r, "t/unreported-retained");
+	/* Written: nothing of them waits in Paho's queue any more (Paho counts
+	 * a write done after the message reached the socket; the broker's copy
+	 * can come back first, so wait for the count with a deadline). */
+	{
+		uint64_t deadline = now_ms() + WAIT_MS;
+
+		while (mqtt_client_unreported_pending(c) != 0 && now_ms() < deadline)
+			assert_int_equal(loop_run_once(loop, 10), 0);
+		assert_int_equal(mqtt_client_unreported_pending(c), 0);
+	}
+	assert_int_equal(find_msg(&r, "t/unreported")->len, 2);
+	assert_memory_equal(find_msg(&r, "t/unreported-retained")->payload, "u1", 2);
+	/* A reported publish after them completes; still none for those two. */
+	assert_int_equal(mqtt_client_publish(c, "t/after", "a", 1, 1, false, 13), 0);
+	wait_for(loop, &r.done, done_before + 1);
+	assert_int_equal(r.done, done_before + 1);
+	assert_int_equal(done_result(&r, 13), 0);
+	done_before = r.done;
+
 	/* Broker dies: one on_disconnected, publishing refused. */
 	broker_kill();
 	wait_for(loop, &r.disconnected, 1);
 	assert_false(mqtt_client_is_connected(c));
 	assert_true(strlen(r.reason) > 0);
 	assert_int_equal(mqtt_client_publish(c, "t/lost", "x", 1, 1, false, 20), -ENOTCONN);
+	assert_int_equal(mqtt_client_publish_unreported(c, "t/lost", "x", 1, false, 0), -ENOTCONN);
 
 	/* Broker back on the same port: reconnect, subscriptions restored. */
 	broker_start();

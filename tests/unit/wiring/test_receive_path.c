@@ -8,7 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -183,6 +185,71 @@ static void test_failed_lop_search_raises_lop_invalid(void **state)
 	wiring_teardown(&w);
 }
 
+static bool four_deflates(struct wiring *x)
+{
+	for (size_t i = 0; i < x->n_cuffs; i++)
+		if (gatt_peer_count(&x->peers[i], BFR_CP_DEFLATE) == 0)
+			return false;
+	return true;
+}
+
+/*
+ * Every cuff over the ceiling in the same batch: each DEFLATE is written on
+ * the receive path, but the "safety DEFLATE" log line of each (as costly as
+ * the DEFLATE itself) only after the batch, so no cuff's DEFLATE waits for
+ * another cuff's log line. stderr goes to a file to see when lines appear.
+ * Fails with the line written on the receive path: stderr had grown by the
+ * second cuff's samples.
+ */
+static void test_deflates_of_a_batch_before_their_log_lines(void **state)
+{
+	char path[] = "/tmp/bfr-test-receive-stderr-XXXXXX";
+	const double over = 280.0;
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+	size_t before, found = 0;
+	char line[512];
+	FILE *f;
+
+	assert_true(fd >= 0 && saved >= 0);
+	wiring_setup(&w, 4, NULL);
+	wiring_connect(&w);
+	for (int k = 0; k < 3; k++) {
+		const double p = 0.0;
+
+		for (size_t i = 0; i < 4; i++)
+			gatt_peer_notify(&w.peers[i], &p, 1, 0);
+		w.now += 20;
+		wiring_settle(&w);
+	}
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	before = w.n_log;
+	for (size_t i = 0; i < 4; i++)
+		gatt_peer_notify(&w.peers[i], &over, 1, 0);
+	assert_int_equal(loop_run_once(w.loop, 0), 0);
+	wiring_run_until(&w, four_deflates);
+	wiring_settle(&w);
+	assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	/* All four notifications were one batch, and none of them saw a line. */
+	for (size_t i = before; i < w.n_log; i++)
+		if (strncmp(w.log[i], "samples ", 8) == 0) {
+			found++;
+			assert_int_equal(w.stderr_at[i], 0);
+		}
+	assert_int_equal(found, 4);
+	/* Then the lines, one per cuff. */
+	f = fdopen(fd, "r");
+	assert_non_null(f);
+	rewind(f);
+	found = 0;
+	while (fgets(line, sizeof(line), f))
+		found += strstr(line, "safety DEFLATE (reason 1)") != NULL;
+	assert_int_equal(found, 4);
+	fclose(f);
+	unlink(path);
+	wiring_teardown(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -190,6 +257,7 @@ int main(void)
 		cmocka_unit_test(test_bilateral_targets_refused_together),
 		cmocka_unit_test(test_stop_during_lop_search_raises_no_lop_invalid),
 		cmocka_unit_test(test_failed_lop_search_raises_lop_invalid),
+		cmocka_unit_test(test_deflates_of_a_batch_before_their_log_lines),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -40,8 +41,12 @@ static void on_samples(struct cuff *c, const struct bfr_sample *samples, size_t 
 {
 	struct wiring *w = ud;
 
-	if (!w->quiet_samples)
+	struct stat st;
+
+	if (!w->quiet_samples) {
+		w->stderr_at[w->n_log] = fstat(STDERR_FILENO, &st) == 0 ? (long)st.st_size : -1;
 		logf_(w, "samples %s %zu", cuff_id(c), n);
+	}
 	runner_cuff_samples(w->runner, c, samples, n);
 }
 

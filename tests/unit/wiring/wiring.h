@@ -43,6 +43,9 @@ struct wiring {
 	 * "alarm <code> <cuff> <session>", "button <cuff> long|short". */
 	char log[WIRING_LOG_MAX][128];
 	size_t n_log;
+	/* Bytes the process had written to stderr when each "samples" line was
+	 * logged, i.e. on the receive path (-1 where stderr is no file). */
+	long stderr_at[WIRING_LOG_MAX];
 	char ended_outcome[16], ended_reason[64];
 	bool quiet_samples; /* long runs: no "samples" lines (the log is bounded) */
 	/* Where a test sends button presses on ("button <cuff> long|short" is
