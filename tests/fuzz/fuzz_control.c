@@ -39,24 +39,33 @@ struct ref_verb {
 	int cuff; /* 0 none, 1 one, 2 one or all */
 	int n;
 	struct ref_arg a[2];
+	bool press;  /* button: "long" (held 2.5 s) or "short" (0.3 s) after the cuff */
+	bool whole;  /* service-changed: the number is a whole one */
 };
 
-/* docs/cuffsim.md, "Faults" and "Control socket". */
+/* docs/cuffsim.md, "Faults" and "Control socket" (every verb of it). */
 static const struct ref_verb ref_verbs[] = {
-	{ "leak", CTL_LEAK, 2, 1, { { 0, 1000, true, true, 5 } } },
-	{ "stuck-valve", CTL_STUCK_VALVE, 2, 0, { { 0, 0, false, false, 0 } } },
-	{ "sensor-freeze", CTL_SENSOR_FREEZE, 2, 0, { { 0, 0, false, false, 0 } } },
-	{ "stall", CTL_STALL, 2, 0, { { 0, 0, false, false, 0 } } },
-	{ "drop", CTL_DROP, 2, 0, { { 0, 0, false, false, 0 } } },
-	{ "battery", CTL_BATTERY, 2, 1, { { 0, 100, false, false, 0 } } },
-	{ "deflate-fail", CTL_DEFLATE_FAIL, 2, 0, { { 0, 0, false, false, 0 } } },
-	{ "lop-fail", CTL_LOP_FAIL, 2, 0, { { 0, 0, false, false, 0 } } },
-	{ "spike", CTL_SPIKE, 2, 2, { { -300, 300, false, false, 0 }, { 1, 60000, false, true, 500 } } },
-	{ "clear", CTL_CLEAR, 2, 0, { { 0, 0, false, false, 0 } } },
-	{ "limit", CTL_LIMIT, 2, 1, { { 0, 400, true, false, 0 } } },
-	{ "stats", CTL_STATS, 0, 0, { { 0, 0, false, false, 0 } } },
-	{ "status", CTL_STATUS, 1, 0, { { 0, 0, false, false, 0 } } },
-	{ "quit", CTL_QUIT, 0, 0, { { 0, 0, false, false, 0 } } },
+	{ "leak", CTL_LEAK, 2, 1, { { 0, 1000, true, true, 5 } }, false, false },
+	{ "stuck-valve", CTL_STUCK_VALVE, 2, 0, { { 0, 0, false, false, 0 } }, false, false },
+	{ "sensor-freeze", CTL_SENSOR_FREEZE, 2, 0, { { 0, 0, false, false, 0 } }, false, false },
+	{ "stall", CTL_STALL, 2, 0, { { 0, 0, false, false, 0 } }, false, false },
+	{ "drop", CTL_DROP, 2, 0, { { 0, 0, false, false, 0 } }, false, false },
+	{ "battery", CTL_BATTERY, 2, 1, { { 0, 100, false, false, 0 } }, false, false },
+	{ "deflate-fail", CTL_DEFLATE_FAIL, 2, 0, { { 0, 0, false, false, 0 } }, false, false },
+	{ "lop-fail", CTL_LOP_FAIL, 2, 0, { { 0, 0, false, false, 0 } }, false, false },
+	{ "spike", CTL_SPIKE, 2, 2, { { -300, 300, false, false, 0 }, { 1, 60000, false, true, 500 } },
+	  false, false },
+	{ "clear", CTL_CLEAR, 2, 0, { { 0, 0, false, false, 0 } }, false, false },
+	{ "limit", CTL_LIMIT, 2, 1, { { 0, 400, true, false, 0 } }, false, false },
+	{ "button", CTL_BUTTON, 2, 0, { { 0, 0, false, false, 0 } }, true, false },
+	{ "service-changed", CTL_SERVICE_CHANGED, 2, 1, { { 0, 1000, false, false, 0 } }, false,
+	  true },
+	{ "cp-hang", CTL_CP_HANG, 2, 0, { { 0, 0, false, false, 0 } }, false, false },
+	{ "supervision-lost", CTL_SUPERVISION_LOST, 2, 0, { { 0, 0, false, false, 0 } }, false, false },
+	{ "lop-value", CTL_LOP_VALUE, 2, 1, { { 0, 1000, false, false, 0 } }, false, false },
+	{ "stats", CTL_STATS, 0, 0, { { 0, 0, false, false, 0 } }, false, false },
+	{ "status", CTL_STATUS, 1, 0, { { 0, 0, false, false, 0 } }, false, false },
+	{ "quit", CTL_QUIT, 0, 0, { { 0, 0, false, false, 0 } }, false, false },
 };
 
 static bool digit(char c)
@@ -171,6 +180,17 @@ static int ref_line(const char *line, size_t len, unsigned n_cuffs, struct contr
 		}
 		next = 2;
 	}
+	if (v->press) {
+		if (next >= nt)
+			return -EINVAL;
+		if (tlen[next] == 4 && memcmp(tok[next], "long", 4) == 0)
+			c.value = 2500;
+		else if (tlen[next] == 5 && memcmp(tok[next], "short", 5) == 0)
+			c.value = 300;
+		else
+			return -EINVAL;
+		next++;
+	}
 	if (nt - next > (size_t)v->n)
 		return -EINVAL;
 	for (int i = 0; i < v->n; i++) {
@@ -191,6 +211,8 @@ static int ref_line(const char *line, size_t len, unsigned n_cuffs, struct contr
 			c.value2 = x;
 	}
 	if (c.verb == CTL_SPIKE && c.value == 0)
+		return -EINVAL;
+	if (v->whole && c.value != floor(c.value))
 		return -EINVAL;
 	*out = c;
 	return 0;
