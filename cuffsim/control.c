@@ -78,6 +78,8 @@ static const struct verb_spec VERBS[] = {
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 

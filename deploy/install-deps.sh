@@ -11,12 +11,19 @@ set -euo pipefail
 
 PACKAGES=(
 	build-essential cmake ninja-build pkg-config
+	clang libclang-rt-14-dev # libFuzzer targets (tests/fuzz/; Debian 12's clang is clang 14)
 	libpaho-mqtt-dev libjansson-dev libconfig-dev libsqlite3-dev libbluetooth-dev libcmocka-dev
 	libssl-dev libsystemd-dev openssl
 	mosquitto mosquitto-clients
 	python3 python3-paho-mqtt python3-jsonschema
 	sqlite3
+	chromium
 )
+# The dashboard's build (npm ci, esbuild) and the browser tests need Node.js
+# and npm; Debian's are used only when there is none (a machine may have a
+# newer Node.js from elsewhere, whose npm comes with it).
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 log() { printf 'install-deps: %s\n' "$*"; }
 

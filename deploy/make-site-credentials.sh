@@ -16,7 +16,8 @@
 #
 # Roles, enforced by the brokers' ACL files (DESIGN section 12):
 #   gateway    writes its own topics under bfr/v1/SITE/ID/ (not cmd/, not supervisor),
-#              reads its cmd/#, its retained alarm/+, prescription and supervisor
+#              reads its cmd/#, its retained alarm/+, prescription and supervisor, and
+#              bridge (its home broker's bridge state)
 #   bridge     the same rights for one home gateway, on the clinic broker
 #   clinician  reads bfr/v1/#, writes bfr/v1/+/+/cmd/# and bfr/v1/+/+/supervisor
 #   viewer     reads bfr/v1/#
@@ -206,8 +207,10 @@ topic write $t/cuff/#
 topic write $t/session/#
 topic readwrite $t/alarm/+
 topic write $t/reply/#
+topic write $t/home/event
 topic read $t/cmd/#
 topic read $t/supervisor
+topic read $t/bridge
 
 EOF
 }

@@ -14,6 +14,7 @@ struct code_desc {
 	enum alarm_kind kind;
 	bool gateway_wide;
 	const char *message;
+	const char *limit_unit; /* of values.limit; NULL: the code has none */
 };
 
 #define H ALARM_PRIO_HIGH
@@ -24,39 +25,39 @@ struct code_desc {
 
 static const struct code_desc codes[ALARM_CODE_COUNT] = {
 	[ALARM_OVER_PRESSURE_CEILING] = { "over_pressure_ceiling", H, PHY, false,
-					  "pressure above ceiling, deflating" },
+					  "pressure above ceiling, deflating", "mmHg" },
 	[ALARM_FULL_OCCLUSION] = { "full_occlusion", H, PHY, false,
-				   "full occlusion (pressure at or above LOP), deflating" },
-	[ALARM_PRESSURE_HIGH] = { "pressure_high", M, PHY, false, "pressure above target band" },
-	[ALARM_PRESSURE_LOW] = { "pressure_low", M, PHY, false, "pressure below target band" },
-	[ALARM_LEAK] = { "leak", M, TEC, false, "cuff cannot hold target: leak suspected" },
+				   "full occlusion (pressure at or above LOP), deflating", "mmHg" },
+	[ALARM_PRESSURE_HIGH] = { "pressure_high", M, PHY, false, "pressure above target band", "mmHg" },
+	[ALARM_PRESSURE_LOW] = { "pressure_low", M, PHY, false, "pressure below target band", "mmHg" },
+	[ALARM_LEAK] = { "leak", M, TEC, false, "cuff cannot hold target: leak suspected", "mmHg" },
 	[ALARM_INFLATION_TIME] = { "inflation_time", H, PHY, false,
-				   "continuous inflation time exceeded, deflating" },
+				   "continuous inflation time exceeded, deflating", "s" },
 	[ALARM_INFLATION_TIME_WARNING] = { "inflation_time_warning", L, PHY, false,
-					   "continuous inflation nearing its limit" },
+					   "continuous inflation nearing its limit", "s" },
 	[ALARM_SESSION_INFLATION_TOTAL] = { "session_inflation_total", M, PHY, false,
-					    "session inflation total exceeded: no further inflation" },
+					    "session inflation total exceeded: no further inflation", "s" },
 	[ALARM_TELEMETRY_LOST] = { "telemetry_lost", H, TEC, false,
-				   "no pressure samples from inflated cuff" },
+				   "no pressure samples from inflated cuff", "s" },
 	[ALARM_LINK_LOST_INFLATED] = { "link_lost_inflated", H, TEC, false,
-				       "link lost while cuff inflated" },
+				       "link lost while cuff inflated", NULL },
 	[ALARM_DEFLATE_FAILED] = { "deflate_failed", H, TEC, false,
-				   "deflation not confirmed: remove cuff manually" },
-	[ALARM_SENSOR_FAULT] = { "sensor_fault", H, TEC, false, "pressure sensor fault" },
+				   "deflation not confirmed: remove cuff manually", "mmHg" },
+	[ALARM_SENSOR_FAULT] = { "sensor_fault", H, TEC, false, "pressure sensor fault", "s" },
 	[ALARM_SUPERVISION_DEFLATED] = { "supervision_deflated", M, TEC, false,
-					 "cuff deflated itself: supervision lost" },
-	[ALARM_BATTERY_LOW] = { "battery_low", L, TEC, false, "cuff battery low" },
+					 "cuff deflated itself: supervision lost", NULL },
+	[ALARM_BATTERY_LOW] = { "battery_low", L, TEC, false, "cuff battery low", "%" },
 	[ALARM_BATTERY_CRITICAL] = { "battery_critical", M, TEC, false,
-				     "cuff battery critical: no new exercise" },
+				     "cuff battery critical: no new exercise", "%" },
 	[ALARM_LOP_INVALID] = { "lop_invalid", M, TEC, false,
-				"limb occlusion pressure invalid or missing" },
+				"limb occlusion pressure invalid or missing", "mmHg" },
 	[ALARM_CUFF_FAULT] = { "cuff_fault", M, TEC, false,
-			       "cuff reports a fault: no new inflation" },
-	[ALARM_ESTOP] = { "estop", H, TEC, true, "emergency stop: all cuffs deflated" },
-	[ALARM_OUTBOX_FULL] = { "outbox_full", M, TEC, true, "outbox nearly full" },
-	[ALARM_STORAGE_ERROR] = { "storage_error", M, TEC, true, "storage error" },
+			       "cuff reports a fault: no new inflation", NULL },
+	[ALARM_ESTOP] = { "estop", H, TEC, true, "emergency stop: all cuffs deflated", NULL },
+	[ALARM_OUTBOX_FULL] = { "outbox_full", M, TEC, true, "outbox nearly full", "%" },
+	[ALARM_STORAGE_ERROR] = { "storage_error", M, TEC, true, "storage error", NULL },
 	[ALARM_BROKER_REFUSED] = { "broker_refused", M, TEC, true,
-				   "the broker refuses messages: they wait in the outbox" },
+				   "the broker refuses messages: they wait in the outbox", "reason code" },
 };
 
 /*
@@ -720,6 +721,106 @@ bool alarm_code_gateway_wide(enum alarm_code code)
 const char *alarm_code_default_message(enum alarm_code code)
 {
 	return valid_code(code) ? codes[code].message : "unknown alarm";
+}
+
+const char *alarm_code_limit_unit(enum alarm_code code)
+{
+	return valid_code(code) ? codes[code].limit_unit : NULL;
+}
+
+/* What a clinician reads: what happened, the figures, what was done. The
+ * formats take the values they name, finite or not ("nan" never shows:
+ * a code whose figures are missing falls back to its default sentence). */
+void alarm_describe(enum alarm_code code, const struct alarm_values *v, const char *detail,
+		    char *buf, size_t len)
+{
+	double p = v ? v->pressure_mmhg : NAN, t = v ? v->target_mmhg : NAN;
+	double lim = v ? v->limit : NAN, d = v ? v->duration_s : NAN;
+	const char *def = alarm_code_default_message(code);
+	int n = -1;
+
+	if (!buf || len == 0)
+		return;
+	/* A specific sentence from the engine (e.g. "reading frozen") stands. */
+	if (detail && detail != def) {
+		snprintf(buf, len, "%s", detail);
+		return;
+	}
+	switch (code) {
+	case ALARM_OVER_PRESSURE_CEILING:
+		if (isfinite(p) && isfinite(lim))
+			n = snprintf(buf, len, "pressure %.0f mmHg above the %.0f mmHg ceiling: cuff deflated",
+				     p, lim);
+		break;
+	case ALARM_FULL_OCCLUSION:
+		if (isfinite(lim) && isfinite(d))
+			n = snprintf(buf, len,
+				     "at or above the limb occlusion pressure (%.0f mmHg) for %.1f s: "
+				     "cuff deflated",
+				     lim, d);
+		break;
+	case ALARM_PRESSURE_HIGH:
+	case ALARM_PRESSURE_LOW:
+		if (isfinite(p) && isfinite(t) && isfinite(d))
+			n = snprintf(buf, len, "pressure %.0f mmHg, target %.0f mmHg: %s the band for %.1f s",
+				     p, t, code == ALARM_PRESSURE_HIGH ? "above" : "below", d);
+		break;
+	case ALARM_LEAK:
+		if (isfinite(p) && isfinite(t) && isfinite(d))
+			n = snprintf(buf, len,
+				     "cuff cannot hold %.0f mmHg (at %.0f mmHg for %.1f s): leak suspected",
+				     t, p, d);
+		break;
+	case ALARM_INFLATION_TIME:
+	case ALARM_INFLATION_TIME_WARNING:
+		if (isfinite(lim) && isfinite(d))
+			n = snprintf(buf, len, "inflated %.0f s without a break, limit %.0f s%s", d, lim,
+				     code == ALARM_INFLATION_TIME ? ": cuff deflated" : "");
+		break;
+	case ALARM_SESSION_INFLATION_TOTAL:
+		if (isfinite(lim) && isfinite(d))
+			n = snprintf(buf, len,
+				     "%.0f s under pressure in this session, limit %.0f s: cuff deflated, "
+				     "no further inflation",
+				     d, lim);
+		break;
+	case ALARM_TELEMETRY_LOST:
+		if (isfinite(d))
+			n = snprintf(buf, len, "no pressure reading for %.1f s while inflated: cuff deflated",
+				     d);
+		break;
+	case ALARM_LINK_LOST_INFLATED:
+		if (isfinite(p))
+			n = snprintf(buf, len,
+				     "connection lost while inflated (last %.0f mmHg): check the patient", p);
+		break;
+	case ALARM_DEFLATE_FAILED:
+		if (isfinite(p) && isfinite(d))
+			n = snprintf(buf, len,
+				     "deflation not confirmed after %.0f s (%.0f mmHg): remove the cuff "
+				     "manually",
+				     d, p);
+		break;
+	case ALARM_BATTERY_LOW:
+	case ALARM_BATTERY_CRITICAL:
+		if (isfinite(lim))
+			n = snprintf(buf, len, "cuff battery below %.0f %%%s", lim,
+				     code == ALARM_BATTERY_CRITICAL ? ": no new exercise" : "");
+		break;
+	case ALARM_LOP_INVALID:
+		n = isfinite(lim) ? snprintf(buf, len,
+					     "limb occlusion pressure %.0f mmHg is not plausible: the "
+					     "previous one is kept",
+					     lim)
+				  : snprintf(buf, len,
+					     "limb occlusion pressure not measured: the previous one is "
+					     "kept");
+		break;
+	default:
+		break;
+	}
+	if (n < 0)
+		snprintf(buf, len, "%s", def);
 }
 
 const char *alarm_priority_name(enum alarm_priority p)

@@ -89,7 +89,7 @@ struct alarm_values {
 #define ALARM_GATEWAY_MAX 48 /* gateway id, NUL included */
 #define ALARM_CUFF_MAX 48    /* cuff id, NUL included; "" = gateway-wide */
 #define ALARM_SESSION_MAX 64
-#define ALARM_BY_MAX 64
+#define ALARM_BY_MAX 65      /* who acknowledged: 64 bytes of UTF-8 + NUL (cmd/alarm/ack checks) */
 #define ALARM_MSG_MAX 96
 #define ALARM_HIGH_RESERVE 4
 
@@ -152,7 +152,7 @@ int alarm_condition_cleared(struct alarm_table *t, const char *cuff, enum alarm_
 
 /*
  * Acknowledges alarm_id by `by` (non-empty, no control characters, UTF-8
- * welcome, < ALARM_BY_MAX bytes).
+ * welcome, < ALARM_BY_MAX bytes: command.c refuses a longer one by name).
  * Clears it at once if its condition is gone. -ENOENT for an unknown or
  * closed id, -EALREADY if already acknowledged, -EINVAL for bad strings.
  */
@@ -193,6 +193,17 @@ enum alarm_kind alarm_code_kind(enum alarm_code code);
 bool alarm_code_latching(enum alarm_code code);
 bool alarm_code_gateway_wide(enum alarm_code code);
 const char *alarm_code_default_message(enum alarm_code code);
+/* Unit of values.limit ("mmHg", "s", "%", "reason code"); NULL: no limit. */
+const char *alarm_code_limit_unit(enum alarm_code code);
+/*
+ * The message of a raise, in a clinician's words with its figures, e.g.
+ * "pressure 262 mmHg above the 250 mmHg ceiling: cuff deflated". detail:
+ * the engine's message; a specific one (not the code's default) is kept as
+ * it is. Falls back to the default when figures are missing. ASCII, cut
+ * to len (ALARM_MSG_MAX fits every sentence).
+ */
+void alarm_describe(enum alarm_code code, const struct alarm_values *v, const char *detail,
+		    char *buf, size_t len);
 
 const char *alarm_priority_name(enum alarm_priority p);
 const char *alarm_kind_name(enum alarm_kind k);

@@ -11,6 +11,8 @@
 
 #include <jansson.h>
 
+#include "alarm.h"
+
 #define PATH_MAX_LEN 96
 
 static const char *const verb_names[CMD_VERB_COUNT] = {
@@ -18,6 +20,9 @@ static const char *const verb_names[CMD_VERB_COUNT] = {
 	[CMD_SESSION_RESUME] = "session/resume", [CMD_SESSION_STOP] = "session/stop",
 	[CMD_ESTOP] = "estop",			 [CMD_ALARM_ACK] = "alarm/ack",
 	[CMD_LOP_MEASURE] = "lop/measure",	 [CMD_CUFF_IDENTIFY] = "cuff/identify",
+	[CMD_SNAPSHOT] = "snapshot",
+	[CMD_PRESCRIPTION_SET] = "prescription/set",
+	[CMD_PRESCRIPTION_CLEAR] = "prescription/clear",
 };
 
 static const char *const error_names[CMD_ERR_COUNT] = {
@@ -42,6 +47,9 @@ static const char *const error_names[CMD_ERR_COUNT] = {
 	[CMD_ERR_NOT_CONNECTED] = "not_connected",
 	[CMD_ERR_INTERNAL] = "internal",
 	[CMD_ERR_CUFF_FAULT] = "cuff_fault",
+	[CMD_ERR_RATE_LIMITED] = "rate_limited",
+	[CMD_ERR_OVERLOADED] = "overloaded",
+	[CMD_ERR_OUTBOX_FULL] = "outbox_full",
 };
 
 int command_verb_parse(const char *name, enum command_verb *out)
@@ -181,6 +189,8 @@ bool command_id_valid(const char *s)
 
 /* Messages are ASCII so a reply can always carry them, whatever the input. */
 static void error_vset(struct command_error *err, enum command_error_code code,
+		       const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+static void error_vset(struct command_error *err, enum command_error_code code,
 		       const char *fmt, va_list ap)
 {
 	char *p;
@@ -298,7 +308,10 @@ static int get_field(json_t *obj, const char *path, const char *key, bool requir
 
 	if (!v && required) {
 		join(where, path, key);
-		return fail(err, CMD_ERR_MISSING_FIELD, "%s: missing", where);
+		/* -EINVAL in plain sight: callers read *out whenever this returns 0, and gcc -O2
+		 * cannot see through the variadic fail() that it never does here. */
+		fail(err, CMD_ERR_MISSING_FIELD, "%s: missing", where);
+		return -EINVAL;
 	}
 	*out = v;
 	return 0;
@@ -695,20 +708,244 @@ static int check_plan(json_t *root, struct session_plan *out, struct command_err
 	return 0;
 }
 
+/*
+ * alarm/ack `by`: a clinician's name as they write it ("Jürgen"), so UTF-8
+ * with no control characters (C0, DEL, nor C1: U+0080..U+009F). It goes
+ * into the alarm record as it is, so its limit is the record's, in bytes:
+ * 64 ASCII characters, fewer when they are not ASCII.
+ */
+#define ACK_BY_MAX_BYTES (ALARM_BY_MAX - 1)
+
+static int check_by(json_t *v, char *out, size_t cap, struct command_error *err)
+{
+	const unsigned char *p;
+	size_t len, used;
+	uint32_t c = 0;
+	/* The length is judged below, in bytes. */
+	int ret = check_text(v, "by", TEXT_NAME, SIZE_MAX, NULL, 0, err);
+
+	if (ret)
+		return ret;
+	p = (const unsigned char *)json_string_value(v);
+	len = strlen((const char *)p);
+	if (len > ACK_BY_MAX_BYTES)
+		return fail(err, CMD_ERR_OUT_OF_RANGE, "by: %zu bytes, at most %d (UTF-8)", len,
+			    ACK_BY_MAX_BYTES);
+	/* check_text has seen valid UTF-8 and no C0 control or DEL. */
+	for (; *p; p += used) {
+		used = utf8_next(p, &c);
+		if (used == 0) /* cannot happen after check_text; never spin */
+			return fail(err, CMD_ERR_BAD_REQUEST, "by: not valid UTF-8");
+		if (c >= 0x80 && c <= 0x9f)
+			return fail(err, CMD_ERR_BAD_REQUEST,
+				    "by: must not contain control characters");
+	}
+	if (len >= cap) /* cannot happen: cap >= ALARM_BY_MAX */
+		return fail(err, CMD_ERR_OUT_OF_RANGE, "by: too long");
+	memcpy(out, json_string_value(v), len + 1);
+	return 0;
+}
+
+/* --- prescription/set -------------------------------------------------------------- */
+
+/* n decimal digits at s; false when one is not a digit. */
+static bool digits(const char *s, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+static bool leap_year(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+/*
+ * RFC 3339 date-time, `2026-11-24T08:00:00+01:00` or `...Z`, with an
+ * optional fraction of 1..9 digits (milliseconds are kept, the rest is cut
+ * off): upper-case T and Z, years 1970..9999, no leap second. The result is
+ * UTC wall ms since the epoch, never negative.
+ */
+static int check_time(json_t *v, const char *path, int64_t *out, struct command_error *err)
+{
+	static const int mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int y, mo, d, h, mi, sec, oh = 0, om = 0, frac_ms = 0, sign = 0;
+	const char *s, *p;
+	int64_t ms;
+
+	if (!json_is_string(v))
+		return fail(err, CMD_ERR_WRONG_TYPE, "%s: must be a string, got %s", path,
+			    type_name(v));
+	s = json_string_value(v);
+	if (strlen(s) < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
+	    s[7] != '-' || !digits(s + 8, 2, &d) || s[10] != 'T' || !digits(s + 11, 2, &h) ||
+	    s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &sec))
+		goto bad_form;
+	p = s + 19;
+	if (*p == '.') {
+		int n = 0;
+
+		for (p++; *p >= '0' && *p <= '9'; p++, n++)
+			if (n < 3)
+				frac_ms = frac_ms * 10 + (*p - '0');
+		if (n < 1 || n > 9)
+			goto bad_form;
+		for (; n < 3; n++)
+			frac_ms *= 10;
+	}
+	if (*p == 'Z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		sign = *p == '+' ? 1 : -1;
+		if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om))
+			goto bad_form;
+		p += 6;
+	} else {
+		goto bad_form;
+	}
+	if (*p != '\0')
+		goto bad_form;
+	if (y < 1970)
+		return fail(err, CMD_ERR_OUT_OF_RANGE, "%s: year %d is before 1970", path, y);
+	if (mo < 1 || mo > 12)
+		return fail(err, CMD_ERR_OUT_OF_RANGE, "%s: month %d is not 1..12", path, mo);
+	if (d < 1 || d > mdays[mo - 1] + (mo == 2 && leap_year(y)))
+		return fail(err, CMD_ERR_OUT_OF_RANGE, "%s: day %d does not exist in %04d-%02d",
+			    path, d, y, mo);
+	if (h > 23 || mi > 59 || sec > 59)
+		return fail(err, CMD_ERR_OUT_OF_RANGE,
+			    "%s: time of day %02d:%02d:%02d is not 00:00:00..23:59:59", path, h, mi,
+			    sec);
+	if (oh > 23 || om > 59)
+		return fail(err, CMD_ERR_OUT_OF_RANGE,
+			    "%s: UTC offset %02d:%02d is not 00:00..23:59", path, oh, om);
+	ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + sec;
+	ms = ms * 1000 + frac_ms - (int64_t)sign * ((int64_t)oh * 60 + om) * 60000;
+	if (ms < 0)
+		return fail(err, CMD_ERR_OUT_OF_RANGE, "%s: before 1970-01-01T00:00:00Z", path);
+	*out = ms;
+	return 0;
+bad_form:
+	return fail(err, CMD_ERR_BAD_REQUEST,
+		    "%s: must be an RFC 3339 date-time such as 2026-11-24T08:00:00+01:00 or "
+		    "2026-11-24T07:00:00.000Z",
+		    path);
+}
+
+/* An optional integer: def when absent. */
+static int get_uint_opt(json_t *obj, const char *key, long lo, long hi, unsigned def,
+			unsigned *out, struct command_error *err)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	return check_uint(v, key, lo, hi, out, err);
+}
+
+static int check_prescription(json_t *root, struct command *cmd, struct command_error *err)
+{
+	struct prescription_rules *r = &cmd->rules;
+	json_t *v = NULL;
+	int ret;
+
+	ret = check_plan(root, &cmd->plan, err);
+	if (!ret)
+		ret = get_id(root, "", "patient", false, cmd->patient, &cmd->has_patient, err);
+	if (!ret)
+		ret = get_field(root, "", "valid_from", true, &v, err);
+	if (!ret)
+		ret = check_time(v, "valid_from", &r->valid_from_ms, err);
+	if (!ret)
+		ret = get_field(root, "", "valid_until", true, &v, err);
+	if (!ret)
+		ret = check_time(v, "valid_until", &r->valid_until_ms, err);
+	if (ret)
+		return ret;
+	if (r->valid_until_ms <= r->valid_from_ms)
+		return fail(err, CMD_ERR_OUT_OF_RANGE, "valid_until: must be after valid_from");
+	ret = get_uint_opt(root, "max_per_day", PRESCRIPTION_MAX_PER_DAY_MIN,
+			   PRESCRIPTION_MAX_PER_DAY_MAX, PRESCRIPTION_MAX_PER_DAY_DEFAULT,
+			   &r->max_per_day, err);
+	if (!ret)
+		ret = get_uint_opt(root, "min_hours_between", 0, PRESCRIPTION_MIN_HOURS_MAX,
+				   PRESCRIPTION_MIN_HOURS_DEFAULT, &r->min_hours_between, err);
+	if (!ret)
+		ret = get_field(root, "", "supervision", true, &v, err);
+	if (ret)
+		return ret;
+	if (!json_is_string(v))
+		return fail(err, CMD_ERR_WRONG_TYPE, "supervision: must be a string, got %s",
+			    type_name(v));
+	if (prescription_supervision_parse(json_string_value(v), &r->supervision) < 0)
+		return fail(err, CMD_ERR_OUT_OF_RANGE,
+			    "supervision: must be \"none\", \"remote\" or \"live\"");
+	return 0;
+}
+
 /* --- per verb ------------------------------------------------------------------ */
 
 static const char *const start_fields[] = {"request_id", "plan", "patient", NULL};
 static const char *const session_ref_fields[] = {"request_id", "session_id", NULL};
-static const char *const estop_fields[] = {"request_id", "cuffs", NULL};
+static const char *const stop_fields[] = {"request_id", "session_id", "by", "reason", NULL};
+static const char *const estop_fields[] = {"request_id", "cuffs", "by", "reason", NULL};
 static const char *const ack_fields[] = {"request_id", "alarm_id", "by", NULL};
 static const char *const cuff_ref_fields[] = {"request_id", "cuff", NULL};
+static const char *const prescription_set_fields[] = {
+	"request_id", "plan", "patient", "valid_from", "valid_until", "max_per_day",
+	"min_hours_between", "supervision", NULL,
+};
+static const char *const request_only_fields[] = {"request_id", NULL};
 
 static const char *const *const verb_fields[CMD_VERB_COUNT] = {
 	[CMD_SESSION_START] = start_fields,	  [CMD_SESSION_PAUSE] = session_ref_fields,
-	[CMD_SESSION_RESUME] = session_ref_fields, [CMD_SESSION_STOP] = session_ref_fields,
+	[CMD_SESSION_RESUME] = session_ref_fields, [CMD_SESSION_STOP] = stop_fields,
 	[CMD_ESTOP] = estop_fields,		  [CMD_ALARM_ACK] = ack_fields,
 	[CMD_LOP_MEASURE] = cuff_ref_fields,	  [CMD_CUFF_IDENTIFY] = cuff_ref_fields,
+	[CMD_SNAPSHOT] = request_only_fields,
+	[CMD_PRESCRIPTION_SET] = prescription_set_fields,
+	[CMD_PRESCRIPTION_CLEAR] = request_only_fields,
 };
+
+/* The optional `by` and `reason` of a stop or an e-stop: who and why. */
+static int get_who_why(json_t *root, struct command *cmd, struct command_error *err)
+{
+	json_t *v = json_object_get(root, "by");
+	int ret;
+
+	if (v) {
+		ret = check_by(v, cmd->by, sizeof(cmd->by), err);
+		if (ret)
+			return ret;
+	}
+	v = json_object_get(root, "reason");
+	if (!v)
+		return 0;
+	return check_text(v, "reason", TEXT_NAME, COMMAND_REASON_MAX, cmd->reason,
+			  sizeof(cmd->reason), err);
+}
 
 static int check_verb_fields(json_t *root, struct command *cmd, struct command_error *err)
 {
@@ -723,14 +960,21 @@ static int check_verb_fields(json_t *root, struct command *cmd, struct command_e
 		return get_id(root, "", "patient", false, cmd->patient, &cmd->has_patient, err);
 	case CMD_SESSION_PAUSE:
 	case CMD_SESSION_RESUME:
-	case CMD_SESSION_STOP:
 		return get_id(root, "", "session_id", true, cmd->session_id, NULL, err);
+	case CMD_SESSION_STOP:
+		ret = get_id(root, "", "session_id", true, cmd->session_id, NULL, err);
+		return ret ? ret : get_who_why(root, cmd, err);
 	case CMD_ESTOP:
 		v = json_object_get(root, "cuffs");
-		if (!v)
-			return 0; /* every cuff */
-		return check_id_list(v, "cuffs", COMMAND_ESTOP_MAX_CUFFS, cmd->cuffs,
-				     &cmd->n_cuffs, err);
+		if (v) { /* absent: every cuff */
+			ret = check_id_list(v, "cuffs", COMMAND_ESTOP_MAX_CUFFS, cmd->cuffs,
+					    &cmd->n_cuffs, err);
+			if (ret)
+				return ret;
+		}
+		return get_who_why(root, cmd, err);
+	case CMD_SNAPSHOT:
+		return 0;
 	case CMD_ALARM_ACK:
 		ret = get_id(root, "", "alarm_id", true, cmd->alarm_id, NULL, err);
 		if (ret)
@@ -738,15 +982,45 @@ static int check_verb_fields(json_t *root, struct command *cmd, struct command_e
 		ret = get_field(root, "", "by", true, &v, err);
 		if (ret)
 			return ret;
-		return check_text(v, "by", TEXT_NAME, SESSION_NAME_MAX, cmd->by, sizeof(cmd->by),
-				  err);
+		return check_by(v, cmd->by, sizeof(cmd->by), err);
 	case CMD_LOP_MEASURE:
 	case CMD_CUFF_IDENTIFY:
 		return get_id(root, "", "cuff", true, cmd->cuff, NULL, err);
+	case CMD_PRESCRIPTION_SET:
+		return check_prescription(root, cmd, err);
+	case CMD_PRESCRIPTION_CLEAR:
+		return 0;
 	case CMD_VERB_COUNT:
 		break;
 	}
 	return fail(err, CMD_ERR_UNKNOWN_VERB, "unknown verb");
+}
+
+/*
+ * What kind of syntax error, in our words: jansson's own text quotes the
+ * payload ("near 'xyz'"), and a reply or a log line never does.
+ */
+static const char *json_error_kind(const json_error_t *jerr)
+{
+	switch (json_error_code(jerr)) {
+	case json_error_invalid_utf8:
+		return "invalid UTF-8";
+	case json_error_premature_end_of_input:
+		return "unexpected end of input";
+	case json_error_end_of_input_expected:
+		return "text after the JSON value";
+	case json_error_null_character:
+	case json_error_null_byte_in_key:
+		return "\\u0000 in a string";
+	case json_error_duplicate_key:
+		return "duplicate object key";
+	case json_error_numeric_overflow:
+		return "number out of range";
+	case json_error_stack_overflow:
+		return "nested too deeply";
+	default:
+		return "syntax error";
+	}
 }
 
 int command_parse(enum command_verb verb, const void *payload, size_t len,
@@ -783,8 +1057,8 @@ int command_parse(enum command_verb verb, const void *payload, size_t len,
 			ret = -ENOMEM;
 		} else {
 			ret = fail(err, CMD_ERR_BAD_JSON,
-				   "payload: invalid JSON at line %d column %d: %s", jerr.line,
-				   jerr.column, jerr.text);
+				   "payload: invalid JSON (%s) at line %d column %d, byte %d",
+				   json_error_kind(&jerr), jerr.line, jerr.column, jerr.position);
 		}
 		goto out;
 	}
@@ -865,6 +1139,8 @@ int command_reply_build(const char *request_id, const char *ts, const char *msg_
 		    set(e, "code", json_string(command_error_name(err->code))) ||
 		    set(e, "message", json_string(err->message[0] ? err->message
 								 : command_error_name(err->code))))
+			goto fail;
+		if (err->retry_after_s && set(e, "retry_after_s", json_integer(err->retry_after_s)))
 			goto fail;
 	}
 	text = json_dumps(root, JSON_COMPACT);

@@ -26,6 +26,7 @@
 #include <stddef.h>
 
 #include "limits.h"
+#include "prescription.h"
 #include "session.h"
 
 /* Larger payloads are refused before parsing. */
@@ -34,6 +35,7 @@
 #define COMMAND_MSG_ID_MAX 200 /* code points */
 #define COMMAND_TS_MAX 64      /* bytes; the format is checked too */
 #define COMMAND_MESSAGE_MAX 256
+#define COMMAND_REASON_MAX 128 /* code points of a stop's or e-stop's reason */
 
 enum command_verb {
 	CMD_SESSION_START = 0,
@@ -44,6 +46,9 @@ enum command_verb {
 	CMD_ALARM_ACK,
 	CMD_LOP_MEASURE,
 	CMD_CUFF_IDENTIFY,
+	CMD_SNAPSHOT,
+	CMD_PRESCRIPTION_SET,
+	CMD_PRESCRIPTION_CLEAR,
 	CMD_VERB_COUNT,
 };
 
@@ -73,6 +78,9 @@ enum command_error_code {
 	CMD_ERR_NOT_CONNECTED,  /* "not_connected" */
 	CMD_ERR_INTERNAL,       /* "internal": out of memory and the like */
 	CMD_ERR_CUFF_FAULT,     /* "cuff_fault": the cuff reports a fault */
+	CMD_ERR_RATE_LIMITED,   /* "rate_limited": this requester sends too many commands */
+	CMD_ERR_OVERLOADED,     /* "overloaded": too many commands waiting: not read */
+	CMD_ERR_OUTBOX_FULL,    /* "outbox_full": the outbox is at its bound: no new session */
 	CMD_ERR_COUNT,
 };
 
@@ -81,6 +89,9 @@ struct command_error {
 	/* The request_id when the payload had a valid one, else "". */
 	char request_id[SESSION_ID_BUF];
 	char message[COMMAND_MESSAGE_MAX];
+	/* > 0: the same request will not be refused for this reason after
+	 * this many seconds (a reperfusion wait); in the reply's error. */
+	uint32_t retry_after_s;
 };
 
 struct command {
@@ -95,11 +106,16 @@ struct command {
 	/* estop: 0 cuffs means every cuff of the gateway */
 	unsigned n_cuffs;
 	char cuffs[COMMAND_ESTOP_MAX_CUFFS][SESSION_ID_BUF];
-	/* alarm/ack */
+	/* alarm/ack (required); session/stop, estop (optional: "" when absent) */
 	char alarm_id[SESSION_ID_BUF];
 	char by[SESSION_NAME_BUF];
+	/* session/stop, estop: why, in the clinician's words ("" when absent) */
+	char reason[COMMAND_REASON_MAX * 4 + 1];
 	/* lop/measure, cuff/identify */
 	char cuff[SESSION_ID_BUF];
+	/* prescription/set: its plan and patient are in plan, has_patient and
+	 * patient above, as for session/start */
+	struct prescription_rules rules;
 };
 
 /* "session/start" ... as in the topic `cmd/{verb}`. -ENOENT when unknown. */

@@ -415,6 +415,15 @@ int safety_may_inflate(const struct safety_state *s, uint64_t now_ms, bool unack
 	return 0;
 }
 
+uint64_t safety_reperfusion_ends(const struct safety_state *s)
+{
+	if (!s || !s->reperfusion_due)
+		return 0;
+	if (!s->down || s->deflated_at_ms == SAFETY_NEVER)
+		return SAFETY_NEVER;
+	return s->deflated_at_ms + (uint64_t)s->lim.min_reperfusion_s * 1000u;
+}
+
 int safety_check_target(const struct safety_state *s, uint64_t now_ms, double target_mmhg,
 			bool unacked_high, enum limits_refusal *reason)
 {

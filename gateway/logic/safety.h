@@ -236,6 +236,14 @@ int safety_handle(struct safety_state *s, const struct safety_event *ev, uint64_
 int safety_may_inflate(const struct safety_state *s, uint64_t now_ms, bool unacked_high,
 		       enum limits_refusal *reason);
 
+/*
+ * When SR-08 lets the cuff inflate again (monotonic ms): 0 when no
+ * reperfusion is due, SAFETY_NEVER while the cuff has not been seen down
+ * yet (the wait has not started). Only reperfusion: the other refusals have
+ * no time at which they end.
+ */
+uint64_t safety_reperfusion_ends(const struct safety_state *s);
+
 /* may_inflate (for a new inflation) plus limits_check_target() with the cuff's LOP. */
 int safety_check_target(const struct safety_state *s, uint64_t now_ms, double target_mmhg,
 			bool unacked_high, enum limits_refusal *reason);

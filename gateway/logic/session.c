@@ -1161,8 +1161,67 @@ static int32_t seconds_ceil(uint64_t ms)
 	return (int32_t)((ms + 999) / 1000);
 }
 
+/*
+ * Planned time from the start of set `set` of exercise e to the end of the
+ * session: its sets and rests, the reperfusions and the later exercises.
+ * Ramps, deflations and LOP measurements are not planned times (they last
+ * as long as the cuffs take) and are not counted.
+ */
+static uint64_t planned_from(const struct session *s, unsigned e, unsigned set)
+{
+	uint64_t ms = 0;
+
+	for (; e < s->plan.n_exercises; e++, set = 0) {
+		const struct session_exercise *ex = &s->plan.exercises[e];
+		unsigned n = session_exercise_n_sets(ex);
+		uint64_t rest_ms = (uint64_t)(ex->mode == SESSION_MODE_CYCLE ? ex->off_s
+									   : ex->rest_s) * 1000;
+
+		for (unsigned k = set; k < n; k++)
+			ms += set_ms_of(ex, k) + (k + 1 < n ? rest_ms : 0);
+		if (e + 1 < s->plan.n_exercises)
+			ms += (uint64_t)ex->reperfusion_s * 1000;
+	}
+	return ms;
+}
+
+/* Planned time left in the session; phase_left_ms of the (frozen) phase. */
+static uint64_t session_left_ms(const struct session *s, enum session_phase p,
+				uint64_t phase_left_ms)
+{
+	const struct session_exercise *ex = cur_ex(s);
+	unsigned e = s->ex < 0 ? 0 : (unsigned)s->ex;
+
+	if (!ex)
+		return planned_from(s, 0, 0);
+	switch (p) {
+	case SESSION_PHASE_LOP:
+		return planned_from(s, e, 0);
+	case SESSION_PHASE_INFLATING:
+		/* Heading back into a paused set or rest: what was left of it. */
+		if (s->resuming && s->frozen == SESSION_PHASE_SET)
+			return s->frozen_left + planned_from(s, e, s->set) - set_ms_of(ex, s->set);
+		if (s->resuming && s->frozen == SESSION_PHASE_REST)
+			return s->frozen_left + planned_from(s, e, s->set + 1);
+		return planned_from(s, e, s->set);
+	case SESSION_PHASE_SET:
+		return phase_left_ms + planned_from(s, e, s->set) - set_ms_of(ex, s->set);
+	case SESSION_PHASE_REST:
+		return phase_left_ms + planned_from(s, e, s->set + 1);
+	case SESSION_PHASE_DEFLATING:
+		return e + 1 < s->plan.n_exercises
+			       ? (uint64_t)ex->reperfusion_s * 1000 + planned_from(s, e + 1, 0)
+			       : 0;
+	case SESSION_PHASE_REPERFUSION:
+		return phase_left_ms + planned_from(s, e + 1, 0);
+	default:
+		return 0;
+	}
+}
+
 int session_get_state(const struct session *s, uint64_t now_ms, struct session_state *out)
 {
+	uint64_t phase_left_ms = 0;
 	const struct session_exercise *ex;
 	struct session_state st;
 
@@ -1182,11 +1241,30 @@ int session_get_state(const struct session *s, uint64_t now_ms, struct session_s
 	}
 	st.seconds_left = -1;
 	if (s->phase == SESSION_PHASE_SET || s->phase == SESSION_PHASE_REST ||
-	    s->phase == SESSION_PHASE_REPERFUSION)
-		st.seconds_left = seconds_ceil(s->deadline > now_ms ? s->deadline - now_ms : 0);
-	else if (s->phase == SESSION_PHASE_PAUSED && s->frozen != SESSION_PHASE_INFLATING &&
-		 s->frozen != SESSION_PHASE_DEFLATING)
-		st.seconds_left = seconds_ceil(s->frozen_left);
+	    s->phase == SESSION_PHASE_REPERFUSION) {
+		phase_left_ms = s->deadline > now_ms ? s->deadline - now_ms : 0;
+		st.seconds_left = seconds_ceil(phase_left_ms);
+	} else if (s->phase == SESSION_PHASE_PAUSED && s->frozen != SESSION_PHASE_INFLATING &&
+		   s->frozen != SESSION_PHASE_DEFLATING) {
+		phase_left_ms = s->frozen_left;
+		st.seconds_left = seconds_ceil(phase_left_ms);
+	}
+	st.session_left_s = phase_is_end(s->phase) || s->phase == SESSION_PHASE_IDLE
+				    ? -1
+				    : seconds_ceil(session_left_ms(s, st.paused_phase, phase_left_ms));
+	if (ex) {
+		st.pct_lop = ex->pct_lop;
+		if (ex->mode != SESSION_MODE_CYCLE && st.set)
+			st.n_reps = ex->sets[s->set];
+		if (s->phase != SESSION_PHASE_IDLE && !phase_is_end(s->phase)) {
+			st.n_targets = ex->n_cuffs;
+			for (unsigned i = 0; i < ex->n_cuffs; i++) {
+				st.target_cuffs[i] = ex->cuffs[i];
+				st.targets[i] = s->cuffs[s->ex_cuff[i]].lop_valid ? target_of(s, i)
+										  : NAN;
+			}
+		}
+	}
 	st.inflation_s = (double)s->inflation_ms / 1000.0;
 	if (s->inflated && now_ms > s->inflated_since)
 		st.inflation_s += (double)(now_ms - s->inflated_since) / 1000.0;

@@ -201,6 +201,12 @@ struct session_state {
 	unsigned n_sets;
 	unsigned rep;                  /* reps cued so far in this set */
 	int32_t seconds_left;          /* rounded up; -1 when waiting on the cuffs */
+	int32_t session_left_s;        /* planned time left, rounded up; -1 once ended */
+	unsigned n_reps;               /* reps of the current set; 0 in cycle mode or outside */
+	unsigned pct_lop;              /* prescribed % of LOP of the current exercise; 0 none */
+	unsigned n_targets;            /* the current exercise's cuffs: */
+	const char *target_cuffs[SESSION_MAX_CUFFS];
+	double targets[SESSION_MAX_CUFFS]; /* prescribed target, mmHg; NAN until the LOP is known */
 	double inflation_s;            /* cumulative, including the running interval */
 	uint32_t last_seq;
 	const char *reason;            /* outcome reason once stopped/aborted, else NULL */

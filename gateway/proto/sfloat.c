@@ -114,7 +114,7 @@ int sfloat_encode(double value, uint16_t *raw)
 
 double sfloat_to_double(uint16_t raw)
 {
-	double v;
+	double v = NAN; /* only read for a number, which sets it; gcc -O2 warns anyway */
 
 	if (sfloat_decode(raw, &v) != SFLOAT_CLASS_NUMBER)
 		return NAN;

@@ -58,7 +58,9 @@ static void record_history(struct alarms *a, const struct alarm_record *rec, jso
 	free(text);
 }
 
-void alarms_publish_closed_json(struct alarms *a, const char *alarm_id, json_t *record)
+/* A closed alarm: the record once (not retained), then the empty retained
+ * payload that removes it. */
+static void publish_closed(struct alarms *a, const char *alarm_id, json_t *record)
 {
 	char topic[TOPIC_MAX];
 
@@ -68,9 +70,20 @@ void alarms_publish_closed_json(struct alarms *a, const char *alarm_id, json_t *
 	(void)publisher_qos1_raw(a->pub, topic, "", 0, OUTBOX_RETAIN, NULL);
 }
 
-/* record: also append the change to the database's alarm history. */
+/*
+ * record: also append the change to the database's alarm history.
+ *
+ * The database holds open every alarm the broker may hold open for us, so
+ * that a restart can close each of them from the database (recovery.c) and
+ * never needs to trust what the broker sends back. The store commits in
+ * queue order and a crash can fall between two rows: an open record is
+ * therefore recorded before it is published, a closing one published
+ * before it is recorded (a crash in between closes it once more at the
+ * next start).
+ */
 static void publish(struct alarms *a, const struct alarm_record *rec, bool record)
 {
+	bool closing = rec->state == ALARM_STATE_CLEARED;
 	char topic[TOPIC_MAX];
 	json_t *p = msg_alarm(a->ctx, rec);
 
@@ -78,11 +91,13 @@ static void publish(struct alarms *a, const struct alarm_record *rec, bool recor
 		log_error("alarm %s: out of memory, not published", rec->alarm_id);
 		return;
 	}
-	if (rec->state == ALARM_STATE_CLEARED)
-		alarms_publish_closed_json(a, rec->alarm_id, p);
+	if (a->store && record && !closing)
+		record_history(a, rec, json_object_get(p, "values"));
+	if (closing)
+		publish_closed(a, rec->alarm_id, p);
 	else if (payload_topic(a->ctx, topic, sizeof(topic), "alarm/%s", rec->alarm_id) == 0)
 		(void)publisher_qos1(a->pub, topic, p, OUTBOX_RETAIN);
-	if (a->store && record)
+	if (a->store && record && closing)
 		record_history(a, rec, json_object_get(p, "values"));
 	json_decref(p);
 }

@@ -68,8 +68,4 @@ void alarms_broker_refused(struct alarms *a, bool present, const char *topic, in
 /* outbox_full: follows the outbox's fill level. */
 void alarms_outbox_level(struct alarms *a, bool over);
 
-/* The alarm topic's closing step for a record given as JSON: the record
- * once (not retained), then the empty retained payload that removes it. */
-void alarms_publish_closed_json(struct alarms *a, const char *alarm_id, json_t *record);
-
 #endif

@@ -3,11 +3,15 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "log.h"
 
 /* Bounded so one chatty bearer cannot starve the other fds of the loop. */
 #define MAX_PDUS_PER_WAKEUP 32
@@ -50,6 +54,7 @@ struct att_client {
 	att_disconnect_fn disconnect_fn;
 	void *disconnect_data;
 	struct att_client_stats stats;
+	char name[64]; /* prefixes log lines: the owner's name for the link */
 	/* One byte more than the largest legal PDU so oversize packets show. */
 	uint8_t rxbuf[ATT_MAX_MTU + 1];
 };
@@ -327,6 +332,36 @@ static void confirm(struct att_client *att)
 		(void)write_pdu(att, &cfm, 1);
 }
 
+/* A response or an Error Response: what answers the outstanding request. */
+static bool is_answer(uint8_t op)
+{
+	return op == ATT_OP_ERROR_RSP || is_response(op);
+}
+
+static void protocol_error(struct att_client *att, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/*
+ * The peer answered the outstanding request with something that is no valid
+ * answer to it. The transaction cannot be known to be over (the real answer
+ * may still come and would be taken for the next request's), so the bearer
+ * ends at once, as the transaction timeout would end it 30 s later: every
+ * pending request fails with -EBADMSG and the log says what came.
+ */
+static void protocol_error(struct att_client *att, const char *fmt, ...)
+{
+	char what[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	log_warn("%s: ATT protocol error: %s in answer to a %s: closing the bearer",
+		 att->name[0] ? att->name : "ATT bearer", what,
+		 att_opcode_name(att->outstanding->opcode));
+	die(att, -EBADMSG);
+}
+
 static void handle_pdu(struct att_client *att, size_t n)
 {
 	struct att_pdu pdu;
@@ -334,6 +369,11 @@ static void handle_pdu(struct att_client *att, size_t n)
 
 	if (n > att->mtu) {
 		att->stats.malformed++;
+		if (att->outstanding && is_answer(att->rxbuf[0])) {
+			protocol_error(att, "%s of %zu bytes, longer than the MTU %u",
+				       att_opcode_name(att->rxbuf[0]), n, (unsigned)att->mtu);
+			return;
+		}
 		/* Even a bad indication is confirmed: the server sends no other one until then. */
 		if (att->rxbuf[0] == ATT_OP_HANDLE_VALUE_IND)
 			confirm(att);
@@ -349,6 +389,11 @@ static void handle_pdu(struct att_client *att, size_t n)
 	}
 	if (r < 0) {
 		att->stats.malformed++;
+		if (att->outstanding && is_answer(att->rxbuf[0])) {
+			protocol_error(att, "malformed %s (%zu bytes)",
+				       att_opcode_name(att->rxbuf[0]), n);
+			return;
+		}
 		if (att->rxbuf[0] == ATT_OP_HANDLE_VALUE_IND)
 			confirm(att);
 		return;
@@ -364,8 +409,14 @@ static void handle_pdu(struct att_client *att, size_t n)
 		confirm(att);
 		return;
 	case ATT_OP_ERROR_RSP:
-		if (!att->outstanding || pdu.error_rsp.req_opcode != att->outstanding->opcode) {
+		if (!att->outstanding) {
 			att->stats.unexpected_rsp++;
+			return;
+		}
+		if (pdu.error_rsp.req_opcode != att->outstanding->opcode) {
+			att->stats.unexpected_rsp++;
+			protocol_error(att, "Error Response for a %s",
+				       att_opcode_name(pdu.error_rsp.req_opcode));
 			return;
 		}
 		complete(att, -EPROTO, &pdu);
@@ -374,8 +425,13 @@ static void handle_pdu(struct att_client *att, size_t n)
 		break;
 	}
 	if (is_response(pdu.opcode)) {
-		if (!att->outstanding || att_response_for(att->outstanding->opcode) != pdu.opcode) {
+		if (!att->outstanding) {
 			att->stats.unexpected_rsp++;
+			return;
+		}
+		if (att_response_for(att->outstanding->opcode) != pdu.opcode) {
+			att->stats.unexpected_rsp++;
+			protocol_error(att, "%s", att_opcode_name(pdu.opcode));
 			return;
 		}
 		complete(att, 0, &pdu);
@@ -479,6 +535,11 @@ void att_client_free(struct att_client *att)
 		return;
 	}
 	destroy_now(att);
+}
+
+void att_client_set_name(struct att_client *att, const char *name)
+{
+	snprintf(att->name, sizeof(att->name), "%s", name ? name : "");
 }
 
 void att_client_set_disconnect_cb(struct att_client *att, att_disconnect_fn fn, void *user_data)

@@ -13,15 +13,25 @@
  * - A request not answered within ATT_TRANSACTION_TIMEOUT_MS kills the
  *   bearer (the spec forbids further requests on it).
  * - Anything from the peer that is not a valid, expected PDU (malformed,
- *   unknown opcode, a response nobody asked for or of the wrong kind, a PDU
- *   longer than the MTU) is counted in the stats and dropped, never
- *   delivered. Requests from the peer get Error Response "Request Not
- *   Supported"; every indication is confirmed, after its handlers ran
- *   (a malformed one too, undelivered: the server sends no further
- *   indication until it has the confirmation).
- * - When the bearer dies (EOF, hang-up, socket error, transaction timeout)
- *   every pending request's callback runs once with the reason and the
- *   disconnect callback runs exactly once. No callback runs after that.
+ *   unknown opcode, a response nobody asked for, a PDU longer than the MTU)
+ *   is counted in the stats and dropped, never delivered.
+ * - An answer to the outstanding request that is not a valid one (a
+ *   response or Error Response that is malformed or longer than the MTU, a
+ *   response of another kind, an Error Response for another request; handle
+ *   0 in a list is malformed) is a protocol error, found at once: it is
+ *   logged naming what came, and the bearer dies with -EBADMSG (no later
+ *   answer could be matched to a request with certainty, as after a
+ *   transaction timeout). Whether the handles of a valid list lie in the
+ *   range asked for is the caller's check (gatt_discovery ends discovery at
+ *   once with -EBADMSG).
+ * - Requests from the peer get Error Response "Request Not Supported";
+ *   every indication is confirmed, after its handlers ran (a malformed one
+ *   too, undelivered: the server sends no further indication until it has
+ *   the confirmation).
+ * - When the bearer dies (EOF, hang-up, socket error, transaction timeout,
+ *   protocol error) every pending request's callback runs once with the
+ *   reason and the disconnect callback runs exactly once. No callback runs
+ *   after that.
  * - Every callback may call any function here, att_client_free included.
  */
 #ifndef BFR_ATT_CLIENT_H
@@ -51,7 +61,8 @@ struct att_client_stats {
  * Result of a request. err 0: rsp is the matching response. err -EPROTO: rsp
  * is the peer's Error Response (rsp->error_rsp.error holds the ATT error).
  * Otherwise rsp is NULL and err is why the bearer died: -ETIMEDOUT
- * (transaction timeout), -ECONNRESET (EOF/hang-up), another -errno from the
+ * (transaction timeout), -EBADMSG (an invalid answer to the outstanding
+ * request: a protocol error), -ECONNRESET (EOF/hang-up), another -errno from the
  * socket, or the write of this request failed. rsp points into the receive
  * buffer: copy what you need.
  */
@@ -72,6 +83,9 @@ int att_client_new(struct loop *loop, int fd, struct att_client **out);
 void att_client_free(struct att_client *att);
 
 void att_client_set_disconnect_cb(struct att_client *att, att_disconnect_fn fn, void *user_data);
+/* The prefix of the bearer's log lines, e.g. "cuff bay1" (cut at 63 bytes;
+ * default "ATT bearer"). */
+void att_client_set_name(struct att_client *att, const char *name);
 
 /*
  * Queues request pdu (a request opcode: MTU, Find Information, Find By Type,

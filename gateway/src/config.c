@@ -6,6 +6,13 @@
  * allowed strings, so every error comes out in the same
  * "FILE:LINE: path: message" shape. The first error stops the load: one
  * precise message is more useful to an operator than a cascade.
+ *
+ * Cuff ranges are validated once per range (templates, numbers, the fields
+ * every cuff of the range shares), then each number is expanded and only
+ * what differs (id, address) is checked again. Duplicate ids and addresses
+ * are found through two hash sets, so a 2 000-cuff file loads in
+ * milliseconds, and each duplicate is reported against the first cuff that
+ * had the id or address.
  */
 #include "config.h"
 
@@ -13,12 +20,17 @@
 
 #include <bluetooth/bluetooth.h>
 #include <errno.h>
+#include <grp.h>
+#include <jansson.h>
 #include <libconfig.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "transport.h"
 
 #define PATH_TEXT_MAX 256
 #define SUN_PATH_MAX 107 /* sizeof(sockaddr_un.sun_path) - 1 */
@@ -26,6 +38,7 @@
 
 struct ctx {
 	const char *path;
+	const char *include_dir; /* @include paths are relative to it */
 	char *err;
 	size_t errlen;
 };
@@ -85,6 +98,20 @@ static void setting_path(const config_setting_t *s, char *buf, size_t len)
 }
 
 /*
+ * The file to name in a message: libconfig knows an included file by the
+ * name its @include gave, which is relative to the include directory.
+ */
+static const char *file_name(const struct ctx *c, const char *file, char *buf, size_t len)
+{
+	if (!file || strcmp(file, c->path) == 0)
+		return c->path;
+	if (file[0] == '/' || !c->include_dir)
+		return file;
+	snprintf(buf, len, "%s/%s", c->include_dir, file);
+	return buf;
+}
+
+/*
  * Reports an error at setting `at` (its file and line), naming `at`'s path,
  * or `at`'s child `child` when the child is missing. Returns -EINVAL.
  */
@@ -93,7 +120,9 @@ errorf(struct ctx *c, const config_setting_t *at, const char *child, const char 
 {
 	char path[PATH_TEXT_MAX];
 	char message[512];
-	const char *file = config_setting_source_file(at);
+	char file_buf[PATH_TEXT_MAX * 2];
+	const char *file = file_name(c, config_setting_source_file(at), file_buf,
+				     sizeof(file_buf));
 	unsigned line = config_setting_source_line(at);
 	va_list ap;
 
@@ -105,8 +134,6 @@ errorf(struct ctx *c, const config_setting_t *at, const char *child, const char 
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
-	if (!file)
-		file = c->path;
 	/* The root has no line: a missing top-level setting is named without one. */
 	if (line > 0)
 		snprintf(c->err, c->errlen, "%s:%u: %s: %s", file, line, path, message);
@@ -167,7 +194,7 @@ static int lookup(struct ctx *c, const config_setting_t *parent, const char *nam
 static int get_uint(struct ctx *c, const config_setting_t *parent, const char *name,
 		    unsigned def, unsigned min, unsigned max, unsigned *out)
 {
-	const config_setting_t *s;
+	const config_setting_t *s = NULL; /* set by lookup() when it returns 0 */
 	long long value;
 	int r;
 
@@ -193,7 +220,7 @@ static int get_string(struct ctx *c, const config_setting_t *parent, const char 
 		      bool required, const char *def, const config_setting_t **where,
 		      char **out)
 {
-	const config_setting_t *s;
+	const config_setting_t *s = NULL; /* set by lookup() when it returns 0 */
 	const char *value = def;
 	int r;
 
@@ -262,9 +289,31 @@ static bool valid_id(const char *id)
 	       len;
 }
 
+/* Display text: valid UTF-8 (jansson's check: it goes into JSON), no
+ * control characters, 1..CONFIG_LABEL_MAX code points (a clinic screen). */
+static bool valid_label(const char *s)
+{
+	json_t *utf8 = json_string(s); /* NULL unless valid UTF-8 */
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = 0;
+
+	if (!utf8)
+		return false;
+	json_decref(utf8);
+	for (; *p; p++) {
+		if (*p < 0x20 || *p == 0x7F)
+			return false;
+		/* C1 controls U+0080..U+009F: C2 80..C2 9F */
+		if (p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F)
+			return false;
+		n += (*p & 0xC0) != 0x80; /* a lead byte starts a code point */
+	}
+	return n >= 1 && n <= CONFIG_LABEL_MAX;
+}
+
 static int get_id(struct ctx *c, const config_setting_t *parent, const char *name, char **out)
 {
-	const config_setting_t *where;
+	const config_setting_t *where = NULL; /* set by get_string() when it returns 0 */
 	char *id = NULL;
 	int r;
 
@@ -407,7 +456,7 @@ static int load_mqtt(struct ctx *c, const config_setting_t *root, struct config 
 {
 	static const char *const keys[] = { "uri",	    "client_id",   "username",
 					    "password_file", "telemetry_hz", "keepalive_s",
-					    "tls",	    NULL };
+					    "tls",	    "ended_retain_s", NULL };
 	static const char *const tls_keys[] = { "ca_file", "cert_file", "key_file", NULL };
 	const config_setting_t *m, *t, *where, *ca_where, *cert_where, *key_where;
 	bool valid;
@@ -425,6 +474,7 @@ static int load_mqtt(struct ctx *c, const config_setting_t *root, struct config 
 			return out_of_memory(c);
 		cfg->mqtt.telemetry_hz = 10;
 		cfg->mqtt.keepalive_s = 10;
+		cfg->mqtt.ended_retain_s = CONFIG_ENDED_RETAIN_S;
 		return 0;
 	}
 	r = get_string(c, m, "uri", false, "mqtt://127.0.0.1:1883", &where, &cfg->mqtt.uri);
@@ -456,6 +506,10 @@ static int load_mqtt(struct ctx *c, const config_setting_t *root, struct config 
 	if (r < 0)
 		return r;
 	r = get_uint(c, m, "keepalive_s", 10, 2, 300, &cfg->mqtt.keepalive_s);
+	if (r < 0)
+		return r;
+	r = get_uint(c, m, "ended_retain_s", CONFIG_ENDED_RETAIN_S, 10, 7 * 86400,
+		     &cfg->mqtt.ended_retain_s);
 	if (r < 0)
 		return r;
 
@@ -514,11 +568,15 @@ static int load_limb(struct ctx *c, const config_setting_t *limits, const char *
 		r = get_group(c, limits, name, false, keys, &g);
 	if (r < 0 || !g)
 		return r;
+	/*
+	 * The compiled limb defaults are the loosest values: the gateway's
+	 * limits_override refuses anything looser at start, so --check must too.
+	 */
 	r = get_uint(c, g, "max_pressure_mmHg", def->max_pressure_mmHg, CONFIG_PRESSURE_MIN_MMHG,
-		     CONFIG_PRESSURE_MAX_MMHG, &out->max_pressure_mmHg);
+		     def->max_pressure_mmHg, &out->max_pressure_mmHg);
 	if (r == 0)
 		r = get_uint(c, g, "max_pct_lop", def->max_pct_lop, CONFIG_PCT_LOP_MIN,
-			     CONFIG_PCT_LOP_MAX, &out->max_pct_lop);
+			     def->max_pct_lop, &out->max_pct_lop);
 	if (r == 0)
 		r = get_uint(c, g, "session_total_s", def->session_total_s, 60,
 			     def->session_total_s, &out->session_total_s);
@@ -582,6 +640,50 @@ static int load_store(struct ctx *c, const config_setting_t *root, struct config
 	return get_uint(c, s, "outbox_max_mib", 64, 1, 4096, &cfg->outbox_max_mib);
 }
 
+/* The gid of a group name; the name must exist when the file is loaded. */
+static int lookup_group(struct ctx *c, const config_setting_t *where, const char *name,
+			unsigned *gid)
+{
+	char buf[4096];
+	struct group gr, *found = NULL;
+	int r = getgrnam_r(name, &gr, buf, sizeof(buf), &found);
+
+	if (r != 0)
+		return errorf(c, where, NULL, "cannot look up group \"%s\": %s", name,
+			      strerror(r));
+	if (!found)
+		return errorf(c, where, NULL, "no such group \"%s\"", name);
+	*gid = (unsigned)found->gr_gid;
+	return 0;
+}
+
+static int load_home(struct ctx *c, const config_setting_t *root, struct config *cfg)
+{
+	static const char *const keys[] = { "control_socket", "control_group",
+					    "supervisor_grace_s", NULL };
+	const config_setting_t *h, *where;
+	int r;
+
+	r = get_group(c, root, "home", false, keys, &h);
+	if (r < 0 || !h)
+		return r;
+	cfg->home.enabled = true;
+	r = get_string(c, h, "control_socket", false, "/run/bfr-gateway/ctl.sock", &where,
+		       &cfg->home.control_socket);
+	if (r < 0)
+		return r;
+	if (cfg->home.control_socket[0] != '/' || strlen(cfg->home.control_socket) > SUN_PATH_MAX)
+		return errorf(c, where, where == h ? "control_socket" : NULL,
+			      "must be an absolute path of at most %d characters, got \"%s\"",
+			      SUN_PATH_MAX, cfg->home.control_socket);
+	r = get_string(c, h, "control_group", false, NULL, &where, &cfg->home.control_group);
+	if (r == 0 && cfg->home.control_group)
+		r = lookup_group(c, where, cfg->home.control_group, &cfg->home.control_gid);
+	if (r < 0)
+		return r;
+	return get_uint(c, h, "supervisor_grace_s", 10, 0, 300, &cfg->home.supervisor_grace_s);
+}
+
 static int parse_address(struct ctx *c, const config_setting_t *where, struct config_cuff *cuff)
 {
 	const char *a = cuff->address;
@@ -612,22 +714,31 @@ static int parse_address(struct ctx *c, const config_setting_t *where, struct co
 
 static int parse_adapter(struct ctx *c, const config_setting_t *where, struct config_cuff *cuff)
 {
-	const char *digits = cuff->adapter + 3;
-	size_t n = strspn(digits, "0123456789");
+	const char *digits;
+	size_t n;
 
-	if (strncmp(cuff->adapter, "hci", 3) != 0 || n == 0 || n > 5 || digits[n] != '\0' ||
-	    atol(digits) > 65535)
-		return errorf(c, where, NULL, "expected an adapter name like \"hci0\", got \"%s\"",
-			      cuff->adapter);
+	/* The prefix first: only then are there 3 bytes to skip (issue 8 item 11). */
+	if (strncmp(cuff->adapter, "hci", 3) != 0)
+		goto bad;
+	digits = cuff->adapter + 3;
+	n = strspn(digits, "0123456789");
+	/* The transport's bound: cuff_link_new refuses a higher index (docs/reliability.md, finding 6). */
+	if (n == 0 || n > 5 || digits[n] != '\0' || atol(digits) > TRANSPORT_MAX_ADAPTER)
+		goto bad;
 	cuff->adapter_index = atoi(digits);
 	return 0;
+bad:
+	return errorf(c, where, NULL, "expected an adapter name like \"hci0\", got \"%s\"",
+		      cuff->adapter);
 }
 
-static int load_cuff(struct ctx *c, const config_setting_t *g, const struct config *cfg,
-		     struct config_cuff *cuff)
+/*
+ * What a single cuff and every cuff of a range share: address_type,
+ * adapter, limb and the per-cuff limits. cuff->adapter is a heap copy.
+ */
+static int load_cuff_common(struct ctx *c, const config_setting_t *g, const struct config *cfg,
+			    struct config_cuff *cuff)
 {
-	static const char *const keys[] = { "id",	  "address", "address_type", "adapter",
-					    "limb",	  "limits",  NULL };
 	static const char *const limit_keys[] = { "max_pressure_mmHg", "max_pct_lop", NULL };
 	/* In the order of the message: "leg" or "arm"; index 0 is the leg. */
 	static const char *const limbs[] = { "leg", "arm", NULL };
@@ -636,15 +747,7 @@ static int load_cuff(struct ctx *c, const config_setting_t *g, const struct conf
 	const struct config_limb_limits *limb;
 	int value, r;
 
-	r = check_members(c, g, keys);
-	if (r == 0)
-		r = get_id(c, g, "id", &cuff->id);
-	if (r == 0)
-		r = get_string(c, g, "address", true, NULL, &where, &cuff->address);
-	if (r == 0)
-		r = parse_address(c, where, cuff);
-	if (r == 0)
-		r = get_enum(c, g, "address_type", types, CONFIG_ADDRESS_PUBLIC, &value);
+	r = get_enum(c, g, "address_type", types, CONFIG_ADDRESS_PUBLIC, &value);
 	if (r < 0)
 		return r;
 	cuff->address_type = (enum config_address_type)value;
@@ -685,6 +788,34 @@ static int load_cuff(struct ctx *c, const config_setting_t *g, const struct conf
 	return 0;
 }
 
+static int load_cuff(struct ctx *c, const config_setting_t *g, const struct config *cfg,
+		     struct config_cuff *cuff)
+{
+	static const char *const keys[] = { "id",	  "address", "address_type", "adapter",
+					    "limb",	  "limits",  "label",	     NULL };
+	const config_setting_t *where;
+	int r;
+
+	r = check_members(c, g, keys);
+	if (r == 0)
+		r = get_id(c, g, "id", &cuff->id);
+	if (r == 0)
+		r = get_string(c, g, "address", true, NULL, &where, &cuff->address);
+	if (r == 0)
+		r = parse_address(c, where, cuff);
+	if (r == 0)
+		r = load_cuff_common(c, g, cfg, cuff);
+	/* A label names one cuff: single cuffs only, not ranges. */
+	if (r == 0)
+		r = get_string(c, g, "label", false, NULL, &where, &cuff->label);
+	if (r == 0 && cuff->label && !valid_label(cuff->label))
+		r = errorf(c, where, NULL,
+			   "a label is 1..%d characters of UTF-8 text without control characters "
+			   "(it is shown on the dashboard)",
+			   CONFIG_LABEL_MAX);
+	return r;
+}
+
 static bool same_address(const struct config_cuff *a, const struct config_cuff *b)
 {
 	if (a->is_sim != b->is_sim)
@@ -694,55 +825,397 @@ static bool same_address(const struct config_cuff *a, const struct config_cuff *
 	return memcmp(a->bdaddr, b->bdaddr, sizeof(a->bdaddr)) == 0;
 }
 
-static int load_cuffs(struct ctx *c, const config_setting_t *root, struct config *cfg)
+static bool same_id(const struct config_cuff *a, const struct config_cuff *b)
 {
-	const config_setting_t *list;
-	int r, n;
+	return strcmp(a->id, b->id) == 0;
+}
 
-	r = lookup(c, root, "cuffs", CONFIG_TYPE_LIST, false, &list);
-	if (r < 0 || !list)
-		return r;
-	n = config_setting_length(list);
-	if (n == 0)
-		return 0;
-	cfg->cuffs = calloc((size_t)n, sizeof(*cfg->cuffs));
-	if (!cfg->cuffs)
-		return out_of_memory(c);
+static uint32_t fnv1a(const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}
+
+static uint32_t id_hash(const struct config_cuff *cuff)
+{
+	return fnv1a(cuff->id, strlen(cuff->id));
+}
+
+/* Equal addresses (same_address) hash alike: by path, or by the parsed bytes. */
+static uint32_t address_hash(const struct config_cuff *cuff)
+{
+	if (cuff->is_sim)
+		return fnv1a(cuff->sim_path, strlen(cuff->sim_path));
+	return fnv1a(cuff->bdaddr, sizeof(cuff->bdaddr)) ^ 1u;
+}
+
+/* Open addressing over indexes into cfg->cuffs; -1 marks a free slot. */
+struct cuff_set {
+	int *slots;
+	size_t mask;
+};
+
+static int cuff_set_init(struct cuff_set *set, size_t n)
+{
+	size_t size = 16;
+
+	while (size < 2 * n)
+		size *= 2;
+	set->slots = malloc(size * sizeof(*set->slots));
+	if (!set->slots)
+		return -ENOMEM;
+	memset(set->slots, 0xff, size * sizeof(*set->slots)); /* every slot -1 */
+	set->mask = size - 1;
+	return 0;
+}
+
+/* Adds cuff i; returns the index of an equal cuff already there, or -1. */
+static int cuff_set_add(struct cuff_set *set, const struct config_cuff *cuffs, int i,
+			uint32_t (*hash)(const struct config_cuff *),
+			bool (*equal)(const struct config_cuff *, const struct config_cuff *))
+{
+	size_t k = hash(&cuffs[i]) & set->mask;
+
+	while (set->slots[k] >= 0) {
+		if (equal(&cuffs[set->slots[k]], &cuffs[i]))
+			return set->slots[k];
+		k = (k + 1) & set->mask;
+	}
+	set->slots[k] = i;
+	return -1;
+}
+
+/* Where a cuff was configured: cuffs.[index], or number `number` of cuff_ranges.[range]. */
+struct origin {
+	int range; /* -1: a single cuff */
+	int index;
+	unsigned number;
+};
+
+struct cuff_load {
+	struct config *cfg;
+	struct origin *origins; /* by index into cfg->cuffs */
+	struct cuff_set ids, addresses;
+};
+
+/* `cuffs.[2].id "c2"` or `cuff_ranges.[0].id "bay0005" (number 5)`. */
+static void describe(const struct cuff_load *cl, int i, const char *field, const char *value,
+		     char *buf, size_t len)
+{
+	const struct origin *o = &cl->origins[i];
+
+	if (o->range < 0)
+		snprintf(buf, len, "cuffs.[%d].%s \"%s\"", o->index, field, value);
+	else
+		snprintf(buf, len, "cuff_ranges.[%d].%s \"%s\" (number %u)", o->range, field, value,
+			 o->number);
+}
+
+/* Cuff i is loaded: its id and address must be new. */
+static int check_unique(struct ctx *c, struct cuff_load *cl, int i,
+			const config_setting_t *id_where, const config_setting_t *address_where)
+{
+	const struct config_cuff *cuffs = cl->cfg->cuffs;
+	const struct origin *o = &cl->origins[i];
+	char earlier[512], self[256] = "";
+	int j;
+
+	j = cuff_set_add(&cl->ids, cuffs, i, id_hash, same_id);
+	if (j >= 0) {
+		describe(cl, j, "id", cuffs[j].id, earlier, sizeof(earlier));
+		if (o->range >= 0)
+			snprintf(self, sizeof(self), "\"%s\" (number %u): ", cuffs[i].id,
+				 o->number);
+		return errorf(c, id_where, NULL, "%sduplicate of %s", self, earlier);
+	}
+	j = cuff_set_add(&cl->addresses, cuffs, i, address_hash, same_address);
+	if (j >= 0) {
+		describe(cl, j, "address", cuffs[j].address, earlier, sizeof(earlier));
+		if (o->range >= 0)
+			snprintf(self, sizeof(self), "\"%s\" (number %u): ", cuffs[i].address,
+				 o->number);
+		return errorf(c, address_where, NULL, "%sduplicate of %s", self, earlier);
+	}
+	return 0;
+}
+
+static int load_single_cuffs(struct ctx *c, struct cuff_load *cl, const config_setting_t *list)
+{
+	struct config *cfg = cl->cfg;
+	int n = list ? config_setting_length(list) : 0;
+
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
-		struct config_cuff *cuff = &cfg->cuffs[i];
+		int k = (int)cfg->n_cuffs;
+		int r;
 
 		if (config_setting_type(g) != CONFIG_TYPE_GROUP)
 			return errorf(c, g, NULL, "expected a group, got %s",
 				      type_name(config_setting_type(g)));
 		/* Counted first so config_free releases a half-loaded cuff. */
 		cfg->n_cuffs++;
-		r = load_cuff(c, g, cfg, cuff);
+		cl->origins[k] = (struct origin){ .range = -1, .index = i };
+		r = load_cuff(c, g, cfg, &cfg->cuffs[k]);
+		if (r == 0)
+			r = check_unique(c, cl, k, config_setting_get_member(g, "id"),
+					 config_setting_get_member(g, "address"));
 		if (r < 0)
 			return r;
-		for (int j = 0; j < i; j++) {
-			if (strcmp(cfg->cuffs[j].id, cuff->id) == 0)
-				return errorf(c, config_setting_get_member(g, "id"), NULL,
-					      "duplicate of cuffs.[%d].id \"%s\"", j, cuff->id);
-			if (same_address(&cfg->cuffs[j], cuff))
-				return errorf(c, config_setting_get_member(g, "address"), NULL,
-					      "duplicate of cuffs.[%d].address \"%s\"", j,
-					      cfg->cuffs[j].address);
-		}
 	}
 	return 0;
 }
 
+/* A range's id or address: one number conversion between a prefix and a suffix. */
+struct template {
+	const char *text;
+	size_t prefix_len; /* the text before '%' */
+	const char *suffix;
+	int width;         /* of %0Nd; 0: none */
+	char conversion;   /* 'd', 'x' or 'X' */
+};
+
+static int get_template(struct ctx *c, const config_setting_t *g, const char *name,
+			const config_setting_t **where, struct template *t)
+{
+	const char *text, *pct, *p;
+	int r;
+
+	r = lookup(c, g, name, CONFIG_TYPE_STRING, true, where);
+	if (r < 0)
+		return r;
+	text = config_setting_get_string(*where);
+	if (strlen(text) > STRING_MAX)
+		return errorf(c, *where, NULL, "longer than %d characters", STRING_MAX);
+	pct = strchr(text, '%');
+	p = pct ? pct + 1 : NULL;
+	t->width = 0;
+	if (p && p[0] == '0' && p[1] >= '1' && p[1] <= '9') {
+		t->width = p[1] - '0';
+		p += 2;
+	}
+	if (!p || (*p != 'd' && *p != 'x' && *p != 'X') || strchr(p + 1, '%'))
+		return errorf(c, *where, NULL,
+			      "\"%s\" is not a template: it needs exactly one %%d (or %%0Nd, "
+			      "%%x, %%X, %%0Nx, %%0NX with N 1..9) where the number goes",
+			      text);
+	t->text = text;
+	t->prefix_len = (size_t)(pct - text);
+	t->conversion = *p;
+	t->suffix = p + 1;
+	return 0;
+}
+
+static int expand(struct ctx *c, const struct template *t, unsigned number, char **out)
+{
+	char buf[STRING_MAX + 16];
+	int prefix = (int)t->prefix_len;
+
+	/* Literal formats only: the template itself is never a format string. */
+	switch (t->conversion) {
+	case 'x':
+		snprintf(buf, sizeof(buf), "%.*s%0*x%s", prefix, t->text, t->width, number,
+			 t->suffix);
+		break;
+	case 'X':
+		snprintf(buf, sizeof(buf), "%.*s%0*X%s", prefix, t->text, t->width, number,
+			 t->suffix);
+		break;
+	default:
+		snprintf(buf, sizeof(buf), "%.*s%0*u%s", prefix, t->text, t->width, number,
+			 t->suffix);
+		break;
+	}
+	*out = strdup(buf);
+	return *out ? 0 : out_of_memory(c);
+}
+
+struct numbers {
+	unsigned from, to, address_from;
+};
+
+static int get_number(struct ctx *c, const config_setting_t *g, const char *name, bool required,
+		      unsigned def, unsigned *out)
+{
+	const config_setting_t *s;
+	int r = lookup(c, g, name, CONFIG_TYPE_INT, required, &s);
+
+	if (r < 0)
+		return r;
+	return get_uint(c, g, name, def, 0, CONFIG_RANGE_NUMBER_MAX, out);
+}
+
+/* from <= to, and address_from (default from) leaves room for every cuff. */
+static int range_numbers(struct ctx *c, const config_setting_t *g, struct numbers *n)
+{
+	int r;
+
+	r = get_number(c, g, "from", true, 0, &n->from);
+	if (r == 0)
+		r = get_number(c, g, "to", true, 0, &n->to);
+	if (r < 0)
+		return r;
+	if (n->to < n->from)
+		return errorf(c, config_setting_get_member(g, "to"), NULL,
+			      "must not be below from (%u), got %u", n->from, n->to);
+	r = get_number(c, g, "address_from", false, n->from, &n->address_from);
+	if (r < 0)
+		return r;
+	if (n->address_from + (n->to - n->from) > CONFIG_RANGE_NUMBER_MAX)
+		return errorf(c, config_setting_get_member(g, "address_from"), NULL,
+			      "%u + %u cuffs goes beyond %d", n->address_from, n->to - n->from,
+			      CONFIG_RANGE_NUMBER_MAX);
+	return 0;
+}
+
+static int range_cuff(struct ctx *c, struct cuff_load *cl, const struct config_cuff *proto,
+		      const struct template *id, const struct template *address,
+		      const config_setting_t *id_where, const config_setting_t *address_where,
+		      int range, unsigned number, unsigned address_number)
+{
+	struct config *cfg = cl->cfg;
+	int k = (int)cfg->n_cuffs;
+	struct config_cuff *cuff = &cfg->cuffs[k];
+	int r;
+
+	*cuff = *proto;
+	cuff->adapter = NULL;
+	/* Counted first so config_free releases a half-made cuff. */
+	cfg->n_cuffs++;
+	cl->origins[k] = (struct origin){ .range = range, .number = number };
+	cuff->adapter = strdup(proto->adapter);
+	if (!cuff->adapter)
+		return out_of_memory(c);
+	r = expand(c, id, number, &cuff->id);
+	if (r < 0)
+		return r;
+	if (!valid_id(cuff->id))
+		return errorf(c, id_where, NULL,
+			      "\"%s\" (number %u) is not an id: use 1..%d of A-Z a-z 0-9 _ - (it "
+			      "is used in MQTT topics)",
+			      cuff->id, number, CONFIG_ID_MAX);
+	r = expand(c, address, address_number, &cuff->address);
+	if (r == 0)
+		r = parse_address(c, address_where, cuff);
+	if (r == 0)
+		r = check_unique(c, cl, k, id_where, address_where);
+	return r;
+}
+
+static int load_range(struct ctx *c, struct cuff_load *cl, const config_setting_t *g, int range)
+{
+	const config_setting_t *id_where, *address_where;
+	struct config_cuff proto = { 0 };
+	struct template id, address;
+	struct numbers n;
+	int r;
+
+	r = range_numbers(c, g, &n);
+	if (r == 0)
+		r = get_template(c, g, "id", &id_where, &id);
+	if (r == 0)
+		r = get_template(c, g, "address", &address_where, &address);
+	if (r == 0)
+		r = load_cuff_common(c, g, cl->cfg, &proto);
+	for (unsigned i = 0; r == 0 && i <= n.to - n.from; i++)
+		r = range_cuff(c, cl, &proto, &id, &address, id_where, address_where, range,
+			       n.from + i, n.address_from + i);
+	free(proto.adapter);
+	return r;
+}
+
+/* The first pass over cuff_ranges: shapes and numbers, and the total of cuffs. */
+static int count_range_cuffs(struct ctx *c, const config_setting_t *ranges, size_t *total)
+{
+	static const char *const keys[] = { "id",	  "address", "from",   "to",
+					    "address_from", "address_type", "adapter", "limb",
+					    "limits",	  NULL };
+	int n = ranges ? config_setting_length(ranges) : 0;
+
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *g = config_setting_get_elem(ranges, (unsigned)i);
+		struct numbers num;
+		int r;
+
+		if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+			return errorf(c, g, NULL, "expected a group, got %s",
+				      type_name(config_setting_type(g)));
+		r = check_members(c, g, keys);
+		if (r == 0)
+			r = range_numbers(c, g, &num);
+		if (r < 0)
+			return r;
+		*total += (size_t)(num.to - num.from) + 1;
+		if (*total > CONFIG_CUFFS_MAX)
+			return errorf(c, g, NULL,
+				      "%zu cuffs in all (cuffs and cuff_ranges up to here), more "
+				      "than %d",
+				      *total, CONFIG_CUFFS_MAX);
+	}
+	return 0;
+}
+
+static int load_cuffs(struct ctx *c, const config_setting_t *root, struct config *cfg)
+{
+	const config_setting_t *list, *ranges;
+	struct cuff_load cl = { .cfg = cfg };
+	size_t total;
+	int r;
+
+	r = lookup(c, root, "cuffs", CONFIG_TYPE_LIST, false, &list);
+	if (r == 0)
+		r = lookup(c, root, "cuff_ranges", CONFIG_TYPE_LIST, false, &ranges);
+	if (r < 0)
+		return r;
+	total = list ? (size_t)config_setting_length(list) : 0;
+	if (total > CONFIG_CUFFS_MAX)
+		return errorf(c, list, NULL, "%zu cuffs, more than %d", total, CONFIG_CUFFS_MAX);
+	r = count_range_cuffs(c, ranges, &total);
+	if (r < 0 || total == 0)
+		return r;
+	cfg->cuffs = calloc(total, sizeof(*cfg->cuffs));
+	cl.origins = calloc(total, sizeof(*cl.origins));
+	if (!cfg->cuffs || !cl.origins || cuff_set_init(&cl.ids, total) < 0 ||
+	    cuff_set_init(&cl.addresses, total) < 0) {
+		r = out_of_memory(c);
+		goto out;
+	}
+	r = load_single_cuffs(c, &cl, list);
+	for (int i = 0; r == 0 && ranges && i < config_setting_length(ranges); i++)
+		r = load_range(c, &cl, config_setting_get_elem(ranges, (unsigned)i), i);
+out:
+	free(cl.origins);
+	free(cl.ids.slots);
+	free(cl.addresses.slots);
+	return r;
+}
+
 /* ---- public ------------------------------------------------------------ */
+
+/*
+ * Messages quote the file's own strings, which may hold line breaks
+ * (libconfig allows them, raw or as \n) and other control characters: the
+ * message must stay one line, so each becomes '?'.
+ */
+static void one_line(char *msg)
+{
+	for (; msg && *msg; msg++)
+		if ((unsigned char)*msg < 0x20 || *msg == 0x7f)
+			*msg = '?';
+}
 
 int config_load(const char *path, struct config **out, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "gateway", "mqtt",	 "ble",
 					    "limits",  "store", "supervision_timeout_ms",
-					    "cuffs",   NULL };
+					    "cuffs",   "cuff_ranges", "home", NULL };
 	struct ctx c = { .path = path, .err = err, .errlen = errlen };
 	const config_setting_t *root;
 	struct config *cfg = NULL;
+	char *dir = NULL, file_buf[PATH_TEXT_MAX * 2];
 	config_t lc;
 	FILE *f;
 	int r;
@@ -752,6 +1225,14 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 	if (!path || !out)
 		return -EINVAL;
 	config_init(&lc);
+	/* @include "x.conf" means the x.conf next to this file, whatever the cwd. */
+	dir = strdup(path);
+	if (!dir) {
+		r = out_of_memory(&c);
+		goto fail;
+	}
+	c.include_dir = dirname(dir);
+	config_set_include_dir(&lc, c.include_dir);
 	/* Only for a clean errno: libconfig reports file errors without one. */
 	f = fopen(path, "re");
 	if (!f) {
@@ -762,11 +1243,16 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 	}
 	fclose(f);
 	if (config_read_file(&lc, path) != CONFIG_TRUE) {
+		const char *text = config_error_text(&lc);
+		bool include = strcmp(text, "cannot open include file") == 0;
+
 		r = -EINVAL;
 		if (err && errlen > 0)
-			snprintf(err, errlen, "%s:%d: %s",
-				 config_error_file(&lc) ? config_error_file(&lc) : path,
-				 config_error_line(&lc), config_error_text(&lc));
+			snprintf(err, errlen, "%s:%d: %s%s%s%s",
+				 file_name(&c, config_error_file(&lc), file_buf, sizeof(file_buf)),
+				 config_error_line(&lc), text,
+				 include ? " (@include paths are relative to " : "",
+				 include ? c.include_dir : "", include ? ")" : "");
 		goto fail;
 	}
 	cfg = calloc(1, sizeof(*cfg));
@@ -796,14 +1282,19 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 			     &cfg->supervision_timeout_ms);
 	if (r == 0)
 		r = load_cuffs(&c, root, cfg);
+	if (r == 0)
+		r = load_home(&c, root, cfg);
 	if (r < 0)
 		goto fail;
 	config_destroy(&lc);
+	free(dir);
 	*out = cfg;
 	return 0;
 fail:
+	one_line(err);
 	config_free(cfg);
 	config_destroy(&lc);
+	free(dir);
 	return r;
 }
 
@@ -815,6 +1306,7 @@ void config_free(struct config *config)
 		free(config->cuffs[i].id);
 		free(config->cuffs[i].address);
 		free(config->cuffs[i].adapter);
+		free(config->cuffs[i].label);
 	}
 	free(config->cuffs);
 	free(config->path);
@@ -832,6 +1324,8 @@ void config_free(struct config *config)
 	free(config->mqtt.ca_file);
 	free(config->mqtt.cert_file);
 	free(config->mqtt.key_file);
+	free(config->home.control_socket);
+	free(config->home.control_group);
 	free(config);
 }
 

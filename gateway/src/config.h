@@ -11,6 +11,12 @@
  * value looser than its compiled bound, or a per-cuff limit looser than its
  * limb's limit, is an error, never clamped.
  *
+ * Cuffs come from the `cuffs` list and from `cuff_ranges` (a numbered
+ * template naming from..to cuffs at once), in that order, at most
+ * CONFIG_CUFFS_MAX in all; ids and addresses are unique across both. A
+ * file may `@include` others; their paths are relative to the directory of
+ * the main file, and errors in them name the included file.
+ *
  * The struct is plain read-only data owned by the caller; free it with
  * config_free(). docs/configuration.md describes every setting.
  */
@@ -21,13 +27,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Compiled absolute bounds: configuration may only stay inside them. */
-#define CONFIG_PRESSURE_MIN_MMHG 1
+/*
+ * Compiled absolute bounds: configuration may only stay inside them. 30 mmHg
+ * is the lowest pressure ceiling the safety engine takes (limits.c); a limb
+ * limit may also not exceed the compiled limb default (config.c load_limb).
+ */
+#define CONFIG_PRESSURE_MIN_MMHG 30
 #define CONFIG_PRESSURE_MAX_MMHG 300
 #define CONFIG_PCT_LOP_MIN 10
 #define CONFIG_PCT_LOP_MAX 100
 /* Ids (gateway, site, cuff) appear in MQTT topics: [A-Za-z0-9_-], 1..64. */
 #define CONFIG_ID_MAX 64
+#define CONFIG_LABEL_MAX 64 /* code points of a cuff's display label */
+#define CONFIG_ENDED_RETAIN_S 86400 /* default mqtt.ended_retain_s */
+/* Cuffs of one gateway, single and from ranges together. */
+#define CONFIG_CUFFS_MAX 4096
+/* The numbers of a cuff range (from, to, address_from) are 0..this. */
+#define CONFIG_RANGE_NUMBER_MAX 999999
 
 enum config_limb {
 	CONFIG_LIMB_ARM = 0, /* same numbering as the Cuff Features characteristic */
@@ -62,6 +78,7 @@ struct config_cuff {
 	char *adapter;        /* default "hci0" */
 	int adapter_index;    /* N of "hciN" */
 	enum config_limb limb;
+	char *label;          /* display name, e.g. "Bay 1, left thigh"; NULL: none */
 	/* Effective limits: the limb's, or tighter from cuffs.[i].limits. */
 	unsigned max_pressure_mmHg;
 	unsigned max_pct_lop;
@@ -81,6 +98,9 @@ struct config {
 		char *password_file; /* NULL: none */
 		char *password;      /* first line of password_file, or NULL */
 		unsigned telemetry_hz; /* default 10, 1..50 */
+		/* An ended session's retained state and summary, and a stopped
+		 * gateway's cuff states, expire after this (MQTT 5 Message Expiry). */
+		unsigned ended_retain_s; /* default 86400 (a day), 10..604800 */
 		unsigned keepalive_s;  /* default 10, 2..300 */
 		bool tls;              /* uri is mqtts:// or ssl:// (or wss://) */
 		char *ca_file;         /* NULL: none (system default CAs) */
@@ -100,6 +120,16 @@ struct config {
 
 	unsigned supervision_timeout_ms; /* cuff fail-safe; default 3000, 500..3000 */
 	unsigned outbox_max_mib;         /* default 64, 1..4096 */
+
+	/* home: a home gateway (DESIGN section 11); without the group, prescriptions,
+	 * local starts and the control socket are off. */
+	struct {
+		bool enabled;
+		char *control_socket;     /* default "/run/bfr-gateway/ctl.sock"; absolute */
+		char *control_group;      /* NULL: none (root and the gateway's own user only) */
+		unsigned control_gid;     /* control_group's, when set */
+		unsigned supervisor_grace_s; /* default 10, 0..300 */
+	} home;
 
 	size_t n_cuffs;
 	struct config_cuff *cuffs;

@@ -26,8 +26,10 @@ struct cuff {
 	bool fresh_link; /* READY and no sample seen since */
 
 	bool have_sample;
+	uint64_t sample_at_ms;   /* when the latest sample arrived (monotonic) */
 	double pressure, reported_target, pulse;
 	uint16_t status_bits;
+	struct gatt_device_info info; /* read at connect; "" until then */
 	bool have_status;
 	struct bfr_status status;
 	int battery_pct;         /* -1 unknown */
@@ -40,7 +42,16 @@ struct cuff {
 
 	uint64_t safety_timer;
 	uint64_t deflate_logged_ms;
+
+	/* The button: held since button_since (the samples' clock); a long
+	 * press is reported once per press. */
+	bool button_down;
+	bool button_long_sent;
+	uint32_t button_since;
 };
+
+/* Button presses seen in one notification, reported after it. */
+#define CUFF_PRESSES_MAX 4
 
 /* A safety DEFLATE seen while feeding the engine, reported after the batch. */
 struct deflate_note {
@@ -182,8 +193,12 @@ static void execute(struct cuff *c, const struct safety_action *acts, size_t n,
 			}
 			break;
 		case SAFETY_ACT_RAISE: {
-			int r = alarm_raise(c->deps.alarms, c->cfg->id, c->session_id, a->code,
-					    a->message, &a->values, wall_ms(c), NULL);
+			char text[ALARM_MSG_MAX];
+			int r;
+
+			alarm_describe(a->code, &a->values, a->message, text, sizeof(text));
+			r = alarm_raise(c->deps.alarms, c->cfg->id, c->session_id, a->code, text,
+					&a->values, wall_ms(c), NULL);
 
 			if (r < 0)
 				cuff_log(c, LOG_LEVEL_ERROR, "alarm %s not raised: %s",
@@ -283,6 +298,15 @@ double cuff_lop(const struct cuff *c, int64_t *age_s)
 int cuff_may_inflate(const struct cuff *c, enum limits_refusal *why)
 {
 	return safety_may_inflate(&c->safety, now_ms(c), unacked_high(c), why);
+}
+
+uint64_t cuff_reperfusion_wait_ms(const struct cuff *c)
+{
+	uint64_t ends = safety_reperfusion_ends(&c->safety), now = now_ms(c);
+
+	if (ends == SAFETY_NEVER)
+		return UINT64_MAX;
+	return ends > now ? ends - now : 0;
 }
 
 int cuff_check_target(const struct cuff *c, double target_mmhg, enum limits_refusal *why)
@@ -418,8 +442,12 @@ void cuff_read(const struct cuff *c, struct cuff_reading *out)
 	out->status = c->status;
 	out->battery_pct = c->battery_pct;
 	out->lop_mmhg = cuff_lop(c, &out->lop_age_s);
+	out->lop_age_ms = isnan(out->lop_mmhg) ? -1 : (int64_t)now_ms(c) - c->safety.lop_at_ms;
 	out->session_id = c->session_id;
 	out->lop_measuring = c->lop_measuring;
+	out->measuring_lop = c->safety.measuring_lop;
+	out->sample_age_ms = c->have_sample ? now_ms(c) - c->sample_at_ms : 0;
+	out->info = &c->info;
 }
 
 /* --- link callbacks -------------------------------------------------------- */
@@ -468,6 +496,7 @@ static void on_link_state(struct cuff_link *link, enum cuff_link_state state, co
 
 		cuff_log(c, LOG_LEVEL_WARN, "link lost%s%s", error ? ": " : "", error ? error : "");
 		c->lop_measuring = false;
+		c->button_down = false; /* a press must be seen whole on one link */
 		c->commanded_target = 0; /* the cuff deflates itself without keepalives */
 		feed_and_report(c, &ev);
 		if (c->cb.on_link_lost)
@@ -490,6 +519,7 @@ static void on_link_ready(struct cuff_link *link, const struct bfr_features *fea
 
 	c->was_ready = true;
 	c->fresh_link = true;
+	c->info = *info;
 	cuff_log(c, LOG_LEVEL_INFO,
 		 "ready (%s %s, serial %s, fw %s; %s, %u mm, max %.0f mmHg, %u Hz)",
 		 info->manufacturer, info->model, info->serial, info->firmware, leg ? "leg" : "arm",
@@ -507,11 +537,45 @@ static void on_link_ready(struct cuff_link *link, const struct bfr_features *fea
 	changed(c, true);
 }
 
+/*
+ * Edges of the button bit over a notification's samples: a long press
+ * when it has been held CUFF_BUTTON_LONG_MS, a short one when it is let go
+ * before. The samples' own millisecond clock times it, so how the radio
+ * batched them does not matter. Returns how many presses went to out.
+ */
+static size_t button_presses(struct cuff *c, const struct bfr_sample *samples, size_t n,
+			     bool out[CUFF_PRESSES_MAX])
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		bool held = samples[i].status & BFR_ST_BUTTON;
+
+		if (held && !c->button_down) {
+			c->button_down = true;
+			c->button_long_sent = false;
+			c->button_since = samples[i].t_ms;
+		} else if (held && !c->button_long_sent &&
+			   (uint32_t)(samples[i].t_ms - c->button_since) >= CUFF_BUTTON_LONG_MS) {
+			c->button_long_sent = true;
+			if (k < CUFF_PRESSES_MAX)
+				out[k++] = true;
+		} else if (!held && c->button_down) {
+			c->button_down = false;
+			if (!c->button_long_sent && k < CUFF_PRESSES_MAX)
+				out[k++] = false;
+		}
+	}
+	return k;
+}
+
 static void on_samples(struct cuff_link *link, const struct bfr_sample *samples, size_t n,
 		       void *user_data)
 {
 	struct cuff *c = user_data;
 	struct deflate_note note = { 0 };
+	bool presses[CUFF_PRESSES_MAX];
+	size_t n_presses;
 
 	if (n == 0)
 		return;
@@ -540,6 +604,7 @@ static void on_samples(struct cuff_link *link, const struct bfr_sample *samples,
 	}
 	/* 2. The latest reading, for the published state. */
 	c->have_sample = true;
+	c->sample_at_ms = now_ms(c);
 	c->pressure = samples[n - 1].pressure_mmhg;
 	c->reported_target = samples[n - 1].target_mmhg;
 	c->pulse = samples[n - 1].pulse_amplitude;
@@ -548,11 +613,17 @@ static void on_samples(struct cuff_link *link, const struct bfr_sample *samples,
 			c->status_bits = samples[i].status;
 			changed(c, false);
 		}
-	/* 3. Then the owner: a safety abort first, then timing and telemetry. */
+	n_presses = button_presses(c, samples, n, presses);
+	/* 3. Then the owner: a safety abort first, then timing and telemetry,
+	 *    then what the patient asked for with the button. */
 	if (note.seen && c->cb.on_safety_deflate && c->session_owner)
 		c->cb.on_safety_deflate(c, note.why, note.reason, c->user_data);
 	if (c->cb.on_samples)
 		c->cb.on_samples(c, samples, n, c->user_data);
+	for (size_t i = 0; i < n_presses && c->cb.on_button; i++) {
+		cuff_log(c, LOG_LEVEL_INFO, "button: %s press", presses[i] ? "long" : "short");
+		c->cb.on_button(c, presses[i], c->user_data);
+	}
 }
 
 static void on_status(struct cuff_link *link, const struct bfr_status *status, void *user_data)

@@ -56,7 +56,16 @@ struct cuff_callbacks {
 	/* Something its published state shows changed; urgent for discrete
 	 * changes (link, alarms, session, LOP), not for a new pressure. */
 	void (*on_changed)(struct cuff *c, bool urgent, void *user_data);
+	/* The cuff's button (status bit 6, BFR_ST_BUTTON, timed on the samples'
+	 * own clock): long_press once it has been held CUFF_BUTTON_LONG_MS
+	 * (reported while still held, once per press), else a short press,
+	 * reported when it is let go. After the notification's other
+	 * callbacks. Optional. */
+	void (*on_button)(struct cuff *c, bool long_press, void *user_data);
 };
+
+/* A press held this long is a long press (DESIGN section 11). */
+#define CUFF_BUTTON_LONG_MS 2000
 
 struct cuff_deps {
 	struct loop *loop;
@@ -96,8 +105,12 @@ struct cuff_reading {
 	int battery_pct;        /* -1 unknown */
 	double lop_mmhg;        /* NAN: none */
 	int64_t lop_age_s;
+	int64_t lop_age_ms;     /* -1: no LOP */
 	const char *session_id; /* NULL: not in a session */
-	bool lop_measuring;
+	bool lop_measuring;     /* a lop/measure outside a session is in flight */
+	bool measuring_lop;     /* a LOP search is running (in a session or not) */
+	uint64_t sample_age_ms; /* since the latest sample arrived (have_sample) */
+	const struct gatt_device_info *info; /* strings "" until read at connect */
 };
 
 void cuff_read(const struct cuff *c, struct cuff_reading *out);
@@ -117,6 +130,9 @@ double cuff_lop(const struct cuff *c, int64_t *age_s);
 /* Queries, no change: may a new inflation start / this target be set? */
 int cuff_may_inflate(const struct cuff *c, enum limits_refusal *why);
 int cuff_check_target(const struct cuff *c, double target_mmhg, enum limits_refusal *why);
+/* Milliseconds until the reperfusion wait (SR-08) lets it inflate: 0 none,
+ * UINT64_MAX while it has not been seen deflated yet. */
+uint64_t cuff_reperfusion_wait_ms(const struct cuff *c);
 
 /*
  * SET_TARGET after the engine agreed: -EPERM with *why when it refused

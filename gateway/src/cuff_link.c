@@ -943,8 +943,9 @@ int cuff_link_send_cp(struct cuff_link *link, const struct bfr_cp_request *req)
 	struct att_pdu pdu = { .opcode = ATT_OP_WRITE_REQ };
 	uint8_t buf[16];
 	size_t len;
-	struct cp_slot *slot = NULL;
+	struct cp_slot *slot = NULL, *superseded = NULL;
 	struct cp_token *token;
+	uint64_t timer_id;
 	bool deflate;
 	int used = 0, r;
 
@@ -965,17 +966,19 @@ int cuff_link_send_cp(struct cuff_link *link, const struct bfr_cp_request *req)
 	if (!slot && deflate) {
 		/*
 		 * Every slot is taken (a cuff that answers nothing while the safety
-		 * engine re-sends DEFLATE): stop tracking the oldest DEFLATE. The
-		 * new one supersedes it, and a DEFLATE is never refused.
+		 * engine re-sends DEFLATE): the new DEFLATE supersedes the oldest
+		 * one and takes its slot, and a DEFLATE is never refused. Only once
+		 * the new one is on its way: if it cannot be sent, the old one
+		 * stays tracked.
 		 */
 		for (int i = 0; i < CP_SLOTS; i++) {
 			struct cp_slot *c = &link->cp[i];
 
-			if (c->in_use && c->opcode == BFR_CP_DEFLATE && (!slot || c->seq < slot->seq))
-				slot = c;
+			if (c->in_use && c->opcode == BFR_CP_DEFLATE &&
+			    (!superseded || c->seq < superseded->seq))
+				superseded = c;
 		}
-		if (slot)
-			cp_release(slot);
+		slot = superseded;
 	}
 	if (!slot || (!deflate && used >= CP_SLOTS - CP_SLOTS_RESERVED))
 		return -EBUSY;
@@ -985,7 +988,7 @@ int cuff_link_send_cp(struct cuff_link *link, const struct bfr_cp_request *req)
 	token->link = link;
 	token->seq = ++link->cp_seq;
 	r = loop_add_timer(link->loop, cuff_link_cp_timeout_ms(req->opcode), cp_timeout_cb, slot,
-			   &slot->timer_id);
+			   &timer_id);
 	if (r < 0)
 		goto fail;
 	pdu.handle_value.handle = link->h.control_point;
@@ -994,9 +997,12 @@ int cuff_link_send_cp(struct cuff_link *link, const struct bfr_cp_request *req)
 	r = att_client_send(link->att, &pdu, deflate ? ATT_SEND_URGENT : 0, on_cp_write, token,
 			    free, NULL);
 	if (r < 0) {
-		cancel_timer(link, &slot->timer_id);
+		loop_cancel_timer(link->loop, timer_id);
 		goto fail;
 	}
+	if (superseded)
+		cp_release(superseded); /* its own timer goes; the slot is reused below */
+	slot->timer_id = timer_id;
 	slot->in_use = true;
 	slot->opcode = req->opcode;
 	slot->seq = token->seq;

@@ -29,7 +29,11 @@
  *   outstanding request) and is never refused for lack of tracking slots.
  * - Every Control Point request ends in exactly one on_cp_result or
  *   on_cp_failed (ATT error, no indication within CUFF_LINK_CP_TIMEOUT_MS,
- *   link lost, or stopped).
+ *   link lost, or stopped), with one exception: when every tracking slot
+ *   is taken, a new DEFLATE supersedes the oldest tracked DEFLATE, which
+ *   then ends without a callback (the newer one's outcome stands for both;
+ *   reporting it as failed would tell the safety engine a DEFLATE failed
+ *   while another is on its way).
  * - Callbacks may call cuff_link_send_cp and cuff_link_stop, but not
  *   cuff_link_free.
  */
@@ -136,7 +140,10 @@ void cuff_link_release(struct cuff_link *link);
 /*
  * Writes a Control Point request. -ENOTCONN unless READY, -EINVAL for a
  * request that does not encode, -EBUSY when too many are pending (never for
- * DEFLATE), -ENOMEM.
+ * DEFLATE), -ENOMEM, or the bearer's write error when the request went
+ * straight to the socket (e.g. -EAGAIN: the cuff has stopped reading and
+ * its socket buffer is full); on any error nothing was sent and nothing
+ * changed (a DEFLATE supersedes an older one only once it is sent).
  */
 int cuff_link_send_cp(struct cuff_link *link, const struct bfr_cp_request *req);
 

@@ -21,6 +21,7 @@
 #include "alarms.h"
 #include "commands.h"
 #include "cuff.h"
+#include "home.h"
 #include "log.h"
 #include "mqtt_client.h"
 #include "payload.h"
@@ -38,6 +39,7 @@ struct gateway {
 	struct config *cfg;
 	struct payload_ctx ctx;
 	char topic_prefix[TOPIC_MAX];
+	char estop_topic[TOPIC_MAX];
 	uint64_t started_wall_ms;
 	bool stopping;
 
@@ -51,6 +53,7 @@ struct gateway {
 	struct runner *runner;
 	struct reporter *reporter;
 	struct commands *commands;
+	struct home *home;
 	struct mqtt_client *mqtt;
 	char *will_payload;
 };
@@ -104,6 +107,14 @@ static void on_cuff_changed(struct cuff *c, bool urgent, void *user_data)
 		reporter_cuff_changed(gw->reporter, c, urgent && !gw->stopping);
 }
 
+static void on_cuff_button(struct cuff *c, bool long_press, void *user_data)
+{
+	struct gateway *gw = user_data;
+
+	if (gw->home)
+		home_cuff_button(gw->home, c, long_press);
+}
+
 static const struct cuff_callbacks cuff_callbacks = {
 	.on_samples = on_cuff_samples,
 	.on_safety_deflate = on_cuff_safety_deflate,
@@ -111,6 +122,7 @@ static const struct cuff_callbacks cuff_callbacks = {
 	.on_lop_result = on_cuff_lop_result,
 	.on_target_failed = on_cuff_target_failed,
 	.on_changed = on_cuff_changed,
+	.on_button = on_cuff_button,
 };
 
 static void on_alarm_record(const struct alarm_record *rec, void *user_data)
@@ -120,6 +132,8 @@ static void on_alarm_record(const struct alarm_record *rec, void *user_data)
 
 	if (c && gw->reporter)
 		reporter_cuff_changed(gw->reporter, c, !gw->stopping);
+	else if (!rec->cuff[0] && gw->reporter) /* listed on every cuff */
+		reporter_gateway_alarms_changed(gw->reporter, !gw->stopping);
 	if (gw->runner)
 		runner_alarm_record(gw->runner, rec);
 }
@@ -171,29 +185,35 @@ static void on_mqtt_connected(struct mqtt_client *client, bool session_present, 
 	 * broker without persistence forgot it when it restarted. */
 	reporter_connected(gw->reporter);
 	alarms_republish_open(gw->alarms);
+	home_connected(gw->home);
 }
 
 static void on_mqtt_disconnected(struct mqtt_client *client, const char *reason, void *user_data)
 {
+	struct gateway *gw = user_data;
+
 	log_warn("mqtt: connection lost: %s", reason ? reason : "unknown");
+	home_disconnected(gw->home);
 }
 
 /* Topic routing: cmd/ to the commands, our own retained alarm/ to recovery. */
-static void on_mqtt_message(struct mqtt_client *client, const char *topic, const uint8_t *payload,
-			    size_t len, const char *response_topic, const uint8_t *correlation,
-			    size_t correlation_len, void *user_data)
+static void on_mqtt_message(struct mqtt_client *client, const struct mqtt_message *msg,
+			    void *user_data)
 {
 	struct gateway *gw = user_data;
 	size_t plen = strlen(gw->topic_prefix);
-	const char *suffix = topic + plen;
+	const char *suffix = msg->topic + plen;
 
-	if (strncmp(topic, gw->topic_prefix, plen) != 0)
+	if (strncmp(msg->topic, gw->topic_prefix, plen) != 0)
 		return;
-	if (strncmp(suffix, "/alarm/", 7) == 0)
-		recovery_retained_alarm(gw->recovery, suffix + 7, payload, len);
+	if (strncmp(suffix, "/alarm/", 7) == 0 && !msg->shed)
+		recovery_retained_alarm(gw->recovery, suffix + 7, msg->payload, msg->len);
 	else if (strncmp(suffix, "/cmd/", 5) == 0)
-		commands_handle(gw->commands, suffix + 5, payload, len, response_topic, correlation,
-				correlation_len);
+		commands_handle(gw->commands, suffix + 5, msg);
+	else if (strcmp(suffix, "/supervisor") == 0 && !msg->shed)
+		home_supervisor_message(gw->home, msg->payload, msg->len);
+	else if (strcmp(suffix, "/bridge") == 0 && !msg->shed)
+		home_bridge_state(gw->home, msg->payload, msg->len);
 }
 
 static void on_mqtt_publish_result(struct mqtt_client *client, uint64_t tag,
@@ -266,6 +286,8 @@ static int setup_mqtt(struct gateway *gw, char *err, size_t errlen)
 		/* A clinic broker that restarts should see us back within seconds:
 		 * the outbox drains only once we are connected. */
 		.reconnect_max_ms = 2000,
+		/* An e-stop never waits behind a flood of other commands (SR-28). */
+		.priority_topic = gw->estop_topic,
 	};
 	int r;
 
@@ -287,11 +309,23 @@ static int setup_mqtt(struct gateway *gw, char *err, size_t errlen)
 	r = payload_topic(&gw->ctx, filter, sizeof(filter), "cmd/#");
 	if (r < 0)
 		return r;
-	r = mqtt_client_subscribe(gw->mqtt, filter, 1);
+	/* Commands are live (SR-27): the broker sends no retained one. */
+	r = mqtt_client_subscribe_opts(gw->mqtt, filter, 1, MQTT_SUB_NO_RETAINED);
 	if (r < 0)
 		return r;
 	/* Retained alarms of an earlier run come back here (recovery). */
 	r = payload_topic(&gw->ctx, filter, sizeof(filter), "alarm/+");
+	if (r < 0)
+		return r;
+	r = mqtt_client_subscribe(gw->mqtt, filter, 1);
+	if (r < 0 || !gw->cfg->home.enabled)
+		return r;
+	/* A home gateway: the clinician's presence, and its broker's bridge state. */
+	r = payload_topic(&gw->ctx, filter, sizeof(filter), "supervisor");
+	if (r == 0)
+		r = mqtt_client_subscribe(gw->mqtt, filter, 1);
+	if (r == 0)
+		r = payload_topic(&gw->ctx, filter, sizeof(filter), "bridge");
 	if (r < 0)
 		return r;
 	return mqtt_client_subscribe(gw->mqtt, filter, 1);
@@ -312,7 +346,13 @@ static int setup_modules(struct gateway *gw, char *err, size_t errlen)
 		.cfg = gw->cfg,
 		.started_wall_ms = gw->started_wall_ms,
 	};
-	struct commands_deps cdeps = { .ctx = &gw->ctx };
+	struct commands_deps cdeps = { .loop = gw->loop, .store = gw->store, .ctx = &gw->ctx };
+	struct home_deps hdeps = {
+		.loop = gw->loop,
+		.ctx = &gw->ctx,
+		.cfg = gw->cfg,
+		.store = gw->store,
+	};
 	uint64_t first_seq;
 	int r;
 
@@ -322,6 +362,11 @@ static int setup_modules(struct gateway *gw, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot set up the outbox: %s", strerror(-r));
 		return r;
 	}
+	/* Ended sessions' retained state and summary expire (the running ones
+	 * are refreshed every second, so the expiry only ever ends history). */
+	r = publisher_expire_retained(gw->pub, "/session/", gw->cfg->mqtt.ended_retain_s);
+	if (r < 0)
+		return r;
 	first_seq = recovery_first_alarm_seq(gw->store, gw->cfg->gateway_id, gw->started_wall_ms);
 	r = alarms_new(gw->loop, &gw->ctx, gw->pub, gw->store, gw->cfg->n_cuffs, first_seq,
 		       &alarms_callbacks, gw, &gw->alarms);
@@ -358,8 +403,17 @@ static int setup_modules(struct gateway *gw, char *err, size_t errlen)
 	r = reporter_new(&pdeps, &gw->reporter);
 	if (r < 0)
 		return r;
+	hdeps.pub = gw->pub;
+	hdeps.runner = gw->runner;
+	hdeps.cuffs = gw->cuffs;
+	hdeps.n_cuffs = gw->n_cuffs;
+	r = home_new(&hdeps, &gw->home);
+	if (r < 0)
+		return r;
+	cdeps.home = gw->home;
 	cdeps.pub = gw->pub;
 	cdeps.runner = gw->runner;
+	cdeps.reporter = gw->reporter;
 	cdeps.alarms = gw->alarms;
 	cdeps.cuffs = gw->cuffs;
 	cdeps.n_cuffs = gw->n_cuffs;
@@ -394,6 +448,10 @@ int gateway_new(struct loop *loop, struct config *cfg, struct gateway **out, cha
 	gw->started_wall_ms = payload_wall_ms(&gw->ctx);
 	snprintf(gw->topic_prefix, sizeof(gw->topic_prefix), "bfr/v1/%s/%s", cfg->site,
 		 cfg->gateway_id);
+	if (payload_topic(&gw->ctx, gw->estop_topic, sizeof(gw->estop_topic), "cmd/estop") < 0) {
+		r = -ENAMETOOLONG;
+		goto fail;
+	}
 	open_store(gw);
 	r = setup_modules(gw, err, errlen);
 	if (r < 0)
@@ -450,6 +508,7 @@ void gateway_stop(struct gateway *gw)
 		return;
 	gw->stopping = true;
 	commands_shutdown(gw->commands);
+	home_shutdown(gw->home);
 	reporter_stop(gw->reporter);
 	runner_stop_all(gw->runner);
 	for (size_t i = 0; i < gw->n_cuffs; i++)
@@ -468,6 +527,7 @@ void gateway_free(struct gateway *gw)
 		for (int i = 0; i < 5; i++)
 			(void)loop_run_once(gw->loop, 10);
 	commands_free(gw->commands);
+	home_free(gw->home);
 	reporter_free(gw->reporter);
 	runner_free(gw->runner);
 	if (gw->alarms)

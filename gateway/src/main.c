@@ -3,8 +3,11 @@
  *
  *   bfr-gateway -c FILE                 run
  *   bfr-gateway -c FILE --check         validate the configuration only
- *   bfr-gateway -c FILE --export-sessions OUT.jsonl
- *                                       write completed sessions as JSON lines
+ *   bfr-gateway -c FILE --export-sessions OUT.jsonl [--since TIME]
+ *                                       write ended sessions as JSON lines
+ *                                       (those started at or after TIME, RFC 3339)
+ *   bfr-gateway ctl [-s SOCKET] start|stop|status
+ *                                       a home gateway's local console (ctl.c)
  *
  * Exit status: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.
  *
@@ -26,6 +29,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl.h"
 #include "export.h"
 #include "gateway.h"
 #include "log.h"
@@ -40,19 +44,28 @@ struct watchdog {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: bfr-gateway -c FILE [--check | --export-sessions OUT] [-v]\n"
+	fprintf(f, "usage: bfr-gateway -c FILE [--check | --export-sessions OUT [--since TIME]] "
+		   "[-v]\n"
+		   "       bfr-gateway ctl [-s SOCKET] [--json] start|stop|status\n"
 		   "  -c, --config FILE          configuration file (libconfig syntax)\n"
 		   "      --check                validate the configuration and exit\n"
-		   "      --export-sessions OUT  write completed sessions as JSON lines "
+		   "      --export-sessions OUT  write ended sessions as JSON lines "
 		   "(- for stdout)\n"
+		   "      --since TIME           only sessions started at or after TIME "
+		   "(RFC 3339,\n"
+		   "                             e.g. 2026-11-24T00:00:00Z)\n"
 		   "  -v, --verbose              debug logging\n"
 		   "  -V, --version              print the version\n"
 		   "  -h, --help                 this text\n");
 }
 
-static int export_sessions(const struct config *cfg, const char *out_path)
+static int export_sessions(const struct config *cfg, const char *out_path, const char *since,
+			   int64_t since_ms)
 {
 	struct store_config scfg = { .data_dir = cfg->data_dir };
+	struct export_options opt = {
+		.gateway_id = cfg->gateway_id, .site = cfg->site, .since_ms = since_ms
+	};
 	struct store *store = NULL;
 	char err[256] = "";
 	FILE *out = stdout;
@@ -76,7 +89,7 @@ static int export_sessions(const struct config *cfg, const char *out_path)
 			return 1;
 		}
 	}
-	r = store_export_sessions(store, out, &count);
+	r = store_export_sessions(store, &opt, out, &count);
 	if (out != stdout && fclose(out) != 0 && r == 0)
 		r = -errno;
 	store_close(store, NULL);
@@ -84,7 +97,8 @@ static int export_sessions(const struct config *cfg, const char *out_path)
 		fprintf(stderr, "bfr-gateway: export failed: %s\n", strerror(-r));
 		return 1;
 	}
-	fprintf(stderr, "bfr-gateway: exported %zu sessions\n", count);
+	fprintf(stderr, "bfr-gateway: exported %zu sessions%s%s\n", count,
+		since ? " started at or after " : "", since ? since : "");
 	return 0;
 }
 
@@ -118,12 +132,14 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'k' },
 		{ "export-sessions", required_argument, NULL, 'e' },
+		{ "since", required_argument, NULL, 's' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *config_path = NULL, *export_path = NULL;
+	const char *config_path = NULL, *export_path = NULL, *since = NULL;
+	int64_t since_ms = EXPORT_SINCE_ALL;
 	struct config *cfg = NULL;
 	struct gateway *gw = NULL;
 	struct loop *loop = NULL;
@@ -133,6 +149,10 @@ int main(int argc, char **argv)
 	char err[512] = "";
 	int opt, r;
 
+	/* The console of a home gateway: a client, no configuration needed (the
+	 * patient's user may not read it). */
+	if (argc >= 2 && strcmp(argv[1], "ctl") == 0)
+		return ctl_client_main(argc - 1, argv + 1);
 	while ((opt = getopt_long(argc, argv, "c:vVh", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
@@ -143,6 +163,9 @@ int main(int argc, char **argv)
 			break;
 		case 'e':
 			export_path = optarg;
+			break;
+		case 's':
+			since = optarg;
 			break;
 		case 'v':
 			log_set_level(LOG_LEVEL_DEBUG);
@@ -162,6 +185,17 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (since && !export_path) {
+		fprintf(stderr, "bfr-gateway: --since selects what --export-sessions writes; "
+				"give both\n");
+		return 2;
+	}
+	/* Before the configuration: a bad argument is reported as such, and no
+	 * output file is created for it. */
+	if (since && export_parse_time(since, &since_ms, err, sizeof(err)) < 0) {
+		fprintf(stderr, "bfr-gateway: --since \"%s\": %s\n", since, err);
+		return 2;
+	}
 	r = config_load(config_path, &cfg, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "bfr-gateway: %s\n", err);
@@ -173,7 +207,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (export_path) {
-		r = export_sessions(cfg, export_path);
+		r = export_sessions(cfg, export_path, since, since_ms);
 		config_free(cfg);
 		return r;
 	}

@@ -63,18 +63,51 @@ json_t *msg_status(struct payload_ctx *ctx, const struct msg_status *st)
 	return p;
 }
 
-json_t *msg_cuff_state(struct payload_ctx *ctx, const struct msg_cuff_state *st)
+/* A JSON array of the n strings; NULL when out of memory. */
+static json_t *string_array(const char *const *strings, size_t n)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < n; i++)
+		if (json_array_append_new(arr, json_string(strings[i])) < 0) {
+			json_decref(arr);
+			return NULL;
+		}
+	return arr;
+}
+
+/* The envelope and an array under key, or NULL (nothing leaked). */
+static json_t *payload_with_array(struct payload_ctx *ctx, const char *key,
+				  const char *const *strings, size_t n)
 {
 	json_t *p = payload_new(ctx, NULL);
-	json_t *alarms = json_array();
+	json_t *arr = string_array(strings, n);
 
-	if (!p || !alarms) {
+	if (!p || !arr || json_object_set_new(p, key, arr) < 0) {
 		json_decref(p);
-		json_decref(alarms);
+		if (!p)
+			json_decref(arr);
 		return NULL;
 	}
-	for (size_t i = 0; i < st->n_alarms; i++)
-		json_array_append_new(alarms, json_string(st->alarm_ids[i]));
+	return p;
+}
+
+json_t *msg_sessions(struct payload_ctx *ctx, const char *const *ids, size_t n)
+{
+	return payload_with_array(ctx, "active", ids, n);
+}
+
+static const char *nonempty(const char *s)
+{
+	return s && s[0] ? s : NULL;
+}
+
+json_t *msg_cuff_state(struct payload_ctx *ctx, const struct msg_cuff_state *st)
+{
+	json_t *p = payload_with_array(ctx, "alarms_active", st->alarm_ids, st->n_alarms);
+
+	if (!p)
+		return NULL;
 	json_object_set_new(p, "cuff", json_string(st->cuff));
 	json_object_set_new(p, "link", json_string(st->link));
 	json_object_set_new(p, "link_error", string_or_null(st->link_error));
@@ -84,11 +117,19 @@ json_t *msg_cuff_state(struct payload_ctx *ctx, const struct msg_cuff_state *st)
 			    st->battery_pct >= 0 ? json_integer(st->battery_pct) : json_null());
 	json_object_set_new(p, "lop_mmHg", round1_or_null(st->lop_mmhg));
 	json_object_set_new(p, "session_id", string_or_null(st->session_id));
-	json_object_set_new(p, "alarms_active", alarms);
 	json_object_set_new(p, "cuff_state", string_or_null(st->cuff_state));
 	json_object_set_new(p, "limb", json_string(st->limb));
 	json_object_set_new(p, "status_bits",
 			    st->status_bits >= 0 ? json_integer(st->status_bits) : json_null());
+	json_object_set_new(p, "label", string_or_null(st->label));
+	json_object_set_new(p, "serial", string_or_null(nonempty(st->serial)));
+	json_object_set_new(p, "model", string_or_null(nonempty(st->model)));
+	json_object_set_new(p, "firmware", string_or_null(nonempty(st->firmware)));
+	json_object_set_new(p, "lop_measured_at", ts_or_null(st->lop_measured_wall_ms));
+	json_object_set_new(p, "data_age_ms",
+			    st->data_age_ms >= 0 ? json_integer(st->data_age_ms) : json_null());
+	json_object_set_new(p, "measuring_lop", json_boolean(st->measuring_lop));
+	json_object_set_new(p, "lop_search_mmHg", round1_or_null(st->lop_search_mmhg));
 	return p;
 }
 
@@ -134,6 +175,24 @@ json_t *msg_alarm_values(const struct alarm_values *values)
 	return o;
 }
 
+json_t *msg_alarm_units(enum alarm_code code, const json_t *values)
+{
+	json_t *o = json_object();
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)values, key, v) {
+		const char *unit = strcmp(key, "pressure_mmHg") == 0 || strcmp(key, "target_mmHg") == 0
+					   ? "mmHg"
+				   : strcmp(key, "duration_s") == 0 ? "s"
+								    : alarm_code_limit_unit(code);
+
+		if (o && unit)
+			json_object_set_new(o, key, json_string(unit));
+	}
+	return o ? o : json_object();
+}
+
 struct alarm_values msg_alarm_values_parse(const char *values_json)
 {
 	struct alarm_values v = { NAN, NAN, NAN, NAN };
@@ -173,6 +232,7 @@ json_t *msg_alarm(struct payload_ctx *ctx, const struct alarm_record *rec)
 	json_object_set_new(p, "cleared_at", ts_or_null(rec->cleared_at_ms));
 	json_object_set_new(p, "message", json_string(rec->message));
 	json_object_set_new(p, "values", values);
+	json_object_set_new(p, "units", msg_alarm_units(rec->code, values));
 	return p;
 }
 
@@ -208,30 +268,48 @@ json_t *msg_session_event(struct payload_ctx *ctx, const char *session_id,
 	return p;
 }
 
-json_t *msg_session_state(struct payload_ctx *ctx, const char *session_id,
-			  const struct session_state *st, const char *const *cuffs, size_t n_cuffs)
+json_t *msg_session_state(struct payload_ctx *ctx, const struct msg_session_state *ss)
 {
-	json_t *p = payload_new(ctx, NULL);
-	json_t *arr = json_array();
+	const struct session_state *st = ss->st;
+	json_t *p = payload_with_array(ctx, "cuffs", ss->cuffs, ss->n_cuffs);
+	json_t *targets = json_object();
+	char ts[32];
 
-	if (!p || !arr) {
+	if (!p || !targets) {
 		json_decref(p);
-		json_decref(arr);
+		json_decref(targets);
 		return NULL;
 	}
-	for (size_t i = 0; i < n_cuffs; i++)
-		json_array_append_new(arr, json_string(cuffs[i]));
-	json_object_set_new(p, "session_id", json_string(session_id));
+	for (unsigned i = 0; i < st->n_targets; i++)
+		payload_set_number_or_null(targets, st->target_cuffs[i],
+					   payload_round1(st->targets[i]));
+	json_object_set_new(p, "session_id", json_string(ss->session_id));
+	json_object_set_new(p, "patient", string_or_null(ss->patient));
 	json_object_set_new(p, "phase", json_string(session_phase_name(st->phase)));
 	json_object_set_new(p, "exercise_index",
 			    st->exercise >= 0 ? json_integer(st->exercise) : json_null());
 	json_object_set_new(p, "exercise", string_or_null(st->exercise_name));
+	json_object_set_new(p, "n_exercises", json_integer(st->n_exercises));
 	json_object_set_new(p, "set", st->set ? json_integer(st->set) : json_null());
+	json_object_set_new(p, "n_sets", st->n_sets ? json_integer(st->n_sets) : json_null());
 	json_object_set_new(p, "rep", st->set ? json_integer(st->rep) : json_null());
+	json_object_set_new(p, "n_reps", st->n_reps ? json_integer(st->n_reps) : json_null());
+	json_object_set_new(p, "pct_lop", st->pct_lop ? json_integer(st->pct_lop) : json_null());
+	json_object_set_new(p, "targets", targets);
 	json_object_set_new(p, "seconds_left",
 			    st->seconds_left >= 0 ? json_integer(st->seconds_left) : json_null());
+	json_object_set_new(p, "phase_left_s",
+			    st->seconds_left >= 0 ? json_integer(st->seconds_left) : json_null());
+	json_object_set_new(p, "session_left_s",
+			    st->session_left_s >= 0 ? json_integer(st->session_left_s)
+						    : json_null());
+	if (ss->resume_wall_ms) {
+		payload_format_ts(ss->resume_wall_ms, ts);
+		json_object_set_new(p, "resume_at", json_string(ts));
+	} else {
+		json_object_set_new(p, "resume_at", json_null());
+	}
 	json_object_set_new(p, "inflation_s_total", json_real(payload_round1(st->inflation_s)));
-	json_object_set_new(p, "cuffs", arr);
 	return p;
 }
 
@@ -272,6 +350,9 @@ json_t *msg_session_summary(struct payload_ctx *ctx, const struct msg_summary *s
 	json_object_set_new(p, "exercises", exercises);
 	json_object_set_new(p, "alarms", sum->alarm_ids ? json_copy(sum->alarm_ids) : json_array());
 	json_object_set_new(p, "inflation_s_total", json_real(payload_round1(sum->inflation_s)));
+	json_object_set_new(p, "patient", string_or_null(sum->patient));
+	json_object_set_new(p, "by", string_or_null(sum->by && sum->by[0] ? sum->by : NULL));
+	json_object_set_new(p, "note", string_or_null(sum->note && sum->note[0] ? sum->note : NULL));
 	return p;
 }
 

@@ -42,10 +42,13 @@ struct msg_status {
 
 json_t *msg_status(struct payload_ctx *ctx, const struct msg_status *st);
 
+/* sessions: the ids of the running sessions. */
+json_t *msg_sessions(struct payload_ctx *ctx, const char *const *ids, size_t n);
+
 /* cuff/{cuff}/state. NAN / NULL / -1 where unknown. */
 struct msg_cuff_state {
 	const char *cuff;
-	const char *link;       /* "connected" | "connecting" | "disconnected" | "error" */
+	const char *link;       /* "connected" | "connecting" | "disconnected" | "error" | "unknown" */
 	const char *link_error; /* NULL: none */
 	double pressure_mmhg;
 	double target_mmhg;
@@ -57,6 +60,12 @@ struct msg_cuff_state {
 	const char *cuff_state; /* "idle" ... "fault"; NULL: unknown */
 	const char *limb;
 	int status_bits;        /* -1: unknown */
+	const char *label;      /* NULL: none configured */
+	const char *serial, *model, *firmware; /* NULL or "": not read (yet) */
+	uint64_t lop_measured_wall_ms; /* 0: no LOP */
+	int64_t data_age_ms;    /* age of the pressure in this state; -1: none */
+	bool measuring_lop;
+	double lop_search_mmhg; /* the search's pressure while measuring_lop; NAN otherwise */
 };
 
 json_t *msg_cuff_state(struct payload_ctx *ctx, const struct msg_cuff_state *st);
@@ -73,6 +82,8 @@ json_t *msg_telemetry(struct payload_ctx *ctx, const char *cuff,
 json_t *msg_alarm(struct payload_ctx *ctx, const struct alarm_record *rec);
 /* The `values` object of an alarm record (finite numbers only). */
 json_t *msg_alarm_values(const struct alarm_values *values);
+/* The `units` object of an alarm record: the unit of each key of values. */
+json_t *msg_alarm_units(enum alarm_code code, const json_t *values);
 /* The reverse, for values stored with a record (NAN where absent). */
 struct alarm_values msg_alarm_values_parse(const char *values_json);
 
@@ -80,9 +91,17 @@ struct alarm_values msg_alarm_values_parse(const char *values_json);
 json_t *msg_session_event(struct payload_ctx *ctx, const char *session_id,
 			  const struct session_event *e);
 
-/* session/{id}/state. */
-json_t *msg_session_state(struct payload_ctx *ctx, const char *session_id,
-			  const struct session_state *st, const char *const *cuffs, size_t n_cuffs);
+/* session/{id}/state: the session's own state and what the wiring adds. */
+struct msg_session_state {
+	const char *session_id;
+	const struct session_state *st;
+	const char *const *cuffs; /* every cuff of the plan */
+	size_t n_cuffs;
+	const char *patient;     /* NULL: none given */
+	uint64_t resume_wall_ms; /* paused: when a resume will be allowed; 0 none */
+};
+
+json_t *msg_session_state(struct payload_ctx *ctx, const struct msg_session_state *ss);
 
 /* One set's figures; f NULL for a set that had no samples. */
 json_t *msg_set_figures(const struct set_figures *f, unsigned set, const char *cuff);
@@ -96,6 +115,9 @@ struct msg_summary {
 	uint64_t ended_wall_ms;
 	json_t *alarm_ids;   /* array of ids; borrowed */
 	double inflation_s;
+	const char *patient; /* NULL: none given */
+	const char *by;      /* who stopped it (stop, e-stop); NULL or "": nobody said */
+	const char *note;    /* why, in their words; NULL or "": none */
 };
 
 json_t *msg_session_summary(struct payload_ctx *ctx, const struct msg_summary *sum,

@@ -65,6 +65,8 @@
 #define CERT_CHECK_INTERVAL_MS (24u * 3600u * 1000u)
 #define MAX_PACKET_MIN 128u
 #define MAX_PACKET_MAX 268435455u /* the MQTT maximum */
+#define DEFAULT_MESSAGES_PER_TURN 16
+#define DEFAULT_MAX_QUEUED_MESSAGES 1024
 #define HOST_MAX 256
 
 enum event_type {
@@ -85,12 +87,8 @@ struct event {
 
 struct message_event {
 	struct event ev;
-	char *topic;
-	uint8_t *payload;
-	size_t len;
-	char *response_topic;
-	uint8_t *correlation;
-	size_t correlation_len;
+	struct mqtt_message msg;
+	bool priority;
 	char data[]; /* topic, payload, response topic, correlation */
 };
 
@@ -109,6 +107,7 @@ struct publish_op {
 struct subscription {
 	struct subscription *next;
 	int qos;
+	unsigned flags; /* MQTT_SUB_* */
 	char filter[];
 };
 
@@ -160,9 +159,19 @@ struct mqtt_client {
 	uint64_t oversize_logged_total; /* drops counted in the log so far */
 	uint64_t oversize_timer;
 
+	unsigned messages_per_turn;
+	unsigned max_queued;
+	char *priority_topic;
+	uint64_t drain_post; /* the loop post hook that hands events over */
+	uint64_t shed_logged; /* messages_shed + dropped in the log so far */
+	uint64_t shed_logged_ms;
+
 	/* Shared with Paho's threads. */
 	pthread_mutex_t lock;
 	struct event *head, *tail;
+	struct event *prio_last; /* the last priority message queued, or NULL */
+	size_t queued_messages;
+	uint64_t messages_shed, messages_dropped;
 	struct event connect_ev; /* EVENT_CONNECT_OK or _FAILED */
 	struct event lost_ev;
 	bool session_present;
@@ -200,14 +209,6 @@ static void enqueue_locked(struct mqtt_client *c, struct event *ev)
 	else
 		c->head = ev;
 	c->tail = ev;
-}
-
-static void enqueue(struct mqtt_client *c, struct event *ev)
-{
-	pthread_mutex_lock(&c->lock);
-	enqueue_locked(c, ev);
-	pthread_mutex_unlock(&c->lock);
-	kick(c);
 }
 
 static void paho_connect_ok(void *context, MQTTAsync_successData5 *response)
@@ -285,6 +286,29 @@ static const MQTTProperty *find_property(MQTTProperties *props, enum MQTTPropert
 	return props ? MQTTProperties_getProperty(props, id) : NULL;
 }
 
+/* Caller holds c->lock. Priority messages go after the ones already ahead. */
+static void enqueue_message_locked(struct mqtt_client *c, struct message_event *me)
+{
+	struct event *ev = &me->ev;
+
+	c->queued_messages++;
+	if (!me->priority) {
+		enqueue_locked(c, ev);
+		return;
+	}
+	ev->queued = true;
+	if (c->prio_last) {
+		ev->next = c->prio_last->next;
+		c->prio_last->next = ev;
+	} else {
+		ev->next = c->head;
+		c->head = ev;
+	}
+	if (!ev->next)
+		c->tail = ev;
+	c->prio_last = ev;
+}
+
 static int paho_message(void *context, char *topic, int topic_len, MQTTAsync_message *m)
 {
 	struct mqtt_client *c = context;
@@ -294,7 +318,11 @@ static int paho_message(void *context, char *topic, int topic_len, MQTTAsync_mes
 	size_t plen = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
 	size_t rlen = rt ? (size_t)rt->value.data.len : 0;
 	size_t clen = cd ? (size_t)cd->value.data.len : 0;
+	bool priority = c->priority_topic && strlen(c->priority_topic) == tlen &&
+			memcmp(c->priority_topic, topic, tlen) == 0;
+	bool shed = false;
 	struct message_event *me;
+	size_t kept;
 	char *p;
 
 	if (plen > c->max_packet_size) {
@@ -309,40 +337,63 @@ static int paho_message(void *context, char *topic, int topic_len, MQTTAsync_mes
 			enqueue_locked(c, &c->oversize_ev);
 		pthread_mutex_unlock(&c->lock);
 		kick(c);
-		MQTTAsync_freeMessage(&m);
-		MQTTAsync_free(topic);
-		return 1;
+		goto consumed;
 	}
-	me = malloc(sizeof(*me) + tlen + 1 + plen + 1 + rlen + 1 + clen);
+	/*
+	 * A flood: beyond the bound the loop gets the message without its
+	 * payload, to refuse it cheaply; beyond twice the bound nothing.
+	 * Priority messages are exempt (an e-stop is never shed).
+	 */
+	pthread_mutex_lock(&c->lock);
+	if (!priority && c->queued_messages >= 2 * (size_t)c->max_queued) {
+		c->messages_dropped++;
+		pthread_mutex_unlock(&c->lock);
+		goto consumed;
+	}
+	shed = !priority && c->queued_messages >= c->max_queued;
+	if (shed)
+		c->messages_shed++;
+	pthread_mutex_unlock(&c->lock);
+	kept = shed ? 0 : plen;
+	me = malloc(sizeof(*me) + tlen + 1 + kept + 1 + rlen + 1 + clen);
 	if (!me)
 		return 0; /* Paho keeps the message and offers it again */
 	memset(me, 0, sizeof(*me));
 	me->ev.type = EVENT_MESSAGE;
+	me->priority = priority;
+	me->msg.retained = m->retained != 0;
+	me->msg.shed = shed;
+	me->msg.len = plen;
 	p = me->data;
-	me->topic = p;
+	me->msg.topic = p;
 	memcpy(p, topic, tlen);
 	p[tlen] = '\0';
 	p += tlen + 1;
-	me->payload = (uint8_t *)p;
-	if (plen)
-		memcpy(p, m->payload, plen);
-	p[plen] = '\0';
-	me->len = plen;
-	p += plen + 1;
+	if (!shed) {
+		me->msg.payload = (const uint8_t *)p;
+		if (plen)
+			memcpy(p, m->payload, plen);
+		p[plen] = '\0';
+		p += plen + 1;
+	}
 	if (rt) {
-		me->response_topic = p;
+		me->msg.response_topic = p;
 		memcpy(p, rt->value.data.data, rlen);
 		p[rlen] = '\0';
 		p += rlen + 1;
 	}
 	if (cd) {
-		me->correlation = (uint8_t *)p;
 		memcpy(p, cd->value.data.data, clen);
-		me->correlation_len = clen;
+		me->msg.correlation = (const uint8_t *)p;
+		me->msg.correlation_len = clen;
 	}
+	pthread_mutex_lock(&c->lock);
+	enqueue_message_locked(c, me);
+	pthread_mutex_unlock(&c->lock);
+	kick(c);
+consumed:
 	MQTTAsync_freeMessage(&m);
 	MQTTAsync_free(topic);
-	enqueue(c, &me->ev);
 	return 1;
 }
 
@@ -573,6 +624,9 @@ static void send_subscribe(struct mqtt_client *c, struct subscription *sub)
 	ropts.onSuccess5 = paho_subscribe_ok;
 	ropts.onFailure5 = paho_subscribe_failed;
 	ropts.context = sub;
+	/* Retain handling 2: the broker sends no retained message on subscribe. */
+	if (sub->flags & MQTT_SUB_NO_RETAINED)
+		ropts.subscribeOptions.retainHandling = 2;
 	rc = MQTTAsync_subscribe(c->handle, sub->filter, sub->qos, &ropts);
 	if (rc != MQTTASYNC_SUCCESS)
 		log_warn("mqtt: subscribe \"%s\": error %d", sub->filter, rc);
@@ -856,8 +910,7 @@ static void handle_event(struct mqtt_client *c, struct event *ev, bool session_p
 		struct message_event *me = (struct message_event *)ev;
 
 		if (c->cb.on_message)
-			c->cb.on_message(c, me->topic, me->payload, me->len, me->response_topic,
-					 me->correlation, me->correlation_len, c->user_data);
+			c->cb.on_message(c, &me->msg, c->user_data);
 		free(me);
 		break;
 	}
@@ -874,21 +927,35 @@ static void handle_event(struct mqtt_client *c, struct event *ev, bool session_p
 	}
 }
 
-/* One event at a time: an embedded node may be queued again as soon as it is out. */
-static void drain(struct mqtt_client *c)
+/*
+ * One event at a time: an embedded node may be queued again as soon as it
+ * is out. At most messages_per_turn messages per call; true when events are
+ * left for the next turn.
+ */
+static bool drain(struct mqtt_client *c)
 {
+	unsigned messages = 0;
+
 	for (;;) {
 		char reason[REASON_MAX] = "";
-		bool session_present = false, transport = false;
+		bool session_present = false, transport = false, left;
 		struct event *ev;
 
 		pthread_mutex_lock(&c->lock);
 		ev = c->head;
+		if (ev && ev->type == EVENT_MESSAGE && messages == c->messages_per_turn) {
+			pthread_mutex_unlock(&c->lock);
+			return true;
+		}
 		if (ev) {
 			c->head = ev->next;
 			if (!c->head)
 				c->tail = NULL;
+			if (c->prio_last == ev)
+				c->prio_last = NULL;
 			ev->queued = false;
+			if (ev->type == EVENT_MESSAGE)
+				c->queued_messages--;
 			if (ev == &c->connect_ev) {
 				session_present = c->session_present;
 				transport = c->connect_transport;
@@ -897,20 +964,59 @@ static void drain(struct mqtt_client *c)
 				memcpy(reason, c->lost_reason, sizeof(reason));
 			}
 		}
+		left = c->head != NULL;
 		pthread_mutex_unlock(&c->lock);
 		if (!ev)
-			return;
+			return false;
+		if (ev->type == EVENT_MESSAGE)
+			messages++;
 		handle_event(c, ev, session_present, transport, reason);
+		if (!left)
+			return false;
 	}
+}
+
+/* Shed and dropped messages, in the log once a minute at most. */
+static void log_shed(struct mqtt_client *c)
+{
+	uint64_t total, now = loop_now_ms(c->loop);
+
+	pthread_mutex_lock(&c->lock);
+	total = c->messages_shed + c->messages_dropped;
+	pthread_mutex_unlock(&c->lock);
+	if (total == c->shed_logged ||
+	    (c->shed_logged_ms && now - c->shed_logged_ms < REPEAT_LOG_MS))
+		return;
+	log_warn("mqtt: %" PRIu64 " incoming messages shed or dropped: more than %u waiting "
+		 "(a flood?)",
+		 total - c->shed_logged, c->max_queued);
+	c->shed_logged = total;
+	c->shed_logged_ms = now;
+}
+
+/*
+ * The events are handed over from a post hook, after the turn's io and
+ * timer callbacks: the cuffs' sockets and the safety timers always come
+ * first, and a flood of commands costs each turn messages_per_turn
+ * callbacks at most (the hook schedules itself again while events wait).
+ */
+static void on_drain_post(struct loop *loop, void *user_data)
+{
+	struct mqtt_client *c = user_data;
+
+	if (drain(c))
+		(void)loop_post_schedule(loop, c->drain_post); /* registered: cannot fail */
+	log_shed(c);
 }
 
 static void on_eventfd(struct loop *loop, int fd, uint32_t events, void *user_data)
 {
+	struct mqtt_client *c = user_data;
 	uint64_t count;
 
 	if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 		return;
-	drain(user_data);
+	(void)loop_post_schedule(loop, c->drain_post); /* registered: cannot fail */
 }
 
 /* ---- public -------------------------------------------------------------- */
@@ -1025,6 +1131,10 @@ int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options
 						      : MQTT_CLIENT_DEFAULT_MAX_PACKET;
 	c->oversize_ev.type = EVENT_OVERSIZE;
 	c->diagnosed_ev.type = EVENT_DIAGNOSED;
+	c->messages_per_turn = options->messages_per_turn ? options->messages_per_turn
+							  : DEFAULT_MESSAGES_PER_TURN;
+	c->max_queued = options->max_queued_messages ? options->max_queued_messages
+						     : DEFAULT_MAX_QUEUED_MESSAGES;
 	pthread_mutex_init(&c->lock, NULL);
 	if (parse_host_port(options->uri, c->host, sizeof(c->host), &c->port) < 0) {
 		r = -EINVAL;
@@ -1046,6 +1156,10 @@ int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options
 		r = dup_opt(options->key_file, &c->key_file);
 	if (r == 0)
 		r = dup_opt(options->will_topic, &c->will_topic);
+	if (r == 0)
+		r = dup_opt(options->priority_topic, &c->priority_topic);
+	if (r == 0)
+		r = loop_post_new(loop, on_drain_post, c, &c->drain_post);
 	if (r < 0)
 		goto fail;
 	if (c->will_topic && options->will_len) {
@@ -1119,8 +1233,8 @@ int mqtt_client_start(struct mqtt_client *client)
 }
 
 static int publish(struct mqtt_client *c, const char *topic, const void *payload, size_t len,
-		   int qos, bool retain, uint64_t tag, const uint8_t *correlation,
-		   size_t correlation_len, bool silent)
+		   int qos, bool retain, uint32_t expiry_s, uint64_t tag,
+		   const uint8_t *correlation, size_t correlation_len, bool silent)
 {
 	MQTTAsync_responseOptions ropts = MQTTAsync_responseOptions_initializer;
 	MQTTAsync_message msg = MQTTAsync_message_initializer;
@@ -1160,6 +1274,16 @@ static int publish(struct mqtt_client *c, const char *topic, const void *payload
 			goto fail;
 		}
 	}
+	if (expiry_s) {
+		/* The broker drops the message (a retained one too) after this. */
+		MQTTProperty prop = { .identifier = MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL,
+				      .value.integer4 = expiry_s };
+
+		if (MQTTProperties_add(&msg.properties, &prop) != 0) {
+			rc = MQTTASYNC_FAILURE;
+			goto fail;
+		}
+	}
 	ropts.onSuccess5 = paho_publish_ok;
 	ropts.onFailure5 = paho_publish_failed;
 	ropts.context = op;
@@ -1177,23 +1301,36 @@ fail:
 int mqtt_client_publish(struct mqtt_client *client, const char *topic, const void *payload,
 			size_t len, int qos, bool retain, uint64_t tag)
 {
-	return publish(client, topic, payload, len, qos, retain, tag, NULL, 0, false);
+	return publish(client, topic, payload, len, qos, retain, 0, tag, NULL, 0, false);
+}
+
+int mqtt_client_publish_expiring(struct mqtt_client *client, const char *topic,
+				 const void *payload, size_t len, int qos, bool retain,
+				 uint32_t expiry_s, uint64_t tag)
+{
+	return publish(client, topic, payload, len, qos, retain, expiry_s, tag, NULL, 0, false);
 }
 
 int mqtt_client_publish_reply(struct mqtt_client *client, const char *response_topic,
 			      const uint8_t *correlation, size_t correlation_len,
 			      const void *payload, size_t len)
 {
-	return publish(client, response_topic, payload, len, 1, false, 0, correlation,
+	return publish(client, response_topic, payload, len, 1, false, 0, 0, correlation,
 		       correlation_len, true);
 }
 
 int mqtt_client_subscribe(struct mqtt_client *client, const char *filter, int qos)
 {
+	return mqtt_client_subscribe_opts(client, filter, qos, 0);
+}
+
+int mqtt_client_subscribe_opts(struct mqtt_client *client, const char *filter, int qos,
+			       unsigned flags)
+{
 	struct subscription *sub, **tail;
 	size_t len;
 
-	if (!client || !filter || !filter[0] || qos < 0 || qos > 2)
+	if (!client || !filter || !filter[0] || qos < 0 || qos > 2 || (flags & ~MQTT_SUB_NO_RETAINED))
 		return -EINVAL;
 	len = strlen(filter);
 	if (len > UINT16_MAX)
@@ -1205,6 +1342,7 @@ int mqtt_client_subscribe(struct mqtt_client *client, const char *filter, int qo
 	if (!sub)
 		return -ENOMEM;
 	sub->qos = qos;
+	sub->flags = flags;
 	memcpy(sub->filter, filter, len + 1);
 	for (tail = &client->subs; *tail; tail = &(*tail)->next)
 		;
@@ -1230,6 +1368,8 @@ void mqtt_client_get_stats(const struct mqtt_client *client, struct mqtt_client_
 	pthread_mutex_lock(&c->lock);
 	out->oversize_dropped = c->oversize_dropped;
 	out->oversize_largest = c->oversize_largest;
+	out->messages_shed = c->messages_shed;
+	out->messages_dropped = c->messages_dropped;
 	pthread_mutex_unlock(&c->lock);
 	out->connect_failures = c->connect_failures;
 	memcpy(out->last_failure, c->last_failure, sizeof(out->last_failure));
@@ -1325,7 +1465,9 @@ void mqtt_client_free(struct mqtt_client *client)
 		loop_del_io(c->loop, c->efd);
 		close(c->efd);
 	}
+	loop_post_free(c->loop, c->drain_post);
 	pthread_mutex_destroy(&c->lock);
+	free(c->priority_topic);
 	free(c->uri);
 	free(c->client_id);
 	free(c->username);

@@ -85,7 +85,35 @@ struct mqtt_client_options {
 	unsigned reconnect_max_ms; /* 0: 30000 */
 	/* 0: MQTT_CLIENT_DEFAULT_MAX_PACKET; otherwise 128..268435455 bytes. */
 	uint32_t max_packet_size;
+	/*
+	 * Incoming messages handed to on_message per loop turn (0: 16), after
+	 * the turn's io and timer callbacks (a loop post hook): a flood of
+	 * messages can never hold the loop longer than that many callbacks.
+	 */
+	unsigned messages_per_turn;
+	/* Messages waiting beyond this (0: 1024) are shed: kept without their
+	 * payload (msg->shed) so the owner can refuse them cheaply; beyond
+	 * twice it they are dropped, counted (stats.messages_dropped). */
+	unsigned max_queued_messages;
+	/* Messages on exactly this topic go ahead of the others and are never
+	 * shed (an e-stop must not wait behind a flood). NULL: none. */
+	const char *priority_topic;
 };
+
+/* One incoming message; everything valid during the callback only. */
+struct mqtt_message {
+	const char *topic;
+	const uint8_t *payload; /* also NUL-terminated (not counted in len); NULL when shed */
+	size_t len;             /* the payload's size, also when shed */
+	const char *response_topic; /* MQTT 5 Response Topic, NULL when absent */
+	const uint8_t *correlation; /* MQTT 5 Correlation Data, NULL when absent */
+	size_t correlation_len;
+	bool retained; /* delivered because it was retained, not published just now */
+	bool shed;     /* the queue was over max_queued_messages: payload not kept */
+};
+
+/* mqtt_client_subscribe_opts() flags */
+#define MQTT_SUB_NO_RETAINED 0x1u /* retain handling 2: retained messages are not sent */
 
 /* The outcome of one publish (see the delivery contract above). */
 struct mqtt_publish_result {
@@ -102,6 +130,8 @@ struct mqtt_publish_result {
 
 /* Counters since mqtt_client_new(). */
 struct mqtt_client_stats {
+	uint64_t messages_shed;    /* handed over without payload (queue over the bound) */
+	uint64_t messages_dropped; /* not handed over at all (queue over twice the bound) */
 	uint64_t oversize_dropped; /* incoming messages larger than max_packet_size */
 	size_t oversize_largest;   /* the largest such payload, bytes */
 	uint64_t connect_failures; /* failed connect attempts */
@@ -114,14 +144,9 @@ struct mqtt_client_callbacks {
 	void (*on_connected)(struct mqtt_client *client, bool session_present, void *user_data);
 	/* Once per lost connection (not for failed connect attempts). */
 	void (*on_disconnected)(struct mqtt_client *client, const char *reason, void *user_data);
-	/*
-	 * payload is also NUL-terminated (not counted in len). response_topic
-	 * and correlation are the MQTT 5 request/response properties, NULL when
-	 * absent.
-	 */
-	void (*on_message)(struct mqtt_client *client, const char *topic, const uint8_t *payload,
-			   size_t len, const char *response_topic, const uint8_t *correlation,
-			   size_t correlation_len, void *user_data);
+	/* An incoming message, at most messages_per_turn per loop turn. */
+	void (*on_message)(struct mqtt_client *client, const struct mqtt_message *msg,
+			   void *user_data);
 	/* Either of these two (on_publish_result wins when both are set). */
 	void (*on_publish_done)(struct mqtt_client *client, uint64_t tag, int result,
 				void *user_data);
@@ -147,12 +172,20 @@ int mqtt_client_start(struct mqtt_client *client);
  */
 int mqtt_client_publish(struct mqtt_client *client, const char *topic, const void *payload,
 			size_t len, int qos, bool retain, uint64_t tag);
+/* The same with an MQTT 5 Message Expiry Interval (0: none): the broker
+ * forgets the message, a retained one too, expiry_s after receiving it. */
+int mqtt_client_publish_expiring(struct mqtt_client *client, const char *topic,
+				 const void *payload, size_t len, int qos, bool retain,
+				 uint32_t expiry_s, uint64_t tag);
 /* QoS 1 reply carrying the request's Correlation Data; its result is not reported. */
 int mqtt_client_publish_reply(struct mqtt_client *client, const char *response_topic,
 			      const uint8_t *correlation, size_t correlation_len,
 			      const void *payload, size_t len);
 /* Remembered and re-sent on every reconnect; sent now if connected. */
 int mqtt_client_subscribe(struct mqtt_client *client, const char *filter, int qos);
+/* The same with MQTT_SUB_* flags. */
+int mqtt_client_subscribe_opts(struct mqtt_client *client, const char *filter, int qos,
+			       unsigned flags);
 bool mqtt_client_is_connected(const struct mqtt_client *client);
 void mqtt_client_get_stats(const struct mqtt_client *client, struct mqtt_client_stats *out);
 

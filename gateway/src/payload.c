@@ -56,11 +56,13 @@ void payload_format_ts(uint64_t wall_ms, char out[32])
 {
 	time_t secs = (time_t)(wall_ms / 1000u);
 	struct tm tm;
+	size_t n;
 
 	gmtime_r(&secs, &tm);
-	snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (unsigned)(wall_ms % 1000u));
+	/* strftime never writes past out (a year past 9999 would not be RFC 3339 anyway),
+	 * unlike "%04d" of an int whose width the compiler cannot bound. */
+	n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, 32 - n, ".%03uZ", (unsigned)(wall_ms % 1000u));
 }
 
 json_t *payload_new(struct payload_ctx *ctx, char msg_id_out[96])

@@ -36,9 +36,61 @@ struct publisher {
 	bool refusal_reported; /* on_broker_refused(true) was called */
 
 	bool disk_failing; /* between a DISK_ERROR and the DISK_OK after it */
+	char *expire_infix;  /* retained topics containing this expire (NULL: none) */
+	uint32_t expire_s;
 	uint64_t direct_lost; /* QoS 1 messages lost while running without a store */
 	uint64_t qos0_refused;
 };
+
+/*
+ * The Message Expiry of a message composed at created_ms: what is left of
+ * expire_s since then (at least 1 s: a late message is still delivered to
+ * those listening, and then leaves the broker's retained store at once).
+ */
+static uint32_t expiry_for(const struct publisher *pub, const char *topic, bool retain,
+			   int64_t created_ms)
+{
+	int64_t age_s;
+
+	if (!retain || !pub->expire_infix || !strstr(topic, pub->expire_infix))
+		return 0;
+	age_s = ((int64_t)payload_wall_ms(pub->ctx) - created_ms) / 1000;
+	if (age_s < 0)
+		age_s = 0;
+	return age_s >= (int64_t)pub->expire_s ? 1 : pub->expire_s - (uint32_t)age_s;
+}
+
+static int publish_row(struct publisher *pub, const struct outbox_row *row)
+{
+	return mqtt_client_publish_expiring(pub->mqtt, row->topic, row->payload, row->len,
+					    row->qos, row->retain,
+					    expiry_for(pub, row->topic, row->retain, row->created_ms),
+					    (uint64_t)row->id);
+}
+
+/* Straight to Paho (QoS 1) a message composed now. */
+static int publish_now(struct publisher *pub, const char *topic, const void *buf, size_t len,
+		       bool retain)
+{
+	return mqtt_client_publish_expiring(
+		pub->mqtt, topic, buf, len, 1, retain,
+		expiry_for(pub, topic, retain, (int64_t)payload_wall_ms(pub->ctx)), 0);
+}
+
+int publisher_expire_retained(struct publisher *pub, const char *topic_infix, uint32_t expiry_s)
+{
+	char *copy = NULL;
+
+	if (topic_infix && expiry_s) {
+		copy = strdup(topic_infix);
+		if (!copy)
+			return -ENOMEM;
+	}
+	free(pub->expire_infix);
+	pub->expire_infix = copy;
+	pub->expire_s = copy ? expiry_s : 0;
+	return 0;
+}
 
 /* Hands committed outbox rows to Paho, at most PUBLISHER_WINDOW in flight. */
 void publisher_drain(struct publisher *pub)
@@ -53,8 +105,7 @@ void publisher_drain(struct publisher *pub)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		const struct outbox_row *row = rows[i];
-		int r = mqtt_client_publish(pub->mqtt, row->topic, row->payload, row->len, row->qos,
-					    row->retain, (uint64_t)row->id);
+		int r = publish_row(pub, row);
 
 		if (r < 0) {
 			/* Not connected after all: publisher_connected starts over. */
@@ -164,8 +215,7 @@ static void on_retry(struct loop *loop, uint64_t id, void *user_data)
 
 		if (rr->in_flight || !row || !mqtt_client_is_connected(pub->mqtt))
 			continue;
-		if (mqtt_client_publish(pub->mqtt, row->topic, row->payload, row->len, row->qos,
-					row->retain, (uint64_t)row->id) == 0) {
+		if (publish_row(pub, row) == 0) {
 			rr->in_flight = true;
 			pub->inflight++;
 		}
@@ -250,6 +300,7 @@ void publisher_free(struct publisher *pub, unsigned flush_ms)
 	}
 	loop_timer_free(pub->loop, pub->retry_timer);
 	free(pub->refused);
+	free(pub->expire_infix);
 	outbox_free(pub->outbox);
 	if (pub->direct_lost)
 		log_error("mqtt: %" PRIu64 " QoS 1 messages were lost while running without a "
@@ -266,9 +317,7 @@ int publisher_qos1_raw(struct publisher *pub, const char *topic, const void *buf
 
 	if (!pub->outbox) {
 		/* No database: best effort, what the broker does not get now is lost. */
-		r = connected ? mqtt_client_publish(pub->mqtt, topic, buf, len, 1,
-						    flags & OUTBOX_RETAIN, 0)
-			      : -ENOTCONN;
+		r = connected ? publish_now(pub, topic, buf, len, flags & OUTBOX_RETAIN) : -ENOTCONN;
 		if (r < 0)
 			pub->direct_lost++;
 		return r;
@@ -283,7 +332,7 @@ int publisher_qos1_raw(struct publisher *pub, const char *topic, const void *buf
 	 * result does not matter: the outbox copy is the one that counts.
 	 */
 	if (pub->disk_failing && connected)
-		(void)mqtt_client_publish(pub->mqtt, topic, buf, len, 1, flags & OUTBOX_RETAIN, 0);
+		(void)publish_now(pub, topic, buf, len, flags & OUTBOX_RETAIN);
 	if (r < 0) {
 		log_error("outbox: %s not queued: %s", topic, strerror(-r));
 		if (pub->cb.on_outbox_refused)
@@ -320,6 +369,23 @@ int publisher_qos0(struct publisher *pub, const char *topic, json_t *payload)
 	if (r < 0 && (pub->qos0_refused++ & 1023) == 0)
 		log_warn("mqtt: telemetry refused by the client (%" PRIu64 " so far)",
 			 pub->qos0_refused);
+	return r;
+}
+
+int publisher_snapshot(struct publisher *pub, const char *topic, json_t *payload,
+		       uint32_t expiry_s)
+{
+	char *text;
+	int r;
+
+	if (!mqtt_client_is_connected(pub->mqtt))
+		return -ENOTCONN;
+	text = json_dumps(payload, MSG_JSON_FLAGS);
+	if (!text)
+		return -ENOMEM;
+	r = mqtt_client_publish_expiring(pub->mqtt, topic, text, strlen(text), 0, true, expiry_s,
+					 0);
+	free(text);
 	return r;
 }
 
@@ -439,4 +505,9 @@ size_t publisher_outbox_depth(const struct publisher *pub)
 bool publisher_outbox_over_alarm_level(const struct publisher *pub)
 {
 	return pub->outbox && outbox_over_alarm_level(pub->outbox);
+}
+
+bool publisher_outbox_full(const struct publisher *pub)
+{
+	return pub->outbox && outbox_is_full(pub->outbox);
 }

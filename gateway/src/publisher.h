@@ -67,6 +67,15 @@ struct publisher_callbacks {
 int publisher_new(struct loop *loop, struct store *store, size_t outbox_max_bytes,
 		  struct payload_ctx *ctx, const struct publisher_callbacks *cb, void *user_data,
 		  struct publisher **out);
+/*
+ * Retained QoS 1 messages whose topic contains topic_infix (e.g. "/session/":
+ * sessions' state and summary) carry an MQTT 5 Message Expiry: expiry_s
+ * after they were composed (what is left of it when the outbox sends them
+ * late), so the broker forgets them and retained topics do not pile up.
+ * expiry_s 0: none. Alarms and the rest never expire.
+ */
+int publisher_expire_retained(struct publisher *pub, const char *topic_infix,
+			      uint32_t expiry_s);
 /* The MQTT client to publish through; NULL before it is freed. */
 void publisher_set_client(struct publisher *pub, struct mqtt_client *mqtt);
 /* Waits up to flush_ms for the store to commit what is queued, then frees. */
@@ -84,6 +93,15 @@ int publisher_qos1_raw(struct publisher *pub, const char *topic, const void *buf
 		       unsigned flags, const char *msg_id);
 /* QoS 0, never queued: -ENOTCONN while disconnected, -EAGAIN when Paho is full. */
 int publisher_qos0(struct publisher *pub, const char *topic, json_t *payload);
+/*
+ * A retained snapshot that is published again and again while it holds
+ * (a cuff's state, the sessions index): QoS 0 straight to Paho, never
+ * queued (after an outage the current one is sent, not the backlog), with
+ * an MQTT 5 Message Expiry of expiry_s (0: none), so the broker drops it
+ * once the gateway stops refreshing it. -ENOTCONN while disconnected.
+ */
+int publisher_snapshot(struct publisher *pub, const char *topic, json_t *payload,
+		       uint32_t expiry_s);
 /* Straight to Paho (QoS 1), not recorded: messages regenerated on every
  * connect (status "online") and replies. -ENOTCONN while disconnected. */
 int publisher_direct(struct publisher *pub, const char *topic, const void *buf, size_t len,
@@ -107,5 +125,8 @@ bool publisher_is_connected(const struct publisher *pub);
 bool publisher_has_store(const struct publisher *pub);
 size_t publisher_outbox_depth(const struct publisher *pub);
 bool publisher_outbox_over_alarm_level(const struct publisher *pub);
+/* The outbox holds outbox_max_mib or more (outbox_is_full): new sessions are
+ * refused until it drains; running ones go on. False without a store. */
+bool publisher_outbox_full(const struct publisher *pub);
 
 #endif

@@ -2,9 +2,11 @@
 #include "recovery.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "command.h"
 #include "log.h"
@@ -12,8 +14,11 @@
 
 struct recovery {
 	struct recovery_deps deps;
-	/* Ids closed at start from the database: their retained echo is no orphan. */
+	/* Ids closed at start from the database: their retained echo is ours. */
 	json_t *closed_at_start;
+	/* Payloads on our alarm topics that are none of our records. */
+	uint64_t foreign_alarms;
+	struct log_rate foreign_log;
 };
 
 uint64_t recovery_first_alarm_seq(struct store *store, const char *gateway_id, uint64_t wall_ms)
@@ -32,6 +37,7 @@ int recovery_new(const struct recovery_deps *deps, struct recovery **out)
 	if (!rec)
 		return -ENOMEM;
 	rec->deps = *deps;
+	rec->foreign_log = (struct log_rate){ .window_ms = 60000, .burst = 5 };
 	rec->closed_at_start = json_object();
 	if (!rec->closed_at_start) {
 		free(rec);
@@ -124,16 +130,56 @@ static void publish_final_state(struct recovery *rec, const char *id, json_t *st
 	json_decref(env);
 }
 
+/* "2026-11-24T09:30:00.123Z" (the form of every ts we write) -> wall ms; 0 if not that. */
+static uint64_t ts_ms(const char *ts)
+{
+	struct tm tm = { 0 };
+	unsigned ms;
+	char z;
+	time_t secs;
+
+	if (!ts || strlen(ts) != 24 ||
+	    sscanf(ts, "%4d-%2d-%2dT%2d:%2d:%2d.%3u%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &z) != 8 || z != 'Z')
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	secs = timegm(&tm);
+	return secs > 0 ? (uint64_t)secs * 1000u + ms : 0;
+}
+
+/*
+ * When the session was last known to be running: the latest of its start,
+ * its last recorded event and its last recorded state snapshot (written
+ * every second while it runs). A crash leaves no end time; this is the
+ * closest one the records hold (never the restart, which may be hours on).
+ */
+static uint64_t last_record_ms(json_t *recorded)
+{
+	json_t *sess = json_array_get(json_object_get(recorded, "session"), 0);
+	json_t *ev = json_array_get(json_object_get(recorded, "events"), 0);
+	json_int_t started = json_integer_value(json_object_get(sess, "started_ms"));
+	json_int_t last_event = json_integer_value(json_object_get(ev, "last_ts_ms"));
+	uint64_t state = ts_ms(json_string_value(
+		json_object_get(json_object_get(sess, "state"), "ts")));
+	uint64_t last = started > 0 ? (uint64_t)started : 0;
+
+	if (last_event > 0 && (uint64_t)last_event > last)
+		last = (uint64_t)last_event;
+	return state > last ? state : last;
+}
+
 /*
  * A session a crash interrupted is closed as aborted with what was
  * recorded: its last event is followed by an `aborted` event (the next
- * seq), and the summary carries its real start and every finished set's
- * figures from the database.
+ * seq), and the summary carries its real start, its end as the time of
+ * its last record and every finished set's figures from the database.
  */
 static void close_interrupted_session(struct recovery *rec, const char *id)
 {
 	json_t *recorded = NULL, *sess, *state, *infl;
 	json_int_t last_seq, started_ms;
+	uint64_t ended_ms = 0;
 	char topic[TOPIC_MAX];
 	struct msg_summary sum = {
 		.session_id = id,
@@ -155,7 +201,8 @@ static void close_interrupted_session(struct recovery *rec, const char *id)
 	infl = json_object_get(state, "inflation_s_total");
 	publish_aborted_event(rec, id, (uint32_t)(last_seq + 1));
 	sum.started_wall_ms = started_ms > 0 ? (uint64_t)started_ms : wall_ms(rec);
-	sum.ended_wall_ms = wall_ms(rec);
+	ended_ms = last_record_ms(recorded);
+	sum.ended_wall_ms = ended_ms ? ended_ms : wall_ms(rec);
 	sum.inflation_s = json_is_number(infl) ? json_number_value(infl) : 0.0;
 	p = msg_session_summary(rec->deps.ctx, &sum,
 				recorded_exercises(json_object_get(json_object_get(sess, "plan"),
@@ -167,7 +214,8 @@ static void close_interrupted_session(struct recovery *rec, const char *id)
 		publish_final_state(rec, id, state);
 	json_decref(p);
 end:
-	if (store_session_end(rec->deps.store, id, "aborted", (int64_t)wall_ms(rec), 0) < 0)
+	if (store_session_end(rec->deps.store, id, "aborted",
+			      (int64_t)(ended_ms ? ended_ms : wall_ms(rec)), 0) < 0)
 		log_error("session %s: end not recorded", id);
 	json_decref(recorded);
 }
@@ -258,36 +306,37 @@ void recovery_restore_lops(struct recovery *rec)
 	}
 }
 
+/* Our own message of this run: its msg_id is "<gateway>-<boot>-<n>". It only
+ * decides whether a line is logged: nothing is ever done for a message. */
+static bool msg_id_of_this_run(const struct recovery *rec, const uint8_t *payload, size_t len)
+{
+	const struct payload_ctx *ctx = rec->deps.ctx;
+	json_t *r = json_loadb((const char *)payload, len, 0, NULL);
+	const char *id = json_string_value(json_object_get(r, "msg_id"));
+	size_t glen = strlen(ctx->gateway_id), blen = strlen(ctx->boot);
+	bool ours = id && strncmp(id, ctx->gateway_id, glen) == 0 && id[glen] == '-' &&
+		    strncmp(id + glen + 1, ctx->boot, blen) == 0 && id[glen + 1 + blen] == '-';
+
+	json_decref(r);
+	return ours;
+}
+
 void recovery_retained_alarm(struct recovery *rec, const char *alarm_id, const uint8_t *payload,
 			     size_t len)
 {
-	char ts[32];
-	json_t *r, *state, *fresh;
+	uint64_t left_out;
 
-	if (len == 0 || !command_id_valid(alarm_id) ||
-	    alarm_find_id(alarms_table(rec->deps.alarms), alarm_id))
+	if (len == 0 || (command_id_valid(alarm_id) &&
+			 (alarm_find_id(alarms_table(rec->deps.alarms), alarm_id) ||
+			  alarms_raised_by_this_run(rec->deps.alarms, alarm_id) ||
+			  json_object_get(rec->closed_at_start, alarm_id))) ||
+	    msg_id_of_this_run(rec, payload, len))
 		return;
-	/* Our own echo, or one closed at start from the database, is no orphan. */
-	if (alarms_raised_by_this_run(rec->deps.alarms, alarm_id) ||
-	    json_object_get(rec->closed_at_start, alarm_id))
-		return;
-	r = json_loadb((const char *)payload, len, 0, NULL);
-	state = r ? json_object_get(r, "state") : NULL;
-	if (!json_is_string(state) || strcmp(json_string_value(state), "cleared") == 0) {
-		json_decref(r);
-		return;
-	}
-	log_warn("alarm %s is left over from an earlier run: closing it", alarm_id);
-	payload_format_ts(wall_ms(rec), ts);
-	json_object_set_new(r, "state", json_string("cleared"));
-	json_object_set_new(r, "condition_present", json_false());
-	json_object_set_new(r, "cleared_at", json_string(ts));
-	json_object_set_new(r, "message", json_string("closed: the gateway restarted"));
-	json_object_set_new(r, "ts", json_string(ts));
-	fresh = payload_new(rec->deps.ctx, NULL); /* a new msg_id: this is a new message */
-	if (fresh)
-		json_object_set(r, "msg_id", json_object_get(fresh, "msg_id"));
-	json_decref(fresh);
-	alarms_publish_closed_json(rec->deps.alarms, alarm_id, r);
-	json_decref(r);
+	rec->foreign_alarms++;
+	if (log_rate_allow(&rec->foreign_log, wall_ms(rec), &left_out))
+		log_warn("alarm/%s on the broker is not a record of this gateway: ignored, nothing "
+			 "published (%" PRIu64 " so far)",
+			 command_id_valid(alarm_id) ? alarm_id : "<invalid id>", rec->foreign_alarms);
+	if (left_out)
+		log_warn("... and %" PRIu64 " more foreign alarm records in the last minute", left_out);
 }

@@ -5,15 +5,20 @@
  *  - Alarm ids continue after the highest one recorded, so they never
  *    repeat (recovery_first_alarm_seq, before the alarm table exists).
  *  - A session that was running is closed as aborted (reason
- *    gateway_restart): its next event, a summary with its real start and
+ *    gateway_restart): its next event, a summary with its real start, its
+ *    end at the time of its last record (event or state snapshot) and
  *    every finished set's figures from the database, and a final state.
  *  - Open alarms: an unacknowledged HIGH alarm latches across the restart
  *    (put back in the table, still blocking inflation until acknowledged);
  *    every other open alarm is closed (a condition still present is
  *    detected again and raised afresh).
- *  - A retained alarm on our topics that no run of ours holds open any more
- *    (a crash cannot publish the closing record) is closed publicly, so
- *    dashboards do not show a ghost forever.
+ *  - What the broker sends on our alarm/+ topics is never acted on: the
+ *    database holds open every alarm the broker may hold open for us
+ *    (alarms.c records an open record before publishing it, publishes a
+ *    closing one before recording it), so the close above, built from the
+ *    database, reaches them all. A payload that is none of our records
+ *    (foreign, forged, junk) is counted and logged, rate-limited; it adds
+ *    no outbox row and publishes nothing.
  *
  * Reads the database synchronously: start-up only, except the retained-alarm
  * check, which reads nothing. Loop thread only.
@@ -43,7 +48,9 @@ struct recovery_deps {
 
 /* The first alarm seq of this run: after the highest recorded one, or the
  * wall clock's ms for an empty (new, wiped) or missing database, which is
- * above any id an earlier run can have used. */
+ * above any id an earlier run can have used. Not 1 on a new database: a
+ * gateway cannot tell its first start from a reinstall, and the broker and
+ * the clinic's records keep the earlier installation's ids (docs/safety.md). */
 uint64_t recovery_first_alarm_seq(struct store *store, const char *gateway_id, uint64_t wall_ms);
 
 int recovery_new(const struct recovery_deps *deps, struct recovery **out);
@@ -57,7 +64,8 @@ void recovery_restore_alarms(struct recovery *rec);
  * restored LOP look younger; one in the future is not restored. */
 void recovery_restore_lops(struct recovery *rec);
 
-/* A retained message on alarm/{alarm_id} came from the broker. */
+/* A message on alarm/{alarm_id} came from the broker: recognised (ours, or
+ * not: then a rate-limited log line), never acted on. */
 void recovery_retained_alarm(struct recovery *rec, const char *alarm_id, const uint8_t *payload,
 			     size_t len);
 

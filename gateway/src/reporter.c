@@ -12,12 +12,13 @@
 
 #define STATE_ALARMS_MAX 64 /* alarm ids listed in one cuff state */
 #define STATUS_DEPTH_STEP 100 /* republish status when the backlog moved this much */
+#define SESSIONS_MAX 256      /* ids listed in the sessions index */
+#define GATEWAY_ALARMS_MAX 16 /* open gateway-wide alarms: one per gateway-wide code */
 
 struct cuff_report {
 	struct msg_telemetry_sample tele[MSG_TELEMETRY_MAX];
 	size_t n_tele;
 	bool state_dirty;
-	double published_pressure;
 	uint64_t state_published_ms;
 };
 
@@ -30,7 +31,11 @@ struct reporter {
 	uint64_t state_timer; /* the next rate-limited cuff state */
 	uint64_t state_post;  /* urgent cuff states, after this batch */
 	size_t published_outbox_depth;
+	char *published_sessions; /* the index last published, as JSON text of the ids */
 	bool stopped;
+	/* The open gateway-wide alarms (seqs, raise order) the cuff states list. */
+	uint64_t wide_seqs[GATEWAY_ALARMS_MAX];
+	size_t n_wide;
 };
 
 /* --- cuff state ----------------------------------------------------------- */
@@ -71,7 +76,42 @@ static const char *link_text(const struct cuff_reading *r)
 	}
 }
 
+/*
+ * A cuff's alarms_active also lists the open gateway-wide alarms (cuff:
+ * null), merged into its own (open[0..n), raise order) by seq. A
+ * gateway-wide alarm concerns every cuff (an unacknowledged estop blocks
+ * each one's inflation), so a dashboard sees it on every tile.
+ */
+static size_t with_gateway_alarms(struct reporter *rep, const struct alarm_record **open,
+				  size_t n)
+{
+	const struct alarm_record *wide[GATEWAY_ALARMS_MAX];
+	size_t n_wide = 0;
+
+	/* More than GATEWAY_ALARMS_MAX cannot be open: one per gateway-wide code. */
+	(void)alarm_list_open(alarms_table(rep->deps.alarms), "", wide, GATEWAY_ALARMS_MAX,
+			      &n_wide);
+	for (size_t k = 0; k < n_wide && k < GATEWAY_ALARMS_MAX && n < STATE_ALARMS_MAX; k++) {
+		size_t i = n++;
+
+		for (; i > 0 && open[i - 1]->seq > wide[k]->seq; i--)
+			open[i] = open[i - 1];
+		open[i] = wide[k];
+	}
+	return n;
+}
+
+/* What the gateway can no longer vouch for once it stops: link unknown. */
+static void publish_cuff_state_as(struct reporter *rep, struct cuff *c, const char *link_override,
+				  uint32_t expiry_s);
+
 static void publish_cuff_state(struct reporter *rep, struct cuff *c)
+{
+	publish_cuff_state_as(rep, c, NULL, REPORTER_STATE_EXPIRY_S);
+}
+
+static void publish_cuff_state_as(struct reporter *rep, struct cuff *c, const char *link_override,
+				  uint32_t expiry_s)
 {
 	struct cuff_report *cr = &rep->per_cuff[cuff_index(c)];
 	const struct alarm_record *open[STATE_ALARMS_MAX];
@@ -80,24 +120,31 @@ static void publish_cuff_state(struct reporter *rep, struct cuff *c)
 	struct msg_cuff_state st;
 	char topic[TOPIC_MAX];
 	size_t n_open = 0;
-	bool live;
+	uint64_t wall = payload_wall_ms(rep->deps.ctx);
+	bool live, measuring;
 	json_t *p;
 
 	cuff_read(c, &rd);
-	live = rd.link == CUFF_LINK_READY && rd.have_sample;
+	live = rd.link == CUFF_LINK_READY && rd.have_sample && !link_override;
+	measuring = live && (rd.measuring_lop || (rd.have_status &&
+						  rd.status.state == BFR_STATE_MEASURING_LOP));
 	/* More than STATE_ALARMS_MAX open on one cuff cannot happen: one per code. */
 	(void)alarm_list_open(alarms_table(rep->deps.alarms), cuff_id(c), open, STATE_ALARMS_MAX,
 			      &n_open);
 	if (n_open > STATE_ALARMS_MAX)
 		n_open = STATE_ALARMS_MAX;
+	n_open = with_gateway_alarms(rep, open, n_open);
 	for (size_t i = 0; i < n_open; i++)
 		ids[i] = open[i]->alarm_id;
 	st = (struct msg_cuff_state){
 		.cuff = cuff_id(c),
-		.link = link_text(&rd),
-		.link_error = rd.link != CUFF_LINK_READY ? rd.link_error : NULL,
+		.link = link_override ? link_override : link_text(&rd),
+		.link_error = link_override				  ? "the gateway stopped"
+			      : rd.link != CUFF_LINK_READY ? rd.link_error
+							   : NULL,
 		.pressure_mmhg = live ? rd.pressure : NAN,
-		.target_mmhg = live ? rd.reported_target : NAN,
+		/* A LOP search ramps up to its ceiling: that is not a target. */
+		.target_mmhg = live && !measuring ? rd.reported_target : NAN,
 		.battery_pct = rd.battery_pct,
 		.lop_mmhg = rd.lop_mmhg,
 		.session_id = rd.session_id,
@@ -106,15 +153,51 @@ static void publish_cuff_state(struct reporter *rep, struct cuff *c)
 		.cuff_state = cuff_state_name(&rd),
 		.limb = config_limb_name(cuff_config(c)->limb),
 		.status_bits = live ? (int)rd.status_bits : -1,
+		.label = cuff_config(c)->label,
+		.serial = rd.info->serial,
+		.model = rd.info->model,
+		.firmware = rd.info->firmware,
+		.lop_measured_wall_ms = rd.lop_age_ms >= 0 && (uint64_t)rd.lop_age_ms < wall
+						? wall - (uint64_t)rd.lop_age_ms
+						: 0,
+		.data_age_ms = live ? (int64_t)rd.sample_age_ms : -1,
+		.measuring_lop = measuring,
+		.lop_search_mmhg = measuring ? rd.pressure : NAN,
 	};
 	p = msg_cuff_state(rep->deps.ctx, &st);
+	/* A snapshot: while disconnected there is nobody to tell, and every
+	 * connect publishes all of them again (reporter_connected). */
 	if (p && payload_topic(rep->deps.ctx, topic, sizeof(topic), "cuff/%s/state",
 			       cuff_id(c)) == 0)
-		publisher_qos1(rep->deps.pub, topic, p, OUTBOX_RETAIN | OUTBOX_DROPPABLE);
+		(void)publisher_snapshot(rep->deps.pub, topic, p, expiry_s);
 	json_decref(p);
 	cr->state_dirty = false;
-	cr->published_pressure = rd.pressure;
 	cr->state_published_ms = loop_now_ms(rep->deps.loop);
+}
+
+/* The retained index of the running sessions, when it changed (or always). */
+static void publish_sessions(struct reporter *rep, bool always)
+{
+	const char *ids[SESSIONS_MAX];
+	size_t n = runner_active(rep->deps.runner, ids, SESSIONS_MAX);
+	json_t *p, *active;
+	char topic[TOPIC_MAX], *text;
+
+	if (n > SESSIONS_MAX)
+		n = SESSIONS_MAX; /* cannot happen: one session per cuff at most */
+	p = msg_sessions(rep->deps.ctx, ids, n);
+	active = p ? json_object_get(p, "active") : NULL;
+	text = active ? json_dumps(active, JSON_COMPACT) : NULL;
+	if (text && (always || !rep->published_sessions ||
+		     strcmp(text, rep->published_sessions) != 0) &&
+	    payload_topic(rep->deps.ctx, topic, sizeof(topic), "sessions") == 0 &&
+	    publisher_snapshot(rep->deps.pub, topic, p, 0) == 0) {
+		free(rep->published_sessions);
+		rep->published_sessions = text;
+		text = NULL;
+	}
+	free(text);
+	json_decref(p);
 }
 
 /* Publishes the dirty states whose rate limit allows it; a timer for the rest. */
@@ -155,6 +238,36 @@ void reporter_cuff_changed(struct reporter *rep, struct cuff *c, bool urgent)
 	/* Discrete changes (link, alarms, session, LOP) go out within 200 ms. */
 	if (urgent && !rep->stopped)
 		(void)loop_post_schedule(rep->deps.loop, rep->state_post); /* registered: 0 */
+}
+
+void reporter_gateway_alarms_changed(struct reporter *rep, bool urgent)
+{
+	for (size_t i = 0; i < rep->deps.n_cuffs; i++)
+		reporter_cuff_changed(rep, rep->deps.cuffs[i], urgent);
+}
+
+/*
+ * Gateway-wide alarms are listed in every cuff's state, but their records
+ * name no cuff, so nothing marks the states dirty when one opens or
+ * closes: the housekeeping compares the open set with the one last seen.
+ */
+static void check_gateway_alarms(struct reporter *rep)
+{
+	const struct alarm_record *wide[GATEWAY_ALARMS_MAX];
+	size_t n = 0;
+	bool same;
+
+	(void)alarm_list_open(alarms_table(rep->deps.alarms), "", wide, GATEWAY_ALARMS_MAX, &n);
+	if (n > GATEWAY_ALARMS_MAX)
+		n = GATEWAY_ALARMS_MAX;
+	same = n == rep->n_wide;
+	for (size_t i = 0; i < n; i++) {
+		same = same && rep->wide_seqs[i] == wide[i]->seq;
+		rep->wide_seqs[i] = wide[i]->seq;
+	}
+	rep->n_wide = n;
+	if (!same)
+		reporter_gateway_alarms_changed(rep, false);
 }
 
 /* --- telemetry -------------------------------------------------------------- */
@@ -218,8 +331,15 @@ static void on_telemetry_timer(struct loop *loop, uint64_t id, void *user_data)
 	unsigned slices = telemetry_slices(rep);
 	unsigned slice = rep->telemetry_slice++ % slices;
 
-	for (size_t i = slice; i < rep->deps.n_cuffs; i += slices)
+	uint64_t now = loop_now_ms(rep->deps.loop);
+
+	for (size_t i = slice; i < rep->deps.n_cuffs; i += slices) {
 		publish_telemetry(rep, rep->deps.cuffs[i]);
+		/* The state again once a second, spread over the slices like the
+		 * telemetry: its data_age_ms and expiry tell a page it is live. */
+		if (now - rep->per_cuff[i].state_published_ms >= REPORTER_STATE_REFRESH_MS)
+			publish_cuff_state(rep, rep->deps.cuffs[i]);
+	}
 }
 
 /* --- status and housekeeping ---------------------------------------------------- */
@@ -262,18 +382,10 @@ static void on_housekeeping(struct loop *loop, uint64_t id, void *user_data)
 	struct reporter *rep = user_data;
 	size_t depth;
 
-	/* A moving pressure is worth a state message once a second at most. */
-	for (size_t i = 0; i < rep->deps.n_cuffs; i++) {
-		struct cuff_report *cr = &rep->per_cuff[i];
-		struct cuff_reading rd;
-
-		cuff_read(rep->deps.cuffs[i], &rd);
-		if (rd.have_sample && isfinite(rd.pressure) &&
-		    fabs(rd.pressure - cr->published_pressure) >= 1.0)
-			cr->state_dirty = true;
-	}
+	check_gateway_alarms(rep);
 	flush_states(rep);
 	runner_publish_states(rep->deps.runner);
+	publish_sessions(rep, false);
 	if (publisher_has_store(rep->deps.pub))
 		alarms_outbox_level(rep->deps.alarms,
 				    publisher_outbox_over_alarm_level(rep->deps.pub));
@@ -294,6 +406,12 @@ void reporter_connected(struct reporter *rep)
 	for (size_t i = 0; i < rep->deps.n_cuffs; i++)
 		publish_cuff_state(rep, rep->deps.cuffs[i]);
 	runner_publish_states(rep->deps.runner);
+	publish_sessions(rep, true);
+}
+
+void reporter_snapshot(struct reporter *rep)
+{
+	reporter_connected(rep);
 }
 
 /* --- life -------------------------------------------------------------------- */
@@ -309,8 +427,6 @@ int reporter_new(const struct reporter_deps *deps, struct reporter **out)
 	rep->per_cuff = calloc(deps->n_cuffs ? deps->n_cuffs : 1, sizeof(*rep->per_cuff));
 	if (!rep->per_cuff)
 		goto fail;
-	for (size_t i = 0; i < deps->n_cuffs; i++)
-		rep->per_cuff[i].published_pressure = NAN;
 	r = loop_timer_new(deps->loop, on_telemetry_timer, rep, &rep->telemetry_timer);
 	if (r < 0)
 		goto fail;
@@ -338,6 +454,7 @@ void reporter_free(struct reporter *rep)
 	loop_timer_free(rep->deps.loop, rep->housekeeping_timer);
 	loop_timer_free(rep->deps.loop, rep->state_timer);
 	loop_post_free(rep->deps.loop, rep->state_post);
+	free(rep->published_sessions);
 	free(rep->per_cuff);
 	free(rep);
 }
@@ -357,6 +474,19 @@ int reporter_start(struct reporter *rep)
 
 void reporter_stop(struct reporter *rep)
 {
+	json_t *p;
+	char topic[TOPIC_MAX];
+
+	/* What stays retained says what is known: nothing live any more. */
+	if (!rep->stopped && publisher_is_connected(rep->deps.pub)) {
+		for (size_t i = 0; i < rep->deps.n_cuffs; i++)
+			publish_cuff_state_as(rep, rep->deps.cuffs[i], "unknown",
+					      rep->deps.cfg->mqtt.ended_retain_s);
+		p = msg_sessions(rep->deps.ctx, NULL, 0);
+		if (p && payload_topic(rep->deps.ctx, topic, sizeof(topic), "sessions") == 0)
+			(void)publisher_snapshot(rep->deps.pub, topic, p, 0);
+		json_decref(p);
+	}
 	rep->stopped = true;
 	loop_timer_stop(rep->deps.loop, rep->telemetry_timer);
 	loop_timer_stop(rep->deps.loop, rep->housekeeping_timer);

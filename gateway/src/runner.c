@@ -22,6 +22,10 @@ struct run {
 	uint64_t timer;
 	uint64_t started_wall_ms;
 	json_t *alarm_ids; /* every alarm noted in this session, for the summary */
+	char patient[SESSION_ID_BUF];            /* "" when the start named none */
+	char ended_by[SESSION_NAME_BUF];         /* who stopped it; "" nobody said */
+	char note[COMMAND_REASON_MAX * 4 + 1];   /* why, in their words */
+	char estop_alarm_id[ALARM_ID_MAX]; /* the e-stop that ends it, named by its end event */
 
 	/* Inputs held while an output is executed (see runner.h). */
 	bool busy;
@@ -214,6 +218,17 @@ static void publish_event(struct run *run, const struct session_event *e)
 		run_log(run, LOG_LEVEL_ERROR, "event %u: out of memory, not published", e->seq);
 		return;
 	}
+	/* Who stopped it and why, on the event that ends it (stop, e-stop). */
+	if ((e->type == SESSION_EV_STOPPED || e->type == SESSION_EV_ABORTED) &&
+	    (run->ended_by[0] || run->note[0])) {
+		if (run->ended_by[0])
+			json_object_set_new(p, "by", json_string(run->ended_by));
+		if (run->note[0])
+			json_object_set_new(p, "note", json_string(run->note));
+	}
+	if (e->type == SESSION_EV_ABORTED && strcmp(e->reason, "estop") == 0 &&
+	    run->estop_alarm_id[0])
+		json_object_set_new(p, "alarm_id", json_string(run->estop_alarm_id));
 	/* The record first: the writer commits in order, so an event can never
 	 * reach the broker without its row (a restart continues after it). */
 	text = json_dumps(p, MSG_JSON_FLAGS);
@@ -256,12 +271,53 @@ static void apply(struct run *run)
 
 /* --- state, summary, end ---------------------------------------------------- */
 
+/* The cuffs a resume of the paused phase would inflate; 0 if none. */
+static size_t resume_cuffs(const struct run *run, const struct session_state *st,
+			   struct cuff **out)
+{
+	const struct session_plan *plan = session_plan(run->s);
+	const struct session_exercise *ex;
+	size_t n = 0;
+
+	if (st->phase != SESSION_PHASE_PAUSED || st->exercise < 0)
+		return 0;
+	ex = &plan->exercises[st->exercise];
+	if (!(st->paused_phase == SESSION_PHASE_INFLATING || st->paused_phase == SESSION_PHASE_SET ||
+	      (st->paused_phase == SESSION_PHASE_REST && ex->mode == SESSION_MODE_CONTINUOUS)))
+		return 0;
+	for (unsigned i = 0; i < ex->n_cuffs; i++) {
+		struct cuff *c = find_cuff(run->runner, ex->cuffs[i]);
+
+		if (c)
+			out[n++] = c;
+	}
+	return n;
+}
+
+/* Longest reperfusion wait before a resume; UINT64_MAX while a cuff has
+ * not been seen deflated yet, 0 when nothing waits. */
+static uint64_t resume_wait_ms(const struct run *run, const struct session_state *st)
+{
+	struct cuff *cuffs[SESSION_MAX_CUFFS];
+	size_t n = resume_cuffs(run, st, cuffs);
+	uint64_t wait = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t w = cuff_reperfusion_wait_ms(cuffs[i]);
+
+		if (w > wait)
+			wait = w;
+	}
+	return wait;
+}
+
 static void publish_state(struct run *run)
 {
 	struct runner *r = run->runner;
 	const char *cuffs[RUN_MAX_CUFFS];
 	struct session_state st;
 	char topic[TOPIC_MAX];
+	uint64_t wait;
 	json_t *p;
 
 	if (run->final_state_sent)
@@ -270,7 +326,19 @@ static void publish_state(struct run *run)
 		return;
 	for (size_t i = 0; i < run->n_cuffs; i++)
 		cuffs[i] = cuff_id(run->cuffs[i]);
-	p = msg_session_state(r->deps.ctx, run->id, &st, cuffs, run->n_cuffs);
+	wait = resume_wait_ms(run, &st);
+	p = msg_session_state(r->deps.ctx,
+			      &(struct msg_session_state){
+				      .session_id = run->id,
+				      .st = &st,
+				      .cuffs = cuffs,
+				      .n_cuffs = run->n_cuffs,
+				      .patient = run->patient[0] ? run->patient : NULL,
+				      /* Unknown until the cuffs are seen deflated: none yet. */
+				      .resume_wall_ms = wait && wait != UINT64_MAX
+							       ? wall_ms(run) + wait
+							       : 0,
+			      });
 	if (!p)
 		return;
 	/* The final state must not be coalesced away or refused at the bound. */
@@ -327,6 +395,9 @@ static void publish_summary(struct run *run)
 		.started_wall_ms = run->started_wall_ms,
 		.ended_wall_ms = wall_ms(run),
 		.alarm_ids = run->alarm_ids,
+		.patient = run->patient[0] ? run->patient : NULL,
+		.by = run->ended_by,
+		.note = run->note,
 	};
 	json_t *p;
 
@@ -485,28 +556,37 @@ int run_pause(struct run *run)
 
 int run_resume(struct run *run, struct command_error *err, const char *request_id)
 {
-	const struct session_plan *plan = session_plan(run->s);
-	const struct session_exercise *ex = NULL;
+	struct cuff *cuffs[SESSION_MAX_CUFFS];
 	struct session_state st;
+	size_t n = 0;
 
 	/* Resuming a phase that holds pressure re-inflates the current
 	 * exercise's cuffs: the safety engine must agree first. */
-	if (session_get_state(run->s, now_ms(run), &st) == 0 && st.exercise >= 0 &&
-	    (st.paused_phase == SESSION_PHASE_INFLATING || st.paused_phase == SESSION_PHASE_SET ||
-	     (st.paused_phase == SESSION_PHASE_REST &&
-	      plan->exercises[st.exercise].mode == SESSION_MODE_CONTINUOUS)))
-		ex = &plan->exercises[st.exercise];
-	for (unsigned i = 0; ex && i < ex->n_cuffs; i++) {
+	if (session_get_state(run->s, now_ms(run), &st) == 0)
+		n = resume_cuffs(run, &st, cuffs);
+	for (size_t i = 0; i < n; i++) {
 		enum limits_refusal why = LIMITS_OK;
-		struct cuff *c = find_cuff(run->runner, ex->cuffs[i]);
 
-		if (c && cuff_may_inflate(c, &why) < 0) {
+		if (cuff_may_inflate(cuffs[i], &why) < 0) {
+			uint64_t wait = why == LIMITS_REFUSE_REPERFUSION ? resume_wait_ms(run, &st) : 0;
+
 			command_error_set(err, command_refusal_code(why), request_id, "cuff %s: %s",
-					  cuff_id(c), limits_refusal_name(why));
+					  cuff_id(cuffs[i]), limits_refusal_name(why));
+			/* Rounded up: a retry at that time is not refused again. */
+			if (wait && wait != UINT64_MAX)
+				err->retry_after_s = (uint32_t)((wait + 999) / 1000);
 			return -EPERM;
 		}
 	}
 	return feed(run, &(struct input){ .call = in_resume });
+}
+
+void run_note_who(struct run *run, const char *by, const char *note)
+{
+	if (run->ended)
+		return;
+	snprintf(run->ended_by, sizeof(run->ended_by), "%s", by ? by : "");
+	snprintf(run->note, sizeof(run->note), "%s", note ? note : "");
 }
 
 int run_stop(struct run *run)
@@ -514,10 +594,35 @@ int run_stop(struct run *run)
 	return feed(run, &(struct input){ .call = in_stop });
 }
 
+/*
+ * The gateway-wide estop alarm belongs to every session the e-stop ends: its
+ * summary lists it and its aborted event names it. The alarm is raised here
+ * if the e-stop has not raised it yet (the command raises or re-raises the
+ * same open alarm with its own message), so the id exists before the end.
+ */
+static void attach_estop_alarm(struct run *run)
+{
+	struct alarm_table *t = alarms_table(run->runner->deps.alarms);
+	const struct alarm_record *open = alarm_find_open(t, "", ALARM_ESTOP);
+	char id[ALARM_ID_MAX];
+
+	if (open)
+		snprintf(id, sizeof(id), "%s", open->alarm_id);
+	else if (alarm_raise(t, "", NULL, ALARM_ESTOP, "emergency stop", NULL, wall_ms(run),
+			     id) < 0)
+		return; /* the command logs it when its own raise fails too */
+	snprintf(run->estop_alarm_id, sizeof(run->estop_alarm_id), "%s", id);
+	/* Once: the run ends with this abort, and the alarm has no cuff, so
+	 * runner_alarm_record never adds it. */
+	json_array_append_new(run->alarm_ids, json_string(id));
+}
+
 void run_abort(struct run *run, const char *reason_code, uint8_t deflate_reason)
 {
 	if (run->ended)
 		return;
+	if (deflate_reason == BFR_DEFLATE_ESTOP && !run->abort_pending)
+		attach_estop_alarm(run);
 	if (run->busy) {
 		request_abort(run, reason_code, deflate_reason);
 		return;
@@ -758,6 +863,13 @@ int runner_start(struct runner *r, const struct command *cmd, struct command_err
 	struct run *run = NULL;
 	int rc;
 
+	/* At its bound the outbox still takes every event: only no new session. */
+	if (publisher_outbox_full(r->deps.pub)) {
+		command_error_set(err, CMD_ERR_OUTBOX_FULL, cmd->request_id,
+				  "the outbox is full of messages the broker has not taken: no new "
+				  "session until it drains; running sessions go on");
+		return -ENOSPC;
+	}
 	for (unsigned e = 0; e < plan->n_exercises; e++)
 		for (unsigned k = 0; k < plan->exercises[e].n_cuffs; k++) {
 			rc = check_cuff(r, &plan->exercises[e], plan->exercises[e].cuffs[k], err,
@@ -822,6 +934,8 @@ int runner_start(struct runner *r, const struct command *cmd, struct command_err
 				(void)session_set_lop(run->s, cuff_id(c), lop);
 		}
 	run->started_wall_ms = wall_ms(run);
+	if (cmd->has_patient)
+		snprintf(run->patient, sizeof(run->patient), "%s", cmd->patient);
 	r->runs[r->n_runs++] = run;
 	for (size_t i = 0; i < run->n_cuffs; i++)
 		cuff_attach(run->cuffs[i], run->id, run);
@@ -852,6 +966,19 @@ void runner_stop_all(struct runner *r)
 	for (size_t i = 0; i < r->n_runs; i++)
 		if (!r->runs[i]->ended)
 			(void)run_stop(r->runs[i]);
+}
+
+size_t runner_active(const struct runner *r, const char **ids, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->n_runs; i++)
+		if (!r->runs[i]->ended) {
+			if (n < max)
+				ids[n] = r->runs[i]->id;
+			n++;
+		}
+	return n;
 }
 
 void runner_publish_states(struct runner *r)
@@ -906,4 +1033,51 @@ void runner_free(struct runner *r)
 	free(r->runs);
 	loop_post_free(r->deps.loop, r->post);
 	free(r);
+}
+
+int runner_check_plan(struct runner *r, const struct session_plan *plan,
+		      struct command_error *err, const char *request_id)
+{
+	for (unsigned e = 0; e < plan->n_exercises; e++)
+		for (unsigned k = 0; k < plan->exercises[e].n_cuffs; k++) {
+			const struct session_exercise *ex = &plan->exercises[e];
+			struct cuff *c = find_cuff(r, ex->cuffs[k]);
+			enum limits_refusal why = LIMITS_OK;
+			const struct limits *lim;
+			double lop, target;
+			int64_t age;
+			int rc;
+
+			if (!c) {
+				command_error_set(err, CMD_ERR_UNKNOWN_CUFF, request_id,
+						  "plan.exercises[%u].cuffs[%u]: no such cuff %s", e, k,
+						  ex->cuffs[k]);
+				return -ENOENT;
+			}
+			lim = cuff_limits(c);
+			if (ex->pct_lop > lim->max_pct_lop) {
+				command_error_set(err, CMD_ERR_LIMIT_EXCEEDED, request_id,
+						  "plan.exercises[%u].pct_lop: %u is above cuff %s's "
+						  "limit of %.0f %%",
+						  e, ex->pct_lop, ex->cuffs[k], lim->max_pct_lop);
+				return -EPERM;
+			}
+			lop = cuff_lop(c, &age);
+			if (limits_check_lop(lim, lop, age, &why) == 0 &&
+			    limits_check_prescription(lim, lop, age, ex->pct_lop, &target, &why) < 0) {
+				command_error_set(err, command_refusal_code(why), request_id,
+						  "cuff %s: %u %% of LOP %.0f mmHg: %s", ex->cuffs[k],
+						  ex->pct_lop, lop, limits_refusal_name(why));
+				return -EPERM;
+			}
+			rc = check_plan_times(r, plan, c, err, request_id);
+			if (rc < 0)
+				return rc;
+		}
+	return 0;
+}
+
+int run_state(struct run *run, struct session_state *out)
+{
+	return session_get_state(run->s, now_ms(run), out);
 }

@@ -81,6 +81,9 @@ struct run *runner_find(struct runner *r, const char *session_id);
 void runner_stop_all(struct runner *r);
 /* Publishes the retained state of every session (housekeeping, reconnect). */
 void runner_publish_states(struct runner *r);
+/* Ids of the sessions running now (not ended), at most max in ids; returns
+ * how many there are. Valid until the next loop turn. */
+size_t runner_active(const struct runner *r, const char **ids, size_t max);
 
 const char *run_id(const struct run *run);
 #define run_log(run, level, ...) log_obj(level, "session", run_id(run), __VA_ARGS__)
@@ -90,7 +93,12 @@ int run_pause(struct run *run);
 /* Also -EPERM with *err when a cuff the resumed phase inflates may not inflate. */
 int run_resume(struct run *run, struct command_error *err, const char *request_id);
 int run_stop(struct run *run);
-/* Deflates (deflate_reason) and ends the session as aborted with reason_code. */
+/* Who stops or e-stops it and why ("" or NULL: not said), recorded with its
+ * end event and summary; call before run_stop / run_abort. */
+void run_note_who(struct run *run, const char *by, const char *note);
+/* Deflates (deflate_reason) and ends the session as aborted with reason_code.
+ * BFR_DEFLATE_ESTOP: the open gateway-wide estop alarm (raised first if it
+ * is not open yet) is named by the aborted event and listed in the summary. */
 void run_abort(struct run *run, const char *reason_code, uint8_t deflate_reason);
 
 /* What the cuffs report, for the session they are lent to (if any). */
@@ -103,5 +111,18 @@ void runner_cuff_lop_result(struct runner *r, struct cuff *c, bool ok, double lo
 void runner_cuff_target_failed(struct runner *r, struct cuff *c, const char *why);
 /* An alarm record changed: an active alarm of a cuff's session is noted in it. */
 void runner_alarm_record(struct runner *r, const struct alarm_record *rec);
+
+/*
+ * The checks of a plan that do not depend on the moment (a prescription,
+ * issue 11): every cuff is configured (unknown_cuff), pct_lop within its
+ * limb's max_pct_lop and, with a valid LOP, the target within its ceiling
+ * (limit_exceeded), and the plan's times within max_inflation_s,
+ * session_total_s and min_reperfusion_s (SR-26). Whether the cuffs may
+ * inflate now is runner_start's business. 0, or -errno with *err.
+ */
+int runner_check_plan(struct runner *r, const struct session_plan *plan,
+		      struct command_error *err, const char *request_id);
+/* The session's state now (session_get_state). -errno. */
+int run_state(struct run *run, struct session_state *out);
 
 #endif

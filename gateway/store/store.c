@@ -27,6 +27,13 @@
 #define MAX_TEXT_LEN (1024 * 1024)
 #define MAX_TOPIC_LEN 1024
 #define MAX_PAYLOAD_LEN (1024 * 1024)
+/* The largest outbox row insert accepts: strings with their NULs + payload. */
+#define MAX_ROW_LEN (MAX_TOPIC_LEN + 1 + MAX_PAYLOAD_LEN + MAX_ID_LEN + 1)
+
+/* The outbox reader's connection: sequential reads gain little from caching. */
+#define READER_CACHE_KIB 512
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 #define REC_STRINGS 10
 #define REC_INTS 5
@@ -53,12 +60,20 @@ struct rec {
 	int64_t row_id;
 	int error;
 	int sqlite_code;
+	/* OUTBOX_READ: the rows (in data[]), filled by the reader thread into
+	 * buf, which the loop allocated with the record. */
+	struct store_outbox_row *rows;
+	size_t n_rows;
+	int64_t read_to;
+	char *buf;
+	size_t buf_len;
 	char data[];
 };
 
 enum { STMT_BEGIN, STMT_COMMIT, STMT_ROLLBACK, STMT_SAVEPOINT, STMT_RELEASE, STMT_ROLLBACK_TO,
        STMT_SESSION_BEGIN, STMT_SESSION_STATE, STMT_SESSION_END, STMT_EVENT, STMT_FIGURES,
        STMT_ALARM, STMT_ALARM_HISTORY, STMT_LOP, STMT_OUTBOX_INSERT, STMT_OUTBOX_DELETE,
+       STMT_COMMAND_REPLY, STMT_PRESCRIPTION_CLEAR, STMT_PRESCRIPTION_INSERT, STMT_HOME_START,
        STMT_COUNT };
 
 static const char *const stmt_sql[STMT_COUNT] = {
@@ -95,6 +110,14 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_OUTBOX_INSERT] = "INSERT INTO outbox (topic, msg_id, payload, qos, retain, "
 			       "droppable, created_ms, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[STMT_OUTBOX_DELETE] = "DELETE FROM outbox WHERE id = ?1",
+	[STMT_COMMAND_REPLY] = "INSERT OR REPLACE INTO command_replies (request_id, verb, reply, "
+			       "ts_ms) VALUES (?1, ?2, ?3, ?4)",
+	[STMT_PRESCRIPTION_CLEAR] = "UPDATE prescriptions SET cleared_ms = ?1 "
+				    "WHERE cleared_ms IS NULL",
+	[STMT_PRESCRIPTION_INSERT] = "INSERT INTO prescriptions (body, request_id, set_ms) "
+				     "VALUES (?1, ?2, ?3)",
+	[STMT_HOME_START] = "INSERT INTO home_starts (session_id, source, started_ms) "
+			    "VALUES (?1, ?2, ?3)",
 };
 
 struct store {
@@ -127,6 +150,15 @@ struct store {
 	pthread_t writer;
 	bool writer_started;
 	char *path;
+
+	/* The outbox reader: its own read-only connection and thread; requests
+	 * wait in read_head (under lock), results join the done list. */
+	sqlite3 *rdb;
+	sqlite3_stmt *read_stmt;
+	pthread_cond_t read_wake;
+	struct rec *read_head, *read_tail;
+	pthread_t reader;
+	bool reader_started;
 };
 
 static uint64_t mono_ns(void)
@@ -265,6 +297,37 @@ static int write_rec(struct store *s, struct rec *r)
 	case STORE_REC_OUTBOX_DELETE:
 		st = s->stmt[STMT_OUTBOX_DELETE];
 		sqlite3_bind_int64(st, 1, r->i[0]);
+		return step_once(st);
+	case STORE_REC_COMMAND_REPLY:
+		st = s->stmt[STMT_COMMAND_REPLY];
+		bind_rec(st, r, 3, 1);
+		return step_once(st);
+	case STORE_REC_OUTBOX_READ:
+		break; /* the reader's, never queued for the writer */
+	case STORE_REC_PRESCRIPTION_SET:
+		/* The old one ends when the new one begins: both or neither. */
+		rc = step_once(s->stmt[STMT_SAVEPOINT]);
+		if (rc != SQLITE_OK)
+			return rc;
+		sqlite3_bind_int64(s->stmt[STMT_PRESCRIPTION_CLEAR], 1, r->i[0]);
+		rc = step_once(s->stmt[STMT_PRESCRIPTION_CLEAR]);
+		if (rc == SQLITE_OK) {
+			bind_rec(s->stmt[STMT_PRESCRIPTION_INSERT], r, 2, 1);
+			rc = step_once(s->stmt[STMT_PRESCRIPTION_INSERT]);
+		}
+		if (rc != SQLITE_OK) {
+			step_once(s->stmt[STMT_ROLLBACK_TO]);
+			step_once(s->stmt[STMT_RELEASE]);
+			return rc;
+		}
+		return step_once(s->stmt[STMT_RELEASE]);
+	case STORE_REC_PRESCRIPTION_CLEAR:
+		st = s->stmt[STMT_PRESCRIPTION_CLEAR];
+		sqlite3_bind_int64(st, 1, r->i[0]);
+		return step_once(st);
+	case STORE_REC_HOME_START:
+		st = s->stmt[STMT_HOME_START];
+		bind_rec(st, r, 2, 1);
 		return step_once(st);
 	}
 	return SQLITE_MISUSE;
@@ -421,6 +484,137 @@ static void *writer_main(void *arg)
 			pthread_cond_broadcast(&s->idle);
 	}
 	pthread_cond_broadcast(&s->idle);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- reader -- */
+
+/* Appends one row to r's buffer; false when it does not fit. */
+static bool put_row(struct rec *r, size_t *used, sqlite3_stmt *st)
+{
+	const char *topic = (const char *)sqlite3_column_text(st, 1);
+	size_t tlen = (size_t)sqlite3_column_bytes(st, 1);
+	const void *payload = sqlite3_column_blob(st, 2);
+	size_t plen = (size_t)sqlite3_column_bytes(st, 2);
+	const char *msg_id = (const char *)sqlite3_column_text(st, 6);
+	size_t mlen = msg_id ? (size_t)sqlite3_column_bytes(st, 6) + 1 : 0;
+	struct store_outbox_row *row = &r->rows[r->n_rows];
+	char *p = r->buf + *used;
+
+	if (!topic || tlen + 1 + plen + mlen > r->buf_len - *used)
+		return false;
+	*row = (struct store_outbox_row){ .id = sqlite3_column_int64(st, 0),
+					  .qos = sqlite3_column_int(st, 3),
+					  .retain = sqlite3_column_int(st, 4) != 0,
+					  .droppable = sqlite3_column_int(st, 5) != 0,
+					  .created_ms = sqlite3_column_int64(st, 7),
+					  .len = plen };
+	memcpy(p, topic, tlen + 1);
+	row->topic = p;
+	p += tlen + 1;
+	if (msg_id) {
+		memcpy(p, msg_id, mlen);
+		row->msg_id = p;
+		p += mlen;
+	}
+	if (plen)
+		memcpy(p, payload, plen);
+	row->payload = p;
+	*used = (size_t)(p + plen - r->buf);
+	r->n_rows++;
+	return true;
+}
+
+/*
+ * Runs one read request: i[0] after_id, i[1] up_to_id, i[2] max_rows, i[3]
+ * the byte budget (buf holds the budget plus one largest row).
+ */
+static void read_rows(struct store *s, struct rec *r)
+{
+	sqlite3_stmt *st = s->read_stmt;
+	size_t used = 0;
+	bool cut = false;
+	int rc;
+
+	r->n_rows = 0;
+	r->read_to = r->i[1];
+	sqlite3_bind_int64(st, 1, r->i[0]);
+	sqlite3_bind_int64(st, 2, r->i[1]);
+	sqlite3_bind_int64(st, 3, r->i[2]);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (!put_row(r, &used, st)) {
+			/* Only a row the store never wrote (or no memory in SQLite)
+			 * gets here: the rows so far are good, the next read fails. */
+			if (!r->n_rows) {
+				rc = sqlite3_column_text(st, 1) ? SQLITE_TOOBIG : SQLITE_NOMEM;
+				break;
+			}
+			cut = true;
+		} else if (r->n_rows == (size_t)r->i[2] || used >= (size_t)r->i[3]) {
+			cut = true;
+		}
+		if (cut) {
+			r->read_to = r->rows[r->n_rows - 1].id;
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc == SQLITE_DONE) {
+		r->done = STORE_DONE_COMMITTED;
+		r->error = 0;
+		r->sqlite_code = 0;
+		return;
+	}
+	r->done = STORE_DONE_REJECTED;
+	r->error = (rc & 0xff) == SQLITE_TOOBIG ? -EBADMSG
+		 : store_sqlite_errno(rc)	  ? store_sqlite_errno(rc)
+						  : -EIO;
+	r->sqlite_code = rc;
+	r->n_rows = 0;
+}
+
+static void *reader_main(void *arg)
+{
+	struct store *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		struct rec *r;
+		uint64_t t0, dt;
+
+		while (!s->read_head && !s->stopping)
+			pthread_cond_wait(&s->read_wake, &s->lock);
+		if (s->stopping)
+			break; /* unanswered reads are freed with the store */
+		r = s->read_head;
+		s->read_head = r->next;
+		if (!s->read_head)
+			s->read_tail = NULL;
+		r->next = NULL;
+		pthread_mutex_unlock(&s->lock);
+
+		t0 = mono_ns();
+		read_rows(s, r);
+		dt = (mono_ns() - t0) / 1000u;
+
+		pthread_mutex_lock(&s->lock);
+		s->stats.reads++;
+		s->stats.read_rows += r->n_rows;
+		if (r->done == STORE_DONE_REJECTED)
+			s->stats.read_failed++;
+		s->stats.total_read_us += dt;
+		if (dt > s->stats.max_read_us)
+			s->stats.max_read_us = dt;
+		if (s->done_tail)
+			s->done_tail->next = r;
+		else
+			s->done_head = r;
+		s->done_tail = r;
+		notify_loop(s);
+	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
 }
@@ -695,6 +889,78 @@ int store_lop_record(struct store *store, const char *cuff, const char *session_
 	return enqueue(store, r);
 }
 
+int store_command_reply(struct store *store, const char *request_id, const char *verb,
+			const char *reply_json, int64_t ts_ms, uint64_t tag)
+{
+	const char *strs[] = { request_id, verb, reply_json };
+	struct rec *r;
+	int ret;
+
+	if (!store)
+		return -EINVAL;
+	if ((ret = check_str(request_id, true, MAX_ID_LEN)) < 0 ||
+	    (ret = check_str(verb, true, MAX_ID_LEN)) < 0 ||
+	    (ret = check_json(reply_json, true)) < 0)
+		return ret;
+	ret = rec_new(STORE_REC_COMMAND_REPLY, tag, strs, 3, NULL, 0, &r);
+	if (ret < 0)
+		return ret;
+	r->i[0] = ts_ms;
+	return enqueue(store, r);
+}
+
+int store_prescription_set(struct store *store, const char *body_json, const char *request_id,
+			   int64_t set_ms, uint64_t tag)
+{
+	const char *strs[] = { body_json, request_id };
+	struct rec *r;
+	int ret;
+
+	if (!store)
+		return -EINVAL;
+	if ((ret = check_json(body_json, true)) < 0 ||
+	    (ret = check_str(request_id, false, MAX_ID_LEN)) < 0)
+		return ret;
+	ret = rec_new(STORE_REC_PRESCRIPTION_SET, tag, strs, 2, NULL, 0, &r);
+	if (ret < 0)
+		return ret;
+	r->i[0] = set_ms;
+	return enqueue(store, r);
+}
+
+int store_prescription_clear(struct store *store, int64_t cleared_ms, uint64_t tag)
+{
+	struct rec *r;
+	int ret;
+
+	if (!store)
+		return -EINVAL;
+	ret = rec_new(STORE_REC_PRESCRIPTION_CLEAR, tag, NULL, 0, NULL, 0, &r);
+	if (ret < 0)
+		return ret;
+	r->i[0] = cleared_ms;
+	return enqueue(store, r);
+}
+
+int store_home_start(struct store *store, const char *session_id, const char *source,
+		     int64_t started_ms, uint64_t tag)
+{
+	const char *strs[] = { session_id, source };
+	struct rec *r;
+	int ret;
+
+	if (!store)
+		return -EINVAL;
+	if ((ret = check_str(session_id, true, MAX_ID_LEN)) < 0 ||
+	    (ret = check_str(source, true, MAX_ID_LEN)) < 0)
+		return ret;
+	ret = rec_new(STORE_REC_HOME_START, tag, strs, 2, NULL, 0, &r);
+	if (ret < 0)
+		return ret;
+	r->i[0] = started_ms;
+	return enqueue(store, r);
+}
+
 int store_outbox_insert(struct store *store, const struct store_outbox_msg *m, uint64_t tag)
 {
 	struct rec *r;
@@ -735,6 +1001,49 @@ int store_outbox_delete(struct store *store, int64_t row_id, uint64_t tag)
 		return ret;
 	r->i[0] = row_id;
 	return enqueue(store, r);
+}
+
+int store_outbox_read(struct store *store, int64_t after_id, int64_t up_to_id, size_t max_rows,
+		      size_t budget_bytes, uint64_t tag)
+{
+	size_t rows_len = max_rows * sizeof(struct store_outbox_row);
+	struct rec *r;
+	int ret = 0;
+
+	if (!store || after_id < 0 || up_to_id <= after_id || !max_rows ||
+	    max_rows > STORE_READ_MAX_ROWS || !budget_bytes || budget_bytes > STORE_READ_MAX_BYTES)
+		return -EINVAL;
+	/* Rows first: sizeof(struct rec) keeps them aligned. Pages the reader
+	 * does not fill are never touched, so the spare room for one largest
+	 * row costs address space, not memory. */
+	r = malloc(sizeof(*r) + rows_len + budget_bytes + MAX_ROW_LEN);
+	if (!r)
+		return -ENOMEM;
+	memset(r, 0, sizeof(*r));
+	r->kind = STORE_REC_OUTBOX_READ;
+	r->tag = tag;
+	r->rows = (struct store_outbox_row *)(void *)((char *)r + sizeof(*r));
+	r->buf = (char *)r->rows + rows_len;
+	r->buf_len = budget_bytes + MAX_ROW_LEN;
+	r->i[0] = after_id;
+	r->i[1] = up_to_id;
+	r->i[2] = (int64_t)max_rows;
+	r->i[3] = (int64_t)budget_bytes;
+	pthread_mutex_lock(&store->lock);
+	if (store->stopping || !store->reader_started) {
+		ret = -EAGAIN;
+	} else {
+		if (store->read_tail)
+			store->read_tail->next = r;
+		else
+			store->read_head = r;
+		store->read_tail = r;
+		pthread_cond_signal(&store->read_wake);
+	}
+	pthread_mutex_unlock(&store->lock);
+	if (ret < 0)
+		free(r);
+	return ret;
 }
 
 /* ----------------------------------------------------------- completions -- */
@@ -795,6 +1104,11 @@ int store_dispatch_completions(struct store *s)
 		c.sqlite_code = r->sqlite_code;
 		c.message = r->sqlite_code ? sqlite3_errstr(r->sqlite_code)
 			  : r->error == -ENOENT ? "no such session" : "";
+		if (r->kind == STORE_REC_OUTBOX_READ) {
+			c.rows = r->rows;
+			c.n_rows = r->n_rows;
+			c.read_to = r->read_to;
+		}
 		if (s->cb)
 			s->cb(&c, s->cb_data);
 		free(r);
@@ -899,12 +1213,47 @@ static void store_free(struct store *s)
 		close(s->efd);
 	free_list(s->head, NULL);
 	free_list(s->done_head, NULL);
+	free_list(s->read_head, NULL);
+	sqlite3_finalize(s->read_stmt);
+	if (s->rdb)
+		sqlite3_close(s->rdb);
 	pthread_cond_destroy(&s->wake);
 	pthread_cond_destroy(&s->idle);
+	pthread_cond_destroy(&s->read_wake);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->db_lock);
 	free(s->path);
 	free(s);
+}
+
+/*
+ * The outbox reader's connection, opened once the file is in WAL mode and
+ * migrated: read-only, so it can never write; in WAL a reader neither waits
+ * for the writer's commits nor blocks them.
+ */
+static int open_reader(struct store *s, char *err, size_t errlen)
+{
+	int rc;
+
+	rc = sqlite3_open_v2(s->path, &s->rdb, SQLITE_OPEN_READONLY, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_extended_result_codes(s->rdb, 1);
+		sqlite3_busy_timeout(s->rdb, 1000); /* the reader thread's own wait */
+		rc = sqlite3_exec(s->rdb, "PRAGMA cache_size = -" STR(READER_CACHE_KIB), NULL,
+				  NULL, NULL);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v3(s->rdb,
+					"SELECT id, topic, payload, qos, retain, droppable, msg_id, "
+					"created_ms FROM outbox WHERE id > ?1 AND id <= ?2 "
+					"ORDER BY id LIMIT ?3",
+					-1, SQLITE_PREPARE_PERSISTENT, &s->read_stmt, NULL);
+	if (rc != SQLITE_OK) {
+		set_err(err, errlen, s->path,
+			s->rdb ? sqlite3_errmsg(s->rdb) : sqlite3_errstr(rc));
+		return store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+	}
+	return 0;
 }
 
 static int open_db(struct store *s, char *err, size_t errlen)
@@ -961,7 +1310,7 @@ static int open_db(struct store *s, char *err, size_t errlen)
 			return store_sqlite_errno(rc);
 		}
 	}
-	return 0;
+	return open_reader(s, err, errlen);
 }
 
 /*
@@ -978,6 +1327,21 @@ static int create_private(const char *path)
 		return errno == EEXIST ? 0 : -errno;
 	close(fd);
 	return 0;
+}
+
+/* The writer makes one last attempt at what is queued; the reader stops at once. */
+static void stop_threads(struct store *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_cond_signal(&s->wake);
+	pthread_cond_signal(&s->read_wake);
+	pthread_mutex_unlock(&s->lock);
+	if (s->writer_started)
+		pthread_join(s->writer, NULL);
+	if (s->reader_started)
+		pthread_join(s->reader, NULL);
+	s->writer_started = s->reader_started = false;
 }
 
 int store_open(const struct store_config *cfg, struct store **out, char *err, size_t errlen)
@@ -1002,6 +1366,7 @@ int store_open(const struct store_config *cfg, struct store **out, char *err, si
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->wake, &ca);
 	pthread_cond_init(&s->idle, &ca);
+	pthread_cond_init(&s->read_wake, &ca);
 	pthread_condattr_destroy(&ca);
 	s->queue_max_bytes = cfg->queue_max_bytes ? cfg->queue_max_bytes : DEFAULT_QUEUE_BYTES;
 	s->queue_max_records =
@@ -1044,9 +1409,16 @@ int store_open(const struct store_config *cfg, struct store **out, char *err, si
 		goto fail;
 	}
 	s->writer_started = true;
+	ret = -pthread_create(&s->reader, NULL, reader_main, s);
+	if (ret < 0) {
+		set_err(err, errlen, s->path, strerror(-ret));
+		goto fail;
+	}
+	s->reader_started = true;
 	*out = s;
 	return 0;
 fail:
+	stop_threads(s);
 	store_free(s);
 	return ret;
 }
@@ -1057,13 +1429,7 @@ void store_close(struct store *s, size_t *lost)
 
 	if (!s)
 		return;
-	if (s->writer_started) {
-		pthread_mutex_lock(&s->lock);
-		s->stopping = true;
-		pthread_cond_signal(&s->wake);
-		pthread_mutex_unlock(&s->lock);
-		pthread_join(s->writer, NULL);
-	}
+	stop_threads(s);
 	free_list(s->head, &n);
 	s->head = s->tail = NULL;
 	if (lost)
@@ -1260,7 +1626,8 @@ int store_session_load(struct store *store, const char *session_id, json_t **out
 		      session_id, o, "session");
 	if (r == 0)
 		r = load_rows(store,
-			      "SELECT MAX(seq) AS last_seq FROM session_events WHERE session_id = ?1",
+			      "SELECT MAX(seq) AS last_seq, MAX(ts_ms) AS last_ts_ms FROM session_events "
+			      "WHERE session_id = ?1",
 			      session_id, o, "events");
 	if (r == 0)
 		r = load_rows(store,
@@ -1305,6 +1672,50 @@ int store_alarm_max_seq(struct store *store, const char *gateway_id, uint64_t *o
 	return 0;
 sqlfail:
 	ret = store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&store->db_lock);
+	return ret;
+}
+
+int store_load_command_replies(struct store *store, int64_t since_ms, size_t max,
+			       int (*fn)(const char *request_id, const char *verb,
+					 const char *reply_json, int64_t ts_ms, void *user_data),
+			       void *user_data)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, ret = 0;
+
+	if (!store || !fn || max > INT32_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&store->db_lock);
+	/* What no client can still be waiting for goes first. */
+	rc = sqlite3_prepare_v2(store->db, "DELETE FROM command_replies WHERE ts_ms < ?1", -1,
+				&st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlfail;
+	sqlite3_bind_int64(st, 1, since_ms);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		goto sqlfail;
+	sqlite3_finalize(st);
+	rc = sqlite3_prepare_v2(store->db,
+				"SELECT request_id, verb, reply, ts_ms FROM (SELECT * FROM "
+				"command_replies ORDER BY ts_ms DESC LIMIT ?1) ORDER BY ts_ms",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlfail;
+	sqlite3_bind_int(st, 1, (int)max);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && ret == 0)
+		ret = fn((const char *)sqlite3_column_text(st, 0),
+			 (const char *)sqlite3_column_text(st, 1),
+			 (const char *)sqlite3_column_text(st, 2), sqlite3_column_int64(st, 3),
+			 user_data);
+	if (ret == 0 && rc != SQLITE_DONE)
+		goto sqlfail;
+	goto out;
+sqlfail:
+	ret = store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+out:
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&store->db_lock);
 	return ret;
@@ -1389,4 +1800,120 @@ done:
 	if (rc != SQLITE_DONE)
 		return store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
 	return 0;
+}
+
+int store_outbox_scan(struct store *store,
+		      int (*fn)(const struct store_outbox_meta *row, void *user_data),
+		      void *user_data)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, ret = 0;
+
+	if (!store || !fn)
+		return -EINVAL;
+	pthread_mutex_lock(&store->db_lock);
+	/* Bytes as the outbox counts them (the bytes column holds the size of
+	 * the queued record instead); length() of a BLOB is a byte count and
+	 * reads no payload. */
+	rc = sqlite3_prepare_v2(store->db,
+				"SELECT id, droppable, length(CAST(topic AS BLOB)) + length(payload) + "
+				"ifnull(length(CAST(msg_id AS BLOB)), 0), "
+				"CASE WHEN droppable THEN topic END FROM outbox ORDER BY id",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto done;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_outbox_meta m = {
+			.id = sqlite3_column_int64(st, 0),
+			.droppable = sqlite3_column_int(st, 1) != 0,
+			.bytes = (size_t)sqlite3_column_int64(st, 2),
+			.topic = (const char *)sqlite3_column_text(st, 3),
+		};
+
+		if (m.droppable && !m.topic) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		ret = fn(&m, user_data);
+		if (ret < 0)
+			break;
+	}
+done:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&store->db_lock);
+	if (ret < 0)
+		return ret;
+	if (rc != SQLITE_DONE)
+		return store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+	return 0;
+}
+
+int store_prescription_current(struct store *store, char **body_json, int64_t *set_ms)
+{
+	sqlite3_stmt *st = NULL;
+	char *body = NULL;
+	int rc, ret = 0;
+
+	if (!store || !body_json || !set_ms)
+		return -EINVAL;
+	pthread_mutex_lock(&store->db_lock);
+	rc = sqlite3_prepare_v2(store->db,
+				"SELECT body, set_ms FROM prescriptions WHERE cleared_ms IS NULL "
+				"ORDER BY id DESC LIMIT 1",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlfail;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (rc != SQLITE_ROW)
+		goto sqlfail;
+	body = strdup(col_text(st, 0));
+	if (!body) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	*body_json = body;
+	*set_ms = sqlite3_column_int64(st, 1);
+	goto out;
+sqlfail:
+	ret = store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&store->db_lock);
+	return ret;
+}
+
+int store_home_starts_recent(struct store *store, int64_t *started_ms, size_t cap, size_t *n)
+{
+	int64_t found[STORE_HOME_STARTS_MAX];
+	sqlite3_stmt *st = NULL;
+	size_t count = 0;
+	int rc, ret = 0;
+
+	if (!store || !n || (cap && !started_ms) || cap > STORE_HOME_STARTS_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&store->db_lock);
+	rc = sqlite3_prepare_v2(store->db,
+				"SELECT started_ms FROM home_starts ORDER BY started_ms DESC LIMIT ?1",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto sqlfail;
+	sqlite3_bind_int64(st, 1, (int64_t)cap);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && count < cap)
+		found[count++] = sqlite3_column_int64(st, 0);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		goto sqlfail;
+	if (count)
+		memcpy(started_ms, found, count * sizeof(found[0]));
+	*n = count;
+	goto out;
+sqlfail:
+	ret = store_sqlite_errno(rc) ? store_sqlite_errno(rc) : -EIO;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&store->db_lock);
+	return ret;
 }

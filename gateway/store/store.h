@@ -27,8 +27,11 @@
  *     enqueue (and should raise the storage_error alarm).
  *
  * Synchronous reads (store_list_open_sessions, store_outbox_load,
- * store_export_sessions) read the database on the calling thread: use them at
- * start-up or from the CLI, never while supervising cuffs.
+ * store_outbox_scan, store_export_sessions) read the database on the calling
+ * thread: use them at start-up or from the CLI, never while supervising cuffs.
+ * The one read the loop needs while running, the outbox's next rows, is
+ * asynchronous (store_outbox_read): a reader thread runs it on a read-only
+ * connection of its own and reports it through the same completion stream.
  */
 #ifndef BFR_STORE_H
 #define BFR_STORE_H
@@ -41,6 +44,7 @@
 #include <jansson.h>
 
 struct store;
+struct store_outbox_row;
 
 /* File name of the database inside data_dir. */
 #define STORE_DB_NAME "bfr-gateway.db"
@@ -64,6 +68,11 @@ enum store_rec_kind {
 	STORE_REC_LOP,
 	STORE_REC_OUTBOX_APPEND,
 	STORE_REC_OUTBOX_DELETE,
+	STORE_REC_COMMAND_REPLY,
+	STORE_REC_OUTBOX_READ, /* not a write: the result of store_outbox_read() */
+	STORE_REC_PRESCRIPTION_SET,
+	STORE_REC_PRESCRIPTION_CLEAR,
+	STORE_REC_HOME_START,
 };
 
 enum store_done_kind {
@@ -81,6 +90,12 @@ struct store_completion {
 	int error;		 /* -errno for REJECTED and DISK_ERROR, else 0 */
 	int sqlite_code;	 /* extended SQLite code, or 0 */
 	const char *message;	 /* valid during the callback only; may be "" */
+	/* OUTBOX_READ only, valid during the callback: the rows read, in id
+	 * order, and read_to: every row with after_id < id <= read_to is among
+	 * them (the rest of the range is for the next read). */
+	const struct store_outbox_row *rows;
+	size_t n_rows;
+	int64_t read_to;
 };
 
 typedef void (*store_completion_fn)(const struct store_completion *c, void *user_data);
@@ -98,6 +113,11 @@ struct store_stats {
 	uint64_t total_batch_us;
 	int last_error;		   /* -errno of the last disk error, 0 once healthy */
 	bool healthy;
+	uint64_t reads;		   /* store_outbox_read() results delivered (ok or failed) */
+	uint64_t read_rows;	   /* rows they returned */
+	uint64_t read_failed;	   /* reads that failed (REJECTED) */
+	uint64_t max_read_us;	   /* longest read on the reader thread */
+	uint64_t total_read_us;
 };
 
 /*
@@ -173,6 +193,19 @@ int store_alarm_record(struct store *store, const struct store_alarm *alarm, int
 int store_lop_record(struct store *store, const char *cuff, const char *session_id,
 		     double lop_mmHg, int64_t measured_ms, uint64_t tag);
 
+/* The reply given to a command (its JSON text), by request_id (SR-27). */
+int store_command_reply(struct store *store, const char *request_id, const char *verb,
+			const char *reply_json, int64_t ts_ms, uint64_t tag);
+/* Home sessions (issue 11). The prescription in force is replaced by a new
+ * one (the old row keeps its cleared_ms) or cleared; body_json is
+ * prescription_to_json(), request_id the command's (may be NULL). */
+int store_prescription_set(struct store *store, const char *body_json, const char *request_id,
+			   int64_t set_ms, uint64_t tag);
+int store_prescription_clear(struct store *store, int64_t cleared_ms, uint64_t tag);
+/* A session the patient started locally; source "button" | "console". */
+int store_home_start(struct store *store, const char *session_id, const char *source,
+		     int64_t started_ms, uint64_t tag);
+
 /* Outbox rows: normally used through outbox.h. */
 struct store_outbox_msg {
 	const char *topic;
@@ -186,6 +219,27 @@ struct store_outbox_msg {
 };
 int store_outbox_insert(struct store *store, const struct store_outbox_msg *msg, uint64_t tag);
 int store_outbox_delete(struct store *store, int64_t row_id, uint64_t tag);
+
+/*
+ * Asynchronous read of committed outbox rows: those with after_id < id <=
+ * up_to_id, in id order, at most max_rows of them, stopping after the row
+ * that takes their strings and payloads past budget_bytes (so one row of any
+ * size the store accepts always fits). The buffer is allocated here, on the
+ * caller's thread; the reader thread runs the SELECT on its own read-only
+ * connection (WAL: it never waits for the writer's commits, and it works
+ * while writes fail) and never allocates. The result arrives through the
+ * completion stream, in no fixed order with the writer's completions:
+ * rec STORE_REC_OUTBOX_READ with tag; kind COMMITTED with rows, n_rows and
+ * read_to (see struct store_completion), or REJECTED with error (-EIO,
+ * -EBUSY, -EBADMSG for a row too big to be one the store wrote...) and no
+ * rows. Returns 0, -EINVAL (after_id < 0, up_to_id <= after_id, max_rows not
+ * in 1..STORE_READ_MAX_ROWS, budget_bytes not in 1..STORE_READ_MAX_BYTES),
+ * -EAGAIN (the store is closing), -ENOMEM.
+ */
+#define STORE_READ_MAX_ROWS 4096
+#define STORE_READ_MAX_BYTES (16u * 1024 * 1024)
+int store_outbox_read(struct store *store, int64_t after_id, int64_t up_to_id, size_t max_rows,
+		      size_t budget_bytes, uint64_t tag);
 
 /* --- synchronous reads (start-up / CLI; they wait on the disk) ------------- */
 
@@ -212,6 +266,20 @@ int store_outbox_load(struct store *store,
 		      int (*fn)(const struct store_outbox_row *row, void *user_data),
 		      void *user_data);
 
+/* What the outbox needs of each row at start-up, without its payload. */
+struct store_outbox_meta {
+	int64_t id;
+	size_t bytes;	   /* topic + payload + msg_id, as the outbox counts them */
+	bool droppable;
+	const char *topic; /* droppable rows only (what coalescing needs), else NULL */
+};
+/* Calls fn for every outbox row in id order (pointers valid during the call);
+ * fn returns 0 to go on or -errno to stop with that error. Reads every row
+ * but copies no payload. */
+int store_outbox_scan(struct store *store,
+		      int (*fn)(const struct store_outbox_meta *row, void *user_data),
+		      void *user_data);
+
 /* Calls fn for every alarm not cleared, oldest first (strings valid during
  * the call; acked_ms / cleared_ms 0 when NULL). fn returns 0 or -errno to stop. */
 int store_load_open_alarms(struct store *store,
@@ -220,7 +288,8 @@ int store_load_open_alarms(struct store *store,
 /*
  * What was recorded of one session, for closing it after a crash:
  * {"session": [{plan, patient, started_ms, ended_ms, outcome, state}],
- *  "events": [{last_seq}], "figures": [{exercise, set, cuff, figures}...]}
+ *  "events": [{last_seq, last_ts_ms}], "figures": [{exercise, set, cuff, figures}...]}
+ * (last_ts_ms: the wall time the last event was recorded with).
  * (JSON columns parsed). -ENOENT for an unknown session. Free with json_decref.
  */
 int store_session_load(struct store *store, const char *session_id, json_t **out);
@@ -228,9 +297,26 @@ int store_session_load(struct store *store, const char *session_id, json_t **out
 /* The highest <seq> of the alarm ids "<gateway_id>-<seq>" recorded (0: none). */
 int store_alarm_max_seq(struct store *store, const char *gateway_id, uint64_t *out);
 
+/*
+ * Start-up: deletes the command replies older than since_ms, then calls fn
+ * for the newest `max` left, oldest first (strings valid during the call).
+ */
+int store_load_command_replies(struct store *store, int64_t since_ms, size_t max,
+			       int (*fn)(const char *request_id, const char *verb,
+					 const char *reply_json, int64_t ts_ms, void *user_data),
+			       void *user_data);
+
 /* The last LOP recorded for cuff and when (wall ms); -ENOENT when none. */
 int store_lop_latest(struct store *store, const char *cuff, double *lop_mmhg,
 		     int64_t *measured_ms);
+
+/* The prescription in force: its body (free() it) and when it was set;
+ * -ENOENT when there is none. */
+int store_prescription_current(struct store *store, char **body_json, int64_t *set_ms);
+/* The start times of the latest (at most cap <= STORE_HOME_STARTS_MAX)
+ * local starts, newest first. */
+#define STORE_HOME_STARTS_MAX 64
+int store_home_starts_recent(struct store *store, int64_t *started_ms, size_t cap, size_t *n);
 
 /* Test hook: runs sql on the writer's connection between batches (e.g.
  * "PRAGMA max_page_count = 10" to simulate a full disk). */

@@ -85,6 +85,34 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
 	"  created_ms INTEGER NOT NULL,"
 	"  bytes INTEGER NOT NULL"
 	");",
+
+	/* 2 -> 3: the reply to every command, by request_id, so a command
+	 * delivered again is answered, not executed again (SR-27). */
+	"CREATE TABLE command_replies ("
+	"  request_id TEXT PRIMARY KEY,"
+	"  verb TEXT NOT NULL,"
+	"  reply TEXT NOT NULL,"
+	"  ts_ms INTEGER NOT NULL"
+	");"
+	"CREATE INDEX command_replies_ts ON command_replies(ts_ms);",
+
+	/* 3 -> 4: home sessions (issue 11). Every prescription a clinician set,
+	 * in force while cleared_ms is NULL (at most one row); body is
+	 * prescription_to_json(). home_starts: the sessions a patient started
+	 * locally, which the rules of the next start count. */
+	"CREATE TABLE prescriptions ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  body TEXT NOT NULL,"
+	"  request_id TEXT,"
+	"  set_ms INTEGER NOT NULL,"
+	"  cleared_ms INTEGER"
+	");"
+	"CREATE TABLE home_starts ("
+	"  session_id TEXT PRIMARY KEY,"
+	"  source TEXT NOT NULL,"
+	"  started_ms INTEGER NOT NULL"
+	");"
+	"CREATE INDEX home_starts_time ON home_starts(started_ms);",
 };
 
 int store_sqlite_errno(int rc)

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <sqlite3.h>
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 4
 
 /* Reads PRAGMA user_version into *version. */
 int store_schema_version(sqlite3 *db, int *version);

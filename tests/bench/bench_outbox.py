@@ -4,7 +4,8 @@
 Run (from the repository root; tests/bench/run-all.sh does all of this):
 
     BFR_BUILD_DIR=$PWD/build-release /usr/bin/python3 tests/bench/bench_outbox.py \
-        [--cuffs 100] [--outage 60 180]
+        [--cuffs 100] [--outage 60 180] [--runs K] [--production-broker]
+        [--broker-conf LINE]... [--reference COUNT]
 
 For each outage length: mosquitto, cuffsim (100 cuffs, 50 Hz), the gateway,
 and one single-cuff session per cuff (continuous, tempo [1,1] s, two sets of
@@ -20,7 +21,10 @@ and started again on the same port. Measured:
   and the drain rate (rows removed per s, net of new rows);
 - delivery: per session, the rep/phase event seq numbers received by a
   subscriber (connected before the gateway's reconnect) have no gap across
-  the outage (events are never dropped).
+  the outage (events are never dropped);
+- with --reference COUNT (issue 13): right after the drain, on the same
+  broker, tests/bench/bench_pub --mode outbox (bare Paho, QoS 1, 256 in
+  flight) publishes COUNT messages: its rate, and the drain's share of it.
 """
 
 import argparse
@@ -47,7 +51,7 @@ def plan(cuff):
         "sets": [100, 100], "tempo_s": [1, 1], "rest_s": 0, "reperfusion_s": 60}]}}
 
 
-def run(n, outage_s):
+def run(n, outage_s, ref_count=0):
     h = B.Harness("bench-outbox-%d" % outage_s)
     sub = None
     try:
@@ -164,6 +168,12 @@ def run(n, outage_s):
         received = sum(len([e for e in sub.events.get(s, ()) if e[1] > seq_before[s]])
                        for s in sessions)
         rss, hwm = B.ProcStat(gw.pid).mem_kib()
+        ref = None
+        if ref_count:
+            # The reference of issue 13, same broker, same run (the gateway's live
+            # traffic goes on): bench_pub, QoS 1, 256 in flight like the drain.
+            ref = B.run_bench_pub(port, ["--mode", "outbox", "--count", ref_count,
+                                         "--duration", 0, "--topics", 100])
         dropped_lines = [ln for ln in broker.proc.lines if "dropped" in ln.lower()]
         return {"outage_s": outage_s, "t_online": t_online, "d_online": d_online,
                 "broker_drop_lines": len(dropped_lines),
@@ -172,7 +182,7 @@ def run(n, outage_s):
                 "drain_rate": (d_end - (trace[-1][1] if trace else d_end)) / t_drained
                 if t_drained else None,
                 "missing": missing, "missing_what": missing_what[:10], "received_after": received, "cpu_down": cpu_down["gateway"],
-                "cpu_up": cpu_up["gateway"], "hwm": hwm, "rss": rss,
+                "cpu_up": cpu_up["gateway"], "hwm": hwm, "rss": rss, "ref": ref,
                 "trace": trace[:: max(1, len(trace) // 20)]}
     finally:
         if sub:
@@ -186,15 +196,23 @@ def main():
     ap.add_argument("--outage", type=int, nargs="*", default=[60, 180])
     ap.add_argument("--broker-conf", action="append", default=[],
                     help="extra mosquitto.conf line, e.g. 'max_inflight_messages 0' (repeatable)")
+    ap.add_argument("--production-broker", action="store_true",
+                    help="the throughput settings of deploy/mosquitto/production.conf "
+                         "(max_inflight_messages, max_queued_messages, ...) before --broker-conf")
+    ap.add_argument("--runs", type=int, default=1, help="runs of each outage length")
+    ap.add_argument("--reference", type=int, default=0, metavar="COUNT",
+                    help="after each drain, bench_pub --mode outbox with COUNT messages on "
+                         "the same broker: the bare QoS 1 rate of issue 13 (needs bench_pub)")
     args = ap.parse_args()
-    if args.broker_conf:
-        B.broker_extra(args.broker_conf)
-        print("broker config + %r" % args.broker_conf)
+    conf = (B.production_broker_lines() if args.production_broker else []) + args.broker_conf
+    if conf:
+        B.broker_extra(conf)
+        print("broker config + %r" % conf)
     info = B.require_release()
     B.hr("bench_outbox (build %s, %s)" % (B.harness.BUILD_DIR, info.get("CMAKE_BUILD_TYPE")))
     rows = []
-    for o in args.outage:
-        r = run(args.cuffs, o)
+    for o in [o for o in args.outage for _ in range(args.runs)]:
+        r = run(args.cuffs, o, args.reference)
         print("outage %d s: %r" % (o, r), flush=True)
         proper = (r["t_drained"] - r["t_online"]
                   if r["t_drained"] is not None and r["t_online"] is not None else None)
@@ -205,13 +223,16 @@ def main():
                      "%.0f" % ((r["d_online"] - r["live_max"]) / proper) if proper else "-",
                      "%.0f" % r["drain_rate"] if r["drain_rate"] else "-",
                      r["received_after"], r["missing"], "%.1f" % r["cpu_down"],
-                     "%.1f" % r["cpu_up"], "%.1f" % (r["hwm"] / 1024), r["broker_drop_lines"]])
+                     "%.1f" % r["cpu_up"], "%.1f" % (r["hwm"] / 1024), r["broker_drop_lines"],
+                     "%.0f" % r["ref"]["achieved_msgs_s"] if r["ref"] else "-",
+                     "%.2f" % ((r["d_online"] - r["live_max"]) / proper /
+                               r["ref"]["achieved_msgs_s"]) if r["ref"] and proper else "-"])
     B.hr("outbox: %d cuffs in sessions, broker down then back" % args.cuffs)
     B.table(["cuffs", "outage s", "live depth", "depth at end", "committed/s during outage",
              "broker up -> drained s", "broker up -> gw online s", "gw online -> drained s",
              "drain rows/s after online", "net drain rows/s whole", "events received after",
              "event seq missing", "gw CPU % down", "gw CPU % drain", "gw HWM MiB",
-             "broker 'dropped' log lines"], rows)
+             "broker 'dropped' log lines", "bare QoS 1 msgs/s", "drain / bare"], rows)
     return 0
 
 

@@ -212,8 +212,17 @@ int main(int argc, char **argv)
 				inflight++;
 				cursor = rows[i]->id;
 			}
-			if (!inflight)
-				break;
+			if (!inflight) {
+				/* The backlog beyond the window is read back from disk
+				 * by the store's reader thread: wait for it. */
+				struct pollfd pfd = { .fd = store_completion_fd(st), .events = POLLIN };
+
+				if (!outbox_depth(ob))
+					break;
+				poll(&pfd, 1, 100);
+				store_dispatch_completions(st);
+				continue;
+			}
 			/* One PUBACK, oldest first, then drain again (as on_mqtt_publish_done). */
 			if (outbox_ack(ob, inflight_ids[head]) < 0)
 				return 1;

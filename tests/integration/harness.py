@@ -211,10 +211,16 @@ class Broker:
         self.proc = None
         self.conf = os.path.join(h.tmp, "mosquitto.conf")
 
-    def start(self, port=None, attempts=3, persistence=False, extra=""):
+    def start(self, port=None, attempts=3, persistence=False, extra="", websockets=None):
         """Starts on port (or a free one); returns when it accepts TCP connections.
 
-        extra: more configuration lines (e.g. an acl_file).
+        extra: more configuration lines (e.g. an acl_file), written last.
+
+        websockets={"http_dir": DIR, "conf": "lines"} adds a second listener,
+        MQTT over websockets that also serves DIR over HTTP (the dashboard), on
+        a free port kept in self.ws_port; with per_listener_settings, "conf"
+        (say allow_anonymous false, password_file, acl_file) applies to that
+        listener only. Anonymous by default.
 
         persistence=True keeps sessions, subscriptions, queued QoS 1 messages and
         retained messages in <tmp>/mosquitto-db/ across a restart (saved on
@@ -232,21 +238,45 @@ class Broker:
                 persist += "user root\n"
         else:
             persist = "persistence false\n"
+        self.websockets = websockets
+        ws_fixed = getattr(self, "ws_port", None) if port else None
         for attempt in range(attempts):
             self.port = port or free_port()
+            ws = ""
+            if websockets:
+                self.ws_port = ws_fixed or free_port()
+                conf = websockets.get("conf", "")
+                if os.geteuid() == 0 and not persistence:  # persistence has it already
+                    # As root mosquitto becomes user mosquitto, who may not read
+                    # http_dir or a password file in our 0700 directory.
+                    conf += "user root\n"
+                ws = ("listener %d 127.0.0.1\n"
+                      "protocol websockets\n"
+                      "socket_domain ipv4\n"  # mosquitto 2.0.11: websockets need it
+                      "http_dir %s\n"
+                      "%s%s" % (self.ws_port, websockets["http_dir"],
+                                "" if "allow_anonymous" in conf else "allow_anonymous true\n",
+                                conf))
             with open(self.conf, "w") as f:
                 f.write("# written by tests/integration/harness.py\n"
+                        "%s"
                         "listener %d 127.0.0.1\n"
                         "allow_anonymous true\n"
+                        "%s"
                         "%s"
                         "log_dest stderr\n"
                         "log_type error\nlog_type warning\nlog_type notice\n"
                         "log_type information\n"
-                        "connection_messages true\n%s" % (self.port, persist, extra))
+                        "connection_messages true\n%s" %
+                        ("per_listener_settings true\n" if websockets else "",
+                         self.port, ws, persist, extra))
             self.proc = self.h.spawn("mosquitto", [MOSQUITTO, "-c", self.conf])
             try:
                 self.proc.wait_line(r"mosquitto version \S+ running", 10)
                 wait_until(self._accepts, 5, "mosquitto to accept on port %d" % self.port)
+                if websockets:
+                    wait_until(lambda: self._accepts(self.ws_port), 5,
+                               "mosquitto to accept websockets on port %d" % self.ws_port)
                 return self.port
             except TestFailure:
                 text = self.proc.log_tail(20)
@@ -256,9 +286,9 @@ class Broker:
                 raise
         fail("mosquitto did not start")
 
-    def _accepts(self):
+    def _accepts(self, port=None):
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            with socket.create_connection(("127.0.0.1", port or self.port), timeout=0.5):
                 return True
         except OSError:
             return False
@@ -272,7 +302,8 @@ class Broker:
         """Stops (SIGTERM) and starts again on the same port with the same settings."""
         self.stop()
         return self.start(port=self.port, persistence=getattr(self, "persistence", False),
-                          extra=getattr(self, "extra", ""))
+                          extra=getattr(self, "extra", ""),
+                          websockets=getattr(self, "websockets", None))
 
     def reload(self):
         """SIGHUP: mosquitto reads its ACL and password files again."""
@@ -372,7 +403,7 @@ def _q(s):
 
 
 def gateway_config(data_dir, mqtt_uri, cuffs, gateway_id=GATEWAY_ID, site=SITE,
-                   telemetry_hz=10, keepalive_s=KEEPALIVE_S, extra=""):
+                   telemetry_hz=10, keepalive_s=KEEPALIVE_S, extra="", mqtt_extra=""):
     """libconfig text (DESIGN section 8). cuffs: list of dicts with id, address, limb
     and optionally limits = {max_pressure_mmHg, max_pct_lop}."""
     items = []
@@ -382,18 +413,20 @@ def gateway_config(data_dir, mqtt_uri, cuffs, gateway_id=GATEWAY_ID, site=SITE,
         if c.get("limits"):
             lim = " ".join("%s = %s;" % (k, v) for k, v in c["limits"].items())
             fields.append("limits = { %s };" % lim)
+        if c.get("label"):
+            fields.append("label = %s;" % _q(c["label"]))
         items.append("  { %s }" % " ".join(fields))
     return ("# written by tests/integration/harness.py\n"
             "gateway = { id = %s; site = %s; data_dir = %s; };\n"
             "mqtt = { uri = %s; client_id = %s; username = \"\"; password_file = \"\";\n"
-            "         telemetry_hz = %d; keepalive_s = %d;\n"
+            "         telemetry_hz = %d; keepalive_s = %d; %s\n"
             "         tls = { ca_file = \"\"; cert_file = \"\"; key_file = \"\"; }; };\n"
             "ble = { security = \"medium\"; };\n"
             "limits = { leg = { max_pressure_mmHg = 250; max_pct_lop = 80; };\n"
             "           arm = { max_pressure_mmHg = 200; max_pct_lop = 60; }; };\n"
             "cuffs = (\n%s\n);\n%s"
             % (_q(gateway_id), _q(site), _q(data_dir), _q(mqtt_uri), _q(gateway_id),
-               telemetry_hz, keepalive_s, ",\n".join(items), extra))
+               telemetry_hz, keepalive_s, mqtt_extra, ",\n".join(items), extra))
 
 
 def sim_cuffs(sim, limb="leg"):
@@ -498,7 +531,9 @@ class Collector:
             kind = None
             problems.append(str(e))
         if kind and raw == b"":
-            if kind != "alarm":  # only a closed alarm is removed with an empty payload
+            # Only a closed alarm is removed with an empty payload; a client may
+            # clear a retained command it left (commands are not ours to judge).
+            if kind != "alarm" and not kind.startswith("cmd-"):
                 problems.append("empty payload on a %s topic" % kind)
         elif kind:
             try:
@@ -682,9 +717,9 @@ class Harness:
         self.procs.append(proc)
         return proc
 
-    def start_broker(self, persistence=False, extra=""):
+    def start_broker(self, persistence=False, extra="", websockets=None):
         self.broker = Broker(self)
-        self.broker.start(persistence=persistence, extra=extra)
+        self.broker.start(persistence=persistence, extra=extra, websockets=websockets)
         return self.broker
 
     def start_cuffsim(self, cuffs, args=(), directory=None):

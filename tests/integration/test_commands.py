@@ -17,6 +17,7 @@ checked in between (cuff_busy, bad_state, alarm_unacked).
 
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -50,6 +51,8 @@ STATELESS = [
      False, False),
     ("duplicate keys", "session/start",
      b'{"request_id": "x2", "request_id": "x3", "plan": {}}', "bad_json", False, False),
+    ("text where a comma belongs", "estop", b'{"request_id": "x5" SECRET}', "bad_json",
+     False, False),
     ("not an object (array)", "session/start", b'[{"request_id": "x4"}]', "bad_request",
      False, False),
     ("not an object (string)", "estop", b'"stop everything"', "bad_request", False, False),
@@ -170,8 +173,15 @@ def main():
             before = cp_counters(sim)
             n311 = 0
             for title, verb, payload, code, v311, echo in STATELESS:
-                refused(title, verb, payload, code, v311, echo)
+                r = refused(title, verb, payload, code, v311, echo)
                 n311 += v311
+                # bad_json says what kind of error and where, never the payload's text.
+                if code == "bad_json":
+                    msg = r["error"]["message"]
+                    check_that(re.fullmatch(r"payload: invalid JSON \([a-zA-Z0-9 \\-]+\) at "
+                                            r"line \d+ column \d+, byte \d+", msg) and
+                               "SECRET" not in msg and "request_id" not in msg,
+                               "%s: message %r" % (title, msg))
             # The whole table once more against the counters, after the last reply.
             check_that(cp_counters(sim) == before, "cuffsim counters changed over the table")
             print("  %d refusals (%d of them as an MQTT 3.1.1 client)" %
@@ -276,13 +286,24 @@ def main():
                     {"cuff": "cuff-02"}, "alarm_unacked", v311=True)
             refused("ack with an empty by", "alarm/ack", {"alarm_id": alarm["alarm_id"],
                                                           "by": ""}, "out_of_range")
-            r = send("alarm/ack", {"alarm_id": alarm["alarm_id"], "by": "nurse-1"})
+            # by: at most 64 bytes of UTF-8, what the alarm record holds; the reply names it.
+            for by, code, text in (("n" * 65, "out_of_range", "by: 65 bytes, at most 64"),
+                                   ("\u00fc" * 33, "out_of_range", "by: 66 bytes, at most 64"),
+                                   ("J\u0085rgen", "bad_request", "by: must not contain")):
+                refused("ack with by %r" % by, "alarm/ack",
+                        {"alarm_id": alarm["alarm_id"], "by": by}, code)
+                r = send("alarm/ack", {"alarm_id": alarm["alarm_id"], "by": by})
+                check_that(r["error"]["message"].startswith(text),
+                           "by %r: message %r" % (by, r["error"]["message"]))
+            by = "Dr. J\u00fcrgen M\u00fcller-L\u00fcdenscheid, Station 4 " + "x" * 20
+            check_that(len(by.encode()) == 64, "by is %d bytes" % len(by.encode()))
+            r = send("alarm/ack", {"alarm_id": alarm["alarm_id"], "by": by})
             check_that(r["ok"] is True, "ack: %r" % r)
             col.wait_for(lambda c: any(m.payload and m.payload["alarm_id"] == alarm["alarm_id"]
                                        and m.payload["state"] in ("acknowledged", "cleared")
-                                       and m.payload["acked_by"] == "nurse-1"
+                                       and m.payload["acked_by"] == by
                                        for m in c.select("alarm")), 5,
-                         "the alarm acknowledged by nurse-1")
+                         "the alarm acknowledged by %s" % by)
             r = send("session/start", ex(cuffs=["cuff-02"], pct_lop=40))
             check_that(r["ok"] is True, "start after the ack: %r" % r)
             known_sessions.add(r["session_id"])

@@ -15,6 +15,7 @@ the cuff holds pressure. Checked:
   is closed: a retained summary with outcome "aborted" (reason
   "gateway_restart") and outcome/ended_ms in the database."""
 
+import calendar
 import json
 import os
 import sqlite3
@@ -30,6 +31,11 @@ LOP_S = 30.0
 SUPERVISION_MS = 3000   # the gateway's default supervision_timeout_ms
 HELD_MMHG = 100.0       # the cuff holds ~150 mmHg (80 % of a ~190 mmHg LOP)
 DEFLATED_MMHG = 20.0
+
+
+def rfc3339(ts):
+    """'2026-11-24T09:30:00.123Z' -> seconds since the epoch."""
+    return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + int(ts[20:23]) / 1000.0
 
 
 def db_connect(data_dir):
@@ -72,6 +78,7 @@ def main():
             sup0 = st["supervision_deflates"]
             p_kill = st["pressure"]
             t_kill = time.monotonic()
+            state["kill_wall"] = time.time()
             gw.kill()
             st = wait_sim(sim, 1, lambda s: s["supervision_deflates"] > sup0,
                           SUPERVISION_MS / 1000.0 + 2, "deflated by supervision")
@@ -142,6 +149,17 @@ def main():
             s = msgs[0].payload
             check_that(s["outcome"] == "aborted", "summary outcome %r" % s["outcome"])
             check_that(s.get("reason") == "gateway_restart", "summary reason %r" % s.get("reason"))
+            # The session ended when its last record was kept, not at the restart: the
+            # state snapshot is recorded every second and a rep cue every 2 s, so the
+            # last one is at most ~2 s before the kill (issue 9 item 6f).
+            ended = rfc3339(s["ended_at"])
+            kill = state["kill_wall"]
+            check_that(kill - 3.0 <= ended <= kill + 0.05,
+                       "summary ended_at %s is %.2f s after the kill (restart %.2f s after it)"
+                       % (s["ended_at"], ended - kill, time.time() - kill))
+            state["ended_ms"] = int(round(ended * 1000))
+            print("  summary ended_at %.2f s before the kill, restart %.2f s after it"
+                  % (kill - ended, time.time() - kill))
             got = h.retained(summary_topic)
             check_that(summary_topic in got and json.loads(got[summary_topic])["outcome"] ==
                        "aborted", "the aborted summary is not retained")
@@ -172,6 +190,8 @@ def main():
                 db.close()
             check_that(row[0] is not None and row[1] == "aborted",
                        "session row after restart: %r" % (row,))
+            check_that(row[0] == state["ended_ms"], "ended_ms %r in the database, the summary "
+                       "says %r" % (row[0], state["ended_ms"]))
             col.assert_valid()
 
         suite.check("restart on the same data_dir: session closed as aborted, outbox drained "

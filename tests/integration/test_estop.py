@@ -158,6 +158,23 @@ def main():
         if not alarm:
             return suite.finish()
 
+        def sessions_name_it():
+            # The e-stop ended both sessions: each one's end event names its alarm,
+            # and its summary lists it (issue 9 item 6d).
+            for key, sid in sids.items():
+                end = next(p for p in events(col, sid) if p["type"] == "aborted")
+                check_that(end.get("alarm_id") == alarm["alarm_id"],
+                           "%s: the aborted event does not name the e-stop alarm %s: %r" %
+                           (key, alarm["alarm_id"], end))
+                summary = json.loads(h.retained("%s/session/%s/summary" % (PREFIX, sid))
+                                     ["%s/session/%s/summary" % (PREFIX, sid)])
+                check_that(alarm["alarm_id"] in summary["alarms"],
+                           "%s: summary alarms %r lack the e-stop alarm %s" %
+                           (key, summary["alarms"], alarm["alarm_id"]))
+
+        suite.check("each session's aborted event and summary name the e-stop alarm",
+                    sessions_name_it)
+
         def unacked():
             b = sim.stats()["cuffs"]
             for verb, payload in (("session/start", plan(["cuff-04"])),
@@ -171,6 +188,23 @@ def main():
                        "a refused command reached a cuff")
 
         suite.check("session/start and lop/measure refused alarm_unacked", unacked)
+
+        def every_cuff_lists_it():
+            # The gateway-wide alarm blocks every cuff, so every cuff's retained
+            # state lists it in alarms_active (issue 9 item 6e), also cuff-04, which
+            # the e-stop did not change otherwise.
+            aid = alarm["alarm_id"]
+            cuffs = ["cuff-%02d" % i for i in range(1, 5)]
+            col.wait_for(lambda c: all(aid in (c.latest_payload("cuff/%s/state" % x) or {})
+                                       .get("alarms_active", []) for x in cuffs), 5,
+                         "%s in alarms_active of every cuff" % aid)
+            ret = h.retained(PREFIX + "/cuff/+/state")
+            for x in cuffs:
+                active = json.loads(ret["%s/cuff/%s/state" % (PREFIX, x)])["alarms_active"]
+                check_that(aid in active, "retained %s state: alarms_active %r" % (x, active))
+
+        suite.check("every cuff's state lists the unacknowledged e-stop in alarms_active",
+                    every_cuff_lists_it)
 
         def ack():
             aid = alarm["alarm_id"]
@@ -190,6 +224,11 @@ def main():
                        last["cleared_at"], "final record %r" % last)
             check_that(topic not in h.retained(PREFIX + "/alarm/+"),
                        "alarm/%s is still retained" % aid)
+            # Closed: no cuff lists it any more.
+            cuffs = ["cuff-%02d" % i for i in range(1, 5)]
+            col.wait_for(lambda c: not any(aid in (c.latest_payload("cuff/%s/state" % x) or {})
+                                           .get("alarms_active", []) for x in cuffs), 5,
+                         "%s gone from every cuff's alarms_active" % aid)
             # The alarm no longer blocks; an e-stopped cuff now waits for reperfusion
             # (docs/safety.md SR-08): the refusal, if any, is not alarm_unacked.
             r = h.send_command(col, "session/start", plan(["cuff-04"]))

@@ -279,7 +279,7 @@ def main():
                              timeout=DEFLATE_TIMEOUT_S + 5, since=t_inject)
             dt = wait_alarm(col, cid(DEFL_FAIL), "deflate_failed", 0).t - t_inject
             check_that(dt >= DEFLATE_TIMEOUT_S - 0.5, "deflate_failed after only %.1f s" % dt)
-            check_that("remove cuff manually" in a["message"], "message %r" % a["message"])
+            check_that("remove the cuff manually" in a["message"], "message %r" % a["message"])
             s = wait_sim(sim, DEFL_FAIL, lambda s: s["deflates"]["total"] >= 4, 5,
                          "DEFLATE re-sent")
             check_that(s["true_pressure"] > 50, "the cuff deflated despite deflate-fail: %.1f" %
@@ -293,7 +293,7 @@ def main():
                      "a re-sent DEFLATE to deflate the cuff once the valve works")
             expect_latched_then_acked(h, col, cid(DEFL_FAIL), a)
 
-        suite.check("SR-11/12 deflate-fail: deflate_failed HIGH 'remove cuff manually' after "
+        suite.check("SR-11/12 deflate-fail: deflate_failed HIGH 'remove the cuff manually' after "
                     "5 s, DEFLATE re-sent, closes after deflation + ack", deflate_fail)
 
         def occlusion():

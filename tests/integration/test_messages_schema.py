@@ -12,7 +12,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from validate import PUBLISHED_KINDS, Validator  # noqa: E402
+from validate import MESSAGES_KINDS, Validator  # noqa: E402
 
 
 def main():
@@ -39,7 +39,7 @@ def main():
         if errs:
             failed += 1
             print("FAIL %s: %s\n  %s" % (kind, "; ".join(errs), text[:300]))
-    missing = [k for k in PUBLISHED_KINDS if k not in seen]
+    missing = [k for k in MESSAGES_KINDS if k not in seen]
     if missing:
         failed += 1
         print("FAIL no message built for: %s" % ", ".join(missing))

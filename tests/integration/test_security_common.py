@@ -431,7 +431,8 @@ def main():
             want_gw = ["write %s/status" % t, "write %s/sessions" % t,
                        "readwrite %s/prescription" % t, "write %s/cuff/#" % t,
                        "write %s/session/#" % t, "readwrite %s/alarm/+" % t,
-                       "write %s/reply/#" % t, "read %s/cmd/#" % t, "read %s/supervisor" % t]
+                       "write %s/reply/#" % t, "write %s/home/event" % t, "read %s/cmd/#" % t,
+                       "read %s/supervisor" % t, "read %s/bridge" % t]
             check_that(acl.get(gw) == want_gw, "gateway block: %r" % acl.get(gw))
             check_that(not any("cmd" in line and "write" in line for line in acl[gw]),
                        "a gateway may write commands")

@@ -6,6 +6,7 @@ all four within a deadline with sane samples, and every payload valid."""
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import PREFIX, Suite, check_that, sim_cuffs  # noqa: E402
@@ -13,6 +14,10 @@ from harness import PREFIX, Suite, check_that, sim_cuffs  # noqa: E402
 CUFFS = 4
 START_S = 20.0      # gateway start (sanitizer build) to status online
 TELEMETRY_S = 15.0  # from online to telemetry of every cuff (discovery included)
+
+
+def col_now():
+    return time.monotonic()
 
 
 def main():
@@ -77,6 +82,40 @@ def main():
                 check_that(st["session_id"] is None, "%s in a session %r" % (t, st["session_id"]))
 
         suite.check("retained cuff-state for each cuff, link connected", cuff_state)
+
+        def pressure_follows_telemetry():
+            # issue 9 item 5: the retained state carried pressure_mmHg null
+            # for as long as nothing but the pressure changed (the deadband
+            # compared against the NaN of "nothing published yet").
+            deadline = 2.0  # housekeeping runs once a second
+            for i in sorted(ids):
+                tele = [m for m in col.select("telemetry", topic="%s/cuff/%s/telemetry" %
+                                              (PREFIX, i))
+                        if any(s[1] is not None for s in m.payload["samples"])]
+                check_that(tele, "%s: no telemetry with a pressure" % i)
+                t0 = tele[0].t
+                state_topic = "%s/cuff/%s/state" % (PREFIX, i)
+
+                def has_number(c, t=state_topic):
+                    return any(m.payload and m.payload.get("pressure_mmHg") is not None
+                               for m in c.select("cuff-state", topic=t))
+                col.wait_for(has_number, max(0.5, t0 + deadline + 1.0 - col_now()),
+                             "%s: a state with a pressure (null since telemetry began)" % i)
+                first = [m for m in col.select("cuff-state", topic=state_topic)
+                         if m.payload and m.payload.get("pressure_mmHg") is not None]
+                check_that(first[0].t - t0 <= deadline,
+                           "%s: the state first carried a pressure %.2f s after the first "
+                           "telemetry sample (at most %.1f s)" % (i, first[0].t - t0, deadline))
+                print("  %s: first state with a pressure %+.2f s from the first telemetry" %
+                      (i, first[0].t - t0))
+            got = h.retained(PREFIX + "/cuff/+/state")
+            for i in sorted(ids):
+                st = json.loads(got["%s/cuff/%s/state" % (PREFIX, i)])
+                check_that(isinstance(st["pressure_mmHg"], (int, float)),
+                           "retained state of %s has pressure_mmHg %r" % (i, st["pressure_mmHg"]))
+
+        suite.check("the retained cuff state carries the pressure within 2 s of telemetry "
+                    "(issue 9 item 5)", pressure_follows_telemetry)
 
         def all_valid():
             col.assert_valid()

@@ -25,12 +25,19 @@ SOURCE_DIR = os.environ.get("BFR_SOURCE_DIR") or os.path.normpath(
 SCHEMA_DIR = os.path.join(SOURCE_DIR, "schemas")
 
 # What the gateway publishes; each must have an example in docs/mqtt-api.md.
-PUBLISHED_KINDS = ("status", "cuff-state", "telemetry", "session-state", "session-event",
-                   "session-summary", "alarm")
+PUBLISHED_KINDS = ("status", "sessions", "cuff-state", "telemetry", "session-state",
+                   "session-event", "session-summary", "alarm", "prescription", "home-event")
+# Built by messages.c (tests/unit/gateway/test_messages.c builds each); the
+# home gateway's own (home.c) are validated from real runs in test_home_*.
+MESSAGES_KINDS = tuple(k for k in PUBLISHED_KINDS if k not in ("prescription", "home-event"))
 
 # Topic suffix after bfr/v1/{site}/{gateway}/ -> schema kind.
 _TOPIC_RULES = (
     (re.compile(r"^status$"), "status"),
+    (re.compile(r"^sessions$"), "sessions"),
+    (re.compile(r"^prescription$"), "prescription"),
+    (re.compile(r"^home/event$"), "home-event"),
+    (re.compile(r"^supervisor$"), "supervisor"),
     (re.compile(r"^cuff/[^/]+/state$"), "cuff-state"),
     (re.compile(r"^cuff/[^/]+/telemetry$"), "telemetry"),
     (re.compile(r"^session/[^/]+/state$"), "session-state"),

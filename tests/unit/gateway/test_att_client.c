@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -279,10 +280,12 @@ static void test_garbage_is_counted_and_never_trusted(void **state)
 	struct fixture *f = *state;
 	struct result a = { 0 };
 	struct att_client_stats st;
-	uint8_t oversize[24] = { 0x0B };
+	uint8_t oversize[24] = { 0x1B, 0x01, 0x00 };
 
-	/* unsolicited response: nothing outstanding */
+	/* unsolicited responses: nothing outstanding */
 	peer_send(f, B(0x0B, 0x01));
+	peer_send(f, B(0x01, 0x0A, 0x01, 0x00, 0x0A));
+	peer_send(f, B(0x09, 0x07, 0x02, 0x00, 0x10)); /* malformed too */
 	struct att_pdu pdu = { .opcode = ATT_OP_READ_BY_TYPE_REQ };
 
 	pdu.read_by_type_req.start = 1;
@@ -290,11 +293,9 @@ static void test_garbage_is_counted_and_never_trusted(void **state)
 	att_uuid_from16(0x2803, &pdu.read_by_type_req.type);
 	assert_int_equal(att_client_send(f->att, &pdu, 0, on_result, &a, NULL, NULL), 0);
 	expect_pdu(f, B(0x08, 0x01, 0x00, 0xFF, 0xFF, 0x03, 0x28));
-	peer_send(f, B(0x0B, 0x01));                   /* wrong response kind */
-	peer_send(f, B(0x01, 0x0A, 0x01, 0x00, 0x0A)); /* error for another request */
-	peer_send(f, B(0x01, 0x08));                   /* truncated error response */
-	peer_send(f, B(0x09, 0x07, 0x02, 0x00, 0x10));  /* list not a multiple of 7 */
-	peer_send(f, oversize, sizeof(oversize));      /* longer than MTU 23 */
+	/* garbage that is no answer to the request leaves it outstanding */
+	peer_send(f, B(0x1B, 0x00, 0x00, 0x01));       /* notification of handle 0 */
+	peer_send(f, oversize, sizeof(oversize));      /* notification longer than MTU 23 */
 	assert_int_equal(send(f->peer, "", 0, 0), 0);  /* empty packet */
 	pump(f);
 	peer_send(f, B(0x3F, 0x01));                   /* unknown request opcode */
@@ -304,6 +305,7 @@ static void test_garbage_is_counted_and_never_trusted(void **state)
 	expect_pdu(f, B(0x01, 0x02, 0x00, 0x00, 0x06));
 	peer_send(f, B(0x0A, 0x03, 0x00));
 	expect_pdu(f, B(0x01, 0x0A, 0x00, 0x00, 0x06));
+	peer_send(f, B(0x52, 0x03, 0x00, 0x01));       /* a Write Command to a client */
 	expect_nothing(f);
 	assert_int_equal(a.calls, 0);
 	assert_true(att_client_is_connected(f->att));
@@ -319,6 +321,134 @@ static void test_garbage_is_counted_and_never_trusted(void **state)
 	assert_int_equal(a.calls, 1);
 	assert_int_equal(a.err, 0);
 	assert_int_equal(a.opcode, ATT_OP_READ_BY_TYPE_RSP);
+}
+
+/* A new bearer on f, its counters reset. */
+static void fresh_bearer(struct fixture *f)
+{
+	int sv[2];
+
+	att_client_free(f->att);
+	close(f->peer);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(att_client_new(f->loop, sv[0], &f->att), 0);
+	att_client_set_disconnect_cb(f->att, on_disconnect, f);
+	f->peer = sv[1];
+	f->disconnects = 0;
+	f->disconnect_err = 0;
+}
+
+/* Runs fn with stderr captured into buf (NUL-terminated). */
+static void capture_stderr(void (*fn)(struct fixture *f, const uint8_t *pdu, size_t len),
+			   struct fixture *f, const uint8_t *pdu, size_t len, char *buf,
+			   size_t cap)
+{
+	FILE *tmp = tmpfile();
+	int saved = dup(STDERR_FILENO);
+	size_t n;
+
+	assert_non_null(tmp);
+	assert_true(saved >= 0);
+	fflush(stderr);
+	assert_int_equal(dup2(fileno(tmp), STDERR_FILENO), STDERR_FILENO);
+	fn(f, pdu, len);
+	fflush(stderr);
+	assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	rewind(tmp);
+	n = fread(buf, 1, cap - 1, tmp);
+	buf[n] = '\0';
+	fclose(tmp);
+}
+
+/*
+ * issue 9 item 7: a malformed answer to the outstanding request (wrong
+ * length, wrong opcode for it, handle 0 in a list) is a protocol
+ * error found at once: that request and the queued one fail with -EBADMSG,
+ * the bearer ends (as after a timeout, but without the 30 s), and the log
+ * names what was wrong (before: dropped, so the request waited for the 30 s
+ * transaction timeout and was logged as one). The fake clock never moves: detection takes 0 ms.
+ */
+static void test_malformed_response_fails_at_once(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t oversize[24] = { 0x09, 0x07, 0x02, 0x00, 0x10, 0x03, 0x00, 0x19, 0x2A };
+	static const struct {
+		const char *what;
+		uint8_t pdu[24];
+		size_t len;
+		const char *logged; /* the log line must name this */
+	} cases[] = {
+		{ "wrong response kind", { 0x0B, 0x01 }, 2, "Read Response" },
+		{ "error for another request", { 0x01, 0x0A, 0x01, 0x00, 0x0A }, 5,
+		  "Error Response for a Read Request" },
+		{ "truncated error response", { 0x01, 0x08 }, 2, "malformed Error Response" },
+		{ "list not a multiple of 7", { 0x09, 0x07, 0x02, 0x00, 0x10 }, 5,
+		  "malformed Read By Type Response (5 bytes)" },
+		{ "handle 0", { 0x09, 0x07, 0x00, 0x00, 0x10, 0x03, 0x00, 0x19, 0x2A }, 9,
+		  "malformed Read By Type Response" },
+		{ "MTU response to another request", { 0x03, 0x17, 0x00 }, 3,
+		  "Exchange MTU Response" },
+	};
+	char log[2048];
+
+	for (size_t i = 0; i <= sizeof(cases) / sizeof(cases[0]); i++) {
+		const uint8_t *bad = i < sizeof(cases) / sizeof(cases[0]) ? cases[i].pdu : oversize;
+		size_t len = i < sizeof(cases) / sizeof(cases[0]) ? cases[i].len : sizeof(oversize);
+		const char *logged = i < sizeof(cases) / sizeof(cases[0])
+					     ? cases[i].logged
+					     : "Read By Type Response of 24 bytes, longer than the MTU 23";
+		struct result a = { 0 }, b = { 0 };
+		struct att_pdu pdu = { .opcode = ATT_OP_READ_BY_TYPE_REQ };
+		uint64_t sent_at;
+
+		fresh_bearer(f);
+		pdu.read_by_type_req.start = 0x0001;
+		pdu.read_by_type_req.end = 0x0020;
+		att_uuid_from16(0x2803, &pdu.read_by_type_req.type);
+		assert_int_equal(att_client_send(f->att, &pdu, 0, on_result, &a, on_destroy, NULL),
+				 0);
+		read_req(f, 0x0011, 0, &b, NULL);
+		expect_pdu(f, B(0x08, 0x01, 0x00, 0x20, 0x00, 0x03, 0x28));
+		sent_at = f->now;
+		capture_stderr(peer_send, f, bad, len, log, sizeof(log));
+		if (a.calls != 1)
+			fail_msg("case %zu: no answer to the request after %llu ms", i,
+				 (unsigned long long)(f->now - sent_at));
+		assert_int_equal(f->now - sent_at, 0);
+		assert_int_equal(a.err, -EBADMSG);
+		assert_int_equal(a.destroyed, 1);
+		assert_int_equal(b.calls, 1);
+		assert_int_equal(b.err, -EBADMSG);
+		assert_int_equal(f->disconnects, 1);
+		assert_int_equal(f->disconnect_err, -EBADMSG);
+		assert_false(att_client_is_connected(f->att));
+		if (!strstr(log, logged) || !strstr(log, "Read By Type Request"))
+			fail_msg("case %zu: log does not name \"%s\": %s", i, logged, log);
+		/* the queued request was never written; nothing more goes out */
+		expect_nothing(f);
+		f->now += ATT_TRANSACTION_TIMEOUT_MS;
+		pump(f);
+		assert_int_equal(a.calls, 1);
+		assert_int_equal(f->disconnects, 1);
+	}
+}
+
+/* An owner's name prefixes the bearer's log lines. */
+static void test_protocol_error_logged_with_name(void **state)
+{
+	struct fixture *f = *state;
+	struct result a = { 0 };
+	char log[1024];
+
+	att_client_set_name(f->att, "cuff bay1-left-thigh");
+	read_req(f, 0x0010, 0, &a, NULL);
+	expect_pdu(f, B(0x0A, 0x10, 0x00));
+	capture_stderr(peer_send, f, B(0x13), log, sizeof(log));
+	assert_int_equal(a.err, -EBADMSG);
+	if (!strstr(log, "cuff bay1-left-thigh: ") || !strstr(log, "Write Response") ||
+	    !strstr(log, "Read Request"))
+		fail_msg("log: %s", log);
 }
 
 struct notes {
@@ -561,6 +691,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_transaction_timeout_no_new_requests, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_is_counted_and_never_trusted, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_response_fails_at_once, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_protocol_error_logged_with_name, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_notifications_and_indications, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eof_disconnects_once, setup, teardown),

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -177,6 +178,23 @@ static void test_minimal_defaults(void **state)
 	assert_int_equal(cfg->outbox_max_mib, 64);
 	assert_int_equal(cfg->n_cuffs, 0);
 	assert_null(cfg->cuffs);
+	assert_false(cfg->home.enabled);
+	assert_null(cfg->home.control_socket);
+	config_free(cfg);
+}
+
+/* An empty home group makes a home gateway with every default. */
+static void test_home_defaults(void **state)
+{
+	struct config *cfg = NULL;
+	char err[256] = "x";
+
+	write_conf(GW "home = { };\n");
+	assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), 0);
+	assert_true(cfg->home.enabled);
+	assert_string_equal(cfg->home.control_socket, "/run/bfr-gateway/ctl.sock");
+	assert_null(cfg->home.control_group);
+	assert_int_equal(cfg->home.supervisor_grace_s, 10);
 	config_free(cfg);
 }
 
@@ -193,8 +211,11 @@ static const char full_conf[] =
 	"  deflate_timeout_ms = 4000; lop_max_age_s = 1800; };\n"
 	"store = { outbox_max_mib = 16; };\n"
 	"supervision_timeout_ms = 2000;\n"
+	"home = { control_socket = \"/run/bfr/ctl.sock\"; control_group = \"root\";\n"
+	"         supervisor_grace_s = 0; };\n"
 	"cuffs = ( { id = \"bay1-left-thigh\"; address = \"sim:/run/cuffsim/cuff-01.sock\";\n"
-	"            limb = \"leg\"; limits = { max_pressure_mmHg = 220; }; },\n"
+	"            limb = \"leg\"; limits = { max_pressure_mmHg = 220; };\n"
+	"            label = \"Bay 1, linker Oberschenkel (J\xc3\xbcrgen)\"; },\n"
 	"          { id = \"bay2-right-arm\"; address = \"C4:7F:51:00:12:9A\";\n"
 	"            address_type = \"random\"; adapter = \"hci1\"; limb = \"arm\";\n"
 	"            limits = { max_pct_lop = 40; }; } );\n";
@@ -230,6 +251,11 @@ static void test_full(void **state)
 	assert_int_equal(cfg->lop_max_age_s, 1800);
 	assert_int_equal(cfg->outbox_max_mib, 16);
 	assert_int_equal(cfg->supervision_timeout_ms, 2000);
+	assert_true(cfg->home.enabled);
+	assert_string_equal(cfg->home.control_socket, "/run/bfr/ctl.sock");
+	assert_string_equal(cfg->home.control_group, "root");
+	assert_int_equal(cfg->home.control_gid, 0);
+	assert_int_equal(cfg->home.supervisor_grace_s, 0);
 	assert_int_equal(cfg->n_cuffs, 2);
 
 	assert_string_equal(cfg->cuffs[0].id, "bay1-left-thigh");
@@ -239,6 +265,9 @@ static void test_full(void **state)
 	assert_int_equal(cfg->cuffs[0].max_pressure_mmHg, 220);
 	assert_int_equal(cfg->cuffs[0].max_pct_lop, 70); /* inherited from limits.leg */
 	assert_string_equal(cfg->cuffs[0].adapter, "hci0");
+	assert_string_equal(cfg->cuffs[0].label, "Bay 1, linker Oberschenkel (J\xc3\xbcrgen)");
+	assert_null(cfg->cuffs[1].label);
+	assert_int_equal(cfg->mqtt.ended_retain_s, CONFIG_ENDED_RETAIN_S);
 
 	assert_false(cfg->cuffs[1].is_sim);
 	assert_memory_equal(cfg->cuffs[1].bdaddr, expected_bdaddr, 6);
@@ -329,12 +358,32 @@ static const struct bad_case bad_cases[] = {
 	{ GW "mqtt = { tls = 1; };\n", 2, "mqtt.tls", "expected a group, got an integer" },
 	{ GW "ble = { security = \"ultra\"; };\n", 2, "ble.security",
 	  "expected \"low\", \"medium\" or \"high\", got \"ultra\"" },
+	/* The file's strings are quoted; the message stays one line (fuzz finding). */
+	{ GW "ble = { security = \"lo\\nw\t\"; };\n", 2, "ble.security",
+	  "expected \"low\", \"medium\" or \"high\", got \"lo?w?\"" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"l },\n eg\"; } );\n", 2,
+	  "cuffs.[0].limb", "got \"l },? eg\"" },
 	{ GW "ble = 5;\n", 2, "ble", "expected a group, got an integer" },
 	{ GW "ble = { secure = \"high\"; };\n", 2, "ble.secure", "unknown setting" },
 	{ GW "limits = { leg = {\n max_pressure_mmHg = 301; }; };\n", 3,
-	  "limits.leg.max_pressure_mmHg", "must be 1..300, got 301" },
+	  "limits.leg.max_pressure_mmHg", "must be 30..250, got 301" },
 	{ GW "limits = { arm = { max_pct_lop = 5; }; };\n", 2, "limits.arm.max_pct_lop",
-	  "must be 10..100, got 5" },
+	  "must be 10..60, got 5" },
+	/* Looser than the compiled limb limit: the gateway would refuse to start (fuzz finding). */
+	{ GW "limits = { leg = { max_pressure_mmHg = 251; }; };\n", 2,
+	  "limits.leg.max_pressure_mmHg", "must be 30..250, got 251" },
+	{ GW "limits = { leg = { max_pct_lop = 81; }; };\n", 2, "limits.leg.max_pct_lop",
+	  "must be 10..80, got 81" },
+	{ GW "limits = { arm = {\n max_pressure_mmHg = 201; }; };\n", 3,
+	  "limits.arm.max_pressure_mmHg", "must be 30..200, got 201" },
+	{ GW "limits = { arm = { max_pct_lop = 61; }; };\n", 2, "limits.arm.max_pct_lop",
+	  "must be 10..60, got 61" },
+	/* A ceiling below the safety engine's lowest (30 mmHg): the gateway would refuse it. */
+	{ GW "limits = { leg = { max_pressure_mmHg = 29; }; };\n", 2,
+	  "limits.leg.max_pressure_mmHg", "must be 30..250, got 29" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
+	     "  limits = { max_pressure_mmHg = 20; }; } );\n",
+	  3, "cuffs.[0].limits.max_pressure_mmHg", "must be 30..300, got 20" },
 	{ GW "limits = { leg = { session_total_s = 2000; }; };\n", 2, "limits.leg.session_total_s",
 	  "must be 60..1200, got 2000" },
 	{ GW "limits = { max_inflation_s = 900; };\n", 2, "limits.max_inflation_s",
@@ -352,6 +401,25 @@ static const struct bad_case bad_cases[] = {
 	  "must be 1..4096, got 0" },
 	{ GW "supervision_timeout_ms = 10000;\n", 2, "supervision_timeout_ms",
 	  "must be 500..3000, got 10000" },
+	{ GW "home = 1;\n", 2, "home", "expected a group, got an integer" },
+	{ GW "home = {\n button = true; };\n", 3, "home.button", "unknown setting" },
+	{ GW "home = {\n control_socket = \"run/ctl.sock\"; };\n", 3, "home.control_socket",
+	  "must be an absolute path of at most 107 characters, got \"run/ctl.sock\"" },
+	{ GW "home = { control_socket = \"/run/0123456789012345678901234567890123456789012345678901"
+	     "234567890123456789012345678901234567890123456789.sock\"; };\n",
+	  2, "home.control_socket", "must be an absolute path of at most 107 characters" },
+	{ GW "home = { control_socket = 5; };\n", 2, "home.control_socket",
+	  "expected a string, got an integer" },
+	{ GW "home = {\n\n control_group = \"no-such-group-bfr\"; };\n", 4, "home.control_group",
+	  "no such group \"no-such-group-bfr\"" },
+	{ GW "home = { control_group = 100; };\n", 2, "home.control_group",
+	  "expected a string, got an integer" },
+	{ GW "home = { supervisor_grace_s = 301; };\n", 2, "home.supervisor_grace_s",
+	  "must be 0..300, got 301" },
+	{ GW "home = { supervisor_grace_s = -1; };\n", 2, "home.supervisor_grace_s",
+	  "must be 0..300, got -1" },
+	{ GW "home = { supervisor_grace_s = 2.5; };\n", 2, "home.supervisor_grace_s",
+	  "expected an integer, got a float" },
 	{ GW "cuffs = 5;\n", 2, "cuffs", "expected a list, got an integer" },
 	{ GW "cuffs = ( 5 );\n", 2, "cuffs.[0]", "expected a group, got an integer" },
 	{ GW "cuffs = ( {\n address = \"sim:/a\"; limb = \"leg\"; } );\n", 2, "cuffs.[0].id",
@@ -383,6 +451,10 @@ static const struct bad_case bad_cases[] = {
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; adapter = \"hci\"; limb = \"leg\"; } "
 	     ");\n",
 	  2, "cuffs.[0].adapter", "like \"hci0\"" },
+	/* Above the transport's hci1023: the gateway would refuse the cuff at start (fuzz finding). */
+	{ GW "cuffs = ( { id = \"c0\"; address = \"C4:7F:51:00:12:9A\";\n adapter = \"hci1024\"; "
+	     "limb = \"leg\"; } );\n",
+	  3, "cuffs.[0].adapter", "got \"hci1024\"" },
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
 	     "  limits = {\n max_pressure_mmHg = 260; }; } );\n",
 	  4, "cuffs.[0].limits.max_pressure_mmHg",
@@ -396,7 +468,7 @@ static const struct bad_case bad_cases[] = {
 	  4, "cuffs.[0].limits.max_pressure_mmHg", "220 is above the leg limit 200" },
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
 	     "  limits = { max_pressure_mmHg = 400; }; } );\n",
-	  3, "cuffs.[0].limits.max_pressure_mmHg", "must be 1..300, got 400" },
+	  3, "cuffs.[0].limits.max_pressure_mmHg", "must be 30..300, got 400" },
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
 	     "  limits = { target = 1; }; } );\n",
 	  3, "cuffs.[0].limits.target", "unknown setting" },
@@ -412,6 +484,21 @@ static const struct bad_case bad_cases[] = {
 	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\"; },\n"
 	     "  { id = \"c1\";\n address = \"sim:/a\"; limb = \"arm\"; } );\n",
 	  4, "cuffs.[1].address", "duplicate of cuffs.[0].address \"sim:/a\"" },
+	/* A label is display text: printable UTF-8, 1..64 characters. */
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
+	     "  label = \"Bay 1\\tleft\"; } );\n",
+	  3, "cuffs.[0].label", "a label is 1..64 characters of UTF-8 text" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
+	     "  label = \"\\xc3\\x28\"; } );\n",
+	  3, "cuffs.[0].label", "a label is 1..64 characters of UTF-8 text" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
+	     "  label = \"0123456789012345678901234567890123456789012345678901234567890123X\"; } );\n",
+	  3, "cuffs.[0].label", "a label is 1..64 characters of UTF-8 text" },
+	{ GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\"; limb = \"leg\";\n"
+	     "  label = 5; } );\n",
+	  3, "cuffs.[0].label", "expected a string" },
+	{ GW "mqtt = {\n ended_retain_s = 5; };\n", 3, "mqtt.ended_retain_s",
+	  "must be 10..604800, got 5" },
 };
 
 static void test_bad_configs(void **state)
@@ -438,6 +525,34 @@ static void test_bad_configs(void **state)
 		assert_null(strchr(err, '\n'));
 	}
 	assert_true(sizeof(bad_cases) / sizeof(bad_cases[0]) >= 25);
+}
+
+/*
+ * Issue 8 item 11 (found by fuzzing): an adapter name shorter than "hci"
+ * made parse_adapter read past the end of the string (ASan
+ * heap-buffer-overflow). Each must be refused, naming the setting.
+ */
+static void test_adapter_shorter_than_prefix_is_refused(void **state)
+{
+	static const char *const names[] = { "h", "hc", "x", "hci", "hc1" };
+	char text[512], want[256];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct config *cfg = POISON;
+		char err[512] = "";
+
+		snprintf(text, sizeof(text),
+			 GW "cuffs = ( { id = \"c0\"; address = \"sim:/a\";\n"
+			    " adapter = \"%s\"; limb = \"leg\"; } );\n",
+			 names[i]);
+		write_conf(text);
+		assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), -EINVAL);
+		assert_ptr_equal(cfg, POISON);
+		snprintf(want, sizeof(want),
+			 "%s:3: cuffs.[0].adapter: expected an adapter name like \"hci0\", got \"%s\"",
+			 conf_path, names[i]);
+		assert_string_equal(err, want);
+	}
 }
 
 static void test_unreadable_and_garbage(void **state)
@@ -558,17 +673,396 @@ static void test_tls_key_material_accepted(void **state)
 	config_free(cfg);
 }
 
+/* ---- cuff ranges and @include (issue 13: 2 000 cuffs, readable) ---- */
+
+/* One refused configuration: -EINVAL, *out untouched, the "FILE:LINE: setting: " prefix. */
+static void expect_refused(const char *file, const struct bad_case *bc, const char *what,
+			   size_t i)
+{
+	struct config *cfg = POISON;
+	char err[1024] = "";
+	char want[512];
+	int r;
+
+	r = config_load(conf_path, &cfg, err, sizeof(err));
+	if (r != -EINVAL || cfg != POISON)
+		fail_msg("%s %zu: r=%d, err \"%s\"", what, i, r, err);
+	if (bc->setting)
+		snprintf(want, sizeof(want), "%s:%d: %s: ", file, bc->line, bc->setting);
+	else
+		snprintf(want, sizeof(want), "%s:%d: ", file, bc->line);
+	if (strncmp(err, want, strlen(want)) != 0 || !strstr(err, bc->message))
+		fail_msg("%s %zu: got \"%s\", want \"%s...%s\"", what, i, err, want, bc->message);
+	assert_null(strchr(err, '\n'));
+}
+
+static void test_cuff_ranges_expand(void **state)
+{
+	struct config *cfg = NULL;
+	char err[512] = "";
+	const struct config_cuff *c;
+
+	write_conf(GW "cuffs = ( { id = \"solo\"; address = \"sim:/run/s.sock\"; limb = \"arm\"; } );\n"
+		      "cuff_ranges = (\n"
+		      "  { id = \"bay%04d\"; address = \"sim:/run/a/cuff-%02d.sock\";\n"
+		      "    from = 1; to = 1000; limb = \"leg\"; limits = { max_pressure_mmHg = 240; }; },\n"
+		      "  { id = \"bay%04d\"; address = \"sim:/run/b/cuff-%02d.sock\";\n"
+		      "    from = 1001; to = 2000; address_from = 1; limb = \"leg\"; adapter = \"hci1\"; },\n"
+		      "  { id = \"ble-%X\"; address = \"C4:7F:51:00:12:%02X\"; from = 10; to = 12;\n"
+		      "    limb = \"arm\"; address_type = \"random\"; }\n"
+		      ");\n");
+	assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg->n_cuffs, 1 + 1000 + 1000 + 3);
+	/* Single cuffs first, then each range in order. */
+	assert_string_equal(cfg->cuffs[0].id, "solo");
+	c = &cfg->cuffs[1];
+	assert_string_equal(c->id, "bay0001");
+	assert_string_equal(c->address, "sim:/run/a/cuff-01.sock");
+	assert_true(c->is_sim);
+	assert_string_equal(c->sim_path, "/run/a/cuff-01.sock");
+	assert_int_equal(c->limb, CONFIG_LIMB_LEG);
+	assert_int_equal(c->max_pressure_mmHg, 240);
+	assert_string_equal(c->adapter, "hci0");
+	c = &cfg->cuffs[1000];
+	assert_string_equal(c->id, "bay1000");
+	assert_string_equal(c->address, "sim:/run/a/cuff-1000.sock");
+	c = &cfg->cuffs[1001];
+	assert_string_equal(c->id, "bay1001");
+	assert_string_equal(c->address, "sim:/run/b/cuff-01.sock");
+	assert_int_equal(c->max_pressure_mmHg, 250);
+	assert_string_equal(c->adapter, "hci1");
+	assert_int_equal(c->adapter_index, 1);
+	assert_string_equal(cfg->cuffs[2000].id, "bay2000");
+	assert_string_equal(cfg->cuffs[2000].address, "sim:/run/b/cuff-1000.sock");
+	c = &cfg->cuffs[2001];
+	assert_string_equal(c->id, "ble-A");
+	assert_string_equal(c->address, "C4:7F:51:00:12:0A");
+	assert_false(c->is_sim);
+	assert_int_equal(c->bdaddr[0], 0x0a);
+	assert_int_equal(c->bdaddr[5], 0xc4);
+	assert_int_equal(c->address_type, CONFIG_ADDRESS_RANDOM);
+	assert_int_equal(c->limb, CONFIG_LIMB_ARM);
+	assert_int_equal(c->max_pressure_mmHg, 200);
+	assert_string_equal(cfg->cuffs[2003].id, "ble-C");
+	config_free(cfg);
+}
+
+#define RANGE(fields) GW "cuff_ranges = ( { " fields " } );\n"
+#define SIM_RANGE(extra)                                                                    \
+	RANGE("id = \"bay%04d\"; address = \"sim:/a/cuff-%02d.sock\"; limb = \"leg\"; " extra)
+
+static const struct bad_case range_cases[] = {
+	{ GW "cuff_ranges = 5;\n", 2, "cuff_ranges", "expected a list, got an integer" },
+	{ GW "cuff_ranges = ( 5 );\n", 2, "cuff_ranges.[0]", "expected a group, got an integer" },
+	{ SIM_RANGE("from = 1; to = 2; colour = \"red\";"), 2, "cuff_ranges.[0].colour",
+	  "unknown setting" },
+	{ SIM_RANGE("to = 2;"), 2, "cuff_ranges.[0].from", "required setting missing" },
+	{ SIM_RANGE("from = 1;"), 2, "cuff_ranges.[0].to", "required setting missing" },
+	{ GW "cuff_ranges = ( { id = \"b%d\"; address = \"sim:/a/%d\"; limb = \"leg\";\n"
+	     " from = 5;\n to = 3; } );\n",
+	  4, "cuff_ranges.[0].to", "must not be below from (5), got 3" },
+	{ SIM_RANGE("from = -1; to = 2;"), 2, "cuff_ranges.[0].from", "must be 0..999999, got -1" },
+	{ SIM_RANGE("from = 1; to = 1000000;"), 2, "cuff_ranges.[0].to",
+	  "must be 0..999999, got 1000000" },
+	{ SIM_RANGE("from = 1; to = \"9\";"), 2, "cuff_ranges.[0].to",
+	  "expected an integer, got a string" },
+	{ SIM_RANGE("from = 1; to = 10; address_from = 999995;"), 2,
+	  "cuff_ranges.[0].address_from", "999995 + 9 cuffs goes beyond 999999" },
+	{ SIM_RANGE("from = 1; to = 5000;"), 2, "cuff_ranges.[0]",
+	  "5000 cuffs in all (cuffs and cuff_ranges up to here), more than 4096" },
+	{ GW "cuff_ranges = ( { id = \"a%d\"; address = \"sim:/a/%d\"; limb = \"leg\"; from = 1; "
+	     "to = 4000; },\n { id = \"b%d\"; address = \"sim:/b/%d\"; limb = \"leg\"; from = 1; "
+	     "to = 97; } );\n",
+	  3, "cuff_ranges.[1]", "4097 cuffs in all" },
+	{ RANGE("address = \"sim:/a/%d\"; limb = \"leg\"; from = 1; to = 2;"), 2,
+	  "cuff_ranges.[0].id", "required setting missing" },
+	{ RANGE("id = \"bay\"; address = \"sim:/a/%d\"; limb = \"leg\"; from = 1; to = 2;"), 2,
+	  "cuff_ranges.[0].id", "\"bay\" is not a template: it needs exactly one %d" },
+	{ RANGE("id = \"bay%d-%d\"; address = \"sim:/a/%d\"; limb = \"leg\"; from = 1; to = 2;"),
+	  2, "cuff_ranges.[0].id", "is not a template" },
+	{ RANGE("id = \"bay%s\"; address = \"sim:/a/%d\"; limb = \"leg\"; from = 1; to = 2;"), 2,
+	  "cuff_ranges.[0].id", "is not a template" },
+	{ RANGE("id = \"bay%4d\"; address = \"sim:/a/%d\"; limb = \"leg\"; from = 1; to = 2;"), 2,
+	  "cuff_ranges.[0].id", "is not a template" },
+	{ RANGE("id = \"bay%d\"; address = \"sim:/a/x\"; limb = \"leg\"; from = 1; to = 2;"), 2,
+	  "cuff_ranges.[0].address", "\"sim:/a/x\" is not a template" },
+	{ RANGE("id = 7; address = \"sim:/a/%d\"; limb = \"leg\"; from = 1; to = 2;"), 2,
+	  "cuff_ranges.[0].id", "expected a string, got an integer" },
+	{ GW "cuff_ranges = ( { address = \"sim:/a/%d\"; limb = \"leg\"; from = 1; to = 2;\n"
+	     "  id = \"bay/%d\"; } );\n",
+	  3, "cuff_ranges.[0].id",
+	  "\"bay/1\" (number 1) is not an id: use 1..64 of A-Z a-z 0-9 _ -" },
+	{ RANGE("id = \"a123456789012345678901234567890123456789012345678901234567890%d\"; "
+		"address = \"sim:/a/%d\"; limb = \"leg\"; from = 999; to = 1000;"),
+	  2, "cuff_ranges.[0].id", "(number 1000) is not an id" },
+	{ RANGE("id = \"c%d\"; address = \"C4:7F:51:00:12:%X\"; limb = \"leg\"; from = 250; "
+		"to = 256;"),
+	  2, "cuff_ranges.[0].address",
+	  "expected \"sim:/path\" or a Bluetooth address like \"C4:7F:51:00:12:9A\", got "
+	  "\"C4:7F:51:00:12:100\"" },
+	{ RANGE("id = \"c%d\"; address = \"00:00:00:00:00:%02x\"; limb = \"leg\"; from = 0; "
+		"to = 3;"),
+	  2, "cuff_ranges.[0].address", "\"00:00:00:00:00:00\" is not a device address" },
+	{ RANGE("id = \"c%d\"; address = \"sim:/a/%d\"; from = 1; to = 2;"), 2,
+	  "cuff_ranges.[0].limb", "required setting missing" },
+	{ SIM_RANGE("from = 1; to = 2; adapter = \"hcx\";"), 2, "cuff_ranges.[0].adapter",
+	  "expected an adapter name like \"hci0\", got \"hcx\"" },
+	{ GW "cuff_ranges = ( { id = \"c%d\"; address = \"sim:/a/%d\"; limb = \"leg\"; from = 1;\n"
+	     "  to = 2; limits = {\n max_pressure_mmHg = 260; }; } );\n",
+	  4, "cuff_ranges.[0].limits.max_pressure_mmHg",
+	  "260 is above the leg limit 250 (limits may only be tightened)" },
+	/* Duplicates, against single cuffs and other ranges, ids and addresses. */
+	{ GW "cuffs = ( { id = \"bay0005\"; address = \"sim:/solo\"; limb = \"leg\"; } );\n"
+	     "cuff_ranges = ( { from = 1; to = 10; limb = \"leg\";\n"
+	     "  address = \"sim:/a/cuff-%02d.sock\";\n  id = \"bay%04d\"; } );\n",
+	  5, "cuff_ranges.[0].id", "\"bay0005\" (number 5): duplicate of cuffs.[0].id \"bay0005\"" },
+	{ GW "cuff_ranges = (\n { id = \"bay%04d\"; address = \"sim:/a/%d\"; limb = \"leg\"; "
+	     "from = 1; to = 10; },\n { id = \"bay%04d\"; address = \"sim:/b/%d\"; limb = \"leg\"; "
+	     "from = 8; to = 12; } );\n",
+	  4, "cuff_ranges.[1].id",
+	  "\"bay0008\" (number 8): duplicate of cuff_ranges.[0].id \"bay0008\" (number 8)" },
+	{ GW "cuffs = ( { id = \"solo\"; address = \"sim:/a/cuff-03.sock\"; limb = \"leg\"; } );\n"
+	     "cuff_ranges = ( { id = \"bay%04d\"; address = \"sim:/a/cuff-%02d.sock\"; limb = \"leg\";"
+	     " from = 1; to = 10; } );\n",
+	  3, "cuff_ranges.[0].address",
+	  "\"sim:/a/cuff-03.sock\" (number 3): duplicate of cuffs.[0].address "
+	  "\"sim:/a/cuff-03.sock\"" },
+	{ GW "cuff_ranges = (\n { id = \"a%d\"; address = \"sim:/a/cuff-%d.sock\"; limb = \"leg\"; "
+	     "from = 1; to = 10; },\n { id = \"b%d\"; limb = \"leg\"; from = 11; to = 20;\n"
+	     "   address = \"sim:/a/cuff-%d.sock\"; address_from = 10; } );\n",
+	  5, "cuff_ranges.[1].address",
+	  "\"sim:/a/cuff-10.sock\" (number 11): duplicate of cuff_ranges.[0].address "
+	  "\"sim:/a/cuff-10.sock\" (number 10)" },
+	{ GW "cuff_ranges = ( { id = \"c%d\"; address = \"c4:7f:51:00:12:%02x\"; limb = \"leg\"; "
+	     "from = 1; to = 3; } );\n"
+	     "cuffs = ( { id = \"solo\";\n address = \"C4:7F:51:00:12:02\"; limb = \"arm\"; } );\n",
+	  2, "cuff_ranges.[0].address",
+	  "\"c4:7f:51:00:12:02\" (number 2): duplicate of cuffs.[0].address "
+	  "\"C4:7F:51:00:12:02\"" },
+};
+
+static void test_cuff_ranges_refused(void **state)
+{
+	for (size_t i = 0; i < sizeof(range_cases) / sizeof(range_cases[0]); i++) {
+		write_conf(range_cases[i].text);
+		expect_refused(conf_path, &range_cases[i], "range case", i);
+	}
+}
+
+/* Writes DIR/name (creating DIR/cuffs.d when name is in it). */
+static void write_in_dir(const char *name, const char *text, char *path, size_t len)
+{
+	char sub[160];
+
+	snprintf(sub, sizeof(sub), "%s/cuffs.d", dir);
+	if (mkdir(sub, 0700) < 0)
+		assert_int_equal(errno, EEXIST);
+	snprintf(path, len, "%s/%s", dir, name);
+	write_file(path, text, strlen(text));
+}
+
+/* @include paths are the main file's directory's, wherever the process runs. */
+static void test_config_include(void **state)
+{
+	char bay1[192], bay2[192], bad[192], cwd[512], want[512];
+	struct config *cfg = NULL;
+	char err[1024] = "";
+	const struct bad_case missing = { NULL, 4, NULL, "cannot open include file" };
+	const struct bad_case limb = { NULL, 2, "cuffs.[1].limb",
+				       "expected \"leg\" or \"arm\", got \"foot\"" };
+	const struct bad_case syntax = { NULL, 2, NULL, "syntax error" };
+
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	write_in_dir("cuffs.d/bay1.conf",
+		     "{ id = \"bay1-l\"; address = \"sim:/a/cuff-01.sock\"; limb = \"leg\"; },\n"
+		     "{ id = \"bay1-r\"; address = \"sim:/a/cuff-02.sock\"; limb = \"leg\"; }\n",
+		     bay1, sizeof(bay1));
+	write_in_dir("cuffs.d/bay2.conf",
+		     "cuff_ranges = ( { id = \"bay2-%d\"; address = \"sim:/b/cuff-%02d.sock\";\n"
+		     "  limb = \"arm\"; from = 1; to = 8; } );\n",
+		     bay2, sizeof(bay2));
+	write_conf(GW "cuffs = (\n"
+		      "@include \"cuffs.d/bay1.conf\"\n"
+		      ");\n"
+		      "@include \"cuffs.d/bay2.conf\"\n");
+	assert_int_equal(chdir("/"), 0);
+	assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg->n_cuffs, 2 + 8);
+	assert_string_equal(cfg->cuffs[1].id, "bay1-r");
+	assert_string_equal(cfg->cuffs[9].address, "sim:/b/cuff-08.sock");
+	config_free(cfg);
+
+	/* An error in an included file names that file (its path, not the @include text). */
+	write_in_dir("cuffs.d/bay1.conf",
+		     "{ id = \"bay1-l\"; address = \"sim:/a/cuff-01.sock\"; limb = \"leg\"; },\n"
+		     "{ id = \"bay1-r\"; address = \"sim:/a/cuff-02.sock\"; limb = \"foot\"; }\n",
+		     bay1, sizeof(bay1));
+	expect_refused(bay1, &limb, "include", 0);
+	write_in_dir("cuffs.d/bad.conf", "{ id = \"x\"; address = \"sim:/x\"; limb = \"leg\"; },\n"
+					 "{ id = ; }\n", bad, sizeof(bad));
+	write_conf(GW "cuffs = (\n@include \"cuffs.d/bad.conf\"\n);\n");
+	expect_refused(bad, &syntax, "include", 1);
+	write_conf(GW "cuffs = (\n\n@include \"cuffs.d/none.conf\"\n);\n");
+	expect_refused(conf_path, &missing, "include", 2);
+	assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "(@include paths are relative to %s)", dir);
+	assert_non_null(strstr(err, want));
+	assert_int_equal(chdir(cwd), 0);
+	unlink(bay1);
+	unlink(bay2);
+	unlink(bad);
+	snprintf(want, sizeof(want), "%s/cuffs.d", dir);
+	assert_int_equal(rmdir(want), 0);
+}
+
+/* Every allocation of the range path fails once, cleanly. */
+static void test_cuff_ranges_allocation_failure(void **state)
+{
+	char err[256];
+	int r = -ENOMEM;
+	long n;
+
+	write_conf(GW "cuffs = ( { id = \"solo\"; address = \"sim:/s\"; limb = \"arm\"; } );\n"
+		      "cuff_ranges = ( { id = \"bay%d\"; address = \"sim:/a/%d\"; limb = \"leg\";\n"
+		      "  from = 1; to = 3; } );\n");
+	for (n = 0; n < 200 && r != 0; n++) {
+		struct config *cfg = POISON;
+
+		test_alloc_fail_after(n);
+		r = config_load(conf_path, &cfg, err, sizeof(err));
+		test_alloc_reset();
+		if (r == 0) {
+			assert_int_equal(cfg->n_cuffs, 4);
+			config_free(cfg);
+			break;
+		}
+		assert_int_equal(r, -ENOMEM);
+		assert_ptr_equal(cfg, POISON);
+		assert_non_null(strstr(err, "out of memory"));
+	}
+	assert_int_equal(r, 0);
+	assert_true(n > 15); /* the hash sets, origins and each cuff's three strings */
+}
+
+static double elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* N cuffs bay0001.. on two cuffsim instances, as a list or as two ranges. */
+static char *big_conf(unsigned n, bool ranges)
+{
+	size_t len = 256 + (size_t)n * 96;
+	char *text = malloc(len);
+	size_t used;
+
+	assert_non_null(text);
+	used = (size_t)snprintf(text, len, "%s", GW);
+	if (ranges) {
+		snprintf(text + used, len - used,
+			 "cuff_ranges = (\n"
+			 "  { id = \"bay%%04d\"; address = \"sim:/run/a/cuff-%%02d.sock\"; limb = "
+			 "\"leg\"; from = 1; to = %u; },\n"
+			 "  { id = \"bay%%04d\"; address = \"sim:/run/b/cuff-%%02d.sock\"; limb = "
+			 "\"leg\"; from = %u; to = %u; address_from = 1; } );\n",
+			 n / 2, n / 2 + 1, n);
+		return text;
+	}
+	used += (size_t)snprintf(text + used, len - used, "cuffs = (\n");
+	for (unsigned i = 1; i <= n; i++)
+		used += (size_t)snprintf(text + used, len - used,
+					 "  { id = \"bay%04u\"; address = \"sim:/run/%c/cuff-%02u.sock\"; "
+					 "limb = \"leg\"; }%s\n",
+					 i, i <= n / 2 ? 'a' : 'b', i <= n / 2 ? i : i - n / 2,
+					 i < n ? "," : "");
+	snprintf(text + used, len - used, ");\n");
+	return text;
+}
+
+/*
+ * 2 000 cuffs: two ranges give exactly the cuffs of the 2 000-entry list, and
+ * either loads in well under the time the gateway has to start (the figures
+ * go to docs/configuration.md; this bound only catches a quadratic loader).
+ */
+static void test_2000_cuffs_ranges_equal_list(void **state)
+{
+	struct config *list = NULL, *ranges = NULL;
+	char err[512] = "";
+	struct timespec t0;
+	double ms_list, ms_ranges;
+	char *text;
+
+	text = big_conf(2000, false);
+	write_file(conf_path, text, strlen(text));
+	free(text);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(config_load(conf_path, &list, err, sizeof(err)), 0);
+	ms_list = elapsed_ms(&t0);
+	text = big_conf(2000, true);
+	write_file(conf_path, text, strlen(text));
+	free(text);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(config_load(conf_path, &ranges, err, sizeof(err)), 0);
+	ms_ranges = elapsed_ms(&t0);
+	assert_int_equal(list->n_cuffs, 2000);
+	assert_int_equal(ranges->n_cuffs, 2000);
+	for (size_t i = 0; i < 2000; i++) {
+		assert_string_equal(list->cuffs[i].id, ranges->cuffs[i].id);
+		assert_string_equal(list->cuffs[i].address, ranges->cuffs[i].address);
+		assert_int_equal(list->cuffs[i].limb, ranges->cuffs[i].limb);
+		assert_int_equal(list->cuffs[i].max_pressure_mmHg,
+				 ranges->cuffs[i].max_pressure_mmHg);
+	}
+	print_message("2000 cuffs: list %.1f ms, ranges %.1f ms\n", ms_list, ms_ranges);
+	assert_true(ms_list < 2000 && ms_ranges < 2000);
+	config_free(list);
+	config_free(ranges);
+}
+
+/* More than CONFIG_CUFFS_MAX single cuffs are refused at the list. */
+static void test_cuffs_over_maximum(void **state)
+{
+	const struct bad_case too_many = { NULL, 2, "cuffs", "4097 cuffs, more than 4096" };
+	char *text = big_conf(CONFIG_CUFFS_MAX + 1, false);
+
+	write_file(conf_path, text, strlen(text));
+	free(text);
+	expect_refused(conf_path, &too_many, "maximum", 0);
+	text = big_conf(CONFIG_CUFFS_MAX, false);
+	write_file(conf_path, text, strlen(text));
+	free(text);
+	{
+		struct config *cfg = NULL;
+		char err[256] = "";
+
+		assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), 0);
+		assert_int_equal(cfg->n_cuffs, CONFIG_CUFFS_MAX);
+		config_free(cfg);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_minimal_defaults),
+		cmocka_unit_test(test_home_defaults),
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_example_file_loads),
 		cmocka_unit_test(test_bad_configs),
+		cmocka_unit_test(test_adapter_shorter_than_prefix_is_refused),
 		cmocka_unit_test(test_unreadable_and_garbage),
 		cmocka_unit_test(test_allocation_failure),
 		cmocka_unit_test(test_tls_key_material_refused),
 		cmocka_unit_test(test_tls_key_material_accepted),
+		cmocka_unit_test(test_cuff_ranges_expand),
+		cmocka_unit_test(test_cuff_ranges_refused),
+		cmocka_unit_test(test_config_include),
+		cmocka_unit_test(test_cuff_ranges_allocation_failure),
+		cmocka_unit_test(test_2000_cuffs_ranges_equal_list),
+		cmocka_unit_test(test_cuffs_over_maximum),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -76,6 +76,20 @@ static void test_status(void **state)
 	done("status", msg_status(&ctx, &st));
 }
 
+static void test_sessions(void **state)
+{
+	const char *ids[2] = { "sb00t-1", "sb00t-2" };
+	json_t *p = msg_sessions(&ctx, ids, 2);
+
+	assert_int_equal(json_array_size(json_object_get(p, "active")), 2);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(p, "active"), 1)),
+			    "sb00t-2");
+	done("sessions", p);
+	p = msg_sessions(&ctx, NULL, 0);
+	assert_int_equal(json_array_size(json_object_get(p, "active")), 0);
+	done("sessions", p);
+}
+
 static void test_cuff_state(void **state)
 {
 	const char *ids[2] = { "gw1-7", "gw1-9" };
@@ -84,22 +98,47 @@ static void test_cuff_state(void **state)
 		.target_mmhg = 150, .battery_pct = 87, .lop_mmhg = 212.34,
 		.session_id = "sb00t-1", .alarm_ids = ids, .n_alarms = 2,
 		.cuff_state = "holding", .limb = "leg", .status_bits = 5,
+		.label = "Bay 1, left thigh (Jürgen)", .serial = "SN-0042", .model = "BFR-1",
+		.firmware = "1.2.3", .lop_measured_wall_ms = 1795000000000, .data_age_ms = 40,
+		.lop_search_mmhg = NAN,
+	};
+	struct msg_cuff_state measuring = {
+		.cuff = "bay1-left", .link = "connected", .pressure_mmhg = 182.04,
+		.target_mmhg = NAN, .battery_pct = 87, .lop_mmhg = NAN, .cuff_state = "measuring_lop",
+		.limb = "leg", .status_bits = 5, .serial = "", .data_age_ms = 0,
+		.measuring_lop = true, .lop_search_mmhg = 182.04,
 	};
 	struct msg_cuff_state unknown = {
 		.cuff = "bay2-arm", .link = "error", .link_error = "no Bluetooth",
 		.pressure_mmhg = NAN, .target_mmhg = NAN, .battery_pct = -1, .lop_mmhg = NAN,
-		.limb = "arm", .status_bits = -1,
+		.limb = "arm", .status_bits = -1, .data_age_ms = -1, .lop_search_mmhg = NAN,
 	};
 	json_t *p = msg_cuff_state(&ctx, &live);
 
 	assert_true(json_real_value(json_object_get(p, "pressure_mmHg")) == 150.0);
 	assert_int_equal(json_array_size(json_object_get(p, "alarms_active")), 2);
+	assert_string_equal(json_string_value(json_object_get(p, "serial")), "SN-0042");
+	assert_string_equal(json_string_value(json_object_get(p, "lop_measured_at")),
+			    "2026-11-18T11:06:40.000Z");
+	assert_int_equal(json_integer_value(json_object_get(p, "data_age_ms")), 40);
+	assert_true(json_is_false(json_object_get(p, "measuring_lop")));
+	assert_true(json_is_null(json_object_get(p, "lop_search_mmHg")));
+	done("cuff-state", p);
+	/* A LOP search: its pressure, and no "target". */
+	p = msg_cuff_state(&ctx, &measuring);
+	assert_true(json_is_true(json_object_get(p, "measuring_lop")));
+	assert_true(json_is_null(json_object_get(p, "target_mmHg")));
+	assert_true(json_real_value(json_object_get(p, "lop_search_mmHg")) == 182.0);
+	assert_true(json_is_null(json_object_get(p, "serial"))); /* "" is not a serial */
 	done("cuff-state", p);
 	p = msg_cuff_state(&ctx, &unknown);
 	assert_true(json_is_null(json_object_get(p, "pressure_mmHg")));
 	assert_true(json_is_null(json_object_get(p, "battery_pct")));
 	assert_true(json_is_null(json_object_get(p, "session_id")));
 	assert_string_equal(json_string_value(json_object_get(p, "link_error")), "no Bluetooth");
+	assert_true(json_is_null(json_object_get(p, "data_age_ms")));
+	assert_true(json_is_null(json_object_get(p, "lop_measured_at")));
+	assert_true(json_is_null(json_object_get(p, "label")));
 	done("cuff-state", p);
 }
 
@@ -141,7 +180,21 @@ static void test_alarm_and_values_round_trip(void **state)
 	assert_true(back.pressure_mmhg == 262.0 && back.target_mmhg == 150 && back.limit == 250);
 	assert_true(isnan(back.duration_s));
 	assert_true(json_is_null(json_object_get(p, "acked_at")));
+	/* Every number has its unit (the ceiling's limit is a pressure). */
+	v = json_object_get(p, "units");
+	assert_int_equal(json_object_size(v), 3);
+	assert_string_equal(json_string_value(json_object_get(v, "limit")), "mmHg");
+	assert_string_equal(json_string_value(json_object_get(v, "pressure_mmHg")), "mmHg");
 	done("alarm", p);
+	/* A time limit is in seconds, and so is the duration. */
+	rec.code = ALARM_INFLATION_TIME;
+	rec.values = (struct alarm_values){ 150, 150, 600, 600.2 };
+	p = msg_alarm(&ctx, &rec);
+	v = json_object_get(p, "units");
+	assert_string_equal(json_string_value(json_object_get(v, "limit")), "s");
+	assert_string_equal(json_string_value(json_object_get(v, "duration_s")), "s");
+	done("alarm", p);
+	rec.code = ALARM_OVER_PRESSURE_CEILING;
 	/* acknowledged, gateway-wide, cleared */
 	rec.cuff[0] = '\0';
 	rec.session_id[0] = '\0';
@@ -191,8 +244,13 @@ static void test_session_state_and_summary(void **state)
 {
 	const char *cuffs[2] = { "bay1-left", "bay1-right" };
 	struct session_state st = { .phase = SESSION_PHASE_SET, .exercise = 0,
-				    .exercise_name = "squat", .set = 2, .rep = 7,
-				    .seconds_left = 13, .inflation_s = 61.25 };
+				    .exercise_name = "squat", .n_exercises = 2, .set = 2,
+				    .n_sets = 3, .rep = 7, .n_reps = 15, .pct_lop = 60,
+				    .n_targets = 2, .target_cuffs = { "bay1-left", "bay1-right" },
+				    .targets = { 127.44, NAN }, .seconds_left = 13,
+				    .session_left_s = 600, .inflation_s = 61.25 };
+	struct msg_session_state ss = { .session_id = "sb00t-1", .st = &st, .cuffs = cuffs,
+					.n_cuffs = 2, .patient = "p-0042" };
 	struct set_figures f = { .mean_mmHg = 150.04, .min_mmHg = 140, .max_mmHg = 160,
 				 .pct_within_10 = 99.5, .pct_within_5 = 90.1,
 				 .peak_pct_lop = 75.3, .time_under_pressure_s = 40 };
@@ -205,16 +263,43 @@ static void test_session_state_and_summary(void **state)
 			       msg_set_figures(NULL, 2, "bay1-left"));
 	json_t *p;
 
-	done("session-state", msg_session_state(&ctx, "sb00t-1", &st, cuffs, 2));
+	p = msg_session_state(&ctx, &ss);
+	assert_string_equal(json_string_value(json_object_get(p, "patient")), "p-0042");
+	assert_int_equal(json_integer_value(json_object_get(p, "n_reps")), 15);
+	assert_int_equal(json_integer_value(json_object_get(p, "session_left_s")), 600);
+	assert_true(json_real_value(json_object_get(json_object_get(p, "targets"), "bay1-left")) ==
+		    127.4);
+	assert_true(json_is_null(json_object_get(json_object_get(p, "targets"), "bay1-right")));
+	assert_true(json_is_null(json_object_get(p, "resume_at")));
+	done("session-state", p);
+	/* Paused, waiting for the reperfusion: when a resume is accepted. */
+	st.phase = SESSION_PHASE_PAUSED;
+	ss.resume_wall_ms = wall + 42000;
+	p = msg_session_state(&ctx, &ss);
+	assert_non_null(json_string_value(json_object_get(p, "resume_at")));
+	done("session-state", p);
 	st = (struct session_state){ .phase = SESSION_PHASE_LOP, .exercise = -1,
-				     .seconds_left = -1 };
-	p = msg_session_state(&ctx, "sb00t-1", &st, cuffs, 1);
+				     .n_exercises = 1, .seconds_left = -1, .session_left_s = 300 };
+	ss = (struct msg_session_state){ .session_id = "sb00t-1", .st = &st, .cuffs = cuffs,
+					 .n_cuffs = 1 };
+	p = msg_session_state(&ctx, &ss);
 	assert_true(json_is_null(json_object_get(p, "set")));
+	assert_true(json_is_null(json_object_get(p, "patient")));
+	assert_true(json_is_null(json_object_get(p, "n_reps")));
 	done("session-state", p);
 	sum.alarm_ids = alarms;
 	p = msg_session_summary(&ctx, &sum, ex);
 	assert_true(json_is_null(json_object_get(p, "reason")));
 	done("session-summary", p);
+	sum.outcome = "stopped";
+	sum.reason = "stopped";
+	sum.by = "J. Meyer";
+	sum.note = "patient tired";
+	p = msg_session_summary(&ctx, &sum, json_array());
+	assert_string_equal(json_string_value(json_object_get(p, "by")), "J. Meyer");
+	assert_string_equal(json_string_value(json_object_get(p, "note")), "patient tired");
+	done("session-summary", p);
+	sum.by = sum.note = NULL;
 	sum.outcome = "aborted";
 	sum.reason = "gateway_restart";
 	sum.alarm_ids = NULL;
@@ -249,6 +334,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_status, setup),
+		cmocka_unit_test_setup(test_sessions, setup),
 		cmocka_unit_test_setup(test_cuff_state, setup),
 		cmocka_unit_test_setup(test_telemetry, setup),
 		cmocka_unit_test_setup(test_alarm_and_values_round_trip, setup),

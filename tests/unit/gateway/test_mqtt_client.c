@@ -199,6 +199,7 @@ struct msg {
 	bool has_corr;
 	uint8_t corr[64];
 	size_t corr_len;
+	bool retained, shed;
 };
 
 struct rec {
@@ -231,29 +232,31 @@ static void on_disconnected(struct mqtt_client *c, const char *reason, void *use
 	r->disconnected++;
 }
 
-static void on_message(struct mqtt_client *c, const char *topic, const uint8_t *payload,
-		       size_t len, const char *response_topic, const uint8_t *correlation,
-		       size_t correlation_len, void *user_data)
+static void on_message(struct mqtt_client *c, const struct mqtt_message *msg, void *user_data)
 {
 	struct rec *r = user_data;
 	struct msg *m;
 
 	assert_true(r->msgs < MAX_MSGS);
-	assert_true(len < sizeof(m->payload));
-	assert_int_equal(payload[len], '\0');
 	m = &r->msg[r->msgs++];
-	snprintf(m->topic, sizeof(m->topic), "%s", topic);
-	memcpy(m->payload, payload, len);
-	m->len = len;
-	if (response_topic) {
-		m->has_rt = true;
-		snprintf(m->rt, sizeof(m->rt), "%s", response_topic);
+	snprintf(m->topic, sizeof(m->topic), "%s", msg->topic);
+	m->retained = msg->retained;
+	m->shed = msg->shed;
+	m->len = msg->len;
+	if (!msg->shed) {
+		assert_true(msg->len < sizeof(m->payload));
+		assert_int_equal(msg->payload[msg->len], '\0');
+		memcpy(m->payload, msg->payload, msg->len);
 	}
-	if (correlation) {
-		assert_true(correlation_len <= sizeof(m->corr));
+	if (msg->response_topic) {
+		m->has_rt = true;
+		snprintf(m->rt, sizeof(m->rt), "%s", msg->response_topic);
+	}
+	if (msg->correlation) {
+		assert_true(msg->correlation_len <= sizeof(m->corr));
 		m->has_corr = true;
-		memcpy(m->corr, correlation, correlation_len);
-		m->corr_len = correlation_len;
+		memcpy(m->corr, msg->correlation, msg->correlation_len);
+		m->corr_len = msg->correlation_len;
 	}
 }
 

@@ -586,6 +586,10 @@ static int model_raise(struct model *m, const char *cuff, enum alarm_code code)
 	for (size_t i = 0; i < m->cap && !slot; i++)
 		if (!m->a[i].open)
 			slot = &m->a[i];
+	if (!slot) {
+		fail_msg("model: no free slot for %s on %s", alarm_code_name(code), cuff);
+		return -ENOSPC;
+	}
 	memset(slot, 0, sizeof(*slot));
 	slot->open = true;
 	snprintf(slot->cuff, sizeof(slot->cuff), "%s", cuff);
@@ -868,6 +872,50 @@ static void test_queries_with_odd_cuffs(void **state)
 	alarm_table_free(t);
 }
 
+/* What a clinician reads (issue 10): the figures, their units, and what
+ * was done; the default sentence when a figure is missing; every sentence
+ * fits the record. */
+static void test_describe_in_words(void **state)
+{
+	char buf[ALARM_MSG_MAX];
+	struct alarm_values v = { 262.4, 152.0, 250.0, NAN };
+
+	(void)state;
+	alarm_describe(ALARM_OVER_PRESSURE_CEILING, &v,
+		       alarm_code_default_message(ALARM_OVER_PRESSURE_CEILING), buf, sizeof(buf));
+	assert_string_equal(buf, "pressure 262 mmHg above the 250 mmHg ceiling: cuff deflated");
+	v = (struct alarm_values){ 190.5, 152.0, 190.0, 2.04 };
+	alarm_describe(ALARM_FULL_OCCLUSION, &v, NULL, buf, sizeof(buf));
+	assert_string_equal(buf, "at or above the limb occlusion pressure (190 mmHg) for 2.0 s: "
+				 "cuff deflated");
+	v = (struct alarm_values){ 150, 150, 1200, 1200.1 };
+	alarm_describe(ALARM_SESSION_INFLATION_TOTAL, &v, NULL, buf, sizeof(buf));
+	assert_string_equal(buf, "1200 s under pressure in this session, limit 1200 s: cuff "
+				 "deflated, no further inflation");
+	/* A figure missing: the code's own sentence, never "nan". */
+	v = (struct alarm_values){ NAN, NAN, NAN, NAN };
+	alarm_describe(ALARM_TELEMETRY_LOST, &v, NULL, buf, sizeof(buf));
+	assert_string_equal(buf, alarm_code_default_message(ALARM_TELEMETRY_LOST));
+	/* A specific message from the engine stands as it is. */
+	alarm_describe(ALARM_SENSOR_FAULT, &v, "pressure sensor fault: reading frozen", buf,
+		       sizeof(buf));
+	assert_string_equal(buf, "pressure sensor fault: reading frozen");
+	/* Every code, with the largest figures a record can carry, fits. */
+	v = (struct alarm_values){ 99999.9, 99999.9, 99999.9, 99999.9 };
+	for (int c = 0; c < ALARM_CODE_COUNT; c++) {
+		char big[512];
+
+		alarm_describe((enum alarm_code)c, &v, NULL, big, sizeof(big));
+		assert_true(strlen(big) < ALARM_MSG_MAX);
+		assert_null(strstr(big, "nan"));
+		for (const char *ch = big; *ch; ch++)
+			assert_true(*ch >= 0x20 && *ch < 0x7f); /* printable ASCII */
+	}
+	assert_string_equal(alarm_code_limit_unit(ALARM_INFLATION_TIME), "s");
+	assert_string_equal(alarm_code_limit_unit(ALARM_BATTERY_LOW), "%");
+	assert_null(alarm_code_limit_unit(ALARM_ESTOP));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -891,6 +939,7 @@ int main(void)
 		cmocka_unit_test(test_indexed_table_matches_reference_model),
 		cmocka_unit_test(test_restore_out_of_order_keeps_raise_order),
 		cmocka_unit_test(test_queries_with_odd_cuffs),
+		cmocka_unit_test(test_describe_in_words),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "alarm.h"
 #include "command.h"
 #include "test_alloc.h"
 
@@ -43,6 +44,19 @@
 #define R "30"
 #define RP "60"
 #define M "\"continuous\""
+
+/* 64 ASCII characters; 16 x u-umlaut (32 bytes of UTF-8) as JSON escapes. */
+#define BY64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define UE16                                                                            \
+	"\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc\\u00fc" \
+	"\\u00fc\\u00fc\\u00fc\\u00fc"
+/* prescription/set around fields after the plan; RX_OK is a good one. */
+#define RX_PLAN "\"plan\":{\"exercises\":[{" EX_OK "}]}"
+#define RX(fields) "{\"request_id\":\"r9\"," RX_PLAN "," fields "}"
+#define RX_FROM(t) RX("\"valid_from\":\"" t "\",\"valid_until\":\"2030-01-01T00:00:00Z\"," \
+		      "\"supervision\":\"none\"")
+#define RX_WIN "\"valid_from\":\"2026-11-24T08:00:00Z\",\"valid_until\":\"2026-12-24T08:00:00Z\""
+#define RX_OK RX(RX_WIN ",\"supervision\":\"remote\"")
 
 struct bad_case {
 	enum command_verb verb;
@@ -278,6 +292,16 @@ static const struct bad_case bad_cases[] = {
 	 CMD_ERR_BAD_REQUEST, "by: must not contain control characters", "r4"},
 	{CMD_ALARM_ACK, "{\"request_id\":\"r4\",\"alarm_id\":[\"a1\"],\"by\":\"x\"}",
 	 CMD_ERR_WRONG_TYPE, "alarm_id: must be a string, got array", "r4"},
+	/* by: at most ALARM_BY_MAX - 1 = 64 bytes of UTF-8 (what the alarm record holds) */
+	{CMD_ALARM_ACK,
+	 "{\"request_id\":\"r4\",\"alarm_id\":\"a1\",\"by\":\"" BY64 "x\"}",
+	 CMD_ERR_OUT_OF_RANGE, "by: 65 bytes, at most 64", "r4"},
+	{CMD_ALARM_ACK,
+	 "{\"request_id\":\"r4\",\"alarm_id\":\"a1\",\"by\":\"" UE16 UE16 "\\u00fc\"}",
+	 CMD_ERR_OUT_OF_RANGE, "by: 66 bytes, at most 64", "r4"},
+	/* C1 controls (U+0080..U+009F) are control characters too */
+	{CMD_ALARM_ACK, "{\"request_id\":\"r4\",\"alarm_id\":\"a1\",\"by\":\"x\\u0085y\"}",
+	 CMD_ERR_BAD_REQUEST, "by: must not contain control characters", "r4"},
 	/* lop/measure, cuff/identify */
 	{CMD_LOP_MEASURE, "{\"request_id\":\"r5\"}", CMD_ERR_MISSING_FIELD, "cuff: missing", "r5"},
 	{CMD_LOP_MEASURE, "{\"request_id\":\"r5\",\"cuff\":false}", CMD_ERR_WRONG_TYPE,
@@ -286,6 +310,122 @@ static const struct bad_case bad_cases[] = {
 	 "cuff: must not contain", "r5"},
 	{CMD_CUFF_IDENTIFY, "{\"request_id\":\"r5\",\"cuff\":\"L\",\"x\":null}",
 	 CMD_ERR_UNKNOWN_FIELD, "x: unknown field", "r5"},
+	/* prescription/set: the plan as for session/start */
+	{CMD_PRESCRIPTION_SET, "{\"request_id\":\"r9\"," RX_WIN ",\"supervision\":\"none\"}",
+	 CMD_ERR_MISSING_FIELD, "plan: missing", "r9"},
+	{CMD_PRESCRIPTION_SET,
+	 "{\"request_id\":\"r9\",\"plan\":{\"exercises\":[{" EX_OK ",\"pct_lop\":120}]}}",
+	 CMD_ERR_BAD_JSON, "duplicate", ""},
+	{CMD_PRESCRIPTION_SET,
+	 "{\"request_id\":\"r9\",\"plan\":{\"exercises\":[{\"name\":\"squat\",\"cuffs\":[\"L\"],"
+	 "\"pct_lop\":120}]}," RX_WIN ",\"supervision\":\"none\"}",
+	 CMD_ERR_OUT_OF_RANGE, "plan.exercises[0].pct_lop: 120 is above 100", "r9"},
+	{CMD_PRESCRIPTION_SET, RX(RX_WIN ",\"supervision\":\"none\",\"foo\":1"),
+	 CMD_ERR_UNKNOWN_FIELD, "foo: unknown field", "r9"},
+	{CMD_PRESCRIPTION_SET, RX(RX_WIN ",\"supervision\":\"none\",\"session_id\":\"s\""),
+	 CMD_ERR_UNKNOWN_FIELD, "session_id: unknown field", "r9"},
+	{CMD_PRESCRIPTION_SET, RX("\"patient\":\"p 1\"," RX_WIN ",\"supervision\":\"none\""),
+	 CMD_ERR_BAD_REQUEST, "patient: must not contain", "r9"},
+	/* valid_from, valid_until */
+	{CMD_PRESCRIPTION_SET, RX("\"valid_until\":\"2026-12-24T08:00:00Z\",\"supervision\":\"none\""),
+	 CMD_ERR_MISSING_FIELD, "valid_from: missing", "r9"},
+	{CMD_PRESCRIPTION_SET,
+	 RX("\"valid_from\":1795478400000,\"valid_until\":\"2026-12-24T08:00:00Z\","
+	    "\"supervision\":\"none\""),
+	 CMD_ERR_WRONG_TYPE, "valid_from: must be a string, got number", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-24"), CMD_ERR_BAD_REQUEST,
+	 "valid_from: must be an RFC 3339 date-time", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-24 08:00:00Z"), CMD_ERR_BAD_REQUEST,
+	 "valid_from: must be an RFC 3339", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-24T08:00:00"), CMD_ERR_BAD_REQUEST,
+	 "valid_from: must be an RFC 3339", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-24t08:00:00z"), CMD_ERR_BAD_REQUEST,
+	 "valid_from: must be an RFC 3339", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-24T08:00Z"), CMD_ERR_BAD_REQUEST,
+	 "valid_from: must be an RFC 3339", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-24T08:00:00.Z"), CMD_ERR_BAD_REQUEST,
+	 "valid_from: must be an RFC 3339", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-24T08:00:00.1234567890Z"), CMD_ERR_BAD_REQUEST,
+	 "valid_from: must be an RFC 3339", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-24T08:00:00+0100"), CMD_ERR_BAD_REQUEST,
+	 "valid_from: must be an RFC 3339", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-24T08:00:00Zx"), CMD_ERR_BAD_REQUEST,
+	 "valid_from: must be an RFC 3339", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-1-24T08:00:00Z"), CMD_ERR_BAD_REQUEST,
+	 "valid_from: must be an RFC 3339", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("\u0662026-11-24T08:00:00Z"), CMD_ERR_BAD_REQUEST,
+	 "valid_from: must be an RFC 3339", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-13-01T08:00:00Z"), CMD_ERR_OUT_OF_RANGE,
+	 "valid_from: month 13 is not 1..12", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-00-01T08:00:00Z"), CMD_ERR_OUT_OF_RANGE,
+	 "valid_from: month 0 is not 1..12", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-02-29T08:00:00Z"), CMD_ERR_OUT_OF_RANGE,
+	 "valid_from: day 29 does not exist in 2026-02", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2100-02-29T08:00:00Z"), CMD_ERR_OUT_OF_RANGE,
+	 "valid_from: day 29 does not exist in 2100-02", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-04-31T08:00:00Z"), CMD_ERR_OUT_OF_RANGE,
+	 "valid_from: day 31 does not exist in 2026-04", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-00T08:00:00Z"), CMD_ERR_OUT_OF_RANGE,
+	 "valid_from: day 0 does not exist", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-24T24:00:00Z"), CMD_ERR_OUT_OF_RANGE,
+	 "valid_from: time of day 24:00:00 is not 00:00:00..23:59:59", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-24T08:60:00Z"), CMD_ERR_OUT_OF_RANGE,
+	 "valid_from: time of day 08:60:00", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-12-31T23:59:60Z"), CMD_ERR_OUT_OF_RANGE,
+	 "valid_from: time of day 23:59:60", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-24T08:00:00+24:00"), CMD_ERR_OUT_OF_RANGE,
+	 "valid_from: UTC offset 24:00 is not 00:00..23:59", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("2026-11-24T08:00:00-01:60"), CMD_ERR_OUT_OF_RANGE,
+	 "valid_from: UTC offset 01:60", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("1969-12-31T23:00:00Z"), CMD_ERR_OUT_OF_RANGE,
+	 "valid_from: year 1969 is before 1970", "r9"},
+	{CMD_PRESCRIPTION_SET, RX_FROM("1970-01-01T00:30:00+01:00"), CMD_ERR_OUT_OF_RANGE,
+	 "valid_from: before 1970-01-01T00:00:00Z", "r9"},
+	{CMD_PRESCRIPTION_SET, RX("\"valid_from\":\"2026-11-24T08:00:00Z\",\"supervision\":\"none\""),
+	 CMD_ERR_MISSING_FIELD, "valid_until: missing", "r9"},
+	{CMD_PRESCRIPTION_SET,
+	 RX("\"valid_from\":\"2026-11-24T08:00:00Z\",\"valid_until\":[],\"supervision\":\"none\""),
+	 CMD_ERR_WRONG_TYPE, "valid_until: must be a string, got array", "r9"},
+	{CMD_PRESCRIPTION_SET,
+	 RX("\"valid_from\":\"2026-11-24T08:00:00Z\",\"valid_until\":\"2026-11-24T09:00:00+01:00\","
+	    "\"supervision\":\"none\""),
+	 CMD_ERR_OUT_OF_RANGE, "valid_until: must be after valid_from", "r9"},
+	{CMD_PRESCRIPTION_SET,
+	 RX("\"valid_from\":\"2026-11-24T08:00:00Z\",\"valid_until\":\"2026-11-23T08:00:00Z\","
+	    "\"supervision\":\"none\""),
+	 CMD_ERR_OUT_OF_RANGE, "valid_until: must be after valid_from", "r9"},
+	{CMD_PRESCRIPTION_SET,
+	 RX("\"valid_from\":\"2026-11-24T08:00:00Z\",\"valid_until\":\"2026-11-24T08:00:00.5Z\","
+	    "\"supervision\":\"none\",\"max_per_day\":0"),
+	 CMD_ERR_OUT_OF_RANGE, "max_per_day: 0 is below 1", "r9"},
+	/* max_per_day, min_hours_between, supervision */
+	{CMD_PRESCRIPTION_SET, RX(RX_WIN ",\"max_per_day\":11,\"supervision\":\"none\""),
+	 CMD_ERR_OUT_OF_RANGE, "max_per_day: 11 is above 10", "r9"},
+	{CMD_PRESCRIPTION_SET, RX(RX_WIN ",\"max_per_day\":2.5,\"supervision\":\"none\""),
+	 CMD_ERR_WRONG_TYPE, "max_per_day: must be an integer, got 2.5", "r9"},
+	{CMD_PRESCRIPTION_SET, RX(RX_WIN ",\"max_per_day\":\"2\",\"supervision\":\"none\""),
+	 CMD_ERR_WRONG_TYPE, "max_per_day: must be an integer, got string", "r9"},
+	{CMD_PRESCRIPTION_SET, RX(RX_WIN ",\"max_per_day\":null,\"supervision\":\"none\""),
+	 CMD_ERR_WRONG_TYPE, "max_per_day: must be an integer, got null", "r9"},
+	{CMD_PRESCRIPTION_SET, RX(RX_WIN ",\"min_hours_between\":-1,\"supervision\":\"none\""),
+	 CMD_ERR_OUT_OF_RANGE, "min_hours_between: -1 is below 0", "r9"},
+	{CMD_PRESCRIPTION_SET, RX(RX_WIN ",\"min_hours_between\":49,\"supervision\":\"none\""),
+	 CMD_ERR_OUT_OF_RANGE, "min_hours_between: 49 is above 48", "r9"},
+	{CMD_PRESCRIPTION_SET, RX(RX_WIN ",\"min_hours_between\":true,\"supervision\":\"none\""),
+	 CMD_ERR_WRONG_TYPE, "min_hours_between: must be an integer, got boolean", "r9"},
+	{CMD_PRESCRIPTION_SET, RX(RX_WIN), CMD_ERR_MISSING_FIELD, "supervision: missing", "r9"},
+	{CMD_PRESCRIPTION_SET, RX(RX_WIN ",\"supervision\":1"), CMD_ERR_WRONG_TYPE,
+	 "supervision: must be a string, got number", "r9"},
+	{CMD_PRESCRIPTION_SET, RX(RX_WIN ",\"supervision\":\"video\""), CMD_ERR_OUT_OF_RANGE,
+	 "supervision: must be \"none\", \"remote\" or \"live\"", "r9"},
+	{CMD_PRESCRIPTION_SET, RX(RX_WIN ",\"supervision\":\"LIVE\""), CMD_ERR_OUT_OF_RANGE,
+	 "supervision: must be", "r9"},
+	/* prescription/clear takes nothing but the envelope */
+	{CMD_PRESCRIPTION_CLEAR, "{}", CMD_ERR_MISSING_FIELD, "request_id: missing", ""},
+	{CMD_PRESCRIPTION_CLEAR, "{\"request_id\":\"r9\"," RX_PLAN "}", CMD_ERR_UNKNOWN_FIELD,
+	 "plan: unknown field", "r9"},
+	{CMD_PRESCRIPTION_CLEAR, "{\"request_id\":\"r9\",\"ts\":\"yesterday\"}",
+	 CMD_ERR_BAD_REQUEST, "ts: must be RFC 3339 UTC", "r9"},
 	/* unknown verb */
 	{CMD_VERB_COUNT, "{\"request_id\":\"r6\"}", CMD_ERR_UNKNOWN_VERB, "unknown verb", ""},
 };
@@ -435,6 +575,99 @@ static void test_good_other_verbs(void **state)
 	assert_string_equal(cmd.cuff, "R");
 }
 
+/* Every `by` the parser accepts, the alarm table takes (it used to accept 64
+ * characters and the table then refused: a wrong "control characters" reply). */
+static void test_ack_by_fits_the_alarm_record(void **state)
+{
+	static const char *const payloads[] = {
+		"{\"request_id\":\"r4\",\"alarm_id\":\"gw-1\",\"by\":\"" BY64 "\"}",
+		"{\"request_id\":\"r4\",\"alarm_id\":\"gw-1\",\"by\":\"" UE16 UE16 "\"}",
+		"{\"request_id\":\"r4\",\"alarm_id\":\"gw-1\",\"by\":\"J\\u00fcrgen\"}",
+		"{\"request_id\":\"r4\",\"alarm_id\":\"gw-1\",\"by\":\"\\u674e\\u533b\\u751f\"}",
+	};
+
+	for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+		struct alarm_table *t;
+		char id[ALARM_ID_MAX];
+
+		parse_ok(CMD_ALARM_ACK, payloads[i]);
+		assert_int_equal(alarm_table_new("gw", 8, 1, NULL, NULL, &t), 0);
+		assert_int_equal(alarm_raise(t, "", NULL, ALARM_ESTOP, NULL, NULL, 1000, id), 0);
+		assert_string_equal(id, "gw-1");
+		if (alarm_ack(t, cmd.alarm_id, cmd.by, 2000) != 0)
+			fail_msg("%s: parsed, but the alarm table refuses by \"%s\"", payloads[i],
+				 cmd.by);
+		assert_string_equal(alarm_find_id(t, "gw-1")->acked_by, cmd.by);
+		alarm_table_free(t);
+	}
+	assert_int_equal(strlen(cmd.by), 9); /* three CJK characters: 9 bytes */
+}
+
+/* bad_json messages give the kind of error and where, never payload text. */
+static void test_bad_json_never_quotes_the_payload(void **state)
+{
+	static const char *const payloads[] = {
+		"{\"request_id\":\"r1\" SECRET}",
+		"{\"request_id\":SECRET}",
+		"{\"SECRET\":1,\"SECRET\":2}",
+		"{\"request_id\":\"SECRET\\u0000\"}",
+		"{\"n\":1e400,\"SECRET\":1}",
+		"{\"n\":\"SECRET\xff\"}",
+		"SECRET",
+		"{\"request_id\":\"r1\"} SECRET",
+		"{\"SECRET\":[1,2,",
+		"{\"a\":\"SECRET\\x\"}",
+	};
+	struct command_error err;
+
+	for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+		assert_int_equal(command_parse(CMD_ESTOP, payloads[i], strlen(payloads[i]), &cmd,
+					       &err),
+				 -EINVAL);
+		if (err.code != CMD_ERR_BAD_JSON || strstr(err.message, "SEC") ||
+		    strstr(err.message, "near") || strchr(err.message, '\'') ||
+		    !strstr(err.message, "payload: invalid JSON") || !strstr(err.message, "line") ||
+		    !strstr(err.message, "column"))
+			fail_msg("%s: %s \"%s\"", payloads[i], command_error_name(err.code),
+				 err.message);
+	}
+}
+
+static void test_good_prescription(void **state)
+{
+	/* 2026-11-24T08:00:00Z and 2026-12-24T08:00:00Z */
+	const int64_t from = 1795507200000LL, until = from + 30LL * 86400000;
+
+	parse_ok(CMD_PRESCRIPTION_SET, RX_OK);
+	assert_int_equal(cmd.plan.n_exercises, 1);
+	assert_string_equal(cmd.plan.exercises[0].cuffs[0], "L");
+	assert_false(cmd.has_patient);
+	assert_int_equal(cmd.rules.valid_from_ms, from);
+	assert_int_equal(cmd.rules.valid_until_ms, until);
+	assert_int_equal(cmd.rules.max_per_day, PRESCRIPTION_MAX_PER_DAY_DEFAULT);
+	assert_int_equal(cmd.rules.min_hours_between, PRESCRIPTION_MIN_HOURS_DEFAULT);
+	assert_int_equal(cmd.rules.supervision, PRESCRIPTION_SUPERVISION_REMOTE);
+	/* offsets, fractions (cut to ms), a leap day, every optional field */
+	parse_ok(CMD_PRESCRIPTION_SET,
+		 RX("\"patient\":\"p-0042\",\"valid_from\":\"2026-11-24T09:30:00.5+01:30\","
+		    "\"valid_until\":\"2028-02-29T23:59:59.123456789-05:30\",\"max_per_day\":10,"
+		    "\"min_hours_between\":48.0,\"supervision\":\"live\",\"v\":1"));
+	assert_string_equal(cmd.patient, "p-0042");
+	assert_int_equal(cmd.rules.valid_from_ms, from + 500);
+	/* 2028-03-01T05:29:59.123Z */
+	assert_int_equal(cmd.rules.valid_until_ms, 1835501399123LL);
+	assert_int_equal(cmd.rules.max_per_day, 10);
+	assert_int_equal(cmd.rules.min_hours_between, 48);
+	assert_int_equal(cmd.rules.supervision, PRESCRIPTION_SUPERVISION_LIVE);
+	parse_ok(CMD_PRESCRIPTION_SET, RX("\"valid_from\":\"1970-01-01T00:00:00Z\","
+					  "\"valid_until\":\"9999-12-31T23:59:59.999Z\","
+					  "\"supervision\":\"none\""));
+	assert_int_equal(cmd.rules.valid_from_ms, 0);
+	assert_int_equal(cmd.rules.valid_until_ms, 253402300799999LL);
+	parse_ok(CMD_PRESCRIPTION_CLEAR, "{\"request_id\":\"r10\",\"msg_id\":\"m-1\"}");
+	assert_string_equal(cmd.request_id, "r10");
+}
+
 static void test_verb_names(void **state)
 {
 	enum command_verb v = CMD_ESTOP;
@@ -519,8 +752,8 @@ static void test_reply(void **state)
 	assert_int_equal(command_parse(CMD_ESTOP, "{", 1, &cmd, &err), -EINVAL);
 	assert_int_equal(command_reply_build(err.request_id, "t", "m", NULL, &err, &text), 0);
 	check_reply(text, "{\"v\":1,\"ts\":\"t\",\"msg_id\":\"m\",\"request_id\":null,\"ok\":false,"
-			  "\"error\":{\"code\":\"bad_json\",\"message\":\"payload: invalid JSON at "
-			  "line 1 column 1: string or '}' expected near end of file\"}}");
+			  "\"error\":{\"code\":\"bad_json\",\"message\":\"payload: invalid JSON "
+			  "(unexpected end of input) at line 1 column 1, byte 1\"}}");
 	free(text);
 
 	/* an empty message becomes the code, so the reply always explains */
@@ -607,6 +840,9 @@ int main(void)
 		cmocka_unit_test(test_bad_payload_args),
 		cmocka_unit_test(test_good_session_start),
 		cmocka_unit_test(test_good_other_verbs),
+		cmocka_unit_test(test_ack_by_fits_the_alarm_record),
+		cmocka_unit_test(test_bad_json_never_quotes_the_payload),
+		cmocka_unit_test(test_good_prescription),
 		cmocka_unit_test(test_verb_names),
 		cmocka_unit_test(test_id_valid),
 		cmocka_unit_test(test_reply),

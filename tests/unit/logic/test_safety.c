@@ -583,6 +583,8 @@ static void test_SR_08_reperfusion_60s_after_deflation(void **state)
 	sample(20.0); /* not yet seen deflated: 20 is not < 20 */
 	assert_int_equal(safety_may_inflate(&f.s, f.now, false, &why), -EPERM);
 	assert_int_equal(why, LIMITS_REFUSE_DEFLATING);
+	/* The wait has not started: no time can be told yet. */
+	assert_true(safety_reperfusion_ends(&f.s) == SAFETY_NEVER);
 	f.now += 100;
 	t = f.now;
 	/* Seen deflated (< 20), though still counted inflated (> 10): the one
@@ -595,12 +597,15 @@ static void test_SR_08_reperfusion_60s_after_deflation(void **state)
 	assert_int_equal(safety_may_inflate(&f.s, t + 59999, false, &why), -EPERM);
 	assert_int_equal(why, LIMITS_REFUSE_REPERFUSION);
 	assert_int_equal(safety_may_inflate(&f.s, t + 60000, false, &why), 0);
+	/* What a paused session's resume_at is made of: the same instant. */
+	assert_true(safety_reperfusion_ends(&f.s) == t + 60000);
 	f.now = t + 59999;
 	inflate(150, false);
 	assert_int_equal(refused(), LIMITS_REFUSE_REPERFUSION);
 	f.now = t + 60000;
 	inflate(150, false);
 	assert_int_equal(refused(), LIMITS_OK);
+	assert_true(safety_reperfusion_ends(&f.s) == 0); /* nothing due while inflated */
 }
 
 static void test_SR_08_rest_deflation_does_not_need_reperfusion(void **state)

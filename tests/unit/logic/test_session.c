@@ -506,6 +506,72 @@ static void test_two_exercises_reperfusion(void **state)
 	ctx_free(&c);
 }
 
+/* What a dashboard reads from the state (issue 10): plan totals, the
+ * prescription and the planned time left. Planned: squat 4 s + rest 5 s +
+ * 2 s, reperfusion 60 s, kaatsu 3 x 5 s on + 2 x 5 s off: 96 s. */
+static void test_state_for_dashboard(void **state)
+{
+	struct session_plan plan;
+	static struct ctx c;
+	struct session_state st;
+
+	memset(&plan, 0, sizeof(plan));
+	plan.n_exercises = 2;
+	plan.exercises[0] = exercise("squat", "L", 50, SESSION_MODE_CONTINUOUS);
+	plan.exercises[1] = exercise("kaatsu", "R", 40, SESSION_MODE_CYCLE);
+	ctx_init(&c, &plan);
+	assert_int_equal(session_set_lop(c.s, "L", 200), 0);
+	assert_int_equal(session_set_lop(c.s, "R", 150), 0);
+	ctx_start(&c, 1000);
+	assert_int_equal(session_get_state(c.s, 1000, &st), 0);
+	assert_int_equal(st.phase, SESSION_PHASE_INFLATING);
+	assert_int_equal(st.session_left_s, 96);
+	assert_int_equal(st.n_exercises, 2);
+	assert_int_equal(st.pct_lop, 50);
+	assert_int_equal(st.n_targets, 1);
+	assert_string_equal(st.target_cuffs[0], "L");
+	check_double(st.targets[0], 100.0, 1e-9, "target L", __FILE__, __LINE__);
+
+	run_until(&c, 3000); /* set 1 since 1500, 4 s long */
+	assert_int_equal(session_get_state(c.s, 3000, &st), 0);
+	assert_int_equal(st.phase, SESSION_PHASE_SET);
+	assert_int_equal(st.set, 1);
+	assert_int_equal(st.n_sets, 2);
+	assert_int_equal(st.n_reps, 2);
+	assert_int_equal(st.seconds_left, 3);
+	assert_int_equal(st.session_left_s, 95); /* 2.5 + 92 */
+
+	run_until(&c, 7000); /* rest after set 1, until 10500 */
+	assert_int_equal(session_get_state(c.s, 7000, &st), 0);
+	assert_int_equal(st.phase, SESSION_PHASE_REST);
+	assert_int_equal(st.session_left_s, 91); /* 3.5 + 2 + 60 + 25 */
+
+	run_until(&c, 30000); /* reperfusion until 73000 */
+	assert_int_equal(session_get_state(c.s, 30000, &st), 0);
+	assert_int_equal(st.phase, SESSION_PHASE_REPERFUSION);
+	assert_int_equal(st.session_left_s, 68); /* 43 + 25 */
+
+	run_until(&c, 74000); /* kaatsu, first cycle */
+	assert_int_equal(session_get_state(c.s, 74000, &st), 0);
+	assert_int_equal(st.phase, SESSION_PHASE_SET);
+	assert_int_equal(st.n_reps, 0); /* cycles have no reps */
+	assert_int_equal(st.pct_lop, 40);
+	assert_string_equal(st.target_cuffs[0], "R");
+	check_double(st.targets[0], 48.0, 1e-9, "first cycle target R", __FILE__, __LINE__);
+	assert_int_equal(st.session_left_s, 25); /* 4.5 + 20.5 */
+
+	/* Paused in a set: the frozen time counts, and it does not run. */
+	assert_int_equal(call_pause(c.s, 74000), 0);
+	assert_int_equal(session_get_state(c.s, 90000, &st), 0);
+	assert_int_equal(st.session_left_s, 25);
+
+	assert_int_equal(call_stop(c.s, 90000), 0);
+	assert_int_equal(session_get_state(c.s, 90000, &st), 0);
+	assert_int_equal(st.session_left_s, -1);
+	assert_int_equal(st.n_targets, 0);
+	ctx_free(&c);
+}
+
 static void test_bilateral_lockstep(void **state)
 {
 	struct session_exercise ex = exercise("squat", "L", 50, SESSION_MODE_CONTINUOUS);
@@ -1220,6 +1286,7 @@ int main(void)
 		cmocka_unit_test(test_cycle_full),
 		cmocka_unit_test(test_cycle_steps),
 		cmocka_unit_test(test_two_exercises_reperfusion),
+		cmocka_unit_test(test_state_for_dashboard),
 		cmocka_unit_test(test_bilateral_lockstep),
 		cmocka_unit_test(test_no_rest),
 		cmocka_unit_test(test_largest_plan),

@@ -323,6 +323,73 @@ static void test_restart_reads(void **state)
 	assert_int_equal(store_load_open_alarms(f->st, NULL, NULL), -EINVAL);
 }
 
+/* Issue 11: the prescription in force and the local starts survive a
+ * restart; a new prescription ends the old one, a clear ends it too. */
+static void test_home_records_survive_restart(void **state)
+{
+	struct fixture *f = *state;
+	struct count_goal rejected = { .seen = &f->seen, .rejected = 1 };
+	int64_t starts[STORE_HOME_STARTS_MAX] = { 0 }, set_ms = 0;
+	char *body = NULL;
+	size_t n = 99;
+
+	assert_int_equal(store_prescription_current(f->st, &body, &set_ms), -ENOENT);
+	assert_int_equal(store_home_starts_recent(f->st, starts, 4, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_prescription_set(f->st, "{\"n\":1}", "rx-1", 100, 1), 0);
+	assert_int_equal(store_prescription_set(f->st, "{\"n\":2}", NULL, 200, 2), 0);
+	assert_int_equal(store_home_start(f->st, "s-1", "button", 1000, 3), 0);
+	assert_int_equal(store_home_start(f->st, "s-2", "console", 3000, 4), 0);
+	assert_int_equal(store_home_start(f->st, "s-3", "button", 2000, 5), 0);
+	wait_committed(f, 5);
+	store_close(f->st, NULL);
+	assert_int_equal(open_store(f, NULL), 0);
+	assert_int_equal(store_prescription_current(f->st, &body, &set_ms), 0);
+	assert_string_equal(body, "{\"n\":2}");
+	assert_int_equal(set_ms, 200);
+	free(body);
+	assert_int_equal(query_int(f, "SELECT cleared_ms FROM prescriptions WHERE id = 1"), 200);
+	assert_int_equal(store_home_starts_recent(f->st, starts, 2, &n), 0);
+	assert_int_equal(n, 2); /* the newest two, newest first */
+	assert_int_equal(starts[0], 3000);
+	assert_int_equal(starts[1], 2000);
+	assert_int_equal(store_home_starts_recent(f->st, starts, STORE_HOME_STARTS_MAX, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(store_prescription_clear(f->st, 4000, 6), 0);
+	wait_committed(f, 6);
+	assert_int_equal(store_prescription_current(f->st, &body, &set_ms), -ENOENT);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM prescriptions WHERE cleared_ms = 4000"),
+			 1);
+	/* The same session twice is a database refusal, not a retry. */
+	assert_int_equal(store_home_start(f->st, "s-1", "button", 5000, 7), 0);
+	assert_true(wait_until(f->st, goal_reached, &rejected, 5000));
+	assert_int_equal(query_int(f, "SELECT started_ms FROM home_starts WHERE session_id = 's-1'"),
+			 1000);
+}
+
+static void test_home_records_bad_arguments(void **state)
+{
+	struct fixture *f = *state;
+	int64_t starts[2] = { 7, 7 }, set_ms = 7;
+	char *body = (char *)0x1;
+	size_t n = 7;
+
+	assert_int_equal(store_prescription_set(f->st, "{not json", NULL, 1, 1), -EINVAL);
+	assert_int_equal(store_prescription_set(f->st, NULL, NULL, 1, 1), -EINVAL);
+	assert_int_equal(store_prescription_set(NULL, "{}", NULL, 1, 1), -EINVAL);
+	assert_int_equal(store_prescription_clear(NULL, 1, 1), -EINVAL);
+	assert_int_equal(store_home_start(f->st, "", "button", 1, 1), -EINVAL);
+	assert_int_equal(store_home_start(f->st, "s-1", NULL, 1, 1), -EINVAL);
+	assert_int_equal(store_home_starts_recent(f->st, starts, STORE_HOME_STARTS_MAX + 1, &n),
+			 -EINVAL);
+	assert_int_equal(store_home_starts_recent(f->st, NULL, 2, &n), -EINVAL);
+	assert_int_equal(store_prescription_current(f->st, NULL, &set_ms), -EINVAL);
+	assert_int_equal(n, 7);
+	assert_int_equal(starts[0], 7);
+	assert_ptr_equal(body, (char *)0x1);
+	assert_int_equal(set_ms, 7);
+}
+
 /* Above half the bound only critical records get in; at the bound nothing. */
 static void test_queue_bound(void **state)
 {
@@ -483,6 +550,242 @@ static void test_enqueue_allocation_failure(void **state)
 	assert_int_equal(stats.queued_records, 0);
 }
 
+/* --- outbox reads ------------------------------------------------------------ */
+
+struct read_result {
+	struct seen *seen; /* everything else goes there */
+	size_t done;	   /* read completions seen */
+	enum store_done_kind kind;
+	int error;
+	size_t n;
+	int64_t ids[64];
+	char msg_ids[64][16];
+	char payloads[64][16];
+	int64_t read_to;
+};
+
+static void read_cb(const struct store_completion *c, void *user_data)
+{
+	struct read_result *r = user_data;
+
+	if (c->rec != STORE_REC_OUTBOX_READ) {
+		seen_cb(c, r->seen);
+		return;
+	}
+	r->done++;
+	r->kind = c->kind;
+	r->error = c->error;
+	r->n = c->n_rows;
+	r->read_to = c->read_to;
+	for (size_t i = 0; i < c->n_rows && i < 64; i++) {
+		const struct store_outbox_row *row = &c->rows[i];
+
+		r->ids[i] = row->id;
+		snprintf(r->msg_ids[i], sizeof(r->msg_ids[i]), "%s", row->msg_id ? row->msg_id : "-");
+		snprintf(r->payloads[i], sizeof(r->payloads[i]), "%.*s", (int)row->len,
+			 (const char *)row->payload);
+	}
+}
+
+static bool read_done(void *arg)
+{
+	struct read_result *r = arg;
+
+	return r->done > 0;
+}
+
+/* One read, its result in *r. */
+static void read_once(struct fixture *f, struct read_result *r, int64_t after, int64_t up_to,
+		      size_t max_rows, size_t budget)
+{
+	struct seen *seen = r->seen;
+
+	memset(r, 0, sizeof(*r));
+	r->seen = seen;
+	assert_int_equal(store_outbox_read(f->st, after, up_to, max_rows, budget, 77), 0);
+	assert_true(wait_until(f->st, read_done, r, 5000));
+}
+
+static void insert_rows(struct fixture *f, int n)
+{
+	char payload[16], msg_id[16];
+
+	for (int k = 1; k <= n; k++) {
+		struct store_outbox_msg m = { .topic = "t/1", .payload = payload, .qos = 1,
+					      .msg_id = k % 2 ? msg_id : NULL, .created_ms = k };
+
+		snprintf(payload, sizeof(payload), "p%d", k);
+		snprintf(msg_id, sizeof(msg_id), "m%d", k);
+		m.len = strlen(payload);
+		assert_int_equal(store_outbox_insert(f->st, &m, (uint64_t)k), 0);
+	}
+	wait_committed(f, (size_t)n);
+}
+
+/* Reads return rows in id order, cut by the row count, the byte budget or
+ * the range, and read_to says how far the range was covered. */
+static void test_outbox_read_ranges(void **state)
+{
+	struct fixture *f = *state;
+	struct read_result r = { .seen = &f->seen };
+
+	store_set_completion_cb(f->st, read_cb, &r);
+	insert_rows(f, 10);
+	read_once(f, &r, 0, 10, 3, 1 << 20);
+	assert_int_equal(r.kind, STORE_DONE_COMMITTED);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(r.ids[0], 1);
+	assert_int_equal(r.ids[2], 3);
+	assert_int_equal(r.read_to, 3);
+	assert_string_equal(r.msg_ids[0], "m1");
+	assert_string_equal(r.msg_ids[1], "-"); /* NULL msg_id stays NULL */
+	assert_string_equal(r.payloads[2], "p3");
+	/* A budget of one byte still returns one row. */
+	read_once(f, &r, 3, 10, 100, 1);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.ids[0], 4);
+	assert_int_equal(r.read_to, 4);
+	read_once(f, &r, 4, 7, 100, 1 << 20);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(r.ids[2], 7);
+	assert_int_equal(r.read_to, 7);
+	/* The whole rest of the range: read_to is its end. */
+	read_once(f, &r, 7, 100, 100, 1 << 20);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(r.ids[2], 10);
+	assert_int_equal(r.read_to, 100);
+	read_once(f, &r, 10, 20, 100, 1 << 20);
+	assert_int_equal(r.kind, STORE_DONE_COMMITTED);
+	assert_int_equal(r.n, 0);
+	assert_int_equal(r.read_to, 20);
+	/* Bad arguments: nothing queued. */
+	assert_int_equal(store_outbox_read(f->st, -1, 5, 1, 1, 0), -EINVAL);
+	assert_int_equal(store_outbox_read(f->st, 5, 5, 1, 1, 0), -EINVAL);
+	assert_int_equal(store_outbox_read(f->st, 0, 5, 0, 1, 0), -EINVAL);
+	assert_int_equal(store_outbox_read(f->st, 0, 5, STORE_READ_MAX_ROWS + 1, 1, 0), -EINVAL);
+	assert_int_equal(store_outbox_read(f->st, 0, 5, 1, 0, 0), -EINVAL);
+	assert_int_equal(store_outbox_read(f->st, 0, 5, 1, STORE_READ_MAX_BYTES + 1, 0), -EINVAL);
+	assert_int_equal(store_outbox_read(NULL, 0, 5, 1, 1, 0), -EINVAL);
+	test_alloc_fail_after(0);
+	assert_int_equal(store_outbox_read(f->st, 0, 5, 1, 1, 0), -ENOMEM);
+	test_alloc_reset();
+	{
+		struct store_stats st;
+
+		store_get_stats(f->st, &st);
+		assert_int_equal(st.reads, 5);
+		assert_int_equal(st.read_rows, 10);
+		assert_int_equal(st.read_failed, 0);
+	}
+}
+
+/* The reader has its own connection: committed rows are read while the
+ * writer cannot write (and while it holds the connection lock). */
+static void test_outbox_read_while_writes_fail(void **state)
+{
+	struct fixture *f = *state;
+	struct read_result r = { .seen = &f->seen };
+	struct count_goal g = { .seen = &f->seen, .disk_errors = 1 };
+	struct store_outbox_msg m = { .topic = "t/2", .payload = "x", .len = 1, .qos = 1 };
+
+	store_set_completion_cb(f->st, read_cb, &r);
+	insert_rows(f, 4);
+	assert_int_equal(store_test_exec(f->st, "PRAGMA query_only = 1"), 0);
+	assert_int_equal(store_outbox_insert(f->st, &m, 99), 0);
+	assert_true(wait_until(f->st, goal_reached, &g, 5000));
+	read_once(f, &r, 0, 100, 100, 1 << 20);
+	assert_int_equal(r.kind, STORE_DONE_COMMITTED);
+	assert_int_equal(r.n, 4);
+	/* And while the writer's connection is locked (a long fsync). */
+	{
+		sqlite3 *db = store_db_acquire(f->st);
+
+		assert_non_null(db);
+		read_once(f, &r, 0, 100, 100, 1 << 20);
+		store_db_release(f->st);
+	}
+	assert_int_equal(r.n, 4);
+	assert_int_equal(store_test_exec(f->st, "PRAGMA query_only = 0"), 0);
+}
+
+/* A row bigger than any the store writes cannot be read: the read fails
+ * (-EBADMSG), the rows before it come in the read before. */
+static void test_outbox_read_of_an_impossible_row(void **state)
+{
+	struct fixture *f = *state;
+	struct read_result r = { .seen = &f->seen };
+
+	store_set_completion_cb(f->st, read_cb, &r);
+	insert_rows(f, 1);
+	assert_int_equal(store_test_exec(f->st, "INSERT INTO outbox (topic, payload, qos, retain, "
+						"droppable, created_ms, bytes) VALUES ('big', "
+						"zeroblob(3 * 1024 * 1024), 1, 0, 0, 0, 0)"),
+			 0);
+	insert_rows(f, 1);
+	read_once(f, &r, 0, 100, 100, 1024);
+	assert_int_equal(r.kind, STORE_DONE_COMMITTED);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.read_to, 1);
+	read_once(f, &r, 1, 100, 100, 1024);
+	assert_int_equal(r.kind, STORE_DONE_REJECTED);
+	assert_int_equal(r.error, -EBADMSG);
+	assert_int_equal(r.n, 0);
+	read_once(f, &r, 2, 100, 100, 1024);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.ids[0], 3);
+}
+
+struct scanned {
+	size_t n, bytes;
+	int64_t last_id;
+	char topics[8][32];
+	size_t n_topics;
+};
+
+static int scan_cb(const struct store_outbox_meta *m, void *user_data)
+{
+	struct scanned *s = user_data;
+
+	assert_true(m->id > s->last_id);
+	s->last_id = m->id;
+	s->n++;
+	s->bytes += m->bytes;
+	if (m->droppable) {
+		assert_non_null(m->topic);
+		snprintf(s->topics[s->n_topics++], sizeof(s->topics[0]), "%s", m->topic);
+	} else {
+		assert_null(m->topic);
+	}
+	return s->n == 100 ? -ECANCELED : 0;
+}
+
+/* Start-up scan: every row's size as the outbox counts it, topics of the
+ * droppable ones only. */
+static void test_outbox_scan(void **state)
+{
+	struct fixture *f = *state;
+	struct store_outbox_msg ev = { .topic = "ev/1", .payload = "12345", .len = 5, .qos = 1,
+				       .msg_id = "mid" };
+	struct store_outbox_msg snap = { .topic = "st/ä", .payload = "{}", .len = 2, .qos = 1,
+					 .retain = true, .droppable = true };
+	struct store_outbox_msg empty = { .topic = "al/1", .qos = 1, .retain = true };
+	struct scanned s = { 0 };
+
+	assert_int_equal(store_outbox_insert(f->st, &ev, 1), 0);
+	assert_int_equal(store_outbox_insert(f->st, &snap, 2), 0);
+	assert_int_equal(store_outbox_insert(f->st, &empty, 3), 0);
+	wait_committed(f, 3);
+	assert_int_equal(store_outbox_scan(f->st, scan_cb, &s), 0);
+	assert_int_equal(s.n, 3);
+	/* 4 + 5 + 3, 5 (UTF-8 bytes) + 2, 4 + 0 */
+	assert_int_equal(s.bytes, 12 + 7 + 4);
+	assert_int_equal(s.n_topics, 1);
+	assert_string_equal(s.topics[0], "st/ä");
+	assert_int_equal(store_outbox_scan(f->st, NULL, &s), -EINVAL);
+	s = (struct scanned){ .n = 99 };
+	assert_int_equal(store_outbox_scan(f->st, scan_cb, &s), -ECANCELED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -493,12 +796,19 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_open_sessions_survive_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_reads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_home_records_survive_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_home_records_bad_arguments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full_then_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_while_failing_reports_loss, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_enqueue_does_not_wait_for_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enqueue_allocation_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outbox_read_ranges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outbox_read_while_writes_fail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outbox_read_of_an_impossible_row, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_outbox_scan, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -99,9 +99,33 @@ static void test_migrates_from_version_1_keeping_rows(void **state)
 	assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 1);
 	assert_int_equal(open_dir(f->dir, &st, NULL, 0), 0);
 	store_close(st, NULL);
-	assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
+	assert_int_equal(sql_int(f->path, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 	assert_int_equal(sql_int(f->path, "SELECT started_ms FROM sessions WHERE id='old'"), 5);
 	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM outbox"), 0);
+	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM command_replies"), 0);
+}
+
+/* 2 -> 3 (command replies) -> 4 (home sessions) keeps what version 2 held. */
+static void test_migrates_from_version_2_keeping_rows(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st = NULL;
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(store_schema_migrate_to(db, 2, NULL, 0), 0);
+	assert_int_equal(sqlite3_exec(db, "INSERT INTO outbox (topic, payload, qos, retain, "
+					  "droppable, created_ms, bytes) VALUES ('t', 'p', 1, 0, 0, 9, 1)",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(open_dir(f->dir, &st, NULL, 0), 0);
+	store_close(st, NULL);
+	assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 4);
+	assert_int_equal(sql_int(f->path, "SELECT created_ms FROM outbox"), 9);
+	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type='table' "
+					  "AND name IN ('prescriptions','home_starts','command_replies')"),
+			 3);
 }
 
 /* A failing migration rolls back whole: the version stays where it was. */
@@ -248,6 +272,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fresh_database_migrates_from_zero, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_migrates_from_version_1_keeping_rows, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_migrates_from_version_2_keeping_rows, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_failed_migration_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_schema_is_refused_untouched, setup,

@@ -40,7 +40,8 @@ static void on_samples(struct cuff *c, const struct bfr_sample *samples, size_t 
 {
 	struct wiring *w = ud;
 
-	logf_(w, "samples %s %zu", cuff_id(c), n);
+	if (!w->quiet_samples)
+		logf_(w, "samples %s %zu", cuff_id(c), n);
 	runner_cuff_samples(w->runner, c, samples, n);
 }
 
@@ -78,12 +79,22 @@ static void on_target_failed(struct cuff *c, const char *why, void *ud)
 	runner_cuff_target_failed(w->runner, c, why);
 }
 
+static void on_button(struct cuff *c, bool long_press, void *ud)
+{
+	struct wiring *w = ud;
+
+	logf_(w, "button %s %s", cuff_id(c), long_press ? "long" : "short");
+	if (w->on_button)
+		w->on_button(w, c, long_press);
+}
+
 static const struct cuff_callbacks cuff_cb = {
 	.on_samples = on_samples,
 	.on_safety_deflate = on_safety_deflate,
 	.on_link_lost = on_link_lost,
 	.on_lop_result = on_lop_result,
 	.on_target_failed = on_target_failed,
+	.on_button = on_button,
 };
 
 static void on_alarm_record(const struct alarm_record *rec, void *ud)

@@ -22,7 +22,7 @@
 #include "runner.h"
 
 #define WIRING_MAX_CUFFS 4
-#define WIRING_LOG_MAX 512
+#define WIRING_LOG_MAX 4096
 
 struct wiring {
 	uint64_t now;
@@ -40,10 +40,14 @@ struct wiring {
 
 	/* What went up, in order: "deflate <cuff> <why> p=<last pressure>",
 	 * "samples <cuff> <n>", "ended <id> <outcome> <reason>",
-	 * "alarm <code> <cuff> <session>". */
+	 * "alarm <code> <cuff> <session>", "button <cuff> long|short". */
 	char log[WIRING_LOG_MAX][128];
 	size_t n_log;
 	char ended_outcome[16], ended_reason[64];
+	bool quiet_samples; /* long runs: no "samples" lines (the log is bounded) */
+	/* Where a test sends button presses on ("button <cuff> long|short" is
+	 * logged either way). */
+	void (*on_button)(struct wiring *w, struct cuff *c, bool long_press);
 };
 
 /* n_cuffs cuffs "c1".."cN" (legs), each with its peer; extra_cfg is added
