@@ -39,7 +39,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_EVENTS 64
 #define TIMER_SLOT_BITS 24
 #define TIMER_SLOT_MAX (1u << TIMER_SLOT_BITS)
 #define NO_SLOT UINT32_MAX
@@ -110,7 +109,13 @@ struct loop {
 	sigset_t sigmask;
 	struct signal_entry signals[SIGNAL_MAX];
 
-	struct epoll_event events[MAX_EVENTS];
+	/* Room for every registered fd (io_cap entries), so one epoll_wait
+	 * returns every ready descriptor and each is read before the timers of
+	 * the same iteration run: after a stall (CPU starvation) a cuff's
+	 * sample-timeout check must not fire while its samples wait unread in
+	 * its socket. Grown with the io table, never per iteration. */
+	struct epoll_event *events;
+	struct epoll_event no_events[1]; /* while nothing is registered */
 };
 
 static uint64_t monotonic_ms(void)
@@ -436,6 +441,7 @@ void loop_free(struct loop *loop)
 	if (loop->epfd >= 0)
 		close(loop->epfd);
 	free(loop->io);
+	free(loop->events);
 	free(loop->timers);
 	free(loop->heap);
 	free(loop->posts);
@@ -474,9 +480,18 @@ int loop_add_io(struct loop *loop, int fd, uint32_t events, loop_io_fn fn, void 
 	if ((size_t)fd >= loop->io_cap) {
 		size_t cap = loop->io_cap ? loop->io_cap : 16;
 		struct io_entry *io;
+		struct epoll_event *evs;
 
 		while (cap <= (size_t)fd)
 			cap *= 2;
+		/* First the events array (at least io_cap entries at all times; a
+		 * larger one left by a failure below is harmless). Safe during
+		 * dispatch: loop_run_once indexes loop->events afresh, and realloc
+		 * keeps the entries it has not reached yet. */
+		evs = realloc(loop->events, cap * sizeof(*evs));
+		if (!evs)
+			return -ENOMEM;
+		loop->events = evs;
 		io = realloc(loop->io, cap * sizeof(*io));
 		if (!io)
 			return -ENOMEM;
@@ -795,6 +810,7 @@ static int wait_timeout(struct loop *loop, int timeout_ms)
 
 int loop_run_once(struct loop *loop, int timeout_ms)
 {
+	struct epoll_event *events;
 	int n, r;
 
 	if (!loop)
@@ -804,7 +820,10 @@ int loop_run_once(struct loop *loop, int timeout_ms)
 		if (r < 0)
 			return r;
 	}
-	n = epoll_wait(loop->epfd, loop->events, MAX_EVENTS, wait_timeout(loop, timeout_ms));
+	/* Every ready fd at once (see struct loop): never a partial batch. */
+	events = loop->events ? loop->events : loop->no_events;
+	n = epoll_wait(loop->epfd, events, loop->events ? (int)loop->io_cap : 1,
+		       wait_timeout(loop, timeout_ms));
 	if (n < 0) {
 		if (errno != EINTR)
 			return -errno;
@@ -812,14 +831,17 @@ int loop_run_once(struct loop *loop, int timeout_ms)
 	}
 	loop->now = read_clock(loop);
 	for (int i = 0; i < n; i++) {
-		uint64_t data = loop->events[i].data.u64;
+		/* A callback may grow loop->events (loop_add_io): index afresh. */
+		const struct epoll_event *ev = events == loop->no_events ? &events[i] :
+								     &loop->events[i];
+		uint64_t data = ev->data.u64;
 		int fd = (int)(uint32_t)data;
 		struct io_entry *entry = io_lookup(loop, fd);
 
 		/* Removed, or removed and re-added, earlier in this iteration. */
 		if (!entry || entry->gen != (uint32_t)(data >> 32))
 			continue;
-		entry->fn(loop, fd, loop->events[i].events, entry->user_data);
+		entry->fn(loop, fd, ev->events, entry->user_data);
 	}
 	run_timers(loop);
 	run_posts(loop);
