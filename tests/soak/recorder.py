@@ -62,6 +62,9 @@ class Recorder:
         self.ids = {}         # msg_id -> hash of the bytes (every kind recorded)
         self.empties = {}     # alarm topic -> empty payloads received
         self.problems = []
+        # (session, seq, higher seq that came first, wall s of each first arrival)
+        self.reorders = []
+        self.seq_wall = {}    # session id -> wall s when its highest seq so far arrived
         self.messages = 0
         self.duplicates = 0   # copies of a msg_id already recorded
         self.retained = 0
@@ -196,8 +199,10 @@ class Recorder:
             if seq < top:
                 self.problems.append("session %s: seq %d arrived first after seq %d (out of order)"
                                      % (sid, seq, top))
+                self.reorders.append((sid, seq, top, wall, self.seq_wall[sid]))
             else:
                 self.max_seq[sid] = seq
+                self.seq_wall[sid] = wall
             evs[seq] = Event(mid, h, t, wall, p.get("type"), p.get("reason"))
         elif kind == "session-summary":
             self.summaries.setdefault(p.get("session_id"), []).append(
