@@ -95,9 +95,6 @@ struct message_event {
 struct publish_op {
 	struct event ev;
 	struct mqtt_client *client;
-	uint64_t id;                /* Paho's context: see the registry below */
-	struct publish_op *reg_next; /* registry bucket, under ops_lock */
-	bool registered;            /* in the registry: Paho has not completed it */
 	uint64_t tag;
 	int result;        /* written by Paho's thread under lock, like the two below */
 	int reason_code;   /* -1: no acknowledgement */
@@ -154,7 +151,6 @@ struct mqtt_client {
 	uint64_t failures_unlogged; /* attempts since that line */
 	uint64_t connect_failures;
 	uint64_t stale_resent; /* see mqtt_client_stats */
-	uint64_t stray_logged; /* ops_stray when last logged */
 	uint64_t failures_at_connect; /* connect_failures at the last connect */
 	char last_failure[sizeof(((struct mqtt_client_stats *)0)->last_failure)];
 	bool probing;               /* the diagnosis thread exists */
@@ -202,86 +198,6 @@ static void kick(struct mqtt_client *c)
 	/* Only fails when the counter would overflow: then it is readable anyway. */
 	if (write(c->efd, &one, sizeof(one)) < 0)
 		return;
-}
-
-/*
- * Paho's context for a publish is the op's id, not its address. Each
- * completion takes the op out of this registry first; a callback for an id
- * no longer registered (the op already completed and freed) is counted and
- * ignored. The fault campaign caught Paho calling paho_publish_ok for a
- * publish whose completion had already been handled and freed (ASan:
- * heap-use-after-free in paho_publish_ok, a minute after a reconnect with
- * 140 busy cuffs): whatever Paho's path to that second call, it can no
- * longer reach freed memory. Process-wide, as Paho's threads are.
- */
-#define OPS_BUCKETS 4096u
-
-static pthread_mutex_t ops_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct publish_op *ops_bucket[OPS_BUCKETS];
-static uint64_t ops_next_id = 1;
-static uint64_t ops_stray; /* callbacks for no registered op */
-
-static void ops_insert(struct publish_op *op)
-{
-	struct publish_op **b;
-
-	pthread_mutex_lock(&ops_lock);
-	op->id = ops_next_id++;
-	b = &ops_bucket[op->id % OPS_BUCKETS];
-	op->reg_next = *b;
-	*b = op;
-	op->registered = true;
-	pthread_mutex_unlock(&ops_lock);
-}
-
-/* Caller holds ops_lock. */
-static struct publish_op *ops_unlink_locked(uint64_t id)
-{
-	struct publish_op **pp = &ops_bucket[id % OPS_BUCKETS];
-
-	for (; *pp; pp = &(*pp)->reg_next) {
-		struct publish_op *op = *pp;
-
-		if (op->id == id) {
-			*pp = op->reg_next;
-			op->reg_next = NULL;
-			op->registered = false;
-			return op;
-		}
-	}
-	return NULL;
-}
-
-/* A completion from Paho: the op, now out of the registry, or NULL. */
-static struct publish_op *ops_take(void *context)
-{
-	struct publish_op *op;
-
-	pthread_mutex_lock(&ops_lock);
-	op = ops_unlink_locked((uint64_t)(uintptr_t)context);
-	if (!op)
-		ops_stray++;
-	pthread_mutex_unlock(&ops_lock);
-	return op;
-}
-
-/* Before an op is freed without a completion (refused publish, free). */
-static void ops_forget(struct publish_op *op)
-{
-	pthread_mutex_lock(&ops_lock);
-	if (op->registered)
-		(void)ops_unlink_locked(op->id);
-	pthread_mutex_unlock(&ops_lock);
-}
-
-static uint64_t ops_stray_count(void)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&ops_lock);
-	n = ops_stray;
-	pthread_mutex_unlock(&ops_lock);
-	return n;
 }
 
 /* Caller holds c->lock. */
@@ -497,10 +413,7 @@ static void copy_reason_string(struct publish_op *op, MQTTProperties *props)
 
 static void paho_publish_ok(void *context, MQTTAsync_successData5 *response)
 {
-	struct publish_op *op = ops_take(context);
-
-	if (!op)
-		return;
+	struct publish_op *op = context;
 
 	pthread_mutex_lock(&op->client->lock);
 	op->result = 0;
@@ -514,12 +427,8 @@ static void paho_publish_ok(void *context, MQTTAsync_successData5 *response)
 
 static void paho_publish_failed(void *context, MQTTAsync_failureData5 *response)
 {
-	struct publish_op *op = ops_take(context);
-	bool refused;
-
-	if (!op)
-		return;
-	refused = response && response->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR;
+	struct publish_op *op = context;
+	bool refused = response && response->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR;
 
 	pthread_mutex_lock(&op->client->lock);
 	/* Refused by the broker (PUBACK >= 0x80), or never acknowledged. */
@@ -1037,14 +946,6 @@ static void handle_event(struct mqtt_client *c, struct event *ev, bool session_p
 	}
 	case EVENT_PUBLISH_DONE: {
 		struct publish_op *op = (struct publish_op *)ev;
-		uint64_t stray = ops_stray_count();
-
-		if (stray != c->stray_logged) {
-			log_warn("mqtt: %" PRIu64 " completion(s) from Paho for publishes already "
-				 "completed: ignored (%" PRIu64 " so far)",
-				 stray - c->stray_logged, stray);
-			c->stray_logged = stray;
-		}
 
 		inflight_remove(c, op);
 		/* Written by Paho's thread before it queued the node: settled now. */
@@ -1415,15 +1316,13 @@ static int publish(struct mqtt_client *c, const char *topic, const void *payload
 	}
 	ropts.onSuccess5 = paho_publish_ok;
 	ropts.onFailure5 = paho_publish_failed;
-	ops_insert(op);
-	ropts.context = (void *)(uintptr_t)op->id;
+	ropts.context = op;
 	rc = MQTTAsync_sendMessage(c->handle, topic, &msg, &ropts);
 	MQTTProperties_free(&msg.properties);
 	if (rc != MQTTASYNC_SUCCESS)
 		goto fail;
 	return 0;
 fail:
-	ops_forget(op);
 	inflight_remove(c, op);
 	free(op);
 	return rc == MQTTASYNC_FAILURE ? -EIO : paho_errno(rc);
@@ -1504,7 +1403,6 @@ void mqtt_client_get_stats(const struct mqtt_client *client, struct mqtt_client_
 	pthread_mutex_unlock(&c->lock);
 	out->connect_failures = c->connect_failures;
 	out->stale_resent = c->stale_resent;
-	out->stray_callbacks = ops_stray_count();
 	memcpy(out->last_failure, c->last_failure, sizeof(out->last_failure));
 }
 
@@ -1586,7 +1484,6 @@ void mqtt_client_free(struct mqtt_client *client)
 		struct publish_op *op = c->inflight;
 
 		c->inflight = op->next;
-		ops_forget(op);
 		free(op);
 	}
 	while (c->subs) {

@@ -139,9 +139,6 @@ struct mqtt_client_stats {
 	 * at the next connect: it sends them on the new connection before
 	 * anything published after the connect (see handle_connected). */
 	uint64_t stale_resent;
-	/* Completions from Paho for a publish already completed, ignored (a
-	 * second callback; process-wide, all clients). */
-	uint64_t stray_callbacks;
 	/* Why the last connect failed, as logged (after the diagnosis); "" none yet. */
 	char last_failure[384];
 };
