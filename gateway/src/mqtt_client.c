@@ -411,34 +411,42 @@ static void copy_reason_string(struct publish_op *op, MQTTProperties *props)
 			 rs->value.data.data);
 }
 
+/*
+ * Once the op is queued and the lock released, the loop thread may take it,
+ * report it and free it at once: nothing may read op after the unlock (the
+ * fault campaign caught kick(op->client) reading a freed op: ASan
+ * heap-use-after-free here, 140 busy cuffs, about once in 10 minutes).
+ */
 static void paho_publish_ok(void *context, MQTTAsync_successData5 *response)
 {
 	struct publish_op *op = context;
+	struct mqtt_client *c = op->client;
 
-	pthread_mutex_lock(&op->client->lock);
+	pthread_mutex_lock(&c->lock);
 	op->result = 0;
 	op->reason_code = response ? (int)response->reasonCode : 0;
 	if (response)
 		copy_reason_string(op, &response->properties);
-	enqueue_locked(op->client, &op->ev);
-	pthread_mutex_unlock(&op->client->lock);
-	kick(op->client);
+	enqueue_locked(c, &op->ev);
+	pthread_mutex_unlock(&c->lock);
+	kick(c);
 }
 
 static void paho_publish_failed(void *context, MQTTAsync_failureData5 *response)
 {
 	struct publish_op *op = context;
+	struct mqtt_client *c = op->client; /* op may be freed after the unlock */
 	bool refused = response && response->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR;
 
-	pthread_mutex_lock(&op->client->lock);
+	pthread_mutex_lock(&c->lock);
 	/* Refused by the broker (PUBACK >= 0x80), or never acknowledged. */
 	op->result = refused ? -EACCES : -EIO;
 	op->reason_code = refused ? (int)response->reasonCode : -1;
 	if (refused)
 		copy_reason_string(op, &response->properties);
-	enqueue_locked(op->client, &op->ev);
-	pthread_mutex_unlock(&op->client->lock);
-	kick(op->client);
+	enqueue_locked(c, &op->ev);
+	pthread_mutex_unlock(&c->lock);
+	kick(c);
 }
 
 /* Nobody in the loop can act on a refused subscription; the operator can. */
