@@ -433,12 +433,30 @@ class Campaign:
             self.start_gateway()
             log("fault: gateway restarted as %s" % self.gw.name)
         elif k == "disk_fill":
-            os.unlink(os.path.join(self.mnt, "filler"))
-            self.disk_results.append({"bytes": m["bytes"], "db_kib": m["sizes"],
-                                      "held_s": round(now - m["t"], 1),
-                                      "noticed_after_s": None if m["noticed"] is None
-                                      else round(m["noticed"], 1)})
-            log("fault: disk freed after %.1f s" % (now - m["t"]))
+            if "freed" not in m:
+                os.unlink(os.path.join(self.mnt, "filler"))
+                m["freed"] = now
+                self.disk_results.append({"bytes": m["bytes"], "db_kib": m["sizes"],
+                                          "held_s": round(now - m["t"], 1),
+                                          "noticed_after_s": None if m["noticed"] is None
+                                          else round(m["noticed"], 1),
+                                          "recovered_after_free_s": None})
+                log("fault: disk freed after %.1f s" % (now - m["t"]))
+                return False
+            # The fault ends 2 s after the gateway wrote again (its storage_error
+            # closes then): a broker SIGKILL a few ms after that close lost the
+            # close, which mosquitto had acknowledged but neither delivered nor
+            # saved (it saves every autosave_interval; docs/reliability.md,
+            # "Known limits"). Faults are one at a time; this one lasts until then.
+            if "recovered" not in m:
+                start = m["line0"] if m["gw"] is self.gw else 0
+                if any("store: disk writes recovered" in ln for ln in self.gw.lines[start:]):
+                    self.disk_results[-1]["recovered_after_free_s"] = round(now - m["freed"], 1)
+                elif now - m["freed"] < 60.0:
+                    return False
+                m["recovered"] = now
+            if now - m["recovered"] < 2.0:
+                return False
         return True
 
     def execute_minor(self, it):
@@ -713,6 +731,9 @@ class Campaign:
                 disk_bad.append("the gateway did not report the full disk within %.0f s (%d KiB "
                                 "filled, database files %s KiB)" %
                                 (d["held_s"], d["bytes"] // 1024, d["db_kib"]))
+            elif d["recovered_after_free_s"] is None:
+                disk_bad.append("the gateway did not report recovered writes within 60 s of "
+                                "the disk being freed")
         codes = verify.check_alarms(db, self.recorder, self.allowed_open)[1]["by_code"]
         if self.disk_results and not codes.get("storage_error"):
             disk_bad.append("no storage_error alarm was raised")
