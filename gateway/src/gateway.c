@@ -207,7 +207,8 @@ static void on_mqtt_message(struct mqtt_client *client, const struct mqtt_messag
 	if (strncmp(msg->topic, gw->topic_prefix, plen) != 0)
 		return;
 	if (strncmp(suffix, "/alarm/", 7) == 0 && !msg->shed)
-		recovery_retained_alarm(gw->recovery, suffix + 7, msg->payload, msg->len);
+		recovery_retained_alarm(gw->recovery, suffix + 7, msg->payload, msg->len,
+					msg->retained);
 	else if (strncmp(suffix, "/cmd/", 5) == 0)
 		commands_handle(gw->commands, suffix + 5, msg);
 	else if (strcmp(suffix, "/supervisor") == 0 && !msg->shed)

@@ -153,6 +153,7 @@ struct mqtt_client {
 	uint64_t failure_logged_ms;
 	uint64_t failures_unlogged; /* attempts since that line */
 	uint64_t connect_failures;
+	uint64_t stale_resent; /* see mqtt_client_stats */
 	uint64_t failures_at_connect; /* connect_failures at the last connect */
 	char last_failure[sizeof(((struct mqtt_client_stats *)0)->last_failure)];
 	bool probing;               /* the diagnosis thread exists */
@@ -910,6 +911,34 @@ static void batch_paho_threads(void)
 	closedir(dir);
 }
 
+/*
+ * Publishes handed to the lost connection that Paho has not completed yet:
+ * the ones it had not written when the connection dropped. Paho 1.3 keeps
+ * them queued across the loss ("queued up messages ... need not be cleared",
+ * MQTTAsync_cleanSession) and sends them right after this CONNACK, ahead of
+ * the caller's resend from its oldest unacknowledged row: a QoS 1 event can
+ * then reach the broker before an older one of its session that was lost
+ * with the connection (the outbox's resend brings that one moments later).
+ * A fresh Paho client per connection would drop them, but destroying a
+ * client with queued publishes leaks them in Paho 1.3.12 (eclipse-paho
+ * issue 1474). Counted and logged so that a consumer's temporary gap can be
+ * told apart from a loss (docs/mqtt-api.md, docs/reliability.md).
+ */
+static void count_stale(struct mqtt_client *c)
+{
+	uint64_t stale = 0;
+
+	for (const struct publish_op *op = c->inflight; op; op = op->next)
+		if (op->reported)
+			stale++;
+	if (!stale)
+		return;
+	c->stale_resent += stale;
+	log_warn("mqtt: %" PRIu64 " publishes queued for the lost connection go out first on "
+		 "this one (Paho keeps them): they may arrive before the resend of older outbox rows",
+		 stale);
+}
+
 static void handle_connected(struct mqtt_client *c, bool session_present)
 {
 	/* The wiring logs the connect itself; this closes the failure story. */
@@ -925,6 +954,7 @@ static void handle_connected(struct mqtt_client *c, bool session_present)
 	 * counting starts over, so a miscount cannot outlive a connection. */
 	c->unreported_handed = atomic_load_explicit(&c->unreported_done, memory_order_relaxed);
 	batch_paho_threads();
+	count_stale(c);
 	for (struct subscription *sub = c->subs; sub; sub = sub->next)
 		send_subscribe(c, sub);
 	if (c->cb.on_connected)
@@ -1495,6 +1525,7 @@ void mqtt_client_get_stats(const struct mqtt_client *client, struct mqtt_client_
 	out->messages_dropped = c->messages_dropped;
 	pthread_mutex_unlock(&c->lock);
 	out->connect_failures = c->connect_failures;
+	out->stale_resent = c->stale_resent;
 	memcpy(out->last_failure, c->last_failure, sizeof(out->last_failure));
 }
 

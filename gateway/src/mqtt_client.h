@@ -138,6 +138,10 @@ struct mqtt_client_stats {
 	uint64_t oversize_dropped; /* incoming messages larger than max_packet_size */
 	size_t oversize_largest;   /* the largest such payload, bytes */
 	uint64_t connect_failures; /* failed connect attempts */
+	/* Publishes handed to a connection that was lost which Paho still held
+	 * at the next connect: it sends them on the new connection before
+	 * anything published after the connect (see handle_connected). */
+	uint64_t stale_resent;
 	/* Why the last connect failed, as logged (after the diagnosis); "" none yet. */
 	char last_failure[384];
 };

@@ -117,6 +117,38 @@ void publisher_drain(struct publisher *pub)
 	}
 }
 
+static void copy_row(const struct outbox_row *row, void *user_data)
+{
+	struct publisher *pub = user_data;
+
+	(void)mqtt_client_publish_expiring(pub->mqtt, row->topic, row->payload, row->len, 1,
+					   row->retain,
+					   expiry_for(pub, row->topic, row->retain, row->created_ms),
+					   0);
+}
+
+/*
+ * While the disk fails every QoS 1 message is also sent at once (see
+ * publisher_qos1_raw). Before the first such copy, and again at a connect,
+ * the rows that wait ahead of it and were never sent go out as copies first,
+ * in order: a row appended just before the disk error was reported, or one
+ * the in-flight window held back, must not arrive after a later event of its
+ * session. Rows that are neither in memory nor sent (a backlog on disk) are
+ * left to the outbox; the copies after them are then counted as overtaking.
+ */
+static void copy_unsent(struct publisher *pub)
+{
+	size_t left;
+
+	if (!pub->outbox || !mqtt_client_is_connected(pub->mqtt))
+		return;
+	left = outbox_foreach_unsent(pub->outbox, copy_row, pub);
+	if (left)
+		log_warn("outbox: %zu rows not in memory while the disk fails: copies of later "
+			 "messages may arrive before them",
+			 left);
+}
+
 static void on_outbox_ready(struct outbox *outbox, void *user_data)
 {
 	publisher_drain(user_data);
@@ -135,9 +167,11 @@ static void on_store_completion(const struct store_completion *c, void *user_dat
 		log_error("store: record rejected: %s", c->message ? c->message : "");
 		break;
 	case STORE_DONE_DISK_ERROR:
-		if (!pub->disk_failing)
+		if (!pub->disk_failing) {
 			log_error("store: disk error: %s", c->message ? c->message : "");
-		pub->disk_failing = true;
+			pub->disk_failing = true;
+			copy_unsent(pub);
+		}
 		if (pub->cb.on_disk_health)
 			pub->cb.on_disk_health(false, c->message, pub->user_data);
 		break;
@@ -437,6 +471,8 @@ void publisher_connected(struct publisher *pub)
 	pub->n_refused = 0;
 	loop_timer_stop(pub->loop, pub->retry_timer);
 	publisher_drain(pub);
+	if (pub->disk_failing)
+		copy_unsent(pub); /* what the window did not take, before new copies */
 }
 
 void publisher_publish_result(struct publisher *pub, uint64_t tag,

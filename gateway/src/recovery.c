@@ -18,6 +18,7 @@ struct recovery {
 	json_t *closed_at_start;
 	/* Payloads on our alarm topics that are none of our records. */
 	uint64_t foreign_alarms;
+	uint64_t reclosed; /* closed alarms whose retained record was removed again */
 	struct log_rate foreign_log;
 };
 
@@ -322,14 +323,30 @@ static bool msg_id_of_this_run(const struct recovery *rec, const uint8_t *payloa
 }
 
 void recovery_retained_alarm(struct recovery *rec, const char *alarm_id, const uint8_t *payload,
-			     size_t len)
+			     size_t len, bool retained)
 {
+	bool known = command_id_valid(alarm_id) &&
+		     (alarms_raised_by_this_run(rec->deps.alarms, alarm_id) ||
+		      json_object_get(rec->closed_at_start, alarm_id));
 	uint64_t left_out;
 
-	if (len == 0 || (command_id_valid(alarm_id) &&
-			 (alarm_find_id(alarms_table(rec->deps.alarms), alarm_id) ||
-			  alarms_raised_by_this_run(rec->deps.alarms, alarm_id) ||
-			  json_object_get(rec->closed_at_start, alarm_id))) ||
+	if (len == 0)
+		return;
+	if (known && retained && !alarm_find_id(alarms_table(rec->deps.alarms), alarm_id)) {
+		char topic[TOPIC_MAX];
+
+		/* Closed here, still retained there: remove it again (see recovery.h). */
+		if (payload_topic(rec->deps.ctx, topic, sizeof(topic), "alarm/%s", alarm_id) == 0 &&
+		    publisher_qos1_raw(rec->deps.pub, topic, "", 0, OUTBOX_RETAIN, NULL) == 0) {
+			rec->reclosed++;
+			log_info("alarm %s: closed here but still retained by the broker (a broker "
+				 "restart lost its removal): removed again",
+				 alarm_id);
+		}
+		return;
+	}
+	if (known || (command_id_valid(alarm_id) &&
+		      alarm_find_id(alarms_table(rec->deps.alarms), alarm_id)) ||
 	    msg_id_of_this_run(rec, payload, len))
 		return;
 	rec->foreign_alarms++;

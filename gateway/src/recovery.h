@@ -64,9 +64,18 @@ void recovery_restore_alarms(struct recovery *rec);
  * restored LOP look younger; one in the future is not restored. */
 void recovery_restore_lops(struct recovery *rec);
 
-/* A message on alarm/{alarm_id} came from the broker: recognised (ours, or
- * not: then a rate-limited log line), never acted on. */
+/*
+ * A message on alarm/{alarm_id} came from the broker (retained: delivered
+ * because the broker holds it). Recognised (ours, or not: then a
+ * rate-limited log line); nothing in it is trusted or acted on, with one
+ * exception that follows only our own state: a retained record of an alarm
+ * that this gateway raised or closed and whose id is not open in its table
+ * gets the empty retained payload again. A broker that crashed can restart
+ * from a persistence file saved before it took that removal (mosquitto saves
+ * every autosave_interval), and would otherwise keep showing a closed alarm
+ * to every dashboard that joins.
+ */
 void recovery_retained_alarm(struct recovery *rec, const char *alarm_id, const uint8_t *payload,
-			     size_t len);
+			     size_t len, bool retained);
 
 #endif

@@ -675,6 +675,32 @@ const struct outbox_row *outbox_get(const struct outbox *ob, int64_t id)
 	return NULL;
 }
 
+size_t outbox_foreach_unsent(const struct outbox *ob, outbox_row_fn fn, void *user_data)
+{
+	const struct entry *e;
+
+	if (!ob || !fn)
+		return 0;
+	for (e = ob->window.head; e; e = e->next)
+		if (!e->handed)
+			fn(&e->row, user_data);
+	if (ob->backlog_rows || ob->reading)
+		return ob->backlog_rows + ob->stats.committing;
+	for (e = ob->committing.head; e; e = e->next) {
+		if (e->superseded)
+			continue;
+		if (!e->loaded) {
+			size_t left = 0;
+
+			for (; e; e = e->next)
+				left += !e->superseded;
+			return left;
+		}
+		fn(&e->row, user_data);
+	}
+	return 0;
+}
+
 int outbox_ack(struct outbox *ob, int64_t id)
 {
 	struct entry *e;

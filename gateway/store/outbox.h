@@ -139,6 +139,19 @@ int outbox_next(struct outbox *outbox, int64_t after_id, size_t max,
  * The pointer stays valid until the row is acknowledged or the outbox freed. */
 const struct outbox_row *outbox_get(const struct outbox *outbox, int64_t id);
 
+/*
+ * The rows not handed out yet that are in memory, in send order, up to the
+ * first one that is not: the committed rows ahead in the window, then (when
+ * no backlog lies between them) the committing rows that hold their payload,
+ * in append order; superseded snapshots are skipped. Calls fn for each (the
+ * row's id is 0 while it commits) and returns how many rows not handed out
+ * it could not show (in the backlog, or committing without their payload).
+ * For the publisher's copies while the disk fails: a copy of a later row must
+ * not overtake an earlier one that was never sent.
+ */
+typedef void (*outbox_row_fn)(const struct outbox_row *row, void *user_data);
+size_t outbox_foreach_unsent(const struct outbox *outbox, outbox_row_fn fn, void *user_data);
+
 /* PUBACK for id: forgets the row and queues its DELETE. -ENOENT unknown id. */
 int outbox_ack(struct outbox *outbox, int64_t id);
 

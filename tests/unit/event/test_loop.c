@@ -523,6 +523,92 @@ static void test_del_during_dispatch(void **state)
 	loop_free(loop);
 }
 
+/*
+ * Every ready descriptor is dispatched before the timers of the same
+ * iteration, however many there are: after a stall, a cuff's sample-timeout
+ * timer must not fire while its samples wait unread in its socket (the fault
+ * campaign found false telemetry_lost alarms with more than 64 busy cuffs
+ * when one epoll_wait fetched at most 64 events). A callback that registers
+ * more descriptors meanwhile (growing the events array) changes nothing.
+ */
+#define MANY_READY 200
+#define ADDED_MIDWAY 300
+
+struct many_state {
+	int reads;
+	int reads_at_timer;
+	int timer_calls;
+	bool grown;
+	int extra[ADDED_MIDWAY][2];
+};
+
+static void on_many_readable(struct loop *loop, int fd, uint32_t events, void *user_data)
+{
+	struct many_state *m = user_data;
+	char buf[8];
+
+	assert_int_equal(read(fd, buf, sizeof(buf)), 1);
+	m->reads++;
+	if (!m->grown) {
+		m->grown = true;
+		for (int i = 0; i < ADDED_MIDWAY; i++) {
+			assert_int_equal(pipe2(m->extra[i], O_NONBLOCK | O_CLOEXEC), 0);
+			assert_int_equal(loop_add_io(loop, m->extra[i][0], EPOLLIN, on_many_readable,
+						     m),
+					 0);
+		}
+	}
+}
+
+static void on_many_timer(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct many_state *m = user_data;
+
+	m->timer_calls++;
+	m->reads_at_timer = m->reads;
+}
+
+static void test_every_ready_fd_before_timers(void **state)
+{
+	struct fake_clock clock = { .now = 0 };
+	struct loop *loop = fake_loop(&clock);
+	static struct many_state m;
+	int sv[MANY_READY][2];
+	uint64_t id;
+
+	memset(&m, 0, sizeof(m));
+	for (int i = 0; i < MANY_READY; i++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv[i]), 0);
+		assert_int_equal(loop_add_io(loop, sv[i][1], EPOLLIN, on_many_readable, &m), 0);
+		assert_int_equal(write(sv[i][0], "x", 1), 1);
+	}
+	assert_int_equal(loop_add_timer(loop, 0, on_many_timer, &m, &id), 0);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(m.timer_calls, 1);
+	assert_int_equal(m.reads_at_timer, MANY_READY);
+	assert_int_equal(m.reads, MANY_READY);
+
+	/* The descriptors registered during the dispatch work from now on. */
+	for (int i = 0; i < ADDED_MIDWAY; i++)
+		assert_int_equal(write(m.extra[i][1], "y", 1), 1);
+	assert_int_equal(loop_add_timer(loop, 0, on_many_timer, &m, &id), 0);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(m.timer_calls, 2);
+	assert_int_equal(m.reads_at_timer, MANY_READY + ADDED_MIDWAY);
+
+	for (int i = 0; i < MANY_READY; i++) {
+		assert_int_equal(loop_del_io(loop, sv[i][1]), 0);
+		close(sv[i][0]);
+		close(sv[i][1]);
+	}
+	for (int i = 0; i < ADDED_MIDWAY; i++) {
+		assert_int_equal(loop_del_io(loop, m.extra[i][0]), 0);
+		close(m.extra[i][0]);
+		close(m.extra[i][1]);
+	}
+	loop_free(loop);
+}
+
 static void on_del_self(struct loop *loop, int fd, uint32_t events, void *user_data)
 {
 	int *calls = user_data;
@@ -1174,6 +1260,7 @@ int main(void)
 		cmocka_unit_test(test_io_readiness),
 		cmocka_unit_test(test_io_bad_args),
 		cmocka_unit_test(test_del_during_dispatch),
+		cmocka_unit_test(test_every_ready_fd_before_timers),
 		cmocka_unit_test(test_del_self_and_closed_fd),
 		cmocka_unit_test(test_signal),
 		cmocka_unit_test(test_alloc_failures_new),

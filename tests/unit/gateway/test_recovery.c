@@ -123,7 +123,13 @@ static uint64_t settle(struct fx *f)
 
 static void retained(struct fx *f, const char *alarm_id, const char *json)
 {
-	recovery_retained_alarm(f->rec, alarm_id, (const uint8_t *)json, strlen(json));
+	recovery_retained_alarm(f->rec, alarm_id, (const uint8_t *)json, strlen(json), true);
+}
+
+/* The same record published just now (an echo of a live message). */
+static void live(struct fx *f, const char *alarm_id, const char *json)
+{
+	recovery_retained_alarm(f->rec, alarm_id, (const uint8_t *)json, strlen(json), false);
 }
 
 /* A schema-shaped alarm record the gateway never wrote. */
@@ -223,14 +229,23 @@ static void test_left_open_closed_once_at_start(void **state)
 	assert_non_null(alarm_find_id(alarms_table(f->alarms), "gw1-8"));
 	assert_int_equal(alarm_next_seq(alarms_table(f->alarms)), 9);
 
-	/* The broker sends back the old retained records: nothing more happens. */
-	forged(buf, sizeof(buf), "gw1-7", "gw1-0ldb00t-3", "active");
-	retained(f, "gw1-7", buf);
+	/* The broker sends back the old retained records: the latched one is
+	 * left alone, live echoes change nothing... */
 	forged(buf, sizeof(buf), "gw1-8", "gw1-0ldb00t-4", "active");
 	retained(f, "gw1-8", buf);
+	forged(buf, sizeof(buf), "gw1-7", "gw1-0ldb00t-3", "active");
+	live(f, "gw1-7", buf);
 	assert_int_equal(settle(f), committed);
 	assert_int_equal(publisher_outbox_depth(f->pub), depth);
 	assert_non_null(alarm_find_id(alarms_table(f->alarms), "gw1-8"));
+	/* ...and the one closed here but still retained there (a broker that
+	 * restarted from a save older than the removal) is removed again, once
+	 * per retained delivery: one empty retained payload, nothing else. */
+	retained(f, "gw1-7", buf);
+	settle(f);
+	assert_int_equal(publisher_outbox_depth(f->pub), depth + 1);
+	assert_null(alarm_find_id(alarms_table(f->alarms), "gw1-7"));
+	assert_int_equal(alarm_open_count(alarms_table(f->alarms)), 1);
 }
 
 /* --- alarm ids --------------------------------------------------------------- */

@@ -303,6 +303,76 @@ static void test_visible_only_after_commit_then_ack(void **state)
 	assert_int_equal(stats(f).backlog, 0);
 }
 
+/* What outbox_foreach_unsent showed, in order. */
+struct unsent {
+	int seqs[1024];
+	int64_t ids[1024];
+	size_t n;
+};
+
+static void on_unsent(const struct outbox_row *row, void *user_data)
+{
+	struct unsent *u = user_data;
+
+	assert_true(u->n < 1024);
+	u->seqs[u->n] = seq_of(row->msg_id);
+	u->ids[u->n++] = row->id;
+}
+
+/*
+ * The rows never handed out, in send order, for the publisher's copies while
+ * the disk fails: the window's rows ahead, then the committing ones; it stops
+ * (and counts) where a row is not in memory, so that no copy can overtake it.
+ */
+static void test_foreach_unsent_in_send_order(void **state)
+{
+	struct fixture *f = *state;
+	const struct outbox_row *rows[8];
+	struct unsent u = { 0 };
+	struct delivered d = { 0 };
+	size_t n, left;
+
+	append_events(f, 1, 3);
+	assert_int_equal(outbox_next(f->ob, 0, 1, rows, &n), 0);
+	assert_int_equal(n, 1);
+	/* 4 and 5 are committing until their completions are dispatched. */
+	append_event(f, 4);
+	append_event(f, 5);
+	assert_int_equal(stats(f).committing, 2);
+	left = outbox_foreach_unsent(f->ob, on_unsent, &u);
+	assert_int_equal(left, 0);
+	assert_int_equal(u.n, 4);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(u.seqs[i], i + 2);
+	assert_true(u.ids[0] > rows[0]->id && u.ids[1] > u.ids[0]);
+	assert_int_equal(u.ids[2], 0); /* committing: no id yet */
+	assert_int_equal(u.ids[3], 0);
+	wait_committed(f);
+	drain_all(f, &d, NULL);
+	assert_int_equal(d.n, 5);
+	delivered_free(&d);
+	u.n = 0;
+	assert_int_equal(outbox_foreach_unsent(f->ob, on_unsent, &u), 0);
+	assert_int_equal(u.n, 0);
+
+	/* A backlog on disk: only the window's rows ahead of it are shown, and
+	 * the rows behind it (backlog, then a committing one) are counted. */
+	append_events(f, 6, 3005);
+	append_event(f, 3006);
+	u.n = 0;
+	left = outbox_foreach_unsent(f->ob, on_unsent, &u);
+	assert_true(u.n > 0 && u.n <= OUTBOX_AHEAD_MAX);
+	for (size_t i = 0; i < u.n; i++)
+		assert_int_equal(u.seqs[i], 6 + (int)i);
+	assert_int_equal(left, 3001 - u.n);
+	assert_int_equal(outbox_foreach_unsent(NULL, on_unsent, &u), 0);
+	assert_int_equal(outbox_foreach_unsent(f->ob, NULL, NULL), 0);
+	wait_committed(f);
+	drain_all(f, &d, NULL);
+	assert_int_equal(d.n, 3001);
+	delivered_free(&d);
+}
+
 static void test_restart_drains_in_order(void **state)
 {
 	struct fixture *f = *state;
@@ -909,6 +979,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_visible_only_after_commit_then_ack, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_foreach_unsent_in_send_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_drains_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_window_refill_from_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_reload_order, setup, teardown),
