@@ -3,8 +3,9 @@
  * builder (gateway/logic/command.c).
  *
  * Input byte 0 picks the mode:
- *   < 0xF0  command: verb = byte 0 % 9 (8 is an invalid verb number), the
- *           rest is the payload as it arrives on cmd/{verb};
+ *   < 0xF0  command: verb = byte 0 % (CMD_VERB_COUNT + 1) (command.h order;
+ *           CMD_VERB_COUNT itself is an invalid verb number), the rest is
+ *           the payload as it arrives on cmd/{verb};
  *   >= 0xF0 reply only: byte 1 an error code, byte 2 flags, then
  *           NUL-separated request_id, session_id and message, as the wiring
  *           (gw_command.c) hands them to command_reply_build after its own
@@ -15,6 +16,11 @@
  *     request_id that is "" or a valid id;
  *   - an accepted command is within the documented bounds (ids valid, plan
  *     sizes and ranges as in docs/sessions.md) and the error is cleared;
+ *   - prescription/set's valid_from and valid_until: what command.c accepts
+ *     a reference written here (the C library's timegm and gmtime_r, not the
+ *     project's calendar arithmetic) accepts too, with the same milliseconds;
+ *     what command.c refuses as a bad or out-of-range date-time, the
+ *     reference refuses;
  *   - parsing the same payload twice gives the same result;
  *   - every reply command_reply_build returns is valid JSON that satisfies
  *     schemas/reply.schema.json, checked here in C with jansson (required
@@ -30,6 +36,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -298,6 +305,102 @@ static void check_accepted(const struct command *c)
 	}
 }
 
+/* --- prescription/set's date-times, by reference ------------------------------------------ */
+
+/* n ASCII digits at s. */
+static bool ref_digits(const char *s, int n, int *out)
+{
+	*out = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		*out = *out * 10 + (s[i] - '0');
+	}
+	return true;
+}
+
+/*
+ * docs/sessions.md: an RFC 3339 date-time with upper-case T and Z, an
+ * optional fraction of 1..9 digits (milliseconds kept), an offset, a date
+ * that exists, seconds 00..59, years from 1970, not before the epoch. The
+ * calendar is the C library's: timegm for the value, gmtime_r to see that
+ * the date and time were not normalised (2026-02-30 becomes March 2).
+ */
+static bool ref_time(const char *s, int64_t *ms)
+{
+	struct tm tm = { 0 }, back;
+	int y, mo, d, h, mi, sec, oh = 0, om = 0, frac = 0, nfrac = 0;
+	int64_t offset_s = 0;
+	time_t t;
+	size_t i = 19, len = strlen(s);
+
+	if (len < 20 || !ref_digits(s, 4, &y) || s[4] != '-' || !ref_digits(s + 5, 2, &mo) ||
+	    s[7] != '-' || !ref_digits(s + 8, 2, &d) || s[10] != 'T' ||
+	    !ref_digits(s + 11, 2, &h) || s[13] != ':' || !ref_digits(s + 14, 2, &mi) ||
+	    s[16] != ':' || !ref_digits(s + 17, 2, &sec))
+		return false;
+	if (s[i] == '.') {
+		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++, nfrac++)
+			if (nfrac < 3)
+				frac = frac * 10 + (s[i] - '0');
+		if (nfrac < 1 || nfrac > 9)
+			return false;
+		for (; nfrac < 3; nfrac++)
+			frac *= 10;
+	}
+	if (i + 1 == len && s[i] == 'Z') {
+		offset_s = 0;
+	} else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && ref_digits(s + i + 1, 2, &oh) &&
+		   s[i + 3] == ':' && ref_digits(s + i + 4, 2, &om) && oh <= 23 && om <= 59) {
+		offset_s = (s[i] == '+' ? 1 : -1) * (int64_t)(oh * 3600 + om * 60);
+	} else {
+		return false;
+	}
+	if (y < 1970 || sec > 59)
+		return false;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	t = timegm(&tm);
+	if (!gmtime_r(&t, &back) || back.tm_year != y - 1900 || back.tm_mon != mo - 1 ||
+	    back.tm_mday != d || back.tm_hour != h || back.tm_min != mi || back.tm_sec != sec)
+		return false;
+	*ms = ((int64_t)t - offset_s) * 1000 + frac;
+	return *ms >= 0;
+}
+
+/* The payload's valid_from and valid_until against the reference, given
+ * command_parse's outcome (cmd when r == 0, err otherwise). */
+static void check_prescription_times(const uint8_t *payload, size_t len, int r,
+				     const struct command *cmd, const struct command_error *err)
+{
+	json_t *root = json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES, NULL);
+	const json_t *from = json_object_get(root, "valid_from");
+	const json_t *until = json_object_get(root, "valid_until");
+	bool from_ok = false, until_ok = false;
+	int64_t from_ms = -1, until_ms = -1;
+
+	if (json_is_string(from))
+		from_ok = ref_time(json_string_value(from), &from_ms);
+	if (json_is_string(until))
+		until_ok = ref_time(json_string_value(until), &until_ms);
+	if (r == 0) {
+		CHECK(root && from_ok && until_ok);
+		CHECK(cmd->rules.valid_from_ms == from_ms && cmd->rules.valid_until_ms == until_ms);
+	} else if (root && (err->code == CMD_ERR_BAD_REQUEST || err->code == CMD_ERR_OUT_OF_RANGE)) {
+		if (!strncmp(err->message, "valid_from: ", 12))
+			CHECK(json_is_string(from) && !from_ok);
+		else if (!strcmp(err->message, "valid_until: must be after valid_from"))
+			CHECK(from_ok && until_ok && until_ms <= from_ms);
+		else if (!strncmp(err->message, "valid_until: ", 13))
+			CHECK(json_is_string(until) && !until_ok);
+	}
+	json_decref(root);
+}
+
 static void fuzz_parse(enum command_verb verb, const uint8_t *payload, size_t len)
 {
 	static struct command cmd, before, cmd2;
@@ -314,6 +417,8 @@ static void fuzz_parse(enum command_verb verb, const uint8_t *payload, size_t le
 	memset(&err2, 0x5A, sizeof(err2));
 	CHECK(command_parse(verb, payload, len, &cmd2, &err2) == r);
 	CHECK(memcmp(&err, &err2, sizeof(err)) == 0);
+	if (verb == CMD_PRESCRIPTION_SET)
+		check_prescription_times(payload, len, r, &cmd, &err);
 	if (r < 0) {
 		CHECK(memcmp(&cmd, &before, sizeof(cmd)) == 0);
 		CHECK(err.code != CMD_ERR_NONE && err.code < CMD_ERR_COUNT);

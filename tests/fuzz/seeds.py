@@ -132,6 +132,21 @@ COMMAND = {
     'ack': b'\x05{"request_id":"r7","alarm_id":"a-12","by":"Dr. M\xc3\xbcller"}',
     'lop': b'\x06{"request_id":"r8","cuff":"bay1-left"}',
     'identify': b'\x07{"request_id":"r9","cuff":"bay1-left"}',
+    'snapshot': b'\x08{"request_id":"dash-1"}',
+    'prescription-set': b'\x09' + ('{"request_id":"rx-1","patient":"p-0042","plan":{"exercises":[{'
+                                   + EX + '}]},"valid_from":"2026-11-24T08:00:00+01:00",'
+                                   '"valid_until":"2026-12-22T20:00:00-05:30","max_per_day":2,'
+                                   '"min_hours_between":6,"supervision":"remote"}').encode(),
+    'prescription-set-live': b'\x09' + ('{"request_id":"rx-3","plan":{"exercises":[{' + CYCLE + '}]},'
+                                        '"valid_from":"2028-02-29T23:59:59.999999999Z",'
+                                        '"valid_until":"9999-12-31T23:59:59.5Z","supervision":"live"}'
+                                        ).encode(),
+    'prescription-bad-date': b'\x09' + ('{"request_id":"rx-4","plan":{"exercises":[{' + EX + '}]},'
+                                        '"valid_from":"2026-02-29T08:00:00Z",'
+                                        '"valid_until":"2026-03-01T08:00:00Z","supervision":"none"}'
+                                        ).encode(),
+    'prescription-clear': b'\x0a{"request_id":"rx-2"}',
+    'unknown-verb': b'\x0b{"request_id":"r10"}',
     'bad-json': b'\x00{"request_id":"r1",',
     'unknown-field': b'\x03{"request_id":"r4","session_id":"s","x":1}',
     'reply-ok': b'\xf0\x00\x00r1\x00s-0001\x00',
