@@ -147,6 +147,18 @@ COMMAND = {
                                         ).encode(),
     'prescription-clear': b'\x0a{"request_id":"rx-2"}',
     'unknown-verb': b'\x0b{"request_id":"r10"}',
+    'stop-by-reason': b'\x03{"request_id":"r11","session_id":"s-0001","by":"nurse 2","reason":"pain"}',
+    'estop-by-reason': b'\x04{"request_id":"r12","cuffs":["L"],"by":"patient","reason":"button"}',
+    'duplicate-key': b'\x01{"request_id":"r13","request_id":"r13","session_id":"s"}',
+    'nul-in-string': b'\x05{"request_id":"r14","alarm_id":"a\\u0000","by":"x"}',
+    'prescription-before-1970': b'\x09' + ('{"request_id":"rx-5","plan":{"exercises":[{' + EX + '}]},'
+                                           '"valid_from":"1970-01-01T00:30:00+01:00",'
+                                           '"valid_until":"1970-01-02T00:00:00Z","supervision":"none"}'
+                                           ).encode(),
+    'prescription-supervision-number': b'\x09' + ('{"request_id":"rx-6","plan":{"exercises":[{' + EX
+                                                  + '}]},"valid_from":"2026-11-24T08:00:00Z",'
+                                                  '"valid_until":"2026-11-25T08:00:00Z",'
+                                                  '"supervision":1}').encode(),
     'bad-json': b'\x00{"request_id":"r1",',
     'unknown-field': b'\x03{"request_id":"r4","session_id":"s","x":1}',
     'reply-ok': b'\xf0\x00\x00r1\x00s-0001\x00',
