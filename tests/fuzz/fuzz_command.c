@@ -6,10 +6,11 @@
  *   < 0xF0  command: verb = byte 0 % (CMD_VERB_COUNT + 1) (command.h order;
  *           CMD_VERB_COUNT itself is an invalid verb number), the rest is
  *           the payload as it arrives on cmd/{verb};
- *   >= 0xF0 reply only: byte 1 an error code, byte 2 flags, then
+ *   >= 0xF0 reply only: byte 1 an error code, byte 2 flags (bits 0-3 see
+ *           fuzz_reply; bit 4 sets a retry_after_s, bits 5-7 pick it), then
  *           NUL-separated request_id, session_id and message, as the wiring
- *           (gw_command.c) hands them to command_reply_build after its own
- *           checks (unknown cuff, busy, ...).
+ *           (gw_command.c, runner.c) hands them to command_reply_build after
+ *           its own checks (unknown cuff, busy, a reperfusion wait, ...).
  * Invariants:
  *   - a refused command changes nothing: *out keeps every byte it had; the
  *     error has a code, a non-empty printable ASCII message, and a
@@ -25,8 +26,9 @@
  *   - every reply command_reply_build returns is valid JSON that satisfies
  *     schemas/reply.schema.json, checked here in C with jansson (required
  *     fields, types, the `ok`/`error`/`session_id` rule, no other fields,
- *     lengths in code points, patterns, the error code enum), and carries
- *     the request_id and outcome it was given.
+ *     lengths in code points, patterns, the error code enum, retry_after_s
+ *     an integer >= 1), and carries the request_id, outcome and
+ *     retry_after_s it was given.
  * ts and msg_id are not from outside: the gateway makes them
  * (payload_format_ts, payload_new) and command_reply_build takes them as
  * given, so the target passes ones of that form.
@@ -150,12 +152,15 @@ static bool schema_error(const json_t *e)
 		"rate_limited",	  "overloaded",	   "outbox_full",
 	};
 	const json_t *code = json_object_get(e, "code"), *msg = json_object_get(e, "message");
+	const json_t *retry = json_object_get(e, "retry_after_s");
 	uint32_t cp[260];
 	bool known = false;
 	size_t n;
 
-	if (!json_is_object(e) || json_object_size(e) != 2 || !json_is_string(code) ||
-	    !json_is_string(msg))
+	if (!json_is_object(e) || json_object_size(e) != 2u + (retry != NULL) ||
+	    !json_is_string(code) || !json_is_string(msg))
+		return false;
+	if (retry && (!json_is_integer(retry) || json_integer_value(retry) < 1))
 		return false;
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		known |= strcmp(json_string_value(code), codes[i]) == 0;
@@ -167,8 +172,9 @@ static bool schema_error(const json_t *e)
  * The reply text must satisfy the schema and say what was asked:
  * request_id (NULL: null), ok, the error code's name, session_id.
  */
+/* retry_after_s: what the refusal carried, 0 for none (the field is absent). */
 static void check_reply(const char *text, const char *request_id, bool ok, const char *code,
-			const char *session_id)
+			const char *session_id, uint32_t retry_after_s)
 {
 	static const char *const allowed[] = { "v",  "ts",	   "msg_id", "request_id",
 					       "ok", "session_id", "error",  NULL };
@@ -212,6 +218,11 @@ static void check_reply(const char *text, const char *request_id, bool ok, const
 	} else {
 		CHECK(e && schema_error(e) && !json_object_get(r, "session_id"));
 		CHECK(strcmp(json_string_value(json_object_get(e, "code")), code) == 0);
+		if (retry_after_s)
+			CHECK(json_integer_value(json_object_get(e, "retry_after_s")) ==
+			      (json_int_t)retry_after_s);
+		else
+			CHECK(!json_object_get(e, "retry_after_s"));
 	}
 	json_decref(r);
 }
@@ -425,9 +436,10 @@ static void fuzz_parse(enum command_verb verb, const uint8_t *payload, size_t le
 		CHECK(printable_ascii(err.message, sizeof(err.message)));
 		CHECK(memchr(err.request_id, '\0', sizeof(err.request_id)));
 		CHECK(!err.request_id[0] || command_id_valid(err.request_id));
+		CHECK(err.retry_after_s == 0);
 		CHECK(command_reply_build(err.request_id, TS, MSG_ID, NULL, &err, &text) == 0);
 		check_reply(text, err.request_id[0] ? err.request_id : NULL, false,
-			    command_error_name(err.code), NULL);
+			    command_error_name(err.code), NULL, 0);
 		free(text);
 		return;
 	}
@@ -436,14 +448,15 @@ static void fuzz_parse(enum command_verb verb, const uint8_t *payload, size_t le
 	check_accepted(&cmd);
 	CHECK(command_reply_build(cmd.request_id, TS, MSG_ID,
 				  verb == CMD_SESSION_START ? "s-0001" : NULL, NULL, &text) == 0);
-	check_reply(text, cmd.request_id, true, NULL, verb == CMD_SESSION_START ? "s-0001" : NULL);
+	check_reply(text, cmd.request_id, true, NULL, verb == CMD_SESSION_START ? "s-0001" : NULL,
+		    0);
 	free(text);
 	/* The wiring's refusals quote what the command named (gw_command.c). */
 	command_error_set(&wiring, CMD_ERR_UNKNOWN_CUFF, cmd.request_id, "cuff \"%s\": not configured",
 			  verb == CMD_ESTOP && cmd.n_cuffs ? cmd.cuffs[0] : cmd.cuff);
 	CHECK(printable_ascii(wiring.message, sizeof(wiring.message)));
 	CHECK(command_reply_build(wiring.request_id, TS, MSG_ID, NULL, &wiring, &text) == 0);
-	check_reply(text, cmd.request_id, false, "unknown_cuff", NULL);
+	check_reply(text, cmd.request_id, false, "unknown_cuff", NULL, 0);
 	free(text);
 }
 
@@ -463,8 +476,15 @@ static const char *next_field(const uint8_t **p, const uint8_t *end, char *buf, 
 	return buf;
 }
 
+/*
+ * flags: 1 no request_id, 2 no session_id, 4 the message through
+ * command_error_set (else copied raw, unchecked bytes), 8 no error at all
+ * (an accepted command), 16 a retry_after_s (a reperfusion wait, runner.c),
+ * bits 5-7 which one.
+ */
 static void fuzz_reply(const uint8_t *data, size_t size)
 {
+	static const uint32_t retry_after[8] = { 1, 2, 59, 60, 3600, 86400, INT32_MAX, UINT32_MAX };
 	char rid[300], sid[300], msg[300];
 	const uint8_t *p = data + 3, *end = data + size;
 	struct command_error err;
@@ -492,6 +512,8 @@ static void fuzz_reply(const uint8_t *data, size_t size)
 		err.code = (enum command_error_code)data[1];
 		memcpy(err.message, msg, sizeof(err.message) - 1);
 	}
+	if (flags & 16)
+		err.retry_after_s = retry_after[flags >> 5];
 	ok = (flags & 8) || err.code == CMD_ERR_NONE;
 	r = command_reply_build(request_id, TS, MSG_ID, session_id, (flags & 8) ? NULL : &err,
 				&text);
@@ -501,7 +523,7 @@ static void fuzz_reply(const uint8_t *data, size_t size)
 		return;
 	}
 	check_reply(text, request_id && request_id[0] ? request_id : NULL, ok,
-		    command_error_name(err.code), ok ? session_id : NULL);
+		    command_error_name(err.code), ok ? session_id : NULL, ok ? 0 : err.retry_after_s);
 	free(text);
 }
 

@@ -164,6 +164,8 @@ COMMAND = {
     'reply-ok': b'\xf0\x00\x00r1\x00s-0001\x00',
     'reply-refusal': b'\xf0\x08\x02r1\x00\x00cuff "x": not configured',
     'reply-via-error-set': b'\xf0\x0a\x06r1\x00\x00limit \xe2\x82\xac exceeded',
+    'reply-retry-after': b'\xf0\x0c\x76r1\x00\x00cuff L: reperfusion',
+    'reply-retry-after-max': b'\xf0\x15\xf0r1\x00\x00',
 }
 
 # --- cuffsim control: bytes 0-1 cuffs, byte 2 mode (0 line, 1 scenario), text --------------------------
