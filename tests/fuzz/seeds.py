@@ -155,6 +155,10 @@ COMMAND = {
                                            '"valid_from":"1970-01-01T00:30:00+01:00",'
                                            '"valid_until":"1970-01-02T00:00:00Z","supervision":"none"}'
                                            ).encode(),
+    'start-intermittent': b'\x00' + ('{"request_id":"r15","plan":{"exercises":[{'
+                                     + EX.replace('continuous', 'intermittent') + '}]}}').encode(),
+    'number-overflow': b'\x01{"request_id":"r16","session_id":"s","n":123456789012345678901234567890}',
+    'nested-too-deeply': b'\x02' + b'[' * 2100,
     'prescription-supervision-number': b'\x09' + ('{"request_id":"rx-6","plan":{"exercises":[{' + EX
                                                   + '}]},"valid_from":"2026-11-24T08:00:00Z",'
                                                   '"valid_until":"2026-11-25T08:00:00Z",'
