@@ -203,6 +203,7 @@ def advance(i): return bytes([3, i])  # 0:1 1:10 2:100 3:333 4:1000 5:1001 6:300
 def cp(op, a): return bytes([10, op, a])
 def samples(p): return bytes([8, 0, 1, 0, p, 100, 4, 0])
 def cp_mode(m): return bytes([15, m])
+RELEASE = bytes([15, 0x40])          # cuff_link_release (SR-24)
 
 
 LINK = {
@@ -232,6 +233,12 @@ LINK = {
     'raw-pdus': link(0, 517, 4, AUTO, bytes([4, 3, 0x1b, 0x12, 0x00]),
                      bytes([4, 5, 0x12, 0x01, 0x00, 0x00, 0x00]), AUTO),
     'stop-start': link(0, 517, 4, AUTO, b'\x0d', b'\x0d', AUTO),
+    # SR-24: a DEFLATE nobody answers, the gateway releases the cuff, the link drops after
+    # the supervision timeout + 500 ms; without a request waiting, keepalives resume.
+    'release-dead-channel': link(0, 517, 4, AUTO, cp_mode(1), cp(2, 1), AUTO, advance(4), RELEASE,
+                                 advance(6), AUTO, advance(4), AUTO, advance(6), AUTO),
+    'release-resume': link(0, 517, 4, AUTO, RELEASE, advance(6), AUTO, advance(4), AUTO,
+                           advance(4), AUTO),
     'deflate-flood': link(0, 517, 4, AUTO, cp_mode(1),
                           *[cp(1, 50) for _ in range(12)], *[cp(2, 1) for _ in range(6)], AUTO,
                           advance(7), AUTO),
