@@ -3,24 +3,32 @@
  * builder (gateway/logic/command.c).
  *
  * Input byte 0 picks the mode:
- *   < 0xF0  command: verb = byte 0 % 9 (8 is an invalid verb number), the
- *           rest is the payload as it arrives on cmd/{verb};
- *   >= 0xF0 reply only: byte 1 an error code, byte 2 flags, then
+ *   < 0xF0  command: verb = byte 0 % (CMD_VERB_COUNT + 1) (command.h order;
+ *           CMD_VERB_COUNT itself is an invalid verb number), the rest is
+ *           the payload as it arrives on cmd/{verb};
+ *   >= 0xF0 reply only: byte 1 an error code, byte 2 flags (bits 0-3 see
+ *           fuzz_reply; bit 4 sets a retry_after_s, bits 5-7 pick it), then
  *           NUL-separated request_id, session_id and message, as the wiring
- *           (gw_command.c) hands them to command_reply_build after its own
- *           checks (unknown cuff, busy, ...).
+ *           (gw_command.c, runner.c) hands them to command_reply_build after
+ *           its own checks (unknown cuff, busy, a reperfusion wait, ...).
  * Invariants:
  *   - a refused command changes nothing: *out keeps every byte it had; the
  *     error has a code, a non-empty printable ASCII message, and a
  *     request_id that is "" or a valid id;
  *   - an accepted command is within the documented bounds (ids valid, plan
  *     sizes and ranges as in docs/sessions.md) and the error is cleared;
+ *   - prescription/set's valid_from and valid_until: what command.c accepts
+ *     a reference written here (the C library's timegm and gmtime_r, not the
+ *     project's calendar arithmetic) accepts too, with the same milliseconds;
+ *     what command.c refuses as a bad or out-of-range date-time, the
+ *     reference refuses;
  *   - parsing the same payload twice gives the same result;
  *   - every reply command_reply_build returns is valid JSON that satisfies
  *     schemas/reply.schema.json, checked here in C with jansson (required
  *     fields, types, the `ok`/`error`/`session_id` rule, no other fields,
- *     lengths in code points, patterns, the error code enum), and carries
- *     the request_id and outcome it was given.
+ *     lengths in code points, patterns, the error code enum, retry_after_s
+ *     an integer >= 1), and carries the request_id, outcome and
+ *     retry_after_s it was given.
  * ts and msg_id are not from outside: the gateway makes them
  * (payload_format_ts, payload_new) and command_reply_build takes them as
  * given, so the target passes ones of that form.
@@ -30,6 +38,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -136,12 +145,15 @@ static bool schema_error(const json_t *e)
 		"rate_limited",	  "overloaded",	   "outbox_full",
 	};
 	const json_t *code = json_object_get(e, "code"), *msg = json_object_get(e, "message");
+	const json_t *retry = json_object_get(e, "retry_after_s");
 	uint32_t cp[260];
 	bool known = false;
 	size_t n;
 
-	if (!json_is_object(e) || json_object_size(e) != 2 || !json_is_string(code) ||
-	    !json_is_string(msg))
+	if (!json_is_object(e) || json_object_size(e) != 2u + (retry != NULL) ||
+	    !json_is_string(code) || !json_is_string(msg))
+		return false;
+	if (retry && (!json_is_integer(retry) || json_integer_value(retry) < 1))
 		return false;
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		known |= strcmp(json_string_value(code), codes[i]) == 0;
@@ -153,8 +165,9 @@ static bool schema_error(const json_t *e)
  * The reply text must satisfy the schema and say what was asked:
  * request_id (NULL: null), ok, the error code's name, session_id.
  */
+/* retry_after_s: what the refusal carried, 0 for none (the field is absent). */
 static void check_reply(const char *text, const char *request_id, bool ok, const char *code,
-			const char *session_id)
+			const char *session_id, uint32_t retry_after_s)
 {
 	static const char *const allowed[] = { "v",  "ts",	   "msg_id", "request_id",
 					       "ok", "session_id", "error",  NULL };
@@ -198,6 +211,11 @@ static void check_reply(const char *text, const char *request_id, bool ok, const
 	} else {
 		CHECK(e && schema_error(e) && !json_object_get(r, "session_id"));
 		CHECK(strcmp(json_string_value(json_object_get(e, "code")), code) == 0);
+		if (retry_after_s)
+			CHECK(json_integer_value(json_object_get(e, "retry_after_s")) ==
+			      (json_int_t)retry_after_s);
+		else
+			CHECK(!json_object_get(e, "retry_after_s"));
 	}
 	json_decref(r);
 }
@@ -291,6 +309,102 @@ static void check_accepted(const struct command *c)
 	}
 }
 
+/* --- prescription/set's date-times, by reference ------------------------------------------ */
+
+/* n ASCII digits at s. */
+static bool ref_digits(const char *s, int n, int *out)
+{
+	*out = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		*out = *out * 10 + (s[i] - '0');
+	}
+	return true;
+}
+
+/*
+ * docs/sessions.md: an RFC 3339 date-time with upper-case T and Z, an
+ * optional fraction of 1..9 digits (milliseconds kept), an offset, a date
+ * that exists, seconds 00..59, years from 1970, not before the epoch. The
+ * calendar is the C library's: timegm for the value, gmtime_r to see that
+ * the date and time were not normalised (2026-02-30 becomes March 2).
+ */
+static bool ref_time(const char *s, int64_t *ms)
+{
+	struct tm tm = { 0 }, back;
+	int y, mo, d, h, mi, sec, oh = 0, om = 0, frac = 0, nfrac = 0;
+	int64_t offset_s = 0;
+	time_t t;
+	size_t i = 19, len = strlen(s);
+
+	if (len < 20 || !ref_digits(s, 4, &y) || s[4] != '-' || !ref_digits(s + 5, 2, &mo) ||
+	    s[7] != '-' || !ref_digits(s + 8, 2, &d) || s[10] != 'T' ||
+	    !ref_digits(s + 11, 2, &h) || s[13] != ':' || !ref_digits(s + 14, 2, &mi) ||
+	    s[16] != ':' || !ref_digits(s + 17, 2, &sec))
+		return false;
+	if (s[i] == '.') {
+		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++, nfrac++)
+			if (nfrac < 3)
+				frac = frac * 10 + (s[i] - '0');
+		if (nfrac < 1 || nfrac > 9)
+			return false;
+		for (; nfrac < 3; nfrac++)
+			frac *= 10;
+	}
+	if (i + 1 == len && s[i] == 'Z') {
+		offset_s = 0;
+	} else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && ref_digits(s + i + 1, 2, &oh) &&
+		   s[i + 3] == ':' && ref_digits(s + i + 4, 2, &om) && oh <= 23 && om <= 59) {
+		offset_s = (s[i] == '+' ? 1 : -1) * (int64_t)(oh * 3600 + om * 60);
+	} else {
+		return false;
+	}
+	if (y < 1970 || sec > 59)
+		return false;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	t = timegm(&tm);
+	if (!gmtime_r(&t, &back) || back.tm_year != y - 1900 || back.tm_mon != mo - 1 ||
+	    back.tm_mday != d || back.tm_hour != h || back.tm_min != mi || back.tm_sec != sec)
+		return false;
+	*ms = ((int64_t)t - offset_s) * 1000 + frac;
+	return *ms >= 0;
+}
+
+/* The payload's valid_from and valid_until against the reference, given
+ * command_parse's outcome (cmd when r == 0, err otherwise). */
+static void check_prescription_times(const uint8_t *payload, size_t len, int r,
+				     const struct command *cmd, const struct command_error *err)
+{
+	json_t *root = json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES, NULL);
+	const json_t *from = json_object_get(root, "valid_from");
+	const json_t *until = json_object_get(root, "valid_until");
+	bool from_ok = false, until_ok = false;
+	int64_t from_ms = -1, until_ms = -1;
+
+	if (json_is_string(from))
+		from_ok = ref_time(json_string_value(from), &from_ms);
+	if (json_is_string(until))
+		until_ok = ref_time(json_string_value(until), &until_ms);
+	if (r == 0) {
+		CHECK(root && from_ok && until_ok);
+		CHECK(cmd->rules.valid_from_ms == from_ms && cmd->rules.valid_until_ms == until_ms);
+	} else if (root && (err->code == CMD_ERR_BAD_REQUEST || err->code == CMD_ERR_OUT_OF_RANGE)) {
+		if (!strncmp(err->message, "valid_from: ", 12))
+			CHECK(json_is_string(from) && !from_ok);
+		else if (!strcmp(err->message, "valid_until: must be after valid_from"))
+			CHECK(from_ok && until_ok && until_ms <= from_ms);
+		else if (!strncmp(err->message, "valid_until: ", 13))
+			CHECK(json_is_string(until) && !until_ok);
+	}
+	json_decref(root);
+}
+
 static void fuzz_parse(enum command_verb verb, const uint8_t *payload, size_t len)
 {
 	static struct command cmd, before, cmd2;
@@ -307,15 +421,18 @@ static void fuzz_parse(enum command_verb verb, const uint8_t *payload, size_t le
 	memset(&err2, 0x5A, sizeof(err2));
 	CHECK(command_parse(verb, payload, len, &cmd2, &err2) == r);
 	CHECK(memcmp(&err, &err2, sizeof(err)) == 0);
+	if (verb == CMD_PRESCRIPTION_SET)
+		check_prescription_times(payload, len, r, &cmd, &err);
 	if (r < 0) {
 		CHECK(memcmp(&cmd, &before, sizeof(cmd)) == 0);
 		CHECK(err.code != CMD_ERR_NONE && err.code < CMD_ERR_COUNT);
 		CHECK(printable_ascii(err.message, sizeof(err.message)));
 		CHECK(memchr(err.request_id, '\0', sizeof(err.request_id)));
 		CHECK(!err.request_id[0] || command_id_valid(err.request_id));
+		CHECK(err.retry_after_s == 0);
 		CHECK(command_reply_build(err.request_id, TS, MSG_ID, NULL, &err, &text) == 0);
 		check_reply(text, err.request_id[0] ? err.request_id : NULL, false,
-			    command_error_name(err.code), NULL);
+			    command_error_name(err.code), NULL, 0);
 		free(text);
 		return;
 	}
@@ -324,14 +441,15 @@ static void fuzz_parse(enum command_verb verb, const uint8_t *payload, size_t le
 	check_accepted(&cmd);
 	CHECK(command_reply_build(cmd.request_id, TS, MSG_ID,
 				  verb == CMD_SESSION_START ? "s-0001" : NULL, NULL, &text) == 0);
-	check_reply(text, cmd.request_id, true, NULL, verb == CMD_SESSION_START ? "s-0001" : NULL);
+	check_reply(text, cmd.request_id, true, NULL, verb == CMD_SESSION_START ? "s-0001" : NULL,
+		    0);
 	free(text);
 	/* The wiring's refusals quote what the command named (gw_command.c). */
 	command_error_set(&wiring, CMD_ERR_UNKNOWN_CUFF, cmd.request_id, "cuff \"%s\": not configured",
 			  verb == CMD_ESTOP && cmd.n_cuffs ? cmd.cuffs[0] : cmd.cuff);
 	CHECK(printable_ascii(wiring.message, sizeof(wiring.message)));
 	CHECK(command_reply_build(wiring.request_id, TS, MSG_ID, NULL, &wiring, &text) == 0);
-	check_reply(text, cmd.request_id, false, "unknown_cuff", NULL);
+	check_reply(text, cmd.request_id, false, "unknown_cuff", NULL, 0);
 	free(text);
 }
 
@@ -351,8 +469,15 @@ static const char *next_field(const uint8_t **p, const uint8_t *end, char *buf, 
 	return buf;
 }
 
+/*
+ * flags: 1 no request_id, 2 no session_id, 4 the message through
+ * command_error_set (else copied raw, unchecked bytes), 8 no error at all
+ * (an accepted command), 16 a retry_after_s (a reperfusion wait, runner.c),
+ * bits 5-7 which one.
+ */
 static void fuzz_reply(const uint8_t *data, size_t size)
 {
+	static const uint32_t retry_after[8] = { 1, 2, 59, 60, 3600, 86400, INT32_MAX, UINT32_MAX };
 	char rid[300], sid[300], msg[300];
 	const uint8_t *p = data + 3, *end = data + size;
 	struct command_error err;
@@ -380,6 +505,8 @@ static void fuzz_reply(const uint8_t *data, size_t size)
 		err.code = (enum command_error_code)data[1];
 		memcpy(err.message, msg, sizeof(err.message) - 1);
 	}
+	if (flags & 16)
+		err.retry_after_s = retry_after[flags >> 5];
 	ok = (flags & 8) || err.code == CMD_ERR_NONE;
 	r = command_reply_build(request_id, TS, MSG_ID, session_id, (flags & 8) ? NULL : &err,
 				&text);
@@ -389,7 +516,7 @@ static void fuzz_reply(const uint8_t *data, size_t size)
 		return;
 	}
 	check_reply(text, request_id && request_id[0] ? request_id : NULL, ok,
-		    command_error_name(err.code), ok ? session_id : NULL);
+		    command_error_name(err.code), ok ? session_id : NULL, ok ? 0 : err.retry_after_s);
 	free(text);
 }
 

@@ -11,9 +11,10 @@
  * characteristic with arbitrary values, serve malformed Features/Status/
  * Battery values, answer Control Point writes or not, close the link, refuse
  * the next connection. The gateway side is driven through the public API
- * (start, stop, cuff_link_send_cp) and time through the loop's injected
- * clock (loop_new_with_clock): the 30 s ATT timeout, the 5 s set-up and
- * Control Point timeouts, keepalives and reconnect backoff all run.
+ * (start, stop, cuff_link_send_cp, cuff_link_release) and time through the
+ * loop's injected clock (loop_new_with_clock): the 30 s ATT timeout, the 5 s
+ * set-up and Control Point timeouts, keepalives, the release of SR-24 and
+ * reconnect backoff all run.
  * transport_sched_set_opener hands the link the gateway end of a fresh
  * socketpair on every (re)connection.
  *
@@ -31,6 +32,10 @@
  *     DEFLATE superseded by a newer one when all 16 tracking slots are
  *     taken, is applied here by the same rule;
  *   - no callback after cuff_link_free;
+ *   - SR-24, cuff_link_release in READY: no supervision keepalive is sent
+ *     (nor attempted) until the supervision timeout plus
+ *     CUFF_LINK_RELEASE_MARGIN_MS has passed; then the link has either
+ *     left READY (control channel dead) or sends keepalives again;
  *   - while READY: every mandatory handle and CCCD discovered, the MTU
  *     within 23..517, no last error; the link's sample count is what
  *     on_samples got.
@@ -82,6 +87,10 @@ struct harness {
 	enum cuff_link_state state;
 	uint64_t cp_open[256];  /* per opcode: accepted and not yet ended */
 	uint64_t samples, readies;
+	uint16_t supervision_timeout_ms; /* the link's, default applied */
+	bool released;                   /* cuff_link_release in READY, window open */
+	uint64_t release_end;            /* when the link judges the release */
+	uint64_t keepalives_at_release;  /* sent + failed */
 
 	/* the script */
 	const uint8_t *p, *end;
@@ -268,6 +277,8 @@ static void on_state(struct cuff_link *link, enum cuff_link_state state, const c
 		fprintf(stderr, "  state %s%s%s\n", cuff_link_state_name(state), error ? ": " : "",
 			error ? error : "");
 	h->state = state;
+	if (state != CUFF_LINK_READY)
+		h->released = false;
 }
 
 static void on_ready(struct cuff_link *link, const struct bfr_features *features,
@@ -497,12 +508,39 @@ static void check_link(struct harness *h)
 	CHECK(cuff_link_get_state(h->link) == h->state);
 	if (h->state != CUFF_LINK_READY)
 		return;
+	if (h->released) {
+		uint64_t sent = st.keepalives + st.keepalive_errors;
+
+		/* Time moves only in steps that then run the loop: a due timer has fired. */
+		if (h->now < h->release_end) {
+			CHECK(sent == h->keepalives_at_release);
+		} else {
+			CHECK(sent > h->keepalives_at_release);
+			h->released = false;
+		}
+	}
 	hd = cuff_link_handles(h->link);
 	CHECK(hd->pressure && hd->pressure_cccd && hd->control_point && hd->control_point_cccd);
 	CHECK(hd->status && hd->status_cccd && hd->supervision && hd->features);
 	CHECK(hd->mtu >= ATT_DEFAULT_MTU && hd->mtu <= ATT_MAX_MTU);
 	CHECK(cuff_link_last_error(h->link)[0] == '\0');
 	CHECK(strcmp(cuff_link_id(h->link), "fuzz") == 0);
+}
+
+/* SR-24: the gateway gives up on a DEFLATE and leaves it to the cuff's fail-safe. */
+static void release(struct harness *h)
+{
+	struct cuff_link_stats st;
+
+	if (h->state == CUFF_LINK_READY && !h->released) {
+		cuff_link_get_stats(h->link, &st);
+		h->released = true;
+		h->release_end = h->now + h->supervision_timeout_ms + CUFF_LINK_RELEASE_MARGIN_MS;
+		h->keepalives_at_release = st.keepalives + st.keepalive_errors;
+	}
+	cuff_link_release(h->link);
+	if (trace)
+		fprintf(stderr, "  release%s\n", h->released ? "" : " (not READY or released)");
 }
 
 static void step(struct harness *h)
@@ -587,10 +625,13 @@ static void step(struct harness *h)
 	case 14:
 		h->refuse_next_connect = true;
 		break;
-	case 15: /* how the peer answers Control Point writes; or it drops its next PDU */
+	case 15: /* how the peer answers Control Point writes; or it drops its next PDU;
+		  * or the gateway releases the cuff (SR-24) */
 		op = next_byte(h);
 		if (op & 0x80)
 			h->drop_next_emit = true;
+		else if (op & 0x40)
+			release(h);
 		else
 			h->cp_mode = (enum cp_mode)(op % CP_MODES);
 		break;
@@ -626,6 +667,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	gc.server_mtu = (uint16_t)(ATT_DEFAULT_MTU + next_u16(&h) % (ATT_MAX_MTU - ATT_DEFAULT_MTU + 1));
 	op = next_byte(&h);
 	lc.supervision_timeout_ms = timeouts[(op & 7) % 5];
+	h.supervision_timeout_ms = lc.supervision_timeout_ms ? lc.supervision_timeout_ms
+							     : BFR_SUPERVISION_DEFAULT_TIMEOUT_MS;
 	h.small_sndbuf = op & 0x80;
 	default_values(&h);
 

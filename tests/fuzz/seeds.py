@@ -132,11 +132,44 @@ COMMAND = {
     'ack': b'\x05{"request_id":"r7","alarm_id":"a-12","by":"Dr. M\xc3\xbcller"}',
     'lop': b'\x06{"request_id":"r8","cuff":"bay1-left"}',
     'identify': b'\x07{"request_id":"r9","cuff":"bay1-left"}',
+    'snapshot': b'\x08{"request_id":"dash-1"}',
+    'prescription-set': b'\x09' + ('{"request_id":"rx-1","patient":"p-0042","plan":{"exercises":[{'
+                                   + EX + '}]},"valid_from":"2026-11-24T08:00:00+01:00",'
+                                   '"valid_until":"2026-12-22T20:00:00-05:30","max_per_day":2,'
+                                   '"min_hours_between":6,"supervision":"remote"}').encode(),
+    'prescription-set-live': b'\x09' + ('{"request_id":"rx-3","plan":{"exercises":[{' + CYCLE + '}]},'
+                                        '"valid_from":"2028-02-29T23:59:59.999999999Z",'
+                                        '"valid_until":"9999-12-31T23:59:59.5Z","supervision":"live"}'
+                                        ).encode(),
+    'prescription-bad-date': b'\x09' + ('{"request_id":"rx-4","plan":{"exercises":[{' + EX + '}]},'
+                                        '"valid_from":"2026-02-29T08:00:00Z",'
+                                        '"valid_until":"2026-03-01T08:00:00Z","supervision":"none"}'
+                                        ).encode(),
+    'prescription-clear': b'\x0a{"request_id":"rx-2"}',
+    'unknown-verb': b'\x0b{"request_id":"r10"}',
+    'stop-by-reason': b'\x03{"request_id":"r11","session_id":"s-0001","by":"nurse 2","reason":"pain"}',
+    'estop-by-reason': b'\x04{"request_id":"r12","cuffs":["L"],"by":"patient","reason":"button"}',
+    'duplicate-key': b'\x01{"request_id":"r13","request_id":"r13","session_id":"s"}',
+    'nul-in-string': b'\x05{"request_id":"r14","alarm_id":"a\\u0000","by":"x"}',
+    'prescription-before-1970': b'\x09' + ('{"request_id":"rx-5","plan":{"exercises":[{' + EX + '}]},'
+                                           '"valid_from":"1970-01-01T00:30:00+01:00",'
+                                           '"valid_until":"1970-01-02T00:00:00Z","supervision":"none"}'
+                                           ).encode(),
+    'start-intermittent': b'\x00' + ('{"request_id":"r15","plan":{"exercises":[{'
+                                     + EX.replace('continuous', 'intermittent') + '}]}}').encode(),
+    'number-overflow': b'\x01{"request_id":"r16","session_id":"s","n":123456789012345678901234567890}',
+    'nested-too-deeply': b'\x02' + b'[' * 2100,
+    'prescription-supervision-number': b'\x09' + ('{"request_id":"rx-6","plan":{"exercises":[{' + EX
+                                                  + '}]},"valid_from":"2026-11-24T08:00:00Z",'
+                                                  '"valid_until":"2026-11-25T08:00:00Z",'
+                                                  '"supervision":1}').encode(),
     'bad-json': b'\x00{"request_id":"r1",',
     'unknown-field': b'\x03{"request_id":"r4","session_id":"s","x":1}',
     'reply-ok': b'\xf0\x00\x00r1\x00s-0001\x00',
     'reply-refusal': b'\xf0\x08\x02r1\x00\x00cuff "x": not configured',
     'reply-via-error-set': b'\xf0\x0a\x06r1\x00\x00limit \xe2\x82\xac exceeded',
+    'reply-retry-after': b'\xf0\x0c\x76r1\x00\x00cuff L: reperfusion',
+    'reply-retry-after-max': b'\xf0\x15\xf0r1\x00\x00',
 }
 
 # --- cuffsim control: bytes 0-1 cuffs, byte 2 mode (0 line, 1 scenario), text --------------------------
@@ -170,6 +203,7 @@ def advance(i): return bytes([3, i])  # 0:1 1:10 2:100 3:333 4:1000 5:1001 6:300
 def cp(op, a): return bytes([10, op, a])
 def samples(p): return bytes([8, 0, 1, 0, p, 100, 4, 0])
 def cp_mode(m): return bytes([15, m])
+RELEASE = bytes([15, 0x40])          # cuff_link_release (SR-24)
 
 
 LINK = {
@@ -199,6 +233,12 @@ LINK = {
     'raw-pdus': link(0, 517, 4, AUTO, bytes([4, 3, 0x1b, 0x12, 0x00]),
                      bytes([4, 5, 0x12, 0x01, 0x00, 0x00, 0x00]), AUTO),
     'stop-start': link(0, 517, 4, AUTO, b'\x0d', b'\x0d', AUTO),
+    # SR-24: a DEFLATE nobody answers, the gateway releases the cuff, the link drops after
+    # the supervision timeout + 500 ms; without a request waiting, keepalives resume.
+    'release-dead-channel': link(0, 517, 4, AUTO, cp_mode(1), cp(2, 1), AUTO, advance(4), RELEASE,
+                                 advance(6), AUTO, advance(4), AUTO, advance(6), AUTO),
+    'release-resume': link(0, 517, 4, AUTO, RELEASE, advance(6), AUTO, advance(4), AUTO,
+                           advance(4), AUTO),
     'deflate-flood': link(0, 517, 4, AUTO, cp_mode(1),
                           *[cp(1, 50) for _ in range(12)], *[cp(2, 1) for _ in range(6)], AUTO,
                           advance(7), AUTO),
