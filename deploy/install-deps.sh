@@ -18,6 +18,7 @@ PACKAGES=(
 	python3 python3-paho-mqtt python3-jsonschema
 	sqlite3
 	chromium
+	iproute2 # tests/soak: the broker behind a veth in its own network namespace
 )
 # The dashboard's build (npm ci, esbuild) and the browser tests need Node.js
 # and npm; Debian's are used only when there is none (a machine may have a
