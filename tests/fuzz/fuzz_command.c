@@ -325,7 +325,8 @@ static bool ref_digits(const char *s, int n, int *out)
 
 /*
  * docs/sessions.md: an RFC 3339 date-time with upper-case T and Z, an
- * optional fraction of 1..9 digits (milliseconds kept), an offset, a date
+ * optional fraction of 1..9 digits (digits below a millisecond round up),
+ * an offset, a date
  * that exists, seconds 00..59, years from 1970, not before the epoch. The
  * calendar is the C library's: timegm for the value, gmtime_r to see that
  * the date and time were not normalised (2026-02-30 becomes March 2).
@@ -333,7 +334,7 @@ static bool ref_digits(const char *s, int n, int *out)
 static bool ref_time(const char *s, int64_t *ms)
 {
 	struct tm tm = { 0 }, back;
-	int y, mo, d, h, mi, sec, oh = 0, om = 0, frac = 0, nfrac = 0;
+	int y, mo, d, h, mi, sec, oh = 0, om = 0, frac = 0, nfrac = 0, below_ms = 0;
 	int64_t offset_s = 0;
 	time_t t;
 	size_t i = 19, len = strlen(s);
@@ -347,6 +348,8 @@ static bool ref_time(const char *s, int64_t *ms)
 		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++, nfrac++)
 			if (nfrac < 3)
 				frac = frac * 10 + (s[i] - '0');
+			else if (s[i] != '0')
+				below_ms = 1;
 		if (nfrac < 1 || nfrac > 9)
 			return false;
 		for (; nfrac < 3; nfrac++)
@@ -372,8 +375,9 @@ static bool ref_time(const char *s, int64_t *ms)
 	if (!gmtime_r(&t, &back) || back.tm_year != y - 1900 || back.tm_mon != mo - 1 ||
 	    back.tm_mday != d || back.tm_hour != h || back.tm_min != mi || back.tm_sec != sec)
 		return false;
-	*ms = ((int64_t)t - offset_s) * 1000 + frac;
-	return *ms >= 0;
+	*ms = ((int64_t)t - offset_s) * 1000 + frac + below_ms;
+	/* 9999-12-31T23:59:59.999Z is the last time the text can carry. */
+	return *ms >= 0 && *ms <= 253402300799999LL;
 }
 
 /* The payload's valid_from and valid_until against the reference, given
