@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "limits.h"
+#include "realtime.h"
 #include "transport.h"
 
 #define PATH_TEXT_MAX 256
@@ -347,7 +348,7 @@ static int get_group(struct ctx *c, const config_setting_t *parent, const char *
 
 static int load_gateway(struct ctx *c, const config_setting_t *root, struct config *cfg)
 {
-	static const char *const keys[] = { "id", "site", "data_dir", NULL };
+	static const char *const keys[] = { "id", "site", "data_dir", "realtime_priority", NULL };
 	const config_setting_t *g, *where;
 	int r;
 
@@ -360,8 +361,11 @@ static int load_gateway(struct ctx *c, const config_setting_t *root, struct conf
 	r = get_id(c, g, "site", &cfg->site);
 	if (r < 0)
 		return r;
-	return get_string(c, g, "data_dir", false, "/var/lib/bfr-gateway", &where,
-			  &cfg->data_dir);
+	r = get_string(c, g, "data_dir", false, "/var/lib/bfr-gateway", &where, &cfg->data_dir);
+	if (r < 0)
+		return r;
+	return get_uint(c, g, "realtime_priority", 0, 0, REALTIME_PRIORITY_MAX,
+			&cfg->realtime_priority);
 }
 
 static bool uri_is_tls(const char *uri, bool *valid)

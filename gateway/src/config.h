@@ -90,6 +90,9 @@ struct config {
 	char *gateway_id;
 	char *site;
 	char *data_dir; /* default "/var/lib/bfr-gateway" */
+	/* The event loop's SCHED_FIFO priority (realtime.h); 0: the normal
+	 * policy. Default 0, 0..REALTIME_PRIORITY_MAX. */
+	unsigned realtime_priority;
 
 	struct {
 		char *uri;           /* default "mqtt://127.0.0.1:1883" */

@@ -34,6 +34,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "loop.h"
+#include "realtime.h"
 #include "rfc3339.h"
 #include "sd_notify.h"
 #include "store.h"
@@ -42,6 +43,28 @@ struct watchdog {
 	uint64_t interval_ms;
 	uint64_t timer;
 };
+
+/*
+ * The loop's thread (this one) as SCHED_FIFO, before gateway_new starts the
+ * store's and Paho's threads (they would not inherit it anyway: realtime.h).
+ * Without the privilege the gateway runs as before, only with more latency
+ * under load, so that is a warning, not a reason to stop supervising.
+ */
+static void enter_realtime(unsigned priority)
+{
+	int r;
+
+	if (priority == 0)
+		return;
+	r = realtime_enter((int)priority);
+	if (r == 0)
+		log_info("event loop: SCHED_FIFO, priority %u", priority);
+	else
+		log_warn("gateway.realtime_priority %u not applied (%s): the event loop runs at "
+			 "the normal priority; a systemd unit grants it with LimitRTPRIO=%u "
+			 "(docs/operations.md)",
+			 priority, strerror(-r), priority);
+}
 
 static void usage(FILE *f)
 {
@@ -230,6 +253,7 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	enter_realtime(cfg->realtime_priority);
 	r = gateway_new(loop, cfg, &gw, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "bfr-gateway: %s\n", err);

@@ -403,7 +403,8 @@ def _q(s):
 
 
 def gateway_config(data_dir, mqtt_uri, cuffs, gateway_id=GATEWAY_ID, site=SITE,
-                   telemetry_hz=10, keepalive_s=KEEPALIVE_S, extra="", mqtt_extra=""):
+                   telemetry_hz=10, keepalive_s=KEEPALIVE_S, extra="", mqtt_extra="",
+                   gateway_extra=""):
     """libconfig text (DESIGN section 8). cuffs: list of dicts with id, address, limb
     and optionally limits = {max_pressure_mmHg, max_pct_lop}."""
     items = []
@@ -417,7 +418,7 @@ def gateway_config(data_dir, mqtt_uri, cuffs, gateway_id=GATEWAY_ID, site=SITE,
             fields.append("label = %s;" % _q(c["label"]))
         items.append("  { %s }" % " ".join(fields))
     return ("# written by tests/integration/harness.py\n"
-            "gateway = { id = %s; site = %s; data_dir = %s; };\n"
+            "gateway = { id = %s; site = %s; data_dir = %s; %s };\n"
             "mqtt = { uri = %s; client_id = %s; username = \"\"; password_file = \"\";\n"
             "         telemetry_hz = %d; keepalive_s = %d; %s\n"
             "         tls = { ca_file = \"\"; cert_file = \"\"; key_file = \"\"; }; };\n"
@@ -425,7 +426,7 @@ def gateway_config(data_dir, mqtt_uri, cuffs, gateway_id=GATEWAY_ID, site=SITE,
             "limits = { leg = { max_pressure_mmHg = 250; max_pct_lop = 80; };\n"
             "           arm = { max_pressure_mmHg = 200; max_pct_lop = 60; }; };\n"
             "cuffs = (\n%s\n);\n%s"
-            % (_q(gateway_id), _q(site), _q(data_dir), _q(mqtt_uri), _q(gateway_id),
+            % (_q(gateway_id), _q(site), _q(data_dir), gateway_extra, _q(mqtt_uri), _q(gateway_id),
                telemetry_hz, keepalive_s, mqtt_extra, ",\n".join(items), extra))
 
 

@@ -3,7 +3,8 @@
 side of Type=notify.
 
 - `systemd-analyze verify` accepts the unit (its ExecStart pointed at the
-  build), and it carries the hardening the issue asks for;
+  build), and it carries the hardening the issue asks for, and the
+  LimitRTPRIO= the example configuration's realtime_priority needs;
 - the real gateway, given $NOTIFY_SOCKET (a datagram socket of this test, as
   systemd's would be) and $WATCHDOG_USEC, sends READY=1, then WATCHDOG=1 at
   half the interval while its event loop runs, stops pinging while the loop
@@ -57,6 +58,18 @@ def main():
             for k, v in want.items():
                 check_that(settings.get(k) == [v], "%s=%r, want %r" % (k, settings.get(k), v))
             check_that(settings.get("WatchdogSec"), "no WatchdogSec")
+            # The example configuration's realtime_priority must be grantable
+            # (gateway/src/realtime.h); RestrictRealtime=yes would refuse it.
+            with open(os.path.join(SOURCE_DIR, "deploy", "gateway.conf.example")) as f:
+                m = re.search(r"^\s*realtime_priority\s*=\s*(\d+);", f.read(), re.M)
+            check_that(m, "gateway.conf.example sets no realtime_priority")
+            limit = settings.get("LimitRTPRIO", ["0"])
+            check_that(int(limit[0]) >= int(m.group(1)),
+                       "LimitRTPRIO=%s below the example's realtime_priority %s"
+                       % (limit[0], m.group(1)))
+            check_that(settings.get("RestrictRealtime", ["no"]) == ["no"],
+                       "RestrictRealtime=%r refuses the loop's SCHED_FIFO"
+                       % settings.get("RestrictRealtime"))
             check_that(sorted(settings["RestrictAddressFamilies"][0].split()) ==
                        ["AF_BLUETOOTH", "AF_INET", "AF_INET6", "AF_UNIX"],
                        "RestrictAddressFamilies=%r" % settings["RestrictAddressFamilies"])

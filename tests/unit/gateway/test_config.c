@@ -176,6 +176,7 @@ static void test_minimal_defaults(void **state)
 	assert_int_equal(cfg->lop_max_age_s, 3600);
 	assert_int_equal(cfg->supervision_timeout_ms, 3000);
 	assert_int_equal(cfg->outbox_max_mib, 64);
+	assert_int_equal(cfg->realtime_priority, 0);
 	assert_int_equal(cfg->n_cuffs, 0);
 	assert_null(cfg->cuffs);
 	assert_false(cfg->home.enabled);
@@ -200,7 +201,8 @@ static void test_home_defaults(void **state)
 
 static const char full_conf[] =
 	"# every setting\n"
-	"gateway = { id = \"clinic-a-gw1\"; site = \"clinic-a\"; data_dir = \"/tmp/gw\"; };\n"
+	"gateway = { id = \"clinic-a-gw1\"; site = \"clinic-a\"; data_dir = \"/tmp/gw\";\n"
+	"            realtime_priority = 10; };\n"
 	"mqtt = { uri = \"mqtts://broker.example:8883\"; client_id = \"gw1.client\";\n"
 	"  username = \"gw\"; password_file = \"@PASS@\"; telemetry_hz = 25; keepalive_s = 30;\n"
 	"  tls = { ca_file = \"@CA@\"; cert_file = \"@CERT@\"; key_file = \"@KEY@\"; }; };\n"
@@ -231,6 +233,7 @@ static void test_full(void **state)
 	assert_string_equal(cfg->path, conf_path);
 	assert_string_equal(cfg->gateway_id, "clinic-a-gw1");
 	assert_string_equal(cfg->data_dir, "/tmp/gw");
+	assert_int_equal(cfg->realtime_priority, 10);
 	assert_true(cfg->mqtt.tls);
 	assert_string_equal(cfg->mqtt.client_id, "gw1.client");
 	assert_string_equal(cfg->mqtt.username, "gw");
@@ -329,6 +332,12 @@ static const struct bad_case bad_cases[] = {
 	  1, "gateway.id", "is not an id" },
 	{ "gateway = { id = \"gw1\"; site = \"s\"; data_dir = 7; };\n", 1, "gateway.data_dir",
 	  "expected a string, got an integer" },
+	{ "gateway = { id = \"gw1\"; site = \"s\";\n realtime_priority = 50; };\n", 2,
+	  "gateway.realtime_priority", "must be 0..49, got 50" },
+	{ "gateway = { id = \"gw1\"; site = \"s\"; realtime_priority = -1; };\n", 1,
+	  "gateway.realtime_priority", "must be 0..49, got -1" },
+	{ "gateway = { id = \"gw1\"; site = \"s\"; realtime_priority = \"high\"; };\n", 1,
+	  "gateway.realtime_priority", "expected an integer, got a string" },
 	{ GW "mqtt = {\n telemetry_hz = 60; };\n", 3, "mqtt.telemetry_hz", "must be 1..50, got 60" },
 	{ GW "mqtt = {\n telemetry_hz = 0; };\n", 3, "mqtt.telemetry_hz", "must be 1..50, got 0" },
 	{ GW "mqtt = { telemetry_hz = -3; };\n", 2, "mqtt.telemetry_hz", "must be 1..50, got -3" },
