@@ -460,10 +460,18 @@ static void on_listen(struct loop *loop, int fd, uint32_t events, void *user_dat
 
 static void flush_samples(struct sim_cuff *c)
 {
+	uint64_t sent_us;
 	int r;
 
 	if (c->n_pending == 0)
 		return;
+	/*
+	 * The clock is read before the send: read after it, a receiver that
+	 * preempts us the moment the notification is queued (a real-time
+	 * gateway on this CPU) could answer before the clock is read, and its
+	 * reaction would be measured as 0.
+	 */
+	sent_us = real_us();
 	r = cuff_gatt_notify_pressure(c->gatt, c->pending, c->n_pending);
 	if (r == 1) {
 		c->samples_sent += c->n_pending;
@@ -471,7 +479,7 @@ static void flush_samples(struct sim_cuff *c)
 			if (c->lat_state == LAT_ARMED &&
 			    c->pending[i].pressure_mmhg > c->limit_mmhg) {
 				c->lat_state = LAT_PENDING;
-				c->lat_sent_us = real_us();
+				c->lat_sent_us = sent_us;
 			}
 		}
 	} else {

@@ -15,6 +15,11 @@ would measure Python rather than the gateway. Here:
   CPU on the shared machine;
 - ProcStat: CPU (utime+stime from /proc/PID/stat) and VmRSS/VmHWM of a process.
 
+Every gateway a benchmark starts runs its event loop SCHED_FIFO at the
+shipped example configuration's gateway.realtime_priority (10), and prints
+what its loop thread got; BFR_BENCH_REALTIME=0 runs it at the normal policy
+(an A/B in the same session), another value at that priority.
+
 Run with Debian's /usr/bin/python3 (paho-mqtt 1.6.1). BFR_BUILD_DIR must point
 at a Release build (tests/bench/run-all.sh configures one).
 """
@@ -60,6 +65,48 @@ def broker_extra(lines):
         return orig(self, name, argv, env)
     spawn._bench_wrapped = True
     Harness.spawn = spawn
+
+
+# gateway.realtime_priority of every gateway a benchmark starts: the shipped
+# example configuration's 10 unless BFR_BENCH_REALTIME says otherwise (0: the
+# normal policy, for an A/B in the same session). Benchmarks print
+# loop_policy(pid), what the gateway's loop thread actually got.
+REALTIME_PRIORITY = int(os.environ.get("BFR_BENCH_REALTIME", "10"))
+
+
+def _realtime_config():
+    if getattr(Harness.write_gateway_config, "_bench_wrapped", False):
+        return
+    orig = Harness.write_gateway_config
+
+    def write_gateway_config(self, cuffs, name="gateway.conf", **kw):
+        if REALTIME_PRIORITY and "gateway_extra" not in kw:
+            kw["gateway_extra"] = "realtime_priority = %d;" % REALTIME_PRIORITY
+        return orig(self, cuffs, name, **kw)
+    write_gateway_config._bench_wrapped = True
+    Harness.write_gateway_config = write_gateway_config
+    orig_start = Harness.start_gateway
+
+    def start_gateway(self, config, args=()):
+        gw = orig_start(self, config, args)
+        if REALTIME_PRIORITY:
+            # main() applies it before anything else: a condition, not a wait.
+            gw.wait_line(r"event loop: SCHED_FIFO|realtime_priority \d+ not applied", 10)
+        print("gateway pid %d: loop thread %s" % (gw.pid, loop_policy(gw.pid)), flush=True)
+        return gw
+    Harness.start_gateway = start_gateway
+
+
+_realtime_config()
+
+
+def loop_policy(pid):
+    """The gateway's loop thread (its main thread) policy: "SCHED_FIFO 10", "normal"."""
+    with open("/proc/%d/stat" % pid) as f:
+        text = f.read()
+    fields = text[text.rindex(")") + 2:].split()  # fields[0] is field 3
+    policy, prio = int(fields[41 - 3]), int(fields[40 - 3])
+    return "SCHED_FIFO %d" % prio if policy == 1 else "normal policy (%d)" % policy
 
 
 def build_info():
