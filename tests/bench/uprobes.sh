@@ -28,7 +28,7 @@ add)
 	read -r vaddr off < <(readelf -lW "$bin" | awk '$1 == "LOAD" && / E / { print $3, $2; exit }')
 	delta=$(( vaddr - off ))
 	for f in "$@"; do
-		addr=$(nm "$bin" | awk -v f="$f" '$3 == f { print $1; exit }')
+		addr=$(nm "$bin" | awk -v f="$f" '$3 == f && !n++ { print $1 }') # no early exit: nm would get SIGPIPE
 		if [ -z "$addr" ]; then
 			echo "uprobes.sh: no symbol $f in $bin (inlined?)" >&2
 			continue
