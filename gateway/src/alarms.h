@@ -10,8 +10,9 @@
  * once (to mark a cuff's state dirty, to note it in a session) and queued;
  * the queue is published (alarm/{id}, retained while open; closing record
  * then an empty retained payload) and recorded in the database after the
- * current batch of events, by a loop post hook, so building JSON for many
- * cuffs never delays the next cuff's safety check. alarms_flush() publishes
+ * current batch of events, by a loop post hook, ALARMS_FLUSH_BATCH per turn
+ * of the loop, so building JSON for many cuffs never delays the next
+ * cuff's safety check by more than one batch. alarms_flush() publishes
  * the queue at once, for a message that must not overtake an alarm record.
  *
  * Ids are "<gateway>-<seq>"; the first seq comes from the caller (crash
@@ -30,6 +31,9 @@
 #include "payload.h"
 #include "publisher.h"
 #include "store.h"
+
+/* Records published per turn of the loop by the post hook (the rest next turn). */
+#define ALARMS_FLUSH_BATCH 64
 
 struct alarms;
 

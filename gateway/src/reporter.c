@@ -210,22 +210,38 @@ static void publish_sessions(struct reporter *rep, bool always)
 	json_decref(p);
 }
 
-/* Publishes the dirty states whose rate limit allows it; a timer for the rest. */
+/*
+ * Publishes the dirty states whose rate limit allows it; a timer for the
+ * rest. At most REPORTER_STATE_BATCH per call, the others in the next turn
+ * of the loop (the post hook again), after whatever io is ready: when every
+ * cuff goes over the limit at once, every cuff state changes, and 500 of
+ * them in one hook (about 10 us each) kept the notifications still
+ * arriving, and their DEFLATEs, waiting up to 4.9 ms (uprobes, 500 cuffs;
+ * docs/benchmarks.md).
+ */
 static void flush_states(struct reporter *rep)
 {
 	uint64_t now = loop_now_ms(rep->deps.loop);
 	uint64_t next = UINT64_MAX;
+	size_t published = 0;
 
 	for (size_t i = 0; i < rep->deps.n_cuffs; i++) {
 		struct cuff_report *cr = &rep->per_cuff[i];
 
 		if (!cr->state_dirty)
 			continue;
+		if (published == REPORTER_STATE_BATCH) {
+			if (!rep->stopped)
+				(void)loop_post_schedule(rep->deps.loop, rep->state_post); /* ours */
+			return;
+		}
 		if (cr->state_published_ms == 0 ||
-		    now - cr->state_published_ms >= REPORTER_STATE_MIN_MS)
+		    now - cr->state_published_ms >= REPORTER_STATE_MIN_MS) {
 			publish_cuff_state(rep, rep->deps.cuffs[i]);
-		else if (cr->state_published_ms + REPORTER_STATE_MIN_MS < next)
+			published++;
+		} else if (cr->state_published_ms + REPORTER_STATE_MIN_MS < next) {
 			next = cr->state_published_ms + REPORTER_STATE_MIN_MS;
+		}
 	}
 	if (next != UINT64_MAX && !rep->stopped &&
 	    loop_timer_start(rep->deps.loop, rep->state_timer, next - now, 0) < 0)

@@ -33,6 +33,7 @@
 #define REPORTER_STATE_MIN_MS 200    /* cuff state: at most 5 publishes/s per cuff */
 #define REPORTER_HOUSEKEEPING_MS 1000
 #define REPORTER_STATE_REFRESH_MS 1000 /* cuff state: at least once a second */
+#define REPORTER_STATE_BATCH 64        /* dirty cuff states published per loop turn */
 #define REPORTER_STATE_EXPIRY_S 10     /* ...and gone from the broker 10 s after the last */
 
 struct reporter;
