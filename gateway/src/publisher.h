@@ -7,7 +7,8 @@
  * the store's completion stream (the outbox's commits arrive there), so the
  * whole life of a QoS 1 message is in this one file:
  *   append (outbox, queued for commit) -> committed (ready) -> handed to Paho
- *   (in flight, at most PUBLISHER_WINDOW) -> PUBACK (ack: DELETE queued).
+ *   (in flight, at most PUBLISHER_WINDOW; PUBLISHER_DRAIN_BATCH per turn of
+ *   the loop) -> PUBACK (ack: DELETE queued).
  * A failed publish stays in the outbox and is sent again, in order, after the
  * next connect (consumers dedupe on msg_id); after a connect the window
  * starts over from the oldest unacknowledged row. Only a PUBACK the broker
@@ -41,6 +42,7 @@
 #include "store.h"
 
 #define PUBLISHER_WINDOW 256 /* QoS 1 messages in flight at once */
+#define PUBLISHER_DRAIN_BATCH 64 /* rows handed to Paho per turn of the loop */
 #define PUBLISHER_RETRY_MIN_MS 1000
 #define PUBLISHER_RETRY_MAX_MS 60000
 

@@ -618,6 +618,7 @@ static void test_end_to_end(void **state)
 
 struct stale_rec {
 	int connected, disconnected, done, stale_msgs, marker;
+	bool stale_seen[STALE_N];
 };
 
 static void st_on_connected(struct mqtt_client *c, bool session_present, void *user_data)
@@ -634,8 +635,21 @@ static void st_on_message(struct mqtt_client *c, const struct mqtt_message *msg,
 {
 	struct stale_rec *r = user_data;
 
-	if (strncmp(msg->topic, "s/stale/", 8) == 0)
-		r->stale_msgs++;
+	/*
+	 * Distinct topics: QoS 1 is at least once, and under load one came
+	 * back twice now and then (40 deliveries of 20 topics): retained on
+	 * the connect's SUBSCRIBE and again live, or sent by Paho on a
+	 * connection that dropped and again on the next. Counting deliveries
+	 * made the test fail on a correct client.
+	 */
+	if (strncmp(msg->topic, "s/stale/", 8) == 0) {
+		int i = atoi(msg->topic + 8);
+
+		if (i >= 0 && i < STALE_N && !r->stale_seen[i]) {
+			r->stale_seen[i] = true;
+			r->stale_msgs++;
+		}
+	}
 	else if (strcmp(msg->topic, "s/marker") == 0)
 		r->marker++;
 }
