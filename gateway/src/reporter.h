@@ -28,8 +28,8 @@
 #include "publisher.h"
 #include "runner.h"
 
-#define REPORTER_TELEMETRY_SLICE_MS 2 /* telemetry goes out in slices of the cuffs, one
-					* every 2 ms: period / 2 ms slices per period */
+#define REPORTER_TELEMETRY_SLICE_MS 1 /* telemetry goes out in slices of the cuffs, one
+					* every 1 ms: period / 1 ms slices per period */
 #define REPORTER_STATE_MIN_MS 200    /* cuff state: at most 5 publishes/s per cuff */
 #define REPORTER_HOUSEKEEPING_MS 1000
 #define REPORTER_STATE_REFRESH_MS 1000 /* cuff state: at least once a second */
