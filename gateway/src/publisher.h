@@ -43,6 +43,7 @@
 
 #define PUBLISHER_WINDOW 256 /* QoS 1 messages in flight at once */
 #define PUBLISHER_DRAIN_BATCH 64 /* rows handed to Paho per turn of the loop */
+#define PUBLISHER_REFILL_MIN 32  /* with rows in flight, refill once this many slots are free */
 #define PUBLISHER_RETRY_MIN_MS 1000
 #define PUBLISHER_RETRY_MAX_MS 60000
 
