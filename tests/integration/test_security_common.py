@@ -156,6 +156,20 @@ class Msg:
     __slots__ = ("topic", "raw", "payload", "retain", "props", "t")
 
 
+class _PahoClient(mqtt.Client):
+    """paho-mqtt 1.6.1 lets ssl.SSLEOFError (a TLS broker gone in the middle
+    of a write) escape _packet_write, which kills its network thread: the
+    client never reconnects (test_security_bridge failed so once in CI, a
+    clinician writing a PUBACK as the clinic broker stopped). paho 2.0 treats
+    it as a lost connection; so does this."""
+
+    def _sock_send(self, buf):
+        try:
+            return super()._sock_send(buf)
+        except ssl.SSLEOFError as e:
+            raise ConnectionResetError(str(e))
+
+
 class Client:
     """An MQTT 5 client (paho) with a password and/or TLS (ca, client cert); it
     reconnects within a second and subscribes again.
@@ -174,10 +188,10 @@ class Client:
         self.connect_rc = None
         self.subscribed = subscribe is None
         if persistent:
-            self.client = mqtt.Client(client_id="%s-%s" % (name, uuid.uuid4().hex[:6]),
+            self.client = _PahoClient(client_id="%s-%s" % (name, uuid.uuid4().hex[:6]),
                                       protocol=mqtt.MQTTv311, clean_session=False)
         else:
-            self.client = mqtt.Client(client_id="%s-%s" % (name, uuid.uuid4().hex[:6]),
+            self.client = _PahoClient(client_id="%s-%s" % (name, uuid.uuid4().hex[:6]),
                                       protocol=mqtt.MQTTv5)
         self.persistent = persistent
         if username:
