@@ -5,6 +5,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { assertClean } from './clean.mjs';
 import { Store, parseTopic, DROPS_WINDOW_MS } from '../src/store.js';
 import { cuffView, homeView, prescriptionView, homeEventView } from '../src/view.js';
 
@@ -13,19 +14,6 @@ const GW = 'clinic-a/home-0042';
 const T0 = Date.parse('2026-11-24T09:30:00.000Z');
 let n = 0;
 const msg = (o) => JSON.stringify({ v: 1, ts: '2026-11-24T09:30:00.000Z', msg_id: `h-${++n}`, ...o });
-const BAD = /\b(undefined|NaN|None|null|\[object Object\])\b/;
-
-function strings(v, out = []) {
-	if (typeof v === 'string') out.push(v);
-	else if (Array.isArray(v)) v.forEach((x) => strings(x, out));
-	else if (v && typeof v === 'object') Object.values(v).forEach((x) => strings(x, out));
-	return out;
-}
-
-function assertClean(view) {
-	for (const s of strings(view)) assert.doesNotMatch(s, BAD, `view shows "${s}"`);
-}
-
 const RX = {
 	plan: { exercises: [{ name: 'knee extension', cuffs: ['home-left-thigh'], pct_lop: 50, mode: 'continuous',
 		sets: [30, 15, 15, 15], tempo_s: [2, 2], rest_s: 30, reperfusion_s: 60 }] },

@@ -3,6 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { assertClean } from './clean.mjs';
 import { Store, Trace, parseTopic, bayOf, STALE_MS } from '../src/store.js';
 import { cuffView, alarmView, targetOf } from '../src/view.js';
 import { fmtAlarmValues, fmtDuration, fmtNum, fmtOf } from '../src/format.js';
@@ -12,19 +13,6 @@ const P = 'bfr/v1/clinic-a/gw1';
 const T0 = 1_700_000_000_000;
 let n = 0;
 const msg = (o) => JSON.stringify({ v: 1, ts: '2026-11-24T09:30:00.000Z', msg_id: `m-${++n}`, ...o });
-const BAD = /\b(undefined|NaN|None|null|\[object Object\])\b/;
-
-// Every string in a view object (recursively), for the "never undefined" check.
-function strings(v, out = []) {
-	if (typeof v === 'string') out.push(v);
-	else if (Array.isArray(v)) v.forEach((x) => strings(x, out));
-	else if (v && typeof v === 'object') Object.values(v).forEach((x) => strings(x, out));
-	return out;
-}
-
-function assertClean(view) {
-	for (const s of strings(view)) assert.doesNotMatch(s, BAD, `view shows "${s}"`);
-}
 
 function online(s, now = T0) {
 	s.setConnected(true, now);
