@@ -27,6 +27,7 @@ BFR_KEEP_TMP=1 keeps the temporary directory, BFR_MQTT_KEEPALIVE_S (the
 keepalive written into the gateway's config, default 5).
 """
 
+import errno
 import json
 import os
 import re
@@ -98,6 +99,28 @@ def wait_until(pred, timeout, what, poll=0.02):
         time.sleep(poll)
 
 
+def fill_disk(path):
+    """Writes zeros to path until the filesystem is full (ENOSPC), the last
+    partial pages included; returns the bytes written. For the disk-full
+    tests and the soak campaign's disk fill."""
+    n = 0
+    chunk = b"\0" * 65536
+    with open(path, "wb", buffering=0) as f:
+        while True:
+            try:
+                n += f.write(chunk)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                for size in (4096, 512):
+                    try:
+                        while True:
+                            n += f.write(b"\0" * size)
+                    except OSError:
+                        pass
+                return n
+
+
 # --- processes -----------------------------------------------------------------
 
 
@@ -121,9 +144,13 @@ class Proc:
         self._reader = threading.Thread(target=self._read, name="log-" + name, daemon=True)
         self._reader.start()
 
+    def _log_line(self, raw):
+        """Writes one output line to the log file (a subclass may stamp it)."""
+        self._log.write(raw)
+
     def _read(self):
         for raw in iter(self.popen.stdout.readline, b""):
-            self._log.write(raw)
+            self._log_line(raw)
             with self.cond:
                 self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
                 self.cond.notify_all()

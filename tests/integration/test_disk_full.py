@@ -17,7 +17,6 @@ pressure in a set, a filler file takes every free byte. Checked:
 Needs root to mount a tmpfs (CI runs as root). Without it the test says so
 and skips (exit 0, nothing counted as passed)."""
 
-import errno
 import os
 import sqlite3
 import subprocess
@@ -26,8 +25,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (PREFIX, Suite, check_that, short_plan, sim_cuff_stats,  # noqa: E402
-                     sim_cuffs, start_session, wait_phase, wait_sim)
+from harness import (PREFIX, Suite, check_that, fill_disk, short_plan,  # noqa: E402
+                     sim_cuff_stats, sim_cuffs, start_session, wait_phase, wait_sim)
 
 TMPFS_SIZE = "8m"
 START_S = 30.0
@@ -47,25 +46,6 @@ def mount_tmpfs():
         os.rmdir(mnt)
         return None, r.stdout.decode("utf-8", "replace").strip() or "mount failed"
     return mnt, None
-
-
-def fill(path):
-    """Writes zeros until ENOSPC; returns the bytes written."""
-    n = 0
-    chunk = b"\0" * 65536
-    with open(path, "wb", buffering=0) as f:
-        while True:
-            try:
-                n += f.write(chunk)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-                # Take the last partial page too.
-                try:
-                    n += f.write(b"\0" * 4096)
-                except OSError:
-                    pass
-                return n
 
 
 def event_msgs(col, sid):
@@ -108,7 +88,7 @@ def main():
             def disk_fills():
                 line0 = len(gw.lines)
                 t0 = time.monotonic()
-                n = fill(filler)
+                n = fill_disk(filler)
                 st["t_full"] = t0
                 m = gw.wait_line(r"store: disk error", 10, start=line0)
                 print("  filled %d KiB; the store reported '%s' after %.2f s"

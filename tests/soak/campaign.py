@@ -29,7 +29,6 @@ run left behind are deleted by the next run (their pid is gone).
 """
 
 import argparse
-import errno
 import json
 import os
 import random
@@ -99,20 +98,12 @@ class StampedProc(Proc):
     read (the gateway's own lines have none), to line them up with the
     campaign's fault log."""
 
-    def _read(self):
-        for raw in iter(self.popen.stdout.readline, b""):
-            t = time.time()
-            if STALE_LINE in raw:
-                STALE_TIMES.append(t)
-            self._log.write(("%s.%03d " % (time.strftime("%H:%M:%S", time.localtime(t)),
-                                           int(t % 1 * 1000))).encode() + raw)
-            with self.cond:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self.cond.notify_all()
-        self.popen.stdout.close()
-        with self.cond:
-            self.returncode = self.popen.wait()
-            self.cond.notify_all()
+    def _log_line(self, raw):
+        t = time.time()
+        if STALE_LINE in raw:
+            STALE_TIMES.append(t)
+        self._log.write(("%s.%03d " % (time.strftime("%H:%M:%S", time.localtime(t)),
+                                       int(t % 1 * 1000))).encode() + raw)
 
 
 class Children:
@@ -139,26 +130,6 @@ class Children:
                            self.tmp, env)
         self.procs.append(proc)
         return proc
-
-
-def fill(path):
-    """Writes zeros until ENOSPC; returns the bytes written."""
-    n = 0
-    chunk = b"\0" * 65536
-    with open(path, "wb", buffering=0) as f:
-        while True:
-            try:
-                n += f.write(chunk)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-                for size in (4096, 512):
-                    try:
-                        while True:
-                            n += f.write(b"\0" * size)
-                    except OSError:
-                        pass
-                return n
 
 
 class Campaign:
@@ -401,7 +372,7 @@ class Campaign:
             m["line0"] = len(self.gw.lines)
             m["gw"] = self.gw
             m["sizes"] = self.db_sizes()
-            m["bytes"] = fill(os.path.join(self.mnt, "filler"))
+            m["bytes"] = harness.fill_disk(os.path.join(self.mnt, "filler"))
             m["noticed"] = None
             log("fault: disk filled (%d KiB; database files %s KiB); freed %.0f s after the "
                 "gateway reports it (at most %.0f s)" % (m["bytes"] // 1024, m["sizes"],

@@ -35,20 +35,20 @@ def open_sessions(path):
         db.close()
 
 
-def outbox_depth(path):
+def _rows(path, table):
     db = db_connect(path)
     try:
-        return db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        return db.execute("SELECT count(*) FROM %s" % table).fetchone()[0]
     finally:
         db.close()
+
+
+def outbox_depth(path):
+    return _rows(path, "outbox")
 
 
 def event_total(path):
-    db = db_connect(path)
-    try:
-        return db.execute("SELECT count(*) FROM session_events").fetchone()[0]
-    finally:
-        db.close()
+    return _rows(path, "session_events")
 
 
 class Db:
