@@ -71,7 +71,11 @@ def broker_extra(lines):
 # example configuration's 10 unless BFR_BENCH_REALTIME says otherwise (0: the
 # normal policy, for an A/B in the same session). Benchmarks print
 # loop_policy(pid), what the gateway's loop thread actually got.
-REALTIME_PRIORITY = int(os.environ.get("BFR_BENCH_REALTIME", "10"))
+try:
+    REALTIME_PRIORITY = int(os.environ.get("BFR_BENCH_REALTIME", "10"))
+except ValueError:
+    sys.exit("BFR_BENCH_REALTIME=%r: give 0 (normal policy) or a priority 1..49"
+             % os.environ["BFR_BENCH_REALTIME"])
 
 
 def _realtime_config():
@@ -102,10 +106,7 @@ _realtime_config()
 
 def loop_policy(pid):
     """The gateway's loop thread (its main thread) policy: "SCHED_FIFO 10", "normal"."""
-    with open("/proc/%d/stat" % pid) as f:
-        text = f.read()
-    fields = text[text.rindex(")") + 2:].split()  # fields[0] is field 3
-    policy, prio = int(fields[41 - 3]), int(fields[40 - 3])
+    policy, prio = harness.thread_sched(pid)
     return "SCHED_FIFO %d" % prio if policy == 1 else "normal policy (%d)" % policy
 
 

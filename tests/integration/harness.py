@@ -121,6 +121,16 @@ def fill_disk(path):
                 return n
 
 
+def thread_sched(pid, tid=None):
+    """(policy, rt_priority) of a thread (default: the process's main thread)
+    from /proc (proc(5): fields 41 and 40): 0 SCHED_OTHER, 1 SCHED_FIFO,
+    3 SCHED_BATCH."""
+    with open("/proc/%d/task/%d/stat" % (pid, tid or pid)) as f:
+        text = f.read()
+    rest = text[text.rindex(")") + 2:].split()  # rest[0] is field 3
+    return int(rest[41 - 3]), int(rest[40 - 3])
+
+
 # --- processes -----------------------------------------------------------------
 
 

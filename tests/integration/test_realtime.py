@@ -22,25 +22,22 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Suite, check_that, fail, sim_cuffs, wait_until  # noqa: E402
+from harness import Suite, check_that, fail, sim_cuffs, thread_sched, wait_until  # noqa: E402
 
 PRIORITY = 5
 SCHED_OTHER, SCHED_FIFO, SCHED_BATCH = 0, 1, 3
 
 
 def threads(pid):
-    """{tid: (name, policy, rt_priority)} from /proc (proc(5): fields 40, 41)."""
+    """{tid: (name, policy, rt_priority)} of every thread of pid."""
     out = {}
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
-            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-                stat = f.read()
             with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
                 name = f.read().strip()
+            out[int(tid)] = (name,) + thread_sched(pid, int(tid))
         except FileNotFoundError:
             continue  # the thread ended meanwhile
-        rest = stat[stat.rfind(")") + 2:].split()  # rest[0] is field 3
-        out[int(tid)] = (name, int(rest[41 - 3]), int(rest[40 - 3]))
     return out
 
 
