@@ -2,8 +2,19 @@
  * mqtt_client.c - see mqtt_client.h.
  *
  * Threads: Paho calls the static paho_* functions on its own threads. They
- * touch only the event queue (under `lock`) and the eventfd. Everything
- * else in struct mqtt_client belongs to the loop thread.
+ * touch only the event queue (under `lock`) and the eventfd. The sender
+ * thread (sender_main) hands publishes to Paho: the loop thread queues
+ * them (under `send_lock`) and never calls MQTTAsync_sendMessage itself.
+ * Everything else in struct mqtt_client belongs to the loop thread.
+ *
+ * Why a sender thread: MQTTAsync_sendMessage takes Paho's client mutex,
+ * which Paho's send thread holds while it scans its queue and writes. At
+ * 2 000 cuffs (20 000 publishes a second) the loop thread blocked on that
+ * mutex 13 883 times in 4 s, 348 ms in all (sched_wait.py), and a cuff's
+ * over-limit notification waited behind it. Queuing a copy costs the loop
+ * one allocation and one uncontended lock; both locks the loop shares with
+ * other threads are priority-inheriting and held for a few pointer
+ * writes, so a real-time loop never waits for a preempted thread.
  *
  * Allocation on Paho's threads is avoided where losing an event would hurt:
  * connection events are nodes embedded in the client, and each publish
@@ -71,6 +82,13 @@
 #define DEFAULT_MESSAGES_PER_TURN 16
 #define DEFAULT_MAX_QUEUED_MESSAGES 1024
 #define HOST_MAX 256
+/*
+ * Publishes queued in one loop turn before they go to the sender without
+ * waiting for the turn's end: it starts on a long burst while the loop
+ * still produces the rest of it.
+ */
+#define PUBLISH_FLUSH_BATCH 64
+#define SENDER_THREAD_NAME "mqtt_publish"
 
 enum event_type {
 	EVENT_CONNECT_OK,
@@ -105,6 +123,24 @@ struct publish_op {
 	bool silent;       /* a reply: nobody to tell */
 	bool reported;     /* failed locally when the connection dropped */
 	struct publish_op *prev, *next; /* in-flight list, loop thread */
+};
+
+/*
+ * One publish on its way to Paho: copied on the loop thread, handed over
+ * and freed by the sender thread. `generation` is the connection it was
+ * accepted on: one queued for a connection that has since been lost is
+ * failed, not sent on the next one.
+ */
+struct outgoing {
+	struct outgoing *next;
+	struct publish_op *op; /* NULL: unreported */
+	uint64_t generation;
+	uint32_t expiry_s;
+	int qos;
+	bool retain;
+	size_t payload_len, correlation_len;
+	char *topic, *payload, *correlation; /* into data[] */
+	char data[];
 };
 
 struct subscription {
@@ -169,6 +205,29 @@ struct mqtt_client {
 	uint64_t unreported_handed;
 	atomic_uint_fast64_t unreported_done;
 
+	/* Reported publishes in flight (the inflight list's length). */
+	size_t inflight_count;
+
+	/*
+	 * Publishes of this loop turn (loop thread only), spliced onto the
+	 * sender's queue once per turn by the flush_post hook: one lock and at
+	 * most one wake-up per turn, not per publish.
+	 */
+	struct outgoing *turn_head, **turn_tail;
+	size_t turn_count;
+	uint64_t flush_post;
+
+	/* The sender thread and its queue, under send_lock (priority-inheriting). */
+	pthread_t sender;
+	bool sender_started;
+	int sender_efd; /* written to wake the sender when it sleeps */
+	pthread_mutex_t send_lock;
+	struct outgoing *send_head, **send_tail;
+	bool sender_idle; /* asleep on sender_efd, or about to be */
+	bool send_stop;
+	atomic_size_t send_pending; /* accepted, not yet handed to Paho */
+	atomic_uint_fast64_t generation; /* bumped by the loop when a connection is lost */
+
 	unsigned messages_per_turn;
 	unsigned max_queued;
 	char *priority_topic;
@@ -209,9 +268,16 @@ static void kick(struct mqtt_client *c)
 		return;
 }
 
-/* Caller holds c->lock. */
-static void enqueue_locked(struct mqtt_client *c, struct event *ev)
+/*
+ * Caller holds c->lock. True when the queue was empty: only then does the
+ * loop need a kick. drain() takes events until it finds the queue empty
+ * under the lock, so an event added behind others is always seen, and a
+ * drain of a QoS 1 window costs one eventfd write, not one per PUBACK.
+ */
+static bool enqueue_locked(struct mqtt_client *c, struct event *ev)
 {
+	bool was_empty = c->head == NULL;
+
 	ev->next = NULL;
 	ev->queued = true;
 	if (c->tail)
@@ -219,6 +285,7 @@ static void enqueue_locked(struct mqtt_client *c, struct event *ev)
 	else
 		c->head = ev;
 	c->tail = ev;
+	return was_empty;
 }
 
 static void paho_connect_ok(void *context, MQTTAsync_successData5 *response)
@@ -296,16 +363,16 @@ static const MQTTProperty *find_property(MQTTProperties *props, enum MQTTPropert
 	return props ? MQTTProperties_getProperty(props, id) : NULL;
 }
 
-/* Caller holds c->lock. Priority messages go after the ones already ahead. */
-static void enqueue_message_locked(struct mqtt_client *c, struct message_event *me)
+/* Caller holds c->lock. Priority messages go after the ones already ahead.
+ * True when the queue was empty (see enqueue_locked). */
+static bool enqueue_message_locked(struct mqtt_client *c, struct message_event *me)
 {
 	struct event *ev = &me->ev;
+	bool was_empty = c->head == NULL;
 
 	c->queued_messages++;
-	if (!me->priority) {
-		enqueue_locked(c, ev);
-		return;
-	}
+	if (!me->priority)
+		return enqueue_locked(c, ev);
 	ev->queued = true;
 	if (c->prio_last) {
 		ev->next = c->prio_last->next;
@@ -317,6 +384,7 @@ static void enqueue_message_locked(struct mqtt_client *c, struct message_event *
 	if (!ev->next)
 		c->tail = ev;
 	c->prio_last = ev;
+	return was_empty;
 }
 
 static int paho_message(void *context, char *topic, int topic_len, MQTTAsync_message *m)
@@ -330,7 +398,7 @@ static int paho_message(void *context, char *topic, int topic_len, MQTTAsync_mes
 	size_t clen = cd ? (size_t)cd->value.data.len : 0;
 	bool priority = c->priority_topic && strlen(c->priority_topic) == tlen &&
 			memcmp(c->priority_topic, topic, tlen) == 0;
-	bool shed = false;
+	bool shed = false, wake;
 	struct message_event *me;
 	size_t kept;
 	char *p;
@@ -398,9 +466,10 @@ static int paho_message(void *context, char *topic, int topic_len, MQTTAsync_mes
 		me->msg.correlation_len = clen;
 	}
 	pthread_mutex_lock(&c->lock);
-	enqueue_message_locked(c, me);
+	wake = enqueue_message_locked(c, me);
 	pthread_mutex_unlock(&c->lock);
-	kick(c);
+	if (wake)
+		kick(c);
 consumed:
 	MQTTAsync_freeMessage(&m);
 	MQTTAsync_free(topic);
@@ -430,15 +499,17 @@ static void paho_publish_ok(void *context, MQTTAsync_successData5 *response)
 {
 	struct publish_op *op = context;
 	struct mqtt_client *c = op->client;
+	bool wake;
 
 	pthread_mutex_lock(&c->lock);
 	op->result = 0;
 	op->reason_code = response ? (int)response->reasonCode : 0;
 	if (response)
 		copy_reason_string(op, &response->properties);
-	enqueue_locked(c, &op->ev);
+	wake = enqueue_locked(c, &op->ev);
 	pthread_mutex_unlock(&c->lock);
-	kick(c);
+	if (wake)
+		kick(c);
 }
 
 static void paho_publish_failed(void *context, MQTTAsync_failureData5 *response)
@@ -446,6 +517,7 @@ static void paho_publish_failed(void *context, MQTTAsync_failureData5 *response)
 	struct publish_op *op = context;
 	struct mqtt_client *c = op->client; /* op may be freed after the unlock */
 	bool refused = response && response->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR;
+	bool wake;
 
 	pthread_mutex_lock(&c->lock);
 	/* Refused by the broker (PUBACK >= 0x80), or never acknowledged. */
@@ -453,9 +525,10 @@ static void paho_publish_failed(void *context, MQTTAsync_failureData5 *response)
 	op->reason_code = refused ? (int)response->reasonCode : -1;
 	if (refused)
 		copy_reason_string(op, &response->properties);
-	enqueue_locked(c, &op->ev);
+	wake = enqueue_locked(c, &op->ev);
 	pthread_mutex_unlock(&c->lock);
-	kick(c);
+	if (wake)
+		kick(c);
 }
 
 /* An unreported publish left Paho's queue (written, or dropped): a count only,
@@ -510,6 +583,168 @@ static void paho_disconnect_ok(void *context, MQTTAsync_successData5 *response)
 static void paho_disconnect_failed(void *context, MQTTAsync_failureData5 *response)
 {
 	paho_disconnect_done(context);
+}
+
+/* ---- the sender thread ---------------------------------------------------- */
+
+/* A publish the sender did not hand over: reported as if Paho had failed it. */
+static void sender_fail(struct mqtt_client *c, const struct outgoing *out, int result)
+{
+	struct publish_op *op = out->op;
+	bool wake;
+
+	if (!op) {
+		atomic_fetch_add_explicit(&c->unreported_done, 1, memory_order_relaxed);
+		return;
+	}
+	pthread_mutex_lock(&c->lock);
+	op->result = result;
+	op->reason_code = -1;
+	op->reason_string[0] = '\0';
+	wake = enqueue_locked(c, &op->ev);
+	pthread_mutex_unlock(&c->lock);
+	if (wake)
+		kick(c);
+}
+
+static void hand_to_paho(struct mqtt_client *c, const struct outgoing *out)
+{
+	MQTTAsync_responseOptions ropts = MQTTAsync_responseOptions_initializer;
+	MQTTAsync_message msg = MQTTAsync_message_initializer;
+	int rc = MQTTASYNC_SUCCESS;
+
+	/*
+	 * Accepted for a connection that is gone: the caller has been told
+	 * (-ECONNRESET, handle_lost) and sends it again from its outbox; sent
+	 * now, it would reach the new connection ahead of that resend.
+	 */
+	if (out->generation != atomic_load_explicit(&c->generation, memory_order_relaxed)) {
+		sender_fail(c, out, -ECONNRESET);
+		return;
+	}
+	msg.payload = out->payload;
+	msg.payloadlen = (int)out->payload_len;
+	msg.qos = out->qos;
+	msg.retained = out->retain;
+	if (out->correlation) {
+		MQTTProperty prop = { .identifier = MQTTPROPERTY_CODE_CORRELATION_DATA };
+
+		prop.value.data.data = out->correlation;
+		prop.value.data.len = (int)out->correlation_len;
+		if (MQTTProperties_add(&msg.properties, &prop) != 0)
+			rc = MQTTASYNC_FAILURE;
+	}
+	if (out->expiry_s && rc == MQTTASYNC_SUCCESS) {
+		/* The broker drops the message (a retained one too) after this. */
+		MQTTProperty prop = { .identifier = MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL,
+				      .value.integer4 = out->expiry_s };
+
+		if (MQTTProperties_add(&msg.properties, &prop) != 0)
+			rc = MQTTASYNC_FAILURE;
+	}
+	if (out->op) {
+		ropts.onSuccess5 = paho_publish_ok;
+		ropts.onFailure5 = paho_publish_failed;
+		ropts.context = out->op;
+	} else {
+		ropts.onSuccess5 = paho_unreported_ok;
+		ropts.onFailure5 = paho_unreported_failed;
+		ropts.context = c;
+	}
+	if (rc == MQTTASYNC_SUCCESS)
+		rc = MQTTAsync_sendMessage(c->handle, out->topic, &msg, &ropts);
+	MQTTProperties_free(&msg.properties);
+	if (rc != MQTTASYNC_SUCCESS)
+		sender_fail(c, out, rc == MQTTASYNC_DISCONNECTED ? -ECONNRESET : -EIO);
+}
+
+/*
+ * Takes the whole queue at once and hands it to Paho in order; sleeps on
+ * sender_efd when there is nothing. On stop it first empties the queue, so
+ * that what was published before mqtt_client_free() still goes out ahead
+ * of the DISCONNECT.
+ */
+static void *sender_main(void *user_data)
+{
+	struct mqtt_client *c = user_data;
+
+	for (;;) {
+		struct outgoing *batch;
+		uint64_t count;
+		bool stop;
+
+		pthread_mutex_lock(&c->send_lock);
+		batch = c->send_head;
+		c->send_head = NULL;
+		c->send_tail = &c->send_head;
+		stop = c->send_stop;
+		c->sender_idle = !batch && !stop;
+		pthread_mutex_unlock(&c->send_lock);
+		if (!batch) {
+			if (stop)
+				return NULL;
+			/* A blocking eventfd read fails only on EINTR (signals are blocked here). */
+			(void)!read(c->sender_efd, &count, sizeof(count));
+			continue;
+		}
+		while (batch) {
+			struct outgoing *next = batch->next;
+
+			hand_to_paho(c, batch);
+			free(batch);
+			atomic_fetch_sub_explicit(&c->send_pending, 1, memory_order_relaxed);
+			batch = next;
+		}
+	}
+}
+
+static void wake_sender(struct mqtt_client *c)
+{
+	uint64_t one = 1;
+
+	/* Only fails when the counter would overflow: then the sender is awake anyway. */
+	if (write(c->sender_efd, &one, sizeof(one)) < 0)
+		return;
+}
+
+/* Loop thread: this turn's publishes onto the sender's queue. */
+static void flush_turn(struct mqtt_client *c)
+{
+	bool wake = false;
+
+	if (!c->turn_head)
+		return;
+	pthread_mutex_lock(&c->send_lock);
+	*c->send_tail = c->turn_head;
+	c->send_tail = c->turn_tail;
+	if (c->sender_idle) {
+		c->sender_idle = false;
+		wake = true;
+	}
+	pthread_mutex_unlock(&c->send_lock);
+	c->turn_head = NULL;
+	c->turn_tail = &c->turn_head;
+	c->turn_count = 0;
+	if (wake)
+		wake_sender(c);
+}
+
+static void on_flush_post(struct loop *loop, void *user_data)
+{
+	flush_turn(user_data);
+}
+
+static void stop_sender(struct mqtt_client *c)
+{
+	if (!c->sender_started)
+		return;
+	flush_turn(c);
+	pthread_mutex_lock(&c->send_lock);
+	c->send_stop = true;
+	pthread_mutex_unlock(&c->send_lock);
+	wake_sender(c);
+	pthread_join(c->sender, NULL);
+	c->sender_started = false;
 }
 
 /* ---- loop thread --------------------------------------------------------- */
@@ -675,6 +910,7 @@ static void inflight_remove(struct mqtt_client *c, struct publish_op *op)
 	if (op->next)
 		op->next->prev = op->prev;
 	op->prev = op->next = NULL;
+	c->inflight_count--;
 }
 
 /* ---- diagnostics (loop thread) ------------------------------------------- */
@@ -867,44 +1103,38 @@ static void on_cert_timer(struct loop *loop, uint64_t id, void *user_data)
 /* ---- events (loop thread) ------------------------------------------------- */
 
 /*
- * Paho's send and receive threads, placed relative to the event loop (this
- * runs on the loop's thread):
+ * Paho's send and receive threads and the sender thread run SCHED_BATCH
+ * (this runs on the loop's thread, whatever its own policy):
  *
- * - Loop at the normal policy: SCHED_BATCH. A thread woken under that
- *   policy never preempts the one running on its CPU, it waits for the
- *   tick. Every publish wakes the send thread; under SCHED_OTHER it took
- *   the CPU from the event loop there and then (3 000 times a second at
- *   2 000 cuffs, measured with sched_switch), and a cuff's over-limit
- *   sample waited behind it. Their share of the CPU is unchanged (same
- *   nice value).
- * - Loop real-time (gateway.realtime_priority, realtime.h): SCHED_FIFO one
- *   priority below it. The loop calls into Paho (MQTTAsync_sendMessage)
- *   under Paho's mutex, which these threads hold while they write to the
- *   socket or handle an acknowledgement. A normal thread preempted while
- *   holding it kept the real-time loop waiting until that thread's next
- *   turn on the CPU: at 500 cuffs on a busy machine, 535 waits in 4 s,
- *   p99 3.4 ms, max 4.1 ms (tests/bench/sched_wait.py, S-futex). Paho's
- *   mutexes do not inherit priority and are not ours to change; one
- *   priority below the loop has the same effect: nothing else keeps them
- *   off the CPU, and they never preempt the loop.
+ * - A thread woken under that policy never preempts the one running on its
+ *   CPU, it waits for the tick. Every publish wakes Paho's send thread;
+ *   under SCHED_OTHER it took the CPU from the event loop there and then
+ *   (3 000 times a second at 2 000 cuffs, measured with sched_switch), and
+ *   a cuff's over-limit sample waited behind it. Their share of the CPU is
+ *   unchanged (same nice value).
+ * - With a real-time loop (gateway.realtime_priority) they stay below
+ *   every normal thread's wake-up too: the loop takes no lock of Paho's on
+ *   its hot path (the sender thread calls MQTTAsync_sendMessage), and the
+ *   two locks it shares with these threads inherit priority, so none of
+ *   them can keep it waiting. Until the sender thread (65ad563 to it) they
+ *   ran SCHED_FIFO one below the loop, because the loop waited for Paho's
+ *   mutex, held by a preempted thread (535 waits in 4 s, p99 3.4 ms, at
+ *   500 busy cuffs); real-time there, they took the CPU from cuffsim and
+ *   the broker: at 2 000 cuffs, broker up, rotating p99 1.8-3.6 ms against
+ *   1.4-2.3 ms at SCHED_BATCH, 68-72 % of a core against 51-62 %
+ *   (docs/benchmarks.md, third round).
  *
  * The threads exist once the first connect went through (Paho starts them
  * for it and names them); this runs on every connect, which is cheap and
  * also covers threads Paho started again. A failure only costs latency.
  */
-static void place_paho_threads(void)
+static void place_publishing_threads(void)
 {
 	static bool logged;
-	struct sched_param loop_sp = { 0 }, sp = { 0 };
-	int policy = SCHED_BATCH;
+	const struct sched_param sp = { 0 };
 	DIR *dir;
 	struct dirent *e;
 
-	if ((sched_getscheduler(0) & ~SCHED_RESET_ON_FORK) == SCHED_FIFO &&
-	    sched_getparam(0, &loop_sp) == 0) {
-		policy = SCHED_FIFO;
-		sp.sched_priority = loop_sp.sched_priority > 1 ? loop_sp.sched_priority - 1 : 1;
-	}
 	dir = opendir("/proc/self/task");
 	if (!dir)
 		return;
@@ -923,12 +1153,13 @@ static void place_paho_threads(void)
 			comm[0] = '\0';
 		fclose(f);
 		comm[strcspn(comm, "\n")] = '\0';
-		if (strcmp(comm, "MQTTAsync_send") != 0 && strcmp(comm, "MQTTAsync_rcv") != 0)
+		if (strcmp(comm, "MQTTAsync_send") != 0 && strcmp(comm, "MQTTAsync_rcv") != 0 &&
+		    strcmp(comm, SENDER_THREAD_NAME) != 0)
 			continue;
-		if (sched_setscheduler((pid_t)tid, policy, &sp) < 0 && !logged) {
+		if (sched_setscheduler((pid_t)tid, SCHED_BATCH, &sp) < 0 && !logged) {
 			logged = true;
-			log_warn("mqtt: %s thread not moved to %s: %s", comm,
-				 policy == SCHED_FIFO ? "SCHED_FIFO" : "SCHED_BATCH", strerror(errno));
+			log_warn("mqtt: %s thread not moved to SCHED_BATCH: %s", comm,
+				 strerror(errno));
 		}
 	}
 	closedir(dir);
@@ -976,7 +1207,7 @@ static void handle_connected(struct mqtt_client *c, bool session_present)
 	/* Whatever the old connection left queued is Paho's to finish or drop;
 	 * counting starts over, so a miscount cannot outlive a connection. */
 	c->unreported_handed = atomic_load_explicit(&c->unreported_done, memory_order_relaxed);
-	place_paho_threads();
+	place_publishing_threads();
 	count_stale(c);
 	for (struct subscription *sub = c->subs; sub; sub = sub->next)
 		send_subscribe(c, sub);
@@ -1007,6 +1238,8 @@ static void handle_lost(struct mqtt_client *c, const char *reason)
 {
 	if (c->state != STATE_CONNECTED)
 		return;
+	/* What the sender still holds for this connection is failed, not sent later. */
+	atomic_fetch_add_explicit(&c->generation, 1, memory_order_relaxed);
 	schedule_reconnect(c);
 	/*
 	 * No PUBACK can come for these any more; the caller's outbox resends
@@ -1156,6 +1389,26 @@ static void on_eventfd(struct loop *loop, int fd, uint32_t events, void *user_da
 
 /* ---- public -------------------------------------------------------------- */
 
+/*
+ * Priority inheritance: a real-time loop that finds the lock taken lends
+ * its priority to the holder (a Paho or sender thread, possibly preempted
+ * by anything of normal priority) until it lets go.
+ */
+static int init_pi_mutex(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t attr;
+	int r;
+
+	r = pthread_mutexattr_init(&attr);
+	if (r)
+		return -r;
+	r = pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
+	if (r == 0)
+		r = pthread_mutex_init(m, &attr);
+	pthread_mutexattr_destroy(&attr);
+	return -r;
+}
+
 static int dup_opt(const char *s, char **out)
 {
 	*out = NULL;
@@ -1244,6 +1497,9 @@ int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options
 	if (!c)
 		return -ENOMEM;
 	c->efd = -1;
+	c->sender_efd = -1;
+	c->turn_tail = &c->turn_head;
+	c->send_tail = &c->send_head;
 	c->loop = loop;
 	if (callbacks)
 		c->cb = *callbacks;
@@ -1270,7 +1526,16 @@ int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options
 							  : DEFAULT_MESSAGES_PER_TURN;
 	c->max_queued = options->max_queued_messages ? options->max_queued_messages
 						     : DEFAULT_MAX_QUEUED_MESSAGES;
-	pthread_mutex_init(&c->lock, NULL);
+	r = init_pi_mutex(&c->lock);
+	if (r == 0) {
+		r = init_pi_mutex(&c->send_lock);
+		if (r < 0)
+			pthread_mutex_destroy(&c->lock);
+	}
+	if (r < 0) {
+		free(c);
+		return r;
+	}
 	if (parse_host_port(options->uri, c->host, sizeof(c->host), &c->port) < 0) {
 		r = -EINVAL;
 		goto fail;
@@ -1295,6 +1560,8 @@ int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options
 		r = dup_opt(options->priority_topic, &c->priority_topic);
 	if (r == 0)
 		r = loop_post_new(loop, on_drain_post, c, &c->drain_post);
+	if (r == 0)
+		r = loop_post_new(loop, on_flush_post, c, &c->flush_post);
 	if (r < 0)
 		goto fail;
 	if (c->will_topic && options->will_len) {
@@ -1319,24 +1586,39 @@ int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options
 		goto fail;
 	}
 
+	c->sender_efd = eventfd(0, EFD_CLOEXEC); /* blocking: the sender sleeps in read() */
+	if (c->sender_efd < 0) {
+		r = -errno;
+		goto fail;
+	}
+
 	/* No Paho buffering while disconnected: the caller's outbox does that. */
 	copts.sendWhileDisconnected = 0;
 	/*
 	 * Paho applies this bound while connected too (default 100): a telemetry
-	 * burst of 500 cuffs plus the outbox window must fit, or publishes are
-	 * refused (docs/benchmarks.md).
+	 * burst of 500 cuffs plus the outbox window must fit (docs/benchmarks.md).
+	 * publish() refuses at MQTT_CLIENT_MAX_BUFFERED (-EAGAIN), so Paho, at
+	 * twice that, never refuses what the sender hands over.
 	 */
-	copts.maxBufferedMessages = MQTT_CLIENT_MAX_BUFFERED;
+	copts.maxBufferedMessages = 2 * MQTT_CLIENT_MAX_BUFFERED;
 	copts.MQTTVersion = MQTTVERSION_5;
 	block_signals(&saved);
 	rc = MQTTAsync_createWithOptions(&c->handle, c->uri, c->client_id,
 					 MQTTCLIENT_PERSISTENCE_NONE, NULL, &copts);
+	if (rc == MQTTASYNC_SUCCESS) {
+		r = -pthread_create(&c->sender, NULL, sender_main, c);
+		c->sender_started = r == 0;
+		if (c->sender_started)
+			(void)pthread_setname_np(c->sender, SENDER_THREAD_NAME);
+	}
 	restore_signals(&saved);
 	if (rc != MQTTASYNC_SUCCESS) {
 		c->handle = NULL;
 		r = rc == MQTTASYNC_FAILURE ? -ENOMEM : paho_errno(rc);
 		goto fail;
 	}
+	if (r < 0)
+		goto fail;
 	rc = MQTTAsync_setCallbacks(c->handle, c, paho_connection_lost, paho_message, NULL);
 	if (rc == MQTTASYNC_SUCCESS)
 		rc = MQTTAsync_setDisconnected(c->handle, c, paho_disconnected);
@@ -1384,10 +1666,13 @@ static struct publish_op *op_new(struct mqtt_client *c, uint64_t tag, bool silen
 	if (c->inflight)
 		c->inflight->prev = op;
 	c->inflight = op;
+	c->inflight_count++;
 	return op;
 }
 
 /*
+ * Copies the publish for the sender thread and queues it for the end of
+ * this loop turn (or at once when the turn has queued PUBLISH_FLUSH_BATCH).
  * report false (QoS 0 only): no op, no callbacks given to Paho, so nothing
  * comes back through the event queue and the eventfd for it.
  */
@@ -1395,69 +1680,58 @@ static int publish(struct mqtt_client *c, const char *topic, const void *payload
 		   int qos, bool retain, uint32_t expiry_s, uint64_t tag,
 		   const uint8_t *correlation, size_t correlation_len, bool silent, bool report)
 {
-	MQTTAsync_responseOptions ropts = MQTTAsync_responseOptions_initializer;
-	MQTTAsync_message msg = MQTTAsync_message_initializer;
+	struct outgoing *out;
 	struct publish_op *op = NULL;
-	int rc;
+	size_t topic_len;
 
 	if (!c || !topic || !topic[0] || (len && !payload) || qos < 0 || qos > 2 ||
 	    len > INT32_MAX || correlation_len > UINT16_MAX || (correlation_len && !correlation) ||
 	    (!report && qos != 0))
 		return -EINVAL;
+	topic_len = strlen(topic);
+	if (topic_len > UINT16_MAX)
+		return -EINVAL;
 	if (c->state != STATE_CONNECTED)
 		return -ENOTCONN;
+	/* Paho's own bound is twice this: it never refuses what was accepted here. */
+	if (c->inflight_count + mqtt_client_unreported_pending(c) >= MQTT_CLIENT_MAX_BUFFERED)
+		return -EAGAIN;
+	out = malloc(sizeof(*out) + topic_len + 1 + len + correlation_len);
+	if (!out)
+		return -ENOMEM;
 	if (report) {
 		op = op_new(c, tag, silent);
-		if (!op)
+		if (!op) {
+			free(out);
 			return -ENOMEM;
-	}
-
-	msg.payload = (void *)payload;
-	msg.payloadlen = (int)len;
-	msg.qos = qos;
-	msg.retained = retain;
-	if (correlation) {
-		MQTTProperty prop = { .identifier = MQTTPROPERTY_CODE_CORRELATION_DATA };
-
-		prop.value.data.data = (char *)correlation;
-		prop.value.data.len = (int)correlation_len;
-		if (MQTTProperties_add(&msg.properties, &prop) != 0) {
-			rc = MQTTASYNC_FAILURE;
-			goto fail;
 		}
 	}
-	if (expiry_s) {
-		/* The broker drops the message (a retained one too) after this. */
-		MQTTProperty prop = { .identifier = MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL,
-				      .value.integer4 = expiry_s };
-
-		if (MQTTProperties_add(&msg.properties, &prop) != 0) {
-			rc = MQTTASYNC_FAILURE;
-			goto fail;
-		}
-	}
-	if (op) {
-		ropts.onSuccess5 = paho_publish_ok;
-		ropts.onFailure5 = paho_publish_failed;
-		ropts.context = op;
-	} else {
-		ropts.onSuccess5 = paho_unreported_ok;
-		ropts.onFailure5 = paho_unreported_failed;
-		ropts.context = c;
-	}
-	rc = MQTTAsync_sendMessage(c->handle, topic, &msg, &ropts);
-	MQTTProperties_free(&msg.properties);
-	if (rc != MQTTASYNC_SUCCESS)
-		goto fail;
+	out->next = NULL;
+	out->op = op;
+	out->generation = atomic_load_explicit(&c->generation, memory_order_relaxed);
+	out->expiry_s = expiry_s;
+	out->qos = qos;
+	out->retain = retain;
+	out->topic = out->data;
+	memcpy(out->topic, topic, topic_len + 1);
+	out->payload = out->topic + topic_len + 1;
+	out->payload_len = len;
+	if (len)
+		memcpy(out->payload, payload, len);
+	out->correlation = correlation_len ? out->payload + len : NULL;
+	out->correlation_len = correlation_len;
+	if (correlation_len)
+		memcpy(out->correlation, correlation, correlation_len);
 	if (!op)
 		c->unreported_handed++;
+	atomic_fetch_add_explicit(&c->send_pending, 1, memory_order_relaxed);
+	*c->turn_tail = out;
+	c->turn_tail = &out->next;
+	if (++c->turn_count >= PUBLISH_FLUSH_BATCH)
+		flush_turn(c);
+	else
+		(void)loop_post_schedule(c->loop, c->flush_post); /* registered: cannot fail */
 	return 0;
-fail:
-	if (op) {
-		inflight_remove(c, op);
-		free(op);
-	}
-	return rc == MQTTASYNC_FAILURE ? -EIO : paho_errno(rc);
 }
 
 int mqtt_client_publish(struct mqtt_client *client, const char *topic, const void *payload,
@@ -1549,6 +1823,7 @@ void mqtt_client_get_stats(const struct mqtt_client *client, struct mqtt_client_
 	pthread_mutex_unlock(&c->lock);
 	out->connect_failures = c->connect_failures;
 	out->stale_resent = c->stale_resent;
+	out->publishes_queued = atomic_load_explicit(&c->send_pending, memory_order_relaxed);
 	memcpy(out->last_failure, c->last_failure, sizeof(out->last_failure));
 }
 
@@ -1614,12 +1889,25 @@ void mqtt_client_free(struct mqtt_client *client)
 	/* Bounded by DIAGNOSIS_TIMEOUT_MS (and the resolver's own timeout). */
 	if (c->probing)
 		pthread_join(c->probe, NULL);
+	/* What was published before this goes to Paho ahead of the DISCONNECT. */
+	stop_sender(c);
 	if (c->handle) {
 		if (c->state == STATE_CONNECTED || c->state == STATE_CONNECTING)
 			disconnect(c);
 		/* After this no Paho thread touches the client. */
 		MQTTAsync_destroy(&c->handle);
 	}
+	/* Left only when the sender never started. */
+	for (struct outgoing *out = c->turn_head, *next; out; out = next) {
+		next = out->next;
+		free(out);
+	}
+	for (struct outgoing *out = c->send_head, *next; out; out = next) {
+		next = out->next;
+		free(out);
+	}
+	if (c->sender_efd >= 0)
+		close(c->sender_efd);
 	/* Undelivered events: only messages own their memory. */
 	for (struct event *ev = c->head, *next; ev; ev = next) {
 		next = ev->next;
@@ -1643,7 +1931,9 @@ void mqtt_client_free(struct mqtt_client *client)
 		close(c->efd);
 	}
 	loop_post_free(c->loop, c->drain_post);
+	loop_post_free(c->loop, c->flush_post);
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->send_lock);
 	free(c->priority_topic);
 	free(c->uri);
 	free(c->client_id);

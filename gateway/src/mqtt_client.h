@@ -142,6 +142,9 @@ struct mqtt_client_stats {
 	 * at the next connect: it sends them on the new connection before
 	 * anything published after the connect (see handle_connected). */
 	uint64_t stale_resent;
+	/* Publishes accepted and not yet handed to Paho (the sender thread's
+	 * queue, see mqtt_client_publish): normally 0 within a loop turn. */
+	size_t publishes_queued;
 	/* Why the last connect failed, as logged (after the diagnosis); "" none yet. */
 	char last_failure[384];
 };
