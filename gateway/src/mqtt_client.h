@@ -4,9 +4,12 @@
  * Paho runs its own threads; its callbacks only queue an event under a
  * mutex and write an eventfd the loop watches. Every callback below
  * therefore runs on the loop thread, in the order Paho produced the events.
- * Paho's send and receive threads are switched to SCHED_BATCH once
- * connected: woken by a publish (or by the network), they never preempt
- * the event loop, whose safety checks come first.
+ * Publishing never calls into Paho on the loop thread: a publish is copied
+ * and handed to Paho by the client's sender thread, in order, after the
+ * loop turn (see publish() in mqtt_client.c). Paho's send and receive
+ * threads and the sender run SCHED_BATCH once connected: woken by a
+ * publish (or by the network), they never preempt the event loop, whose
+ * safety checks come first.
  *
  * Delivery contract: nothing is buffered here. publish() refuses with
  * -ENOTCONN while disconnected (the caller's outbox keeps the message);
@@ -59,7 +62,8 @@
 
 struct mqtt_client;
 
-/* Messages Paho may hold un-sent at once (connected or not). */
+/* Publishes accepted and not yet completed (in the sender's queue or in
+ * Paho's) at once; beyond it publish() says -EAGAIN. */
 #define MQTT_CLIENT_MAX_BUFFERED 16384
 /*
  * Default Maximum Packet Size announced on CONNECT: a command payload of
@@ -177,8 +181,11 @@ int mqtt_client_start(struct mqtt_client *client);
 
 /*
  * qos 0..2. -ENOTCONN while not connected, -EINVAL for bad arguments,
- * -EAGAIN when Paho's command queue is full (a burst of several hundred
- * publishes faster than the socket drains): keep it in the outbox, retry.
+ * -EAGAIN when MQTT_CLIENT_MAX_BUFFERED publishes are already handed over
+ * and not completed (faster than the socket drains): keep it in the
+ * outbox, retry. Accepted means copied: the arguments may be reused at
+ * once. A publish accepted just before the connection drops may still fail
+ * without reaching Paho (-ECONNRESET, reported as any other).
  */
 int mqtt_client_publish(struct mqtt_client *client, const char *topic, const void *payload,
 			size_t len, int qos, bool retain, uint64_t tag);
