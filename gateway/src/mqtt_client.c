@@ -89,6 +89,8 @@
  */
 #define PUBLISH_FLUSH_BATCH 64
 #define SENDER_THREAD_NAME "mqtt_publish"
+/* PUBACKs wait for the loop at most this long (ms): see paho_publish_ok. */
+#define COLLECT_MS 1
 
 enum event_type {
 	EVENT_CONNECT_OK,
@@ -207,6 +209,9 @@ struct mqtt_client {
 
 	/* Reported publishes in flight (the inflight list's length). */
 	size_t inflight_count;
+	/* Collects PUBACKs every COLLECT_MS while any are due (paho_publish_ok). */
+	uint64_t collect_timer;
+	bool collecting;
 
 	/*
 	 * Publishes of this loop turn (loop thread only), spliced onto the
@@ -240,6 +245,7 @@ struct mqtt_client {
 	struct event *head, *tail;
 	struct event *prio_last; /* the last priority message queued, or NULL */
 	size_t queued_messages;
+	bool kicked; /* the eventfd was written since the loop last read it */
 	uint64_t messages_shed, messages_dropped;
 	struct event connect_ev; /* EVENT_CONNECT_OK or _FAILED */
 	struct event lost_ev;
@@ -268,16 +274,9 @@ static void kick(struct mqtt_client *c)
 		return;
 }
 
-/*
- * Caller holds c->lock. True when the queue was empty: only then does the
- * loop need a kick. drain() takes events until it finds the queue empty
- * under the lock, so an event added behind others is always seen, and a
- * drain of a QoS 1 window costs one eventfd write, not one per PUBACK.
- */
-static bool enqueue_locked(struct mqtt_client *c, struct event *ev)
+/* Caller holds c->lock. */
+static void append_locked(struct mqtt_client *c, struct event *ev)
 {
-	bool was_empty = c->head == NULL;
-
 	ev->next = NULL;
 	ev->queued = true;
 	if (c->tail)
@@ -285,7 +284,26 @@ static bool enqueue_locked(struct mqtt_client *c, struct event *ev)
 	else
 		c->head = ev;
 	c->tail = ev;
-	return was_empty;
+}
+
+/*
+ * Caller holds c->lock. True when the caller must kick the loop (after
+ * unlocking): nobody has since the loop last read the eventfd
+ * (on_eventfd clears `kicked` under the lock before it reads). An event
+ * queued while a kick is pending is seen by the drain that kick starts.
+ */
+static bool kick_due_locked(struct mqtt_client *c)
+{
+	if (c->kicked)
+		return false;
+	c->kicked = true;
+	return true;
+}
+
+static bool enqueue_locked(struct mqtt_client *c, struct event *ev)
+{
+	append_locked(c, ev);
+	return kick_due_locked(c);
 }
 
 static void paho_connect_ok(void *context, MQTTAsync_successData5 *response)
@@ -364,11 +382,10 @@ static const MQTTProperty *find_property(MQTTProperties *props, enum MQTTPropert
 }
 
 /* Caller holds c->lock. Priority messages go after the ones already ahead.
- * True when the queue was empty (see enqueue_locked). */
+ * True when the caller must kick (see kick_due_locked). */
 static bool enqueue_message_locked(struct mqtt_client *c, struct message_event *me)
 {
 	struct event *ev = &me->ev;
-	bool was_empty = c->head == NULL;
 
 	c->queued_messages++;
 	if (!me->priority)
@@ -384,7 +401,7 @@ static bool enqueue_message_locked(struct mqtt_client *c, struct message_event *
 	if (!ev->next)
 		c->tail = ev;
 	c->prio_last = ev;
-	return was_empty;
+	return kick_due_locked(c);
 }
 
 static int paho_message(void *context, char *topic, int topic_len, MQTTAsync_message *m)
@@ -499,17 +516,20 @@ static void paho_publish_ok(void *context, MQTTAsync_successData5 *response)
 {
 	struct publish_op *op = context;
 	struct mqtt_client *c = op->client;
-	bool wake;
 
+	/*
+	 * No kick: a PUBACK is collected by the loop's collect timer (at most
+	 * COLLECT_MS later) or by the drain any other event starts. One
+	 * eventfd write and one loop wake-up per PUBACK were a fifth of the
+	 * gateway's CPU in an outbox drain (docs/benchmarks.md, third round).
+	 */
 	pthread_mutex_lock(&c->lock);
 	op->result = 0;
 	op->reason_code = response ? (int)response->reasonCode : 0;
 	if (response)
 		copy_reason_string(op, &response->properties);
-	wake = enqueue_locked(c, &op->ev);
+	append_locked(c, &op->ev);
 	pthread_mutex_unlock(&c->lock);
-	if (wake)
-		kick(c);
 }
 
 static void paho_publish_failed(void *context, MQTTAsync_failureData5 *response)
@@ -1193,6 +1213,8 @@ static void count_stale(struct mqtt_client *c)
 		 stale);
 }
 
+static void update_collecting(struct mqtt_client *c);
+
 static void handle_connected(struct mqtt_client *c, bool session_present)
 {
 	/* The wiring logs the connect itself; this closes the failure story. */
@@ -1203,6 +1225,7 @@ static void handle_connected(struct mqtt_client *c, bool session_present)
 	c->failure_logged[0] = '\0';
 	c->failures_unlogged = 0;
 	c->state = STATE_CONNECTED;
+	update_collecting(c);
 	c->backoff_ms = c->reconnect_min_ms;
 	/* Whatever the old connection left queued is Paho's to finish or drop;
 	 * counting starts over, so a miscount cannot outlive a connection. */
@@ -1241,6 +1264,7 @@ static void handle_lost(struct mqtt_client *c, const char *reason)
 	/* What the sender still holds for this connection is failed, not sent later. */
 	atomic_fetch_add_explicit(&c->generation, 1, memory_order_relaxed);
 	schedule_reconnect(c);
+	update_collecting(c);
 	/*
 	 * No PUBACK can come for these any more; the caller's outbox resends
 	 * them after the reconnect. Their nodes stay until Paho lets go.
@@ -1377,11 +1401,43 @@ static void on_drain_post(struct loop *loop, void *user_data)
 	log_shed(c);
 }
 
+/*
+ * While reported publishes are in flight on a live connection, their
+ * PUBACKs (queued without a kick) are handed over every COLLECT_MS. Not
+ * while disconnected: what Paho still holds for a lost connection may
+ * wait for the next one, and a gateway offline for hours must not wake
+ * a thousand times a second for it.
+ */
+static void update_collecting(struct mqtt_client *c)
+{
+	bool want = c->inflight_count > 0 && c->state == STATE_CONNECTED;
+
+	if (want == c->collecting)
+		return;
+	if (want && loop_timer_start(c->loop, c->collect_timer, COLLECT_MS, COLLECT_MS) < 0)
+		return; /* registered: cannot fail */
+	if (!want)
+		(void)loop_timer_stop(c->loop, c->collect_timer);
+	c->collecting = want;
+}
+
+static void on_collect_timer(struct loop *loop, uint64_t id, void *user_data)
+{
+	struct mqtt_client *c = user_data;
+
+	(void)loop_post_schedule(loop, c->drain_post); /* registered: cannot fail */
+	update_collecting(c);
+}
+
 static void on_eventfd(struct loop *loop, int fd, uint32_t events, void *user_data)
 {
 	struct mqtt_client *c = user_data;
 	uint64_t count;
 
+	/* Before the read: a kick after this point is a new one (kick_due_locked). */
+	pthread_mutex_lock(&c->lock);
+	c->kicked = false;
+	pthread_mutex_unlock(&c->lock);
 	if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 		return;
 	(void)loop_post_schedule(loop, c->drain_post); /* registered: cannot fail */
@@ -1562,6 +1618,8 @@ int mqtt_client_new(struct loop *loop, const struct mqtt_client_options *options
 		r = loop_post_new(loop, on_drain_post, c, &c->drain_post);
 	if (r == 0)
 		r = loop_post_new(loop, on_flush_post, c, &c->flush_post);
+	if (r == 0)
+		r = loop_timer_new(loop, on_collect_timer, c, &c->collect_timer);
 	if (r < 0)
 		goto fail;
 	if (c->will_topic && options->will_len) {
@@ -1667,6 +1725,7 @@ static struct publish_op *op_new(struct mqtt_client *c, uint64_t tag, bool silen
 		c->inflight->prev = op;
 	c->inflight = op;
 	c->inflight_count++;
+	update_collecting(c);
 	return op;
 }
 
@@ -1932,6 +1991,7 @@ void mqtt_client_free(struct mqtt_client *client)
 	}
 	loop_post_free(c->loop, c->drain_post);
 	loop_post_free(c->loop, c->flush_post);
+	loop_timer_free(c->loop, c->collect_timer);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->send_lock);
 	free(c->priority_topic);
