@@ -24,6 +24,8 @@
  *                on_publish_result carries the code and its text;
  *   -ECONNRESET  the connection dropped before the PUBACK;
  *   -EIO         anything else (no PUBACK: Paho gave up on it).
+ * A result of 0 is reported at most about 1 ms after the PUBACK (they are
+ * collected, not each handed over on its own); failures at once.
  * Only 0 means the broker has the message; every other result leaves the
  * caller's copy where it is. A publish that was reported failed may still
  * have reached the broker: consumers dedupe on msg_id.
