@@ -289,7 +289,7 @@ static void append_locked(struct mqtt_client *c, struct event *ev)
 /*
  * Caller holds c->lock. True when the caller must kick the loop (after
  * unlocking): nobody has since the loop last read the eventfd
- * (on_eventfd clears `kicked` under the lock before it reads). An event
+ * (on_eventfd clears `kicked` under the lock after it reads). An event
  * queued while a kick is pending is seen by the drain that kick starts.
  */
 static bool kick_due_locked(struct mqtt_client *c)
@@ -1434,12 +1434,19 @@ static void on_eventfd(struct loop *loop, int fd, uint32_t events, void *user_da
 	struct mqtt_client *c = user_data;
 	uint64_t count;
 
-	/* Before the read: a kick after this point is a new one (kick_due_locked). */
+	/*
+	 * Read first, then clear: a kick this read consumed was flagged before
+	 * the clear, so the next event kicks again. Clearing first lost
+	 * wake-ups: a producer flagged and wrote between the clear and the
+	 * read, the read took its write, the flag stayed set, and every later
+	 * message waited unseen (test_sender_reports_once_in_order: 380 and
+	 * 535 of 600 arrived in 10 s, once locally, once in CI).
+	 */
+	if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		return;
 	pthread_mutex_lock(&c->lock);
 	c->kicked = false;
 	pthread_mutex_unlock(&c->lock);
-	if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
-		return;
 	(void)loop_post_schedule(loop, c->drain_post); /* registered: cannot fail */
 }
 
