@@ -265,13 +265,19 @@ struct mqtt_client {
 
 /* ---- Paho's threads ------------------------------------------------------ */
 
-static void kick(struct mqtt_client *c)
+static void signal_eventfd(int fd)
 {
 	uint64_t one = 1;
 
 	/* Only fails when the counter would overflow: then it is readable anyway. */
-	if (write(c->efd, &one, sizeof(one)) < 0)
+	if (write(fd, &one, sizeof(one)) < 0)
 		return;
+}
+
+/* Wakes the loop (on_eventfd). */
+static void kick(struct mqtt_client *c)
+{
+	signal_eventfd(c->efd);
 }
 
 /* Caller holds c->lock. */
@@ -720,11 +726,7 @@ static void *sender_main(void *user_data)
 
 static void wake_sender(struct mqtt_client *c)
 {
-	uint64_t one = 1;
-
-	/* Only fails when the counter would overflow: then the sender is awake anyway. */
-	if (write(c->sender_efd, &one, sizeof(one)) < 0)
-		return;
+	signal_eventfd(c->sender_efd);
 }
 
 /* Loop thread: this turn's publishes onto the sender's queue. */

@@ -617,20 +617,27 @@ static void test_end_to_end(void **state)
 #define FILLER_LEN 60000
 #define STALE_N 20
 
-struct stale_rec {
-	int connected, disconnected, done, stale_msgs, marker;
-	bool stale_seen[STALE_N];
+/* Connection counts, the first member of a test's record: one pair of
+ * callbacks serves every record that starts with it. */
+struct link_counts {
+	int connected, disconnected;
 };
 
-static void st_on_connected(struct mqtt_client *c, bool session_present, void *user_data)
+static void link_connected(struct mqtt_client *c, bool session_present, void *user_data)
 {
-	((struct stale_rec *)user_data)->connected++;
+	((struct link_counts *)user_data)->connected++;
 }
 
-static void st_on_disconnected(struct mqtt_client *c, const char *reason, void *user_data)
+static void link_disconnected(struct mqtt_client *c, const char *reason, void *user_data)
 {
-	((struct stale_rec *)user_data)->disconnected++;
+	((struct link_counts *)user_data)->disconnected++;
 }
+
+struct stale_rec {
+	struct link_counts link; /* first: see link_connected */
+	int done, stale_msgs, marker;
+	bool stale_seen[STALE_N];
+};
 
 static void st_on_message(struct mqtt_client *c, const struct mqtt_message *msg, void *user_data)
 {
@@ -661,8 +668,8 @@ static void st_on_publish_done(struct mqtt_client *c, uint64_t tag, int result, 
 }
 
 static const struct mqtt_client_callbacks stale_callbacks = {
-	.on_connected = st_on_connected,
-	.on_disconnected = st_on_disconnected,
+	.on_connected = link_connected,
+	.on_disconnected = link_disconnected,
 	.on_message = st_on_message,
 	.on_publish_done = st_on_publish_done,
 };
@@ -685,7 +692,7 @@ static void test_queued_publishes_counted_at_reconnect(void **state)
 	assert_int_equal(mqtt_client_new(loop, &o, &stale_callbacks, &r, &c), 0);
 	assert_int_equal(mqtt_client_subscribe(c, "s/#", 1), 0);
 	assert_int_equal(mqtt_client_start(c), 0);
-	wait_for(loop, &r.connected, 1);
+	wait_for(loop, &r.link.connected, 1);
 
 	assert_int_equal(kill(broker.pid, SIGSTOP), 0);
 	for (int i = 0; i < FILLER_N; i++)
@@ -708,9 +715,9 @@ static void test_queued_publishes_counted_at_reconnect(void **state)
 		assert_int_equal(st.publishes_queued, 0);
 	}
 	broker_kill();
-	wait_for(loop, &r.disconnected, 1);
+	wait_for(loop, &r.link.disconnected, 1);
 	broker_start();
-	wait_for(loop, &r.connected, 2);
+	wait_for(loop, &r.link.connected, 2);
 	assert_int_equal(mqtt_client_publish(c, "s/marker", "m", 1, 1, false, 1), 0);
 	wait_for(loop, &r.marker, 1);
 	mqtt_client_get_stats(c, &st);
@@ -735,21 +742,12 @@ static void test_queued_publishes_counted_at_reconnect(void **state)
 #define SEQ_N 600
 
 struct order_rec {
-	int connected, disconnected, reports, received, last_seen, pings, last_msgs;
+	struct link_counts link; /* first: see link_connected */
+	int reports, received, last_seen, pings, last_msgs;
 	bool out_of_order;
 	uint8_t reported[2 * ORDER_N + 1]; /* reports per tag */
 	int results[2 * ORDER_N + 1];
 };
-
-static void or_on_connected(struct mqtt_client *c, bool session_present, void *user_data)
-{
-	((struct order_rec *)user_data)->connected++;
-}
-
-static void or_on_disconnected(struct mqtt_client *c, const char *reason, void *user_data)
-{
-	((struct order_rec *)user_data)->disconnected++;
-}
 
 static void or_on_message(struct mqtt_client *c, const struct mqtt_message *msg, void *user_data)
 {
@@ -786,8 +784,8 @@ static void or_on_publish_done(struct mqtt_client *c, uint64_t tag, int result, 
 }
 
 static const struct mqtt_client_callbacks order_callbacks = {
-	.on_connected = or_on_connected,
-	.on_disconnected = or_on_disconnected,
+	.on_connected = link_connected,
+	.on_disconnected = link_disconnected,
 	.on_message = or_on_message,
 	.on_publish_done = or_on_publish_done,
 };
@@ -818,7 +816,7 @@ static void test_sender_reports_once_in_order(void **state)
 	assert_int_equal(mqtt_client_new(loop, &o, &order_callbacks, &r, &c), 0);
 	assert_int_equal(mqtt_client_subscribe(c, "o/seq", 0), 0);
 	assert_int_equal(mqtt_client_start(c), 0);
-	wait_for(loop, &r.connected, 1);
+	wait_for(loop, &r.link.connected, 1);
 
 	/* In the order accepted, across loop turns and sender batches. */
 	for (int i = 1; i <= SEQ_N; i++) {
@@ -843,13 +841,13 @@ static void test_sender_reports_once_in_order(void **state)
 	assert_int_equal(mqtt_client_subscribe(watcher, "o/last", 1), 0);
 	assert_int_equal(mqtt_client_subscribe(watcher, "o/ping", 1), 0);
 	assert_int_equal(mqtt_client_start(watcher), 0);
-	wait_for(loop, &w.connected, 1);
+	wait_for(loop, &w.link.connected, 1);
 	assert_int_equal(mqtt_client_publish(watcher, "o/ping", "p", 1, 1, false, 1), 0);
 	wait_for(loop, &w.pings, 1);
 	make_options(&o2, uri2, sizeof(uri2), "gw-order-2");
 	assert_int_equal(mqtt_client_new(loop, &o2, &order_callbacks, &r2, &c2), 0);
 	assert_int_equal(mqtt_client_start(c2), 0);
-	wait_for(loop, &r2.connected, 1);
+	wait_for(loop, &r2.link.connected, 1);
 	assert_int_equal(mqtt_client_publish(c2, "o/last", "l", 1, 1, false, 1), 0);
 	mqtt_client_free(c2);
 	wait_for(loop, &w.last_msgs, 1);
@@ -878,10 +876,10 @@ static void test_sender_reports_once_in_order(void **state)
 			broker_kill();
 	}
 	assert_true(n_accepted >= ORDER_N / 2);
-	wait_for(loop, &r.disconnected, 1);
+	wait_for(loop, &r.link.disconnected, 1);
 	wait_reports(loop, &r, n_accepted);
 	broker_start();
-	wait_for(loop, &r.connected, 2);
+	wait_for(loop, &r.link.connected, 2);
 	/* Paho completes what it kept for the old connection; none is reported again. */
 	mqtt_client_get_stats(c, &st);
 	assert_int_equal(st.publishes_queued, 0);
