@@ -154,13 +154,20 @@ def main():
             tmpdir = os.path.join(h.tmp, "run2")
             os.makedirs(tmpdir)
             env = dict(os.environ, TMPDIR=tmpdir)
-            p = subprocess.Popen(
-                ["bash", "-c", 'bash "$0" --build-dir "$1" --duration 120 | head -n 12',
-                 DEMO, BUILD_DIR], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-            out, _ = p.communicate(timeout=120)
+            # The demo's stderr (its warnings, a failure's reason and logs) goes
+            # to a file beside run2, so that a failure here says why.
+            errpath = os.path.join(h.tmp, "run2-stderr.log")
+            with open(errpath, "wb") as err:
+                p = subprocess.Popen(
+                    ["bash", "-c", 'bash "$0" --build-dir "$1" --duration 120 | head -n 12',
+                     DEMO, BUILD_DIR], stdout=subprocess.PIPE, stderr=err,
+                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                out, _ = p.communicate(timeout=120)
             lines = out.decode("utf-8", "replace").splitlines()
-            check_that(len(lines) == 12, "head printed %d lines" % len(lines))
+            with open(errpath, "rb") as f:
+                stderr_tail = f.read().decode("utf-8", "replace").splitlines()[-40:]
+            check_that(len(lines) == 12, "head printed %d lines:\n%s\nthe demo's stderr:\n%s" % (
+                len(lines), "\n".join(lines), "\n".join(stderr_tail)))
             # The pipeline has returned: the demo saw the pipe close and cleaned up.
             wait_no_processes(tmpdir, 15)
             check_that(not os.listdir(tmpdir), "left %s" % os.listdir(tmpdir))
