@@ -13,16 +13,17 @@
 
 #include "log.h"
 
-/* Bounded so one chatty bearer cannot starve the other fds of the loop. */
-#define MAX_PDUS_PER_WAKEUP 32
 /*
- * PDUs taken by one recvmmsg(). A cuff usually has one notification waiting
- * when the loop wakes: asking for up to RX_BATCH gets it and learns that the
- * socket is drained in the same system call (fewer than asked came back),
- * where recv() needed a second call to see EAGAIN. Under backlog it takes
- * up to RX_BATCH per call.
+ * One PDU per readiness event. The bearer's fd is level-triggered, so while
+ * more PDUs wait the loop's next poll reports it again, after every other
+ * ready fd has had its turn: no bearer can starve the others. A cuff
+ * usually has exactly one notification waiting when the loop wakes, and one
+ * recv() takes it without a second call to learn that the socket is empty.
+ * Measured on the 2-core VM of issue 13's fourth round: recv() of one PDU
+ * 1.1 us, recvmmsg() asking for up to 4 with one waiting 1.9 us, and per
+ * notification through epoll 1.6-2.5 us against 2.7-3.1 us
+ * (docs/benchmarks.md, "fourth round").
  */
-#define RX_BATCH 4
 
 struct att_request {
 	struct att_request *next;
@@ -72,12 +73,6 @@ struct att_client {
  * nearly all the time. One byte more than the largest legal PDU so that
  * oversize packets show.
  */
-struct rx_batch {
-	uint8_t buf[RX_BATCH][ATT_MAX_MTU + 1];
-	struct mmsghdr msgs[RX_BATCH];
-	struct iovec iov[RX_BATCH];
-};
-
 static unsigned new_id(struct att_client *att)
 {
 	if (++att->next_id == 0)
@@ -484,70 +479,34 @@ static int socket_error(int fd)
 	return -err;
 }
 
-/* Up to want PDUs into rx->buf[0..): how many, or -errno (-EAGAIN: none waiting). */
-static int receive(int fd, unsigned want, struct rx_batch *rx)
-{
-	int n;
-
-	for (unsigned i = 0; i < want; i++) {
-		rx->iov[i] = (struct iovec){ .iov_base = rx->buf[i], .iov_len = sizeof(rx->buf[i]) };
-		rx->msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &rx->iov[i],
-							     .msg_iovlen = 1 } };
-	}
-	n = recvmmsg(fd, rx->msgs, want, MSG_DONTWAIT, NULL);
-	if (n < 0)
-		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	return n;
-}
-
 static void io_cb(struct loop *loop, int fd, uint32_t events, void *user_data)
 {
 	struct att_client *att = user_data;
-	struct rx_batch rx;
-	unsigned taken = 0;
-	bool drained = false;
+	/* One byte more than any PDU may have: a longer one shows as too long. */
+	uint8_t buf[ATT_MAX_MTU + 1];
+	ssize_t n;
 
+	if (att->dead || att->free_pending)
+		return;
 	enter(att);
-	while (taken < MAX_PDUS_PER_WAKEUP && !att->dead && !att->free_pending) {
-		unsigned want = MAX_PDUS_PER_WAKEUP - taken < RX_BATCH ? MAX_PDUS_PER_WAKEUP - taken
-									 : RX_BATCH;
-		int got = receive(fd, want, &rx);
-
-		if (got == -EINTR)
-			continue;
-		if (got == -EAGAIN) {
-			drained = true;
-			break;
-		}
-		if (got < 0) {
-			die(att, got);
-			break;
-		}
-		for (int i = 0; i < got && !att->dead && !att->free_pending; i++) {
-			size_t n = rx.msgs[i].msg_len;
-
-			taken++;
-			/* SEQPACKET: 0 is either EOF or an (invalid) empty PDU. */
-			if (n == 0 && peer_closed(fd)) {
-				die(att, -ECONNRESET);
-				break;
-			}
-			att->stats.pdus_rx++;
-			if (n == 0)
-				att->stats.malformed++;
-			else
-				handle_pdu(att, rx.buf[i], n);
-		}
-		/*
-		 * Fewer than asked: nothing more was waiting (or an error is, which
-		 * the next call reports). Only a hang-up or error needs that next
-		 * call now, to end the bearer with its reason.
-		 */
-		if ((unsigned)got < want && !(events & (EPOLLHUP | EPOLLERR)))
-			break;
+	do
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			die(att, -errno);
+		else if (events & (EPOLLHUP | EPOLLERR))
+			die(att, socket_error(fd));
+	} else if (n == 0 && peer_closed(fd)) {
+		/* SEQPACKET: 0 is either EOF or an (invalid) empty PDU. */
+		die(att, -ECONNRESET);
+	} else {
+		att->stats.pdus_rx++;
+		if (n == 0)
+			att->stats.malformed++;
+		else
+			handle_pdu(att, buf, (size_t)n);
 	}
-	if (drained && !att->dead && !att->free_pending && (events & (EPOLLHUP | EPOLLERR)))
-		die(att, socket_error(fd));
 	leave(att);
 }
 

@@ -2,9 +2,10 @@
  * att_client.h - the client side of one ATT bearer (Core Vol 3 Part F).
  *
  * An opaque bearer over a connected SOCK_SEQPACKET fd (AF_UNIX to cuffsim
- * or AF_BLUETOOTH/L2CAP CID 4 to a real cuff: only recvmmsg/send are used,
- * one PDU per packet; up to 4 packets per receive call, at most 32 per
- * wake-up). Registered with the event loop; single-threaded.
+ * or AF_BLUETOOTH/L2CAP CID 4 to a real cuff: only recv/send are used, one
+ * PDU per packet and one packet per wake-up, the fd level-triggered so
+ * that a bearer with more waiting is served again after the other ready
+ * fds). Registered with the event loop; single-threaded.
  *
  * Invariants:
  * - At most ONE request is outstanding; the rest wait in a FIFO queue.
