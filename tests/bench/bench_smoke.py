@@ -10,6 +10,8 @@ ctest runs it (label bench-smoke) with one argument, the tool:
                            and reordering, bad JSON, a missing ts, sample age
     bench_scale            bench_scale.py with 4 cuffs on 2 cuffsim instances
     bench_safety_latency   bench_safety_latency.py with 4 cuffs on 2 instances
+    bench_recv             bench_recv, every mode on 20 sockets, and its
+                           refusal of a bad argument
 
 No figure is judged here (they depend on the machine and on the sanitizers
 of the test build); what is checked is that the tools run and count right.
@@ -187,14 +189,43 @@ def smoke_bench_safety_latency(suite):
                        "--burst-target-ms", "1000", "--round-gap-ms", "1000"], check)
 
 
+def smoke_bench_recv(suite):
+    tool = os.path.join(os.environ["BFR_BUILD_DIR"], "bench_recv")
+
+    def modes():
+        argv = [tool, "--sockets", "20", "--rounds", "3"]
+        for m in ["recv", "recvmmsg", "et-drain", "recv"]:
+            argv += ["--mode", m]
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        text = p.stdout.decode(errors="replace")
+        B.harness.check_that(p.returncode == 0, "status %d:\n%s" % (p.returncode, text))
+        runs = [ln.split() for ln in text.splitlines() if "median" not in ln]
+        B.harness.check_that([r[0] for r in runs] == ["recv", "recvmmsg", "et-drain", "recv"],
+                             "runs:\n%s" % text)
+        # Every round ends with a poll that finds nothing: at least 2 polls a round.
+        B.harness.check_that(all(float(r[1]) > 0 and int(r[2]) >= 6 for r in runs), text)
+        medians = [ln.split()[0] for ln in text.splitlines() if " median " in ln]
+        B.harness.check_that(medians == ["recv", "recvmmsg", "et-drain"], "medians:\n%s" % text)
+    suite.check("bench_recv: every mode takes every PDU", modes)
+
+    def refusal():
+        p = subprocess.run([tool, "--mode", "select"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=10)
+        err = p.stderr.decode(errors="replace")
+        B.harness.check_that(p.returncode == 2 and "--mode" in err and "select" in err,
+                             "status %d, stderr %r" % (p.returncode, err))
+    suite.check("bench_recv refuses an unknown mode, naming it", refusal)
+
+
 def main():
     which = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = {"bench_pub": smoke_bench_pub, "bench_sub": smoke_bench_sub,
           "bench_scale": smoke_bench_scale,
-          "bench_safety_latency": smoke_bench_safety_latency}.get(which)
+          "bench_safety_latency": smoke_bench_safety_latency,
+          "bench_recv": smoke_bench_recv}.get(which)
     if not fn:
         sys.stderr.write("usage: bench_smoke.py bench_pub|bench_sub|bench_scale|"
-                         "bench_safety_latency\n")
+                         "bench_safety_latency|bench_recv\n")
         return 2
     suite = B.harness.Suite("bench_smoke " + which)
     fn(suite)
