@@ -66,13 +66,6 @@ struct att_client {
 	char name[64]; /* prefixes log lines: the owner's name for the link */
 };
 
-/*
- * Received PDUs live on io_cb's stack, not in the bearer: everything done
- * with them (decode, handlers, responses' callbacks) happens inside io_cb,
- * and 2 000 bearers would otherwise hold 4 MB of buffers that are idle
- * nearly all the time. One byte more than the largest legal PDU so that
- * oversize packets show.
- */
 static unsigned new_id(struct att_client *att)
 {
 	if (++att->next_id == 0)
@@ -482,7 +475,13 @@ static int socket_error(int fd)
 static void io_cb(struct loop *loop, int fd, uint32_t events, void *user_data)
 {
 	struct att_client *att = user_data;
-	/* One byte more than any PDU may have: a longer one shows as too long. */
+	/*
+	 * On the stack, not in the bearer: everything done with the PDU
+	 * (decode, handlers, responses' callbacks) happens inside io_cb, and
+	 * 2 000 bearers would otherwise hold 1 MB of buffers idle nearly all
+	 * the time. One byte more than any PDU may have, so that a longer one
+	 * shows as too long.
+	 */
 	uint8_t buf[ATT_MAX_MTU + 1];
 	ssize_t n;
 

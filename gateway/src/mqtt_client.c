@@ -128,8 +128,9 @@ struct publish_op {
 };
 
 /*
- * One publish on its way to Paho: copied on the loop thread, handed over
- * and freed by the sender thread. `generation` is the connection it was
+ * One publish on its way to Paho: copied on the loop thread, handed to
+ * Paho by the sender thread, then given back to the loop thread, which
+ * frees it (sent_head). `generation` is the connection it was
  * accepted on: one queued for a connection that has since been lost is
  * failed, not sent on the next one.
  */
@@ -234,7 +235,11 @@ struct mqtt_client {
 	 * malloc arena under that arena's lock, which is not
 	 * priority-inheriting: the real-time loop then waited in malloc() for a
 	 * preempted sender (17 waits in 6 s at 2 000 cuffs, perf sched_switch
-	 * with DWARF stacks, up to 8 ms).
+	 * with DWARF stacks, up to 8 ms). The loop takes them back whenever it
+	 * hands over a turn's publishes, so what waits here is at most what
+	 * the sender handed over since the loop's last publishing turn; it
+	 * stays allocated through a quiet spell and is freed on the next
+	 * publish or by mqtt_client_free().
 	 */
 	struct outgoing *sent_head, **sent_tail;
 	bool sender_idle; /* asleep on sender_efd, or about to be */

@@ -602,7 +602,7 @@ static void test_backlog_order_and_one_per_wakeup(void **state)
 	close(sv[1]);
 }
 
-/* An empty packet inside a batch is counted and skipped; the data before
+/* An empty packet in a backlog is counted and skipped; the data before
  * an EOF is delivered, then the bearer ends once. */
 static void test_backlog_empty_pdu_then_eof(void **state)
 {
