@@ -328,6 +328,30 @@ static void make_options(struct mqtt_client_options *o, char *uri, size_t urilen
 	o->reconnect_max_ms = 800;
 }
 
+/*
+ * A client of the test broker, subscribed at qos to the NULL-terminated
+ * filters before it starts (so that its own later publishes cannot
+ * overtake a SUBSCRIBE), started, and connected: *connected, which its
+ * callbacks count, has reached 1.
+ */
+static struct mqtt_client *start_connected(struct loop *loop, const char *client_id,
+					   const struct mqtt_client_callbacks *cb, void *user_data,
+					   const int *connected, int qos,
+					   const char *const *filters)
+{
+	struct mqtt_client_options o;
+	struct mqtt_client *c = NULL;
+	char uri[64];
+
+	make_options(&o, uri, sizeof(uri), client_id);
+	assert_int_equal(mqtt_client_new(loop, &o, cb, user_data, &c), 0);
+	for (; filters && *filters; filters++)
+		assert_int_equal(mqtt_client_subscribe(c, *filters, qos), 0);
+	assert_int_equal(mqtt_client_start(c), 0);
+	wait_for(loop, connected, 1);
+	return c;
+}
+
 /* Scheduling policy of the process's threads named comm; -1 if none. */
 static int thread_policy(const char *comm)
 {
@@ -678,21 +702,17 @@ static void test_queued_publishes_counted_at_reconnect(void **state)
 {
 	struct loop *loop = NULL;
 	struct mqtt_client *c = NULL;
-	struct mqtt_client_options o;
 	struct mqtt_client_stats st;
 	struct stale_rec r = { 0 };
-	char uri[64], topic[32];
+	char topic[32];
 	char *payload = malloc(FILLER_LEN);
 	int queued = 0;
 
 	assert_non_null(payload);
 	memset(payload, 'x', FILLER_LEN);
 	assert_int_equal(loop_new(&loop), 0);
-	make_options(&o, uri, sizeof(uri), "gw-stale");
-	assert_int_equal(mqtt_client_new(loop, &o, &stale_callbacks, &r, &c), 0);
-	assert_int_equal(mqtt_client_subscribe(c, "s/#", 1), 0);
-	assert_int_equal(mqtt_client_start(c), 0);
-	wait_for(loop, &r.link.connected, 1);
+	c = start_connected(loop, "gw-stale", &stale_callbacks, &r, &r.link.connected, 1,
+			    (const char *const[]){ "s/#", NULL });
 
 	assert_int_equal(kill(broker.pid, SIGSTOP), 0);
 	for (int i = 0; i < FILLER_N; i++)
@@ -802,9 +822,8 @@ static void test_sender_reports_once_in_order(void **state)
 	static bool accepted[2 * ORDER_N + 1];
 	struct loop *loop = NULL;
 	struct mqtt_client *c = NULL, *c2 = NULL, *watcher = NULL;
-	struct mqtt_client_options o, o2, wo;
 	struct mqtt_client_stats st;
-	char uri[64], uri2[64], wuri[64], text[16];
+	char text[16];
 	int n_accepted = 0;
 
 	memset(&r, 0, sizeof(r));
@@ -812,11 +831,8 @@ static void test_sender_reports_once_in_order(void **state)
 	memset(&r2, 0, sizeof(r2));
 	memset(accepted, 0, sizeof(accepted));
 	assert_int_equal(loop_new(&loop), 0);
-	make_options(&o, uri, sizeof(uri), "gw-order");
-	assert_int_equal(mqtt_client_new(loop, &o, &order_callbacks, &r, &c), 0);
-	assert_int_equal(mqtt_client_subscribe(c, "o/seq", 0), 0);
-	assert_int_equal(mqtt_client_start(c), 0);
-	wait_for(loop, &r.link.connected, 1);
+	c = start_connected(loop, "gw-order", &order_callbacks, &r, &r.link.connected, 0,
+			    (const char *const[]){ "o/seq", NULL });
 
 	/* In the order accepted, across loop turns and sender batches. */
 	for (int i = 1; i <= SEQ_N; i++) {
@@ -836,18 +852,12 @@ static void test_sender_reports_once_in_order(void **state)
 	}
 
 	/* Published, then freed at once: the sender hands it over before the DISCONNECT. */
-	make_options(&wo, wuri, sizeof(wuri), "order-watcher");
-	assert_int_equal(mqtt_client_new(loop, &wo, &order_callbacks, &w, &watcher), 0);
-	assert_int_equal(mqtt_client_subscribe(watcher, "o/last", 1), 0);
-	assert_int_equal(mqtt_client_subscribe(watcher, "o/ping", 1), 0);
-	assert_int_equal(mqtt_client_start(watcher), 0);
-	wait_for(loop, &w.link.connected, 1);
+	watcher = start_connected(loop, "order-watcher", &order_callbacks, &w, &w.link.connected,
+				  1, (const char *const[]){ "o/last", "o/ping", NULL });
 	assert_int_equal(mqtt_client_publish(watcher, "o/ping", "p", 1, 1, false, 1), 0);
 	wait_for(loop, &w.pings, 1);
-	make_options(&o2, uri2, sizeof(uri2), "gw-order-2");
-	assert_int_equal(mqtt_client_new(loop, &o2, &order_callbacks, &r2, &c2), 0);
-	assert_int_equal(mqtt_client_start(c2), 0);
-	wait_for(loop, &r2.link.connected, 1);
+	c2 = start_connected(loop, "gw-order-2", &order_callbacks, &r2, &r2.link.connected, 1,
+			     NULL);
 	assert_int_equal(mqtt_client_publish(c2, "o/last", "l", 1, 1, false, 1), 0);
 	mqtt_client_free(c2);
 	wait_for(loop, &w.last_msgs, 1);
