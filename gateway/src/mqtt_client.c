@@ -709,7 +709,7 @@ static void *sender_main(void *user_data)
 	struct mqtt_client *c = user_data;
 
 	for (;;) {
-		struct outgoing *batch;
+		struct outgoing *batch, **tail;
 		uint64_t count;
 		bool stop;
 
@@ -727,8 +727,7 @@ static void *sender_main(void *user_data)
 			(void)!read(c->sender_efd, &count, sizeof(count));
 			continue;
 		}
-		struct outgoing **tail = &batch;
-
+		tail = &batch;
 		for (struct outgoing *out = batch; out; out = out->next) {
 			hand_to_paho(c, out);
 			atomic_fetch_sub_explicit(&c->send_pending, 1, memory_order_relaxed);
