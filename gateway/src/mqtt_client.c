@@ -210,6 +210,8 @@ struct mqtt_client {
 
 	/* Reported publishes in flight (the inflight list's length). */
 	size_t inflight_count;
+	/* The current connection's Receive Maximum (mqtt_client_receive_maximum). */
+	unsigned receive_max;
 	/* Collects PUBACKs every COLLECT_MS while any are due (paho_publish_ok). */
 	uint64_t collect_timer;
 	bool collecting;
@@ -264,6 +266,7 @@ struct mqtt_client {
 	struct event connect_ev; /* EVENT_CONNECT_OK or _FAILED */
 	struct event lost_ev;
 	bool session_present;
+	unsigned connack_receive_max; /* as announced; 0 is a protocol error */
 	char connect_reason[REASON_MAX];
 	bool connect_transport; /* failed below MQTT: worth a diagnosis */
 	char lost_reason[REASON_MAX];
@@ -326,12 +329,23 @@ static bool enqueue_locked(struct mqtt_client *c, struct event *ev)
 	return kick_due_locked(c);
 }
 
+static const MQTTProperty *find_property(MQTTProperties *props, enum MQTTPropertyCodes id)
+{
+	return props ? MQTTProperties_getProperty(props, id) : NULL;
+}
+
 static void paho_connect_ok(void *context, MQTTAsync_successData5 *response)
 {
 	struct mqtt_client *c = context;
 
+	const MQTTProperty *rm = response ? find_property(&response->properties,
+							  MQTTPROPERTY_CODE_RECEIVE_MAXIMUM)
+					  : NULL;
+
 	pthread_mutex_lock(&c->lock);
 	c->session_present = response && response->alt.connect.sessionPresent;
+	/* MQTT 5 3.2.2.3.3: absent means 65 535. */
+	c->connack_receive_max = rm ? rm->value.integer2 : MQTT_RECEIVE_MAXIMUM_NONE;
 	c->connect_ev.type = EVENT_CONNECT_OK;
 	if (!c->connect_ev.queued)
 		enqueue_locked(c, &c->connect_ev);
@@ -394,11 +408,6 @@ static void paho_disconnected(void *context, MQTTProperties *properties,
 
 	snprintf(text, sizeof(text), "broker disconnected: %s", MQTTReasonCode_toString(reason));
 	lost(context, text);
-}
-
-static const MQTTProperty *find_property(MQTTProperties *props, enum MQTTPropertyCodes id)
-{
-	return props ? MQTTProperties_getProperty(props, id) : NULL;
 }
 
 /* Caller holds c->lock. Priority messages go after the ones already ahead.
@@ -1262,6 +1271,11 @@ static void handle_connected(struct mqtt_client *c, bool session_present)
 	c->state = STATE_CONNECTED;
 	update_collecting(c);
 	c->backoff_ms = c->reconnect_min_ms;
+	if (c->receive_max == 0) {
+		/* Paho takes it as announced and then sends no QoS 1 at all. */
+		log_error("mqtt: the broker announced a Receive Maximum of 0, a protocol error "
+			  "(MQTT 5, 3.2.2.3.3): no QoS 1 message can be sent on this connection");
+	}
 	/* Whatever the old connection left queued is Paho's to finish or drop;
 	 * counting starts over, so a miscount cannot outlive a connection. */
 	c->unreported_handed = atomic_load_explicit(&c->unreported_done, memory_order_relaxed);
@@ -1385,6 +1399,8 @@ static bool drain(struct mqtt_client *c)
 				c->queued_messages--;
 			if (ev == &c->connect_ev) {
 				session_present = c->session_present;
+				if (ev->type == EVENT_CONNECT_OK)
+					c->receive_max = c->connack_receive_max;
 				transport = c->connect_transport;
 				memcpy(reason, c->connect_reason, sizeof(reason));
 			} else if (ev == &c->lost_ev) {
@@ -1907,6 +1923,13 @@ size_t mqtt_client_unreported_pending(struct mqtt_client *client)
 bool mqtt_client_is_connected(const struct mqtt_client *client)
 {
 	return client && client->state == STATE_CONNECTED;
+}
+
+unsigned mqtt_client_receive_maximum(const struct mqtt_client *client)
+{
+	if (!mqtt_client_is_connected(client))
+		return 0;
+	return client->receive_max ? client->receive_max : 1;
 }
 
 void mqtt_client_get_stats(const struct mqtt_client *client, struct mqtt_client_stats *out)

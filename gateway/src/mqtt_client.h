@@ -225,6 +225,18 @@ int mqtt_client_subscribe(struct mqtt_client *client, const char *filter, int qo
 int mqtt_client_subscribe_opts(struct mqtt_client *client, const char *filter, int qos,
 			       unsigned flags);
 bool mqtt_client_is_connected(const struct mqtt_client *client);
+/*
+ * How many QoS 1 publishes the broker lets this connection have in flight
+ * (its MQTT 5 Receive Maximum, from the CONNACK; MQTT_RECEIVE_MAXIMUM_NONE
+ * when it announced none), valid from on_connected; 0 while not connected.
+ * Paho keeps the ones over it in its command queue, and a blocked head of
+ * that queue makes Paho walk the whole queue each time a publish is added
+ * or acknowledged: a caller with many QoS 1 messages to send keeps at most
+ * this many unacknowledged. A Receive Maximum of 0, a protocol error, is
+ * logged and given as 1 (Paho then sends no QoS 1 message at all).
+ */
+#define MQTT_RECEIVE_MAXIMUM_NONE 65535u
+unsigned mqtt_client_receive_maximum(const struct mqtt_client *client);
 void mqtt_client_get_stats(const struct mqtt_client *client, struct mqtt_client_stats *out);
 
 /*
