@@ -20,9 +20,13 @@ struct publisher {
 	void *user_data;
 
 	/* The send window: rows up to `cursor` were handed to Paho on this
-	 * connection; `inflight` of them still wait for their PUBACK. */
+	 * connection; `inflight` of them still wait for their PUBACK, at most
+	 * `window` (publisher_send_window, set at each connect), refilled
+	 * `refill_min` at a time. */
 	int64_t cursor;
 	size_t inflight;
+	size_t window, refill_min;
+	unsigned window_logged; /* the window last named in the log; 0: none */
 
 	/* Rows the broker refused, ascending ids, until it accepts them:
 	 * offered again by retry_timer (in_flight while offered). */
@@ -93,8 +97,21 @@ int publisher_expire_retained(struct publisher *pub, const char *topic_infix, ui
 	return 0;
 }
 
+size_t publisher_send_window(unsigned receive_max, size_t *refill_min)
+{
+	size_t window = receive_max < PUBLISHER_WINDOW ? receive_max : PUBLISHER_WINDOW;
+	size_t refill;
+
+	if (window == 0)
+		window = 1;
+	/* The same share of the window as PUBLISHER_REFILL_MIN of a full one. */
+	refill = window * PUBLISHER_REFILL_MIN / PUBLISHER_WINDOW;
+	*refill_min = refill ? refill : 1;
+	return window;
+}
+
 /*
- * Hands committed outbox rows to Paho, at most PUBLISHER_WINDOW in flight
+ * Hands committed outbox rows to Paho, at most `window` in flight
  * and PUBLISHER_DRAIN_BATCH per call; when there may be more, the post hook
  * calls again next turn of the loop, after whatever io is ready. A whole
  * window in one call (256 publishes, 8-15 us each) held the rest of a
@@ -107,19 +124,18 @@ void publisher_drain(struct publisher *pub)
 	const struct outbox_row *rows[PUBLISHER_DRAIN_BATCH];
 	size_t n = 0, room;
 
-	if (!pub->outbox || !mqtt_client_is_connected(pub->mqtt) ||
-	    pub->inflight >= PUBLISHER_WINDOW)
+	if (!pub->outbox || !mqtt_client_is_connected(pub->mqtt) || pub->inflight >= pub->window)
 		return;
-	room = PUBLISHER_WINDOW - pub->inflight;
+	room = pub->window - pub->inflight;
 	/*
-	 * A full window (a backlog draining) is refilled PUBLISHER_REFILL_MIN
+	 * A full window (a backlog draining) is refilled refill_min
 	 * rows at a time, not one row per PUBACK: with a real-time loop every
 	 * PUBACK woke the loop and then Paho's send thread for a single row,
 	 * and the drain of a 10-minute outage reached 0.46 of a bare QoS 1
 	 * publisher instead of 0.55 (docs/benchmarks.md). A window with room
 	 * (normal operation) still sends each row at once.
 	 */
-	if (pub->inflight > 0 && room < PUBLISHER_REFILL_MIN)
+	if (pub->inflight > 0 && room < pub->refill_min)
 		return;
 	if (room > PUBLISHER_DRAIN_BATCH)
 		room = PUBLISHER_DRAIN_BATCH;
@@ -312,6 +328,8 @@ int publisher_new(struct loop *loop, struct store *store, size_t outbox_max_byte
 	pub->loop = loop;
 	pub->store = store;
 	pub->ctx = ctx;
+	pub->window = PUBLISHER_WINDOW;
+	pub->refill_min = PUBLISHER_REFILL_MIN;
 	if (cb)
 		pub->cb = *cb;
 	pub->user_data = user_data;
@@ -500,8 +518,19 @@ void publisher_connected(struct publisher *pub)
 	/* Everything handed to the old connection may be lost: send again from
 	 * the oldest unacknowledged row (consumers dedupe on msg_id). Refused
 	 * rows are among them: the window covers them from here. */
+	unsigned receive_max = mqtt_client_receive_maximum(pub->mqtt);
+
 	pub->cursor = 0;
 	pub->inflight = 0;
+	pub->window = publisher_send_window(receive_max, &pub->refill_min);
+	/* Said once per change, not at every reconnect of a flapping link. */
+	if (pub->window < PUBLISHER_WINDOW && pub->window_logged != pub->window)
+		log_warn("outbox: the broker allows %u QoS 1 messages in flight (its Receive "
+			 "Maximum): the outbox keeps at most %zu unacknowledged instead of %d, "
+			 "and a backlog drains more slowly (mosquitto: max_inflight_messages %d; "
+			 "docs/operations.md)",
+			 receive_max, pub->window, PUBLISHER_WINDOW, PUBLISHER_WINDOW);
+	pub->window_logged = pub->window < PUBLISHER_WINDOW ? (unsigned)pub->window : 0;
 	pub->n_refused = 0;
 	loop_timer_stop(pub->loop, pub->retry_timer);
 	publisher_drain(pub);

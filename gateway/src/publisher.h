@@ -7,7 +7,8 @@
  * the store's completion stream (the outbox's commits arrive there), so the
  * whole life of a QoS 1 message is in this one file:
  *   append (outbox, queued for commit) -> committed (ready) -> handed to Paho
- *   (in flight, at most PUBLISHER_WINDOW; PUBLISHER_DRAIN_BATCH per turn of
+ *   (in flight, at most the window: PUBLISHER_WINDOW or the broker's Receive
+ *   Maximum if lower; PUBLISHER_DRAIN_BATCH per turn of
  *   the loop) -> PUBACK (ack: DELETE queued).
  * A failed publish stays in the outbox and is sent again, in order, after the
  * next connect (consumers dedupe on msg_id); after a connect the window
@@ -124,6 +125,17 @@ int publisher_direct(struct publisher *pub, const char *topic, const void *buf, 
 int publisher_reply(struct publisher *pub, const char *response_topic,
 		    const uint8_t *correlation, size_t correlation_len, const void *buf,
 		    size_t len);
+
+/*
+ * The send window for a broker's Receive Maximum (mqtt_client.h):
+ * PUBLISHER_WINDOW, or fewer when the broker lets fewer be in flight, so
+ * that Paho never holds a QoS 1 message it may not send yet (its queue
+ * would be walked at every publish behind it; docs/benchmarks.md, fifth
+ * round). *refill_min gets how many free slots a full window waits for
+ * before it is refilled (PUBLISHER_REFILL_MIN of a full window, scaled;
+ * at least 1). At least 1 itself.
+ */
+size_t publisher_send_window(unsigned receive_max, size_t *refill_min);
 
 /* Hands committed rows to Paho if the window has room (also a periodic kick:
  * a burst Paho refused with -EAGAIN is retried from here). */

@@ -13,6 +13,11 @@
 3. At the end every event is also in the gateway's database (read-only look)
    and the published events equal the stored ones.
 
+The broker lets only RECEIVE_MAX QoS 1 messages be in flight (its Receive
+Maximum, mosquitto's max_inflight_messages): the gateway names it and its
+outbox keeps no more than that unacknowledged (publisher_send_window), so
+every drain above goes through a window of 3, refilled one slot at a time.
+
 The collector keeps a persistent MQTT session on a persistent broker, so what
 the gateway publishes before the collector is back is queued for it, not lost
 to the test."""
@@ -32,6 +37,7 @@ START_S = 30.0
 LOP_S = 30.0         # start to the first set (LOP measurement ~10 s, inflation ~2 s)
 OUTAGE_CUES = 6      # cues sent to the cuff while the broker is away (3 reps at tempo 1+1)
 DRAIN_S = 20.0       # broker back -> everything from the outage received
+RECEIVE_MAX = 3      # the broker's max_inflight_messages: the outbox's window
 
 
 def event_msgs(col, sid):
@@ -59,13 +65,18 @@ def status_states(col, since):
 def main():
     suite = Suite("test_outbox")
     with suite.harness() as h:
-        broker = h.start_broker(persistence=True)
+        broker = h.start_broker(persistence=True,
+                                extra="max_inflight_messages %d\n" % RECEIVE_MAX)
         sim = h.start_cuffsim(1)
         col = h.collector(persistent=True, reconnect_max_s=0.5)
         cuffs = sim_cuffs(sim)
         conf = h.write_gateway_config(cuffs, keepalive_s=KEEPALIVE_S)
         data_dir = os.path.join(h.tmp, "data")
         gw = h.start_gateway(conf)
+        suite.check("the broker's Receive Maximum named, the outbox's window set to it",
+                    lambda: gw.wait_line(r"outbox: the broker allows %d QoS 1 messages in "
+                                         r"flight .* at most %d unacknowledged"
+                                         % (RECEIVE_MAX, RECEIVE_MAX), START_S))
         col.wait_for(lambda c: c.cuff_links().get("cuff-01") == "connected", START_S,
                      "cuff-01 connected")
         sid = start_session(h, col, short_plan("cuff-01", reps=5, sets=3, rest_s=2))
@@ -82,7 +93,7 @@ def main():
                      "%d cues sent while the broker is down" % OUTAGE_CUES)
             down_s = time.monotonic() - t_down
             check_that(gw.alive(), "gateway died without its broker")
-            broker.start(port=broker.port, persistence=True)
+            broker.start(port=broker.port, persistence=True, extra=broker.extra)
             t_up = time.monotonic()
             col.wait_for(lambda c: any(s == "online" and t >= t_up
                                        for t, s in status_states(c, t_up)),

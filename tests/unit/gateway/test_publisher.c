@@ -1,0 +1,50 @@
+/*
+ * test_publisher.c - the outbox's send window for a broker's Receive
+ * Maximum (publisher_send_window, publisher.h). The window itself, in
+ * flight against a real broker, is exercised by every integration test:
+ * the harness's mosquitto announces a Receive Maximum of 20
+ * (tests/integration/test_outbox.py checks the drain under 3).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "publisher.h"
+
+static void check(unsigned receive_max, size_t want_window, size_t want_refill)
+{
+	size_t refill = 12345;
+
+	assert_int_equal(publisher_send_window(receive_max, &refill), want_window);
+	assert_int_equal(refill, want_refill);
+}
+
+static void test_window_follows_receive_maximum(void **state)
+{
+	(void)state;
+	/* A broker that allows more than the outbox keeps in flight: the full window. */
+	check(MQTT_RECEIVE_MAXIMUM_NONE, PUBLISHER_WINDOW, PUBLISHER_REFILL_MIN);
+	check(PUBLISHER_WINDOW + 1, PUBLISHER_WINDOW, PUBLISHER_REFILL_MIN);
+	check(PUBLISHER_WINDOW, PUBLISHER_WINDOW, PUBLISHER_REFILL_MIN);
+	/* Fewer: exactly that many, refilled at the same share of the window. */
+	check(PUBLISHER_WINDOW - 1, PUBLISHER_WINDOW - 1, 31);
+	check(100, 100, 12);
+	check(20, 20, 2); /* mosquitto's default max_inflight_messages */
+	check(8, 8, 1);
+	check(7, 7, 1);
+	check(1, 1, 1);
+	/* 0 never comes from mqtt_client_receive_maximum while connected; still 1. */
+	check(0, 1, 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_window_follows_receive_maximum),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
