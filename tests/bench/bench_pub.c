@@ -14,8 +14,10 @@
  *              publishes unpaced, keeping at most --window messages
  *              outstanding (the ceiling of library + broker on the machine).
  *   outbox     QoS 1 on PREFIX/session/<id>/event, --window (default 256,
- *              the gateway's PUBLISHER_WINDOW) messages in flight, like the
- *              outbox drain: a new one goes out when a PUBACK comes back.
+ *              the gateway's PUBLISHER_WINDOW; fewer if the broker's Receive
+ *              Maximum is lower, as in the gateway) messages in flight, like
+ *              the outbox drain: a new one goes out when a PUBACK comes back.
+ *              "window" in the output is the one used.
  *
  * Library options are the gateway's (gateway/src/mqtt_client.c): MQTT 5,
  * MQTTAsync_createWithOptions with maxBufferedMessages
@@ -91,6 +93,7 @@ struct run {
 	pthread_cond_t cond;
 	bool connect_done;
 	bool connect_ok;
+	unsigned receive_max; /* the CONNACK's Receive Maximum (65535: none) */
 	char connect_error[256];
 	atomic_uint_fast64_t completed;
 	atomic_uint_fast64_t failed;
@@ -157,10 +160,15 @@ static void on_connect_ok(void *context, MQTTAsync_successData5 *response)
 {
 	struct run *r = context;
 
-	(void)response;
+	const MQTTProperty *rm =
+		response ? MQTTProperties_getProperty(&response->properties,
+						      MQTTPROPERTY_CODE_RECEIVE_MAXIMUM)
+			 : NULL;
+
 	pthread_mutex_lock(&r->lock);
 	r->connect_done = true;
 	r->connect_ok = true;
+	r->receive_max = rm ? rm->value.integer2 : MQTT_RECEIVE_MAXIMUM_NONE;
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
 }
@@ -280,6 +288,14 @@ static int connect_broker(struct run *r)
 		if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT)
 			break;
 	rc = r->connect_ok ? 0 : -EIO;
+	/*
+	 * The gateway's rule (publisher_send_window): no more QoS 1 messages
+	 * outstanding than the broker lets be in flight. Paho 1.3 does not wake
+	 * its send thread when a PUBACK frees a slot, so what waits over the
+	 * Receive Maximum goes out at the next publish or a second later.
+	 */
+	if (rc == 0 && r->opt.mode == MODE_OUTBOX && r->receive_max && r->receive_max < r->opt.window)
+		r->opt.window = r->receive_max;
 	pthread_mutex_unlock(&r->lock);
 	if (rc < 0)
 		fprintf(stderr, "bench_pub: cannot connect to %s: %s\n", r->opt.uri,
