@@ -33,6 +33,9 @@
 #include "transport.h"
 
 #define GATEWAY_SHUTDOWN_FLUSH_MS 3000
+/* From this many configured cuffs the start-up names a Paho build that keeps
+ * its heap tracking (docs/operations.md "Large sites"). */
+#define LARGE_SITE_CUFFS 500
 
 struct gateway {
 	struct loop *loop;
@@ -495,6 +498,13 @@ int gateway_run(struct gateway *gw)
 		log_error("cannot start telemetry and housekeeping: %s", strerror(-r));
 	log_info("bfr-gateway %s: %s/%s supervising %zu cuffs", BFR_VERSION, gw->cfg->site,
 		 gw->cfg->gateway_id, gw->n_cuffs);
+	/* Below this many cuffs Paho's bookkeeping is not what limits a site. */
+	if (gw->n_cuffs >= LARGE_SITE_CUFFS && mqtt_client_paho_tracks_heap())
+		log_warn("mqtt: the Paho library loaded here keeps its debugging heap tracking (built "
+			 "without PAHO_HIGH_PERFORMANCE, as Debian's is): with %zu cuffs it takes a "
+			 "large share of the CPU (a third of the gateway's at 2 000 cuffs); "
+			 "docs/operations.md \"Large sites\" says how to use a build without it",
+			 gw->n_cuffs);
 	return loop_run(gw->loop);
 }
 

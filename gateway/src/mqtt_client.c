@@ -50,6 +50,7 @@
 
 #include <MQTTAsync.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -1923,6 +1924,16 @@ size_t mqtt_client_unreported_pending(struct mqtt_client *client)
 bool mqtt_client_is_connected(const struct mqtt_client *client)
 {
 	return client && client->state == STATE_CONNECTED;
+}
+
+bool mqtt_client_paho_tracks_heap(void)
+{
+	/*
+	 * Paho compiles Heap.c, and exports its Heap_get_info, only without
+	 * PAHO_HIGH_PERFORMANCE; nothing else tells a build's options at run
+	 * time. Paho is a shared library, so the loaded one is the one asked.
+	 */
+	return dlsym(RTLD_DEFAULT, "Heap_get_info") != NULL;
 }
 
 unsigned mqtt_client_receive_maximum(const struct mqtt_client *client)
