@@ -338,7 +338,6 @@ static const MQTTProperty *find_property(MQTTProperties *props, enum MQTTPropert
 static void paho_connect_ok(void *context, MQTTAsync_successData5 *response)
 {
 	struct mqtt_client *c = context;
-
 	const MQTTProperty *rm = response ? find_property(&response->properties,
 							  MQTTPROPERTY_CODE_RECEIVE_MAXIMUM)
 					  : NULL;

@@ -236,6 +236,7 @@ bool mqtt_client_is_connected(const struct mqtt_client *client);
  * logged and given as 1 (Paho then sends no QoS 1 message at all).
  */
 #define MQTT_RECEIVE_MAXIMUM_NONE 65535u
+unsigned mqtt_client_receive_maximum(const struct mqtt_client *client);
 /*
  * True when the loaded Paho library was built with its debugging heap
  * tracking (without PAHO_HIGH_PERFORMANCE, as Debian 12 builds it): every
@@ -244,7 +245,6 @@ bool mqtt_client_is_connected(const struct mqtt_client *client);
  * of the gateway's CPU (docs/benchmarks.md, fifth round).
  */
 bool mqtt_client_paho_tracks_heap(void);
-unsigned mqtt_client_receive_maximum(const struct mqtt_client *client);
 void mqtt_client_get_stats(const struct mqtt_client *client, struct mqtt_client_stats *out);
 
 /*

@@ -515,11 +515,11 @@ int publisher_reply(struct publisher *pub, const char *response_topic,
 
 void publisher_connected(struct publisher *pub)
 {
+	unsigned receive_max = mqtt_client_receive_maximum(pub->mqtt);
+
 	/* Everything handed to the old connection may be lost: send again from
 	 * the oldest unacknowledged row (consumers dedupe on msg_id). Refused
 	 * rows are among them: the window covers them from here. */
-	unsigned receive_max = mqtt_client_receive_maximum(pub->mqtt);
-
 	pub->cursor = 0;
 	pub->inflight = 0;
 	pub->window = publisher_send_window(receive_max, &pub->refill_min);
