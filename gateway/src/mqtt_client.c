@@ -1274,7 +1274,8 @@ static void handle_connected(struct mqtt_client *c, bool session_present)
 	if (c->receive_max == 0) {
 		/* Paho takes it as announced and then sends no QoS 1 at all. */
 		log_error("mqtt: the broker announced a Receive Maximum of 0, a protocol error "
-			  "(MQTT 5, 3.2.2.3.3): no QoS 1 message can be sent on this connection");
+			  "(MQTT 5, 3.2.2.3.3): no QoS 1 message and no subscription (so no "
+			  "command) can be sent on this connection; fix the broker");
 	}
 	/* Whatever the old connection left queued is Paho's to finish or drop;
 	 * counting starts over, so a miscount cannot outlive a connection. */

@@ -229,11 +229,12 @@ bool mqtt_client_is_connected(const struct mqtt_client *client);
  * How many QoS 1 publishes the broker lets this connection have in flight
  * (its MQTT 5 Receive Maximum, from the CONNACK; MQTT_RECEIVE_MAXIMUM_NONE
  * when it announced none), valid from on_connected; 0 while not connected.
- * Paho keeps the ones over it in its command queue, and a blocked head of
- * that queue makes Paho walk the whole queue each time a publish is added
- * or acknowledged: a caller with many QoS 1 messages to send keeps at most
- * this many unacknowledged. A Receive Maximum of 0, a protocol error, is
- * logged and given as 1 (Paho then sends no QoS 1 message at all).
+ * Paho keeps the ones over it at the head of its command queue, sends them
+ * only at the next publish or a second later (a PUBACK does not wake its
+ * send thread), and walks the whole queue at each publish added behind
+ * them: a caller with many QoS 1 messages to send keeps fewer than this
+ * many unacknowledged. A Receive Maximum of 0, a protocol error, is logged
+ * and given as 1 (Paho then sends no QoS 1 message and no SUBSCRIBE).
  */
 #define MQTT_RECEIVE_MAXIMUM_NONE 65535u
 unsigned mqtt_client_receive_maximum(const struct mqtt_client *client);

@@ -26,7 +26,7 @@ struct publisher {
 	int64_t cursor;
 	size_t inflight;
 	size_t window, refill_min;
-	unsigned window_logged; /* the window last named in the log; 0: none */
+	unsigned receive_max_logged; /* the Receive Maximum last named in the log; 0: none */
 
 	/* Rows the broker refused, ascending ids, until it accepts them:
 	 * offered again by retry_timer (in_flight while offered). */
@@ -99,9 +99,12 @@ int publisher_expire_retained(struct publisher *pub, const char *topic_infix, ui
 
 size_t publisher_send_window(unsigned receive_max, size_t *refill_min)
 {
-	size_t window = receive_max < PUBLISHER_WINDOW ? receive_max : PUBLISHER_WINDOW;
-	size_t refill;
+	size_t reserve = receive_max / 4 < PUBLISHER_DIRECT_RESERVE ? receive_max / 4
+								   : PUBLISHER_DIRECT_RESERVE;
+	size_t window = receive_max - reserve, refill;
 
+	if (window > PUBLISHER_WINDOW)
+		window = PUBLISHER_WINDOW;
 	if (window == 0)
 		window = 1;
 	/* The same share of the window as PUBLISHER_REFILL_MIN of a full one. */
@@ -278,10 +281,11 @@ static void arm_retry(struct publisher *pub)
 		log_error("outbox: cannot arm the retry of refused messages");
 }
 
-/* Offers every refused row again, in id order. */
+/* Offers every refused row again, in id order, as far as the window has room. */
 static void on_retry(struct loop *loop, uint64_t id, void *user_data)
 {
 	struct publisher *pub = user_data;
+	bool window_full = false;
 
 	for (size_t i = 0; i < pub->n_refused; i++) {
 		struct refused_row *rr = &pub->refused[i];
@@ -289,14 +293,22 @@ static void on_retry(struct loop *loop, uint64_t id, void *user_data)
 
 		if (rr->in_flight || !row || !mqtt_client_is_connected(pub->mqtt))
 			continue;
+		/* A refused row takes a slot of the window like any other; past it,
+		 * Paho would hold the row at the head of its queue. */
+		if (pub->inflight >= pub->window) {
+			window_full = true;
+			break;
+		}
 		if (publish_row(pub, row) == 0) {
 			rr->in_flight = true;
 			pub->inflight++;
 		}
 	}
-	/* The next refusal waits longer; the end of the refusals resets it. */
-	pub->retry_ms = pub->retry_ms * 2 > PUBLISHER_RETRY_MAX_MS ? PUBLISHER_RETRY_MAX_MS
-								   : pub->retry_ms * 2;
+	/* The next refusal waits longer; the end of the refusals resets it.
+	 * Rows the window held back were not refused again: same delay. */
+	if (!window_full)
+		pub->retry_ms = pub->retry_ms * 2 > PUBLISHER_RETRY_MAX_MS ? PUBLISHER_RETRY_MAX_MS
+									   : pub->retry_ms * 2;
 	for (size_t i = 0; i < pub->n_refused; i++)
 		if (!pub->refused[i].in_flight) {
 			arm_retry(pub);
@@ -523,14 +535,15 @@ void publisher_connected(struct publisher *pub)
 	pub->cursor = 0;
 	pub->inflight = 0;
 	pub->window = publisher_send_window(receive_max, &pub->refill_min);
-	/* Said once per change, not at every reconnect of a flapping link. */
-	if (pub->window < PUBLISHER_WINDOW && pub->window_logged != pub->window)
+	/* Said when it changes, not at every reconnect of a flapping link; the
+	 * shipped brokers' 256 (less the reserve) is not worth a word. */
+	if (receive_max < PUBLISHER_WINDOW && pub->receive_max_logged != receive_max)
 		log_warn("outbox: the broker allows %u QoS 1 messages in flight (its Receive "
 			 "Maximum): the outbox keeps at most %zu unacknowledged instead of %d, "
 			 "and a backlog drains more slowly (mosquitto: max_inflight_messages %d; "
 			 "docs/operations.md)",
 			 receive_max, pub->window, PUBLISHER_WINDOW, PUBLISHER_WINDOW);
-	pub->window_logged = pub->window < PUBLISHER_WINDOW ? (unsigned)pub->window : 0;
+	pub->receive_max_logged = receive_max < PUBLISHER_WINDOW ? receive_max : 0;
 	pub->n_refused = 0;
 	loop_timer_stop(pub->loop, pub->retry_timer);
 	publisher_drain(pub);

@@ -289,13 +289,14 @@ static int connect_broker(struct run *r)
 			break;
 	rc = r->connect_ok ? 0 : -EIO;
 	/*
-	 * The gateway's rule (publisher_send_window): no more QoS 1 messages
-	 * outstanding than the broker lets be in flight. Paho 1.3 does not wake
-	 * its send thread when a PUBACK frees a slot, so what waits over the
-	 * Receive Maximum goes out at the next publish or a second later.
+	 * As the gateway (publisher_send_window, without its reserve: nothing
+	 * else is sent here): no more QoS 1 messages outstanding than the
+	 * broker lets be in flight. Paho 1.3 does not wake its send thread when
+	 * a PUBACK frees a slot, so what waits over the Receive Maximum goes
+	 * out at the next publish or a second later.
 	 */
-	if (rc == 0 && r->opt.mode == MODE_OUTBOX && r->receive_max && r->receive_max < r->opt.window)
-		r->opt.window = r->receive_max;
+	if (rc == 0 && r->opt.mode == MODE_OUTBOX && r->receive_max < r->opt.window)
+		r->opt.window = r->receive_max ? r->receive_max : 1;
 	pthread_mutex_unlock(&r->lock);
 	if (rc < 0)
 		fprintf(stderr, "bench_pub: cannot connect to %s: %s\n", r->opt.uri,

@@ -14,9 +14,9 @@
    and the published events equal the stored ones.
 
 The broker lets only RECEIVE_MAX QoS 1 messages be in flight (its Receive
-Maximum, mosquitto's max_inflight_messages): the gateway names it and its
-outbox keeps no more than that unacknowledged (publisher_send_window), so
-every drain above goes through a window of 3, refilled one slot at a time.
+Maximum, mosquitto's max_inflight_messages): the gateway names it, and the
+drains above go through the outbox's window of 3 (publisher_send_window;
+test_outbox_window.py shows that the window is what makes a backlog drain).
 
 The collector keeps a persistent MQTT session on a persistent broker, so what
 the gateway publishes before the collector is back is queued for it, not lost
