@@ -99,7 +99,7 @@ int publisher_expire_retained(struct publisher *pub, const char *topic_infix, ui
 
 size_t publisher_send_window(unsigned receive_max, size_t *refill_min)
 {
-	size_t reserve = receive_max / 4 < PUBLISHER_DIRECT_RESERVE ? receive_max / 4
+	size_t reserve = receive_max / 8 < PUBLISHER_DIRECT_RESERVE ? receive_max / 8
 								   : PUBLISHER_DIRECT_RESERVE;
 	size_t window = receive_max - reserve, refill;
 

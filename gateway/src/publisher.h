@@ -45,8 +45,8 @@
 #define PUBLISHER_WINDOW 256 /* QoS 1 messages in flight at once */
 #define PUBLISHER_DRAIN_BATCH 64 /* rows handed to Paho per turn of the loop */
 #define PUBLISHER_REFILL_MIN 32  /* with rows in flight, refill once this many slots are free */
-/* Of a broker's Receive Maximum, at most this many slots (and at most a
- * quarter) are left to the QoS 1 messages that bypass the outbox: replies,
+/* Of a broker's Receive Maximum, at most this many slots (and at most an
+ * eighth) are left to the QoS 1 messages that bypass the outbox: replies,
  * the status, copies while the disk fails (publisher_send_window). */
 #define PUBLISHER_DIRECT_RESERVE 4
 #define PUBLISHER_RETRY_MIN_MS 1000
@@ -133,7 +133,7 @@ int publisher_reply(struct publisher *pub, const char *response_topic,
 /*
  * The send window for a broker's Receive Maximum (mqtt_client.h):
  * PUBLISHER_WINDOW, or fewer when the broker lets fewer be in flight, less
- * PUBLISHER_DIRECT_RESERVE slots (at most a quarter) for the QoS 1
+ * PUBLISHER_DIRECT_RESERVE slots (at most an eighth) for the QoS 1
  * messages sent past the outbox. So the outbox itself never makes Paho
  * hold a QoS 1 message it may not send yet: Paho sends such a message only
  * at the next publish or a second later, and walks its whole queue at
