@@ -144,10 +144,15 @@ static size_t seq_index(int64_t seq)
  * Seqs rise with ids (appended rows get both above everything before), and
  * each run hands rows out in id order. Rows delivered again in this run must
  * be exactly the last ones the run before delivered: DELETEs commit in ack
- * order, so those not yet committed at the kill are a suffix.
+ * order, so those not yet committed at the kill are a suffix. A run that was
+ * itself killed (complete false) may end inside that suffix: the writer can
+ * lag thousands of DELETEs behind acks that cost nothing, and a kill can
+ * come before the run has handed all of them out again. The next run
+ * redelivers the rest; the last run, which drains everything, must cover
+ * the whole suffix.
  */
 static void check_redelivery_is_a_suffix(const int64_t *prev, size_t prev_n, const int64_t *cur,
-					 size_t cur_n)
+					 size_t cur_n, bool complete)
 {
 	size_t i = 0;
 
@@ -159,6 +164,8 @@ static void check_redelivery_is_a_suffix(const int64_t *prev, size_t prev_n, con
 	while (i < prev_n && prev[i] < cur[0])
 		i++;
 	for (size_t j = 0; i < prev_n; i++, j++) {
+		if (j == cur_n && !complete)
+			break;
 		assert_true(j < cur_n);
 		assert_int_equal(cur[j], prev[i]);
 	}
@@ -284,7 +291,7 @@ static void test_kill9_mid_drain_loses_nothing(void **state)
 			if (t.count[ix] < 255)
 				t.count[ix]++;
 		}
-		check_redelivery_is_a_suffix(prev, prev_n, t.run, t.run_n);
+		check_redelivery_is_a_suffix(prev, prev_n, t.run, t.run_n, round > ROUNDS);
 		print_message("round %d: %zu rows delivered, seq %lld .. %lld\n", round, t.run_n,
 			      t.run_n ? (long long)t.run[0] : 0LL,
 			      t.run_n ? (long long)t.run[t.run_n - 1] : 0LL);
