@@ -1276,22 +1276,43 @@ static void fake_broker_start(struct fake_broker *fb)
 	assert_int_equal(pthread_create(&fb->thread, NULL, fake_broker_main, fb), 0);
 }
 
+/*
+ * Starts fb and a loop with a client of it (not started yet; max_packet_size
+ * 0: the default), recording into r. fake_client_end() undoes it all.
+ */
+static struct mqtt_client *fake_client_new(struct fake_broker *fb, struct loop **loop,
+					   const char *client_id, uint32_t max_packet_size,
+					   struct rec *r)
+{
+	struct mqtt_client_options o;
+	struct mqtt_client *c = NULL;
+	char uri[64];
+
+	fake_broker_start(fb);
+	assert_int_equal(loop_new(loop), 0);
+	make_options(&o, uri, sizeof(uri), client_id);
+	snprintf(uri, sizeof(uri), "mqtt://127.0.0.1:%d", fb->port);
+	o.max_packet_size = max_packet_size;
+	assert_int_equal(mqtt_client_new(*loop, &o, &callbacks, r, &c), 0);
+	return c;
+}
+
+static void fake_client_end(struct fake_broker *fb, struct loop *loop, struct mqtt_client *c)
+{
+	mqtt_client_free(c);
+	assert_int_equal(pthread_join(fb->thread, NULL), 0);
+	close(fb->lfd);
+	loop_free(loop);
+}
+
 static void test_oversize_dropped_before_copy(void **state)
 {
 	struct fake_broker fb = { .big_len = 8192 };
 	struct loop *loop = NULL;
-	struct mqtt_client *c = NULL;
-	struct mqtt_client_options o;
 	struct mqtt_client_stats st;
 	struct rec r = { 0 };
-	char uri[64];
+	struct mqtt_client *c = fake_client_new(&fb, &loop, "oversize", 1024, &r);
 
-	fake_broker_start(&fb);
-	assert_int_equal(loop_new(&loop), 0);
-	make_options(&o, uri, sizeof(uri), "oversize");
-	snprintf(uri, sizeof(uri), "mqtt://127.0.0.1:%d", fb.port);
-	o.max_packet_size = 1024;
-	assert_int_equal(mqtt_client_new(loop, &o, &callbacks, &r, &c), 0);
 	assert_int_equal(mqtt_client_start(c), 0);
 	wait_for_msg(loop, &r, "small/x");
 	assert_null(find_msg(&r, "big/x"));
@@ -1299,10 +1320,7 @@ static void test_oversize_dropped_before_copy(void **state)
 	mqtt_client_get_stats(c, &st);
 	assert_int_equal(st.oversize_dropped, 1);
 	assert_int_equal(st.oversize_largest, 8192);
-	mqtt_client_free(c);
-	assert_int_equal(pthread_join(fb.thread, NULL), 0);
-	close(fb.lfd);
-	loop_free(loop);
+	fake_client_end(&fb, loop, c);
 }
 
 /*
@@ -1331,24 +1349,14 @@ static void test_receive_maximum_from_connack(void **state)
 		struct fake_broker fb = { .connack = cases[i].connack,
 					  .connack_len = cases[i].len };
 		struct loop *loop = NULL;
-		struct mqtt_client *c = NULL;
-		struct mqtt_client_options o;
 		struct rec r = { 0 };
-		char uri[64];
+		struct mqtt_client *c = fake_client_new(&fb, &loop, "receive-max", 0, &r);
 
-		fake_broker_start(&fb);
-		assert_int_equal(loop_new(&loop), 0);
-		make_options(&o, uri, sizeof(uri), "receive-max");
-		snprintf(uri, sizeof(uri), "mqtt://127.0.0.1:%d", fb.port);
-		assert_int_equal(mqtt_client_new(loop, &o, &callbacks, &r, &c), 0);
 		assert_int_equal(mqtt_client_receive_maximum(c), 0); /* not connected yet */
 		assert_int_equal(mqtt_client_start(c), 0);
 		wait_for(loop, &r.connected, 1);
 		assert_int_equal(mqtt_client_receive_maximum(c), cases[i].want);
-		mqtt_client_free(c);
-		assert_int_equal(pthread_join(fb.thread, NULL), 0);
-		close(fb.lfd);
-		loop_free(loop);
+		fake_client_end(&fb, loop, c);
 	}
 	assert_int_equal(mqtt_client_receive_maximum(NULL), 0);
 }
